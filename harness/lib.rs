@@ -1,0 +1,16 @@
+//! sockcap: connection-capacity load tests for TCP and MQTT servers, with the
+//! socket states verified by the kernel's sock_diag at every phase.
+//!
+//! Data flows one way: CLI / scenario file → [`plan::Plan`] →
+//! [`engine::run`] → [`report::RunReport`] → the views in [`report`].
+
+pub mod cli;
+pub mod engine;
+pub mod expect;
+pub mod limits;
+pub mod plan;
+pub mod protocol;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+pub mod target;

@@ -1,0 +1,23 @@
+//! The probe: what the kernel says about TCP sockets and the limits around them.
+//!
+//! - [`state`]: TCP states and [`StateCounts`], a census by state.
+//! - [`census`]: counts sockets by state through sock_diag (netlink), filtered by the
+//!   kernel on ports and addresses, with a fallback to /proc/net/tcp{,6}.
+//! - [`counters`]: /proc/net/snmp `Tcp` and /proc/net/netstat `TcpExt` counters, and deltas.
+//! - [`sockstat`]: /proc/net/sockstat.
+//! - [`limits`]: descriptor limits and the TCP sysctls in force.
+//!
+//! Parsers are pure functions over bytes or text, tested with recorded input; the I/O
+//! that feeds them lives beside them. The probe knows nothing of the harness.
+
+pub mod census;
+pub mod counters;
+pub mod limits;
+pub mod sockstat;
+pub mod state;
+
+pub use census::{Backend, Census, Filter, PeerCount, Prober};
+pub use counters::KernelCounters;
+pub use limits::Limits;
+pub use sockstat::SockStat;
+pub use state::{StateCounts, TcpState};
