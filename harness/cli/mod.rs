@@ -1,0 +1,142 @@
+//! The command line: argument definitions, dispatch, and the meaning of exit codes.
+//! Each command lives in its own file; all of them return an [`ExitCode`]-carrying
+//! result so nothing below `main` calls `process::exit` (except a second Ctrl-C).
+
+mod probe_cmd;
+mod progress;
+mod run;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::protocol::Protocol;
+
+/// Exit codes, as documented in the README.
+pub mod exit {
+    /// Every expectation held.
+    pub const PASSED: u8 = 0;
+    /// An expectation failed (or the target failed mid-run).
+    pub const FAILED: u8 = 1;
+    /// Bad scenario or arguments.
+    pub const BAD_INPUT: u8 = 2;
+    /// The environment cannot run it (limits, permissions).
+    pub const ENVIRONMENT: u8 = 3;
+    /// Interrupted (Ctrl-C); the partial report was still written.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn bad_input(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: exit::BAD_INPUT, error: error.into() }
+    }
+
+    pub fn environment(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: exit::ENVIRONMENT, error: error.into() }
+    }
+
+    pub fn failed(error: impl Into<anyhow::Error>) -> Failure {
+        Failure { code: exit::FAILED, error: error.into() }
+    }
+}
+
+/// Connection-capacity load tests for TCP and MQTT servers, with socket states
+/// verified by the kernel's sock_diag at every phase.
+#[derive(Debug, Parser)]
+#[command(name = "sockcap", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario file and report every phase (exit 0 when all expectations hold).
+    Run(RunArgs),
+    /// Count TCP sockets by state for a port (a netstat | sort | uniq -c replacement).
+    Probe(ProbeArgs),
+    /// Run the embedded target on its own.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Connect here instead of the scenario's `target` ("HOST:PORT" or "embedded").
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Also write the report as JSON (schema sockcap.report/1) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// No live progress on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Count sockets whose local or remote port is this one (default: every TCP socket).
+    #[arg(long, short)]
+    pub port: Option<u16>,
+    /// Show this many addresses holding most sockets to the port.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Repeat at this interval ("1s", "500ms") until Ctrl-C.
+    #[arg(long, value_parser = parse_duration)]
+    pub watch: Option<Duration>,
+    /// Print JSON (one object per census, one per line with --watch).
+    #[arg(long)]
+    pub json: bool,
+    /// Read /proc/net/tcp{,6} instead of sock_diag.
+    #[arg(long)]
+    pub proc_net: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one; the ready line says which).
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub listen: SocketAddr,
+    #[arg(long, value_enum, default_value_t = Protocol::Mqtt)]
+    pub protocol: Protocol,
+    /// Listen backlog (capped by net.core.somaxconn).
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: u32,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{e}; write e.g. 1s or 500ms"))?;
+    if d < Duration::from_millis(10) {
+        return Err("the interval must be at least 10ms".into());
+    }
+    Ok(d)
+}
+
+/// Run the parsed command; returns the process exit code.
+pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Probe(args) => probe_cmd::probe(args),
+        Command::Serve(args) => serve::serve(args),
+    }
+}
+
+/// A tokio runtime for a command.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sockcap")
+        .build()
+        .map_err(|e| Failure::environment(anyhow::Error::new(e).context("starting the async runtime")))
+}

@@ -1,0 +1,119 @@
+//! `sockcap probe`: a census of TCP sockets for a port, both sides of it, and the
+//! addresses that hold most connections to it; once, or every `--watch` interval.
+
+use std::time::{Duration, Instant};
+
+use probe::{Census, CensusError, Filter, PeerCount, Prober, StateCounts};
+use serde::Serialize;
+
+use super::{exit, Failure, ProbeArgs};
+
+/// One probe reading.
+#[derive(Debug, Serialize)]
+struct Reading {
+    /// Seconds since the Unix epoch, with milliseconds.
+    unix_time: f64,
+    port: Option<u16>,
+    backend: &'static str,
+    /// Time the census took, microseconds.
+    elapsed_us: u64,
+    /// Sockets whose local port is `port` (the server side, listeners included),
+    /// or every TCP socket when no port is given.
+    local: StateCounts,
+    /// Sockets whose remote port is `port` (clients of it on this machine).
+    remote: Option<StateCounts>,
+    /// Remote addresses holding most sockets on the local port, largest first.
+    top_peers: Vec<PeerCount>,
+}
+
+pub fn probe(args: ProbeArgs) -> Result<u8, Failure> {
+    let mut prober = if args.proc_net { Prober::proc_net() } else { Prober::new() };
+    if let Some(warning) = prober.warning() {
+        eprintln!("sockcap: warning: {warning}");
+    }
+    loop {
+        let reading = read(&mut prober, &args).map_err(|e| Failure::environment(anyhow::Error::new(e).context("census")))?;
+        if args.json {
+            let line = serde_json::to_string(&reading).map_err(Failure::failed)?;
+            println!("{line}");
+        } else {
+            print!("{}", render(&reading));
+        }
+        let Some(every) = args.watch else { break };
+        std::thread::sleep(every);
+    }
+    Ok(exit::PASSED)
+}
+
+fn read(prober: &mut Prober, args: &ProbeArgs) -> Result<Reading, CensusError> {
+    let started = Instant::now();
+    let (local, remote, top_peers) = match args.port {
+        None => (prober.census(&Filter::default())?, None, Vec::new()),
+        Some(port) => {
+            let Census { states, peers, .. } =
+                prober.census_with_peers(&Filter { local_port: Some(port), ..Filter::default() }, args.top)?;
+            let remote = prober.census(&Filter { remote_port: Some(port), ..Filter::default() })?;
+            (states, Some(remote), peers)
+        }
+    };
+    let backend = match prober.backend() {
+        probe::Backend::SockDiag => "sock_diag",
+        probe::Backend::ProcNet => "proc_net",
+    };
+    let unix_time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as f64
+        / 1000.0;
+    Ok(Reading {
+        unix_time,
+        port: args.port,
+        backend,
+        elapsed_us: started.elapsed().as_micros() as u64,
+        local,
+        remote,
+        top_peers,
+    })
+}
+
+fn render(r: &Reading) -> String {
+    let mut out = String::new();
+    let took = format!("{} in {:.1}ms", r.backend, r.elapsed_us as f64 / 1000.0);
+    let rows: Vec<(String, &StateCounts)> = match (r.port, &r.remote) {
+        (Some(port), Some(remote)) => {
+            out.push_str(&format!("TCP sockets on port {port} ({took})\n"));
+            vec![(format!("local :{port}"), &r.local), (format!("remote :{port}"), remote)]
+        }
+        _ => {
+            out.push_str(&format!("TCP sockets ({took})\n"));
+            vec![("all".to_string(), &r.local)]
+        }
+    };
+    out.push_str(&format!("  {:<14}", "state"));
+    for (name, _) in &rows {
+        out.push_str(&format!("{name:>14}"));
+    }
+    out.push('\n');
+    for state in probe::TcpState::REPORTED {
+        if rows.iter().all(|(_, c)| c.get(state) == 0) {
+            continue;
+        }
+        out.push_str(&format!("  {:<14}", state.key().to_uppercase()));
+        for (_, c) in &rows {
+            out.push_str(&format!("{:>14}", c.get(state)));
+        }
+        out.push('\n');
+    }
+    out.push_str(&format!("  {:<14}", "total"));
+    for (_, c) in &rows {
+        out.push_str(&format!("{:>14}", c.total()));
+    }
+    out.push('\n');
+    if !r.top_peers.is_empty() {
+        out.push_str("  top peers on the local port:\n");
+        for p in &r.top_peers {
+            out.push_str(&format!("  {:>10}  {}\n", p.sockets, p.addr));
+        }
+    }
+    out
+}

@@ -1,0 +1,97 @@
+//! `sockcap run`: plan, check the environment, start the embedded target if asked,
+//! run the engine, print the report, write `--json`, exit with the verdict.
+
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{exit, progress, Failure, RunArgs};
+use crate::engine::{self, RunContext};
+use crate::limits;
+use crate::plan::{Plan, TargetSpec};
+use crate::report::{self, Outcome, RunReport};
+use crate::target::EmbeddedTarget;
+
+pub fn run(args: RunArgs) -> Result<u8, Failure> {
+    let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
+    if let Some(target) = &args.target {
+        plan.set_target(target).map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
+    }
+    let nofile = limits::raise_nofile()
+        .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
+    let needed = limits::check_descriptors(plan.peak_connections(), &nofile).map_err(Failure::environment)?;
+    let rt = super::runtime()?;
+    let report = rt.block_on(async {
+        let embedded = match plan.target {
+            TargetSpec::Embedded => Some(start_embedded(&plan).await?),
+            TargetSpec::Addr(_) => None,
+        };
+        let target = match (&embedded, plan.target) {
+            (Some(e), _) => e.addr,
+            (None, TargetSpec::Addr(addr)) => addr,
+            (None, TargetSpec::Embedded) => unreachable!("an embedded target was started above"),
+        };
+        let ports = probe::Limits::read().ephemeral_ports().unwrap_or(28_232);
+        let ctx = RunContext {
+            target,
+            embedded: embedded.is_some(),
+            sources: plan.effective_sources(target, ports),
+            nofile,
+            descriptors_needed: needed,
+            worker: 0,
+        };
+        let report = run_engine(&plan, ctx, args.quiet).await;
+        if let Some(embedded) = embedded {
+            if let Err(e) = embedded.stop().await {
+                eprintln!("sockcap: stopping the embedded target: {e:#}");
+            }
+        }
+        Ok::<RunReport, Failure>(report)
+    })?;
+    print!("{}", report::text::render(&report));
+    if let Some(path) = &args.json {
+        report::json::write(&report, path).map_err(Failure::failed)?;
+    }
+    Ok(match (report.outcome, report.passed) {
+        (Outcome::Interrupted, _) => exit::INTERRUPTED,
+        (Outcome::Completed, true) => exit::PASSED,
+        (Outcome::Completed, false) => exit::FAILED,
+    })
+}
+
+async fn start_embedded(plan: &Plan) -> Result<EmbeddedTarget, Failure> {
+    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    EmbeddedTarget::spawn(listen, plan.protocol)
+        .await
+        .context("starting the embedded target (`sockcap serve`)")
+        .map_err(Failure::environment)
+}
+
+/// Run the engine with Ctrl-C handling and the progress line.
+async fn run_engine(plan: &Plan, ctx: RunContext, quiet: bool) -> RunReport {
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(watch_ctrl_c(shutdown.clone()));
+    let (progress_tx, progress_rx) = watch::channel(engine::Progress::default());
+    let renderer = (!quiet).then(|| tokio::spawn(progress::render(progress_rx, std::io::stderr().is_terminal())));
+    let report = engine::run(plan, ctx, shutdown, progress_tx).await;
+    signals.abort();
+    if let Some(renderer) = renderer {
+        let _ = renderer.await;
+    }
+    report
+}
+
+/// First Ctrl-C: stop the run and report. Second: leave at once.
+async fn watch_ctrl_c(shutdown: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("\nsockcap: interrupted; closing connections and writing the report (Ctrl-C again to quit now)");
+    shutdown.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    }
+}

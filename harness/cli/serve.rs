@@ -1,0 +1,12 @@
+//! `sockcap serve`: the embedded target on its own.
+
+use super::{exit, Failure, ServeArgs};
+use crate::limits;
+use crate::target::{self, ServeOptions};
+
+pub fn serve(args: ServeArgs) -> Result<u8, Failure> {
+    limits::raise_nofile().map_err(|e| Failure::environment(anyhow::Error::new(e).context("raising RLIMIT_NOFILE")))?;
+    let opts = ServeOptions { listen: args.listen, protocol: args.protocol, backlog: args.backlog };
+    super::runtime()?.block_on(target::run_serve_process(opts)).map_err(Failure::environment)?;
+    Ok(exit::PASSED)
+}

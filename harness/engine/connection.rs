@@ -1,0 +1,381 @@
+//! One client connection as a task: connect, handshake, hold (keep-alive, drop
+//! detection), close in the mode asked for. Everything it measures goes to the
+//! engine as an [`Event`]; it never holds a buffer across an idle await (it waits
+//! on `readable()` and reads into a small stack array).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+use crate::plan::{CloseMode, MqttOptions};
+use crate::protocol::{mqtt, Protocol};
+use crate::stats::ErrorKind;
+
+/// What every connection of a run shares.
+#[derive(Debug)]
+pub struct ConnSpec {
+    pub target: SocketAddr,
+    pub protocol: Protocol,
+    pub mqtt: MqttOptions,
+    /// The worker index substituted for `{worker}` in client ids.
+    pub worker: u32,
+}
+
+/// A connection's outcome or a change of its state, sent to the engine.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// Connected, and (MQTT) CONNACK accepted. Latencies from the scheduled instant.
+    Connected { connect_us: u64, handshake_us: Option<u64> },
+    /// The connection never became usable.
+    ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
+    /// An established connection was lost without sockcap closing it.
+    Lost { kind: ErrorKind, errno: Option<i32> },
+    /// A close asked for by the engine finished (`error` when it did not go as the mode expects).
+    Closed { close_us: u64, error: Option<(ErrorKind, Option<i32>)> },
+}
+
+/// The engine's order to close, sent once per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct CloseCommand {
+    pub how: CloseMode,
+    /// The close's scheduled instant: close latency is measured from here.
+    pub scheduled: Instant,
+    /// How long to wait for the target's FIN where the mode waits for one.
+    pub timeout: Duration,
+}
+
+/// One connection attempt, as the pacer schedules it.
+#[derive(Debug)]
+pub struct Attempt {
+    /// Connection number within the run (for the client id).
+    pub n: u64,
+    pub scheduled: Instant,
+    /// Scheduled instant plus the handshake timeout.
+    pub deadline: Instant,
+    pub source: Option<IpAddr>,
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    /// Established and (MQTT) accepted; keep-alive running.
+    Held,
+    /// Half-closed by sockcap; reading until the target closes.
+    HalfClosed,
+}
+
+/// Run one connection from its scheduled connect to its end.
+pub async fn run(
+    spec: Arc<ConnSpec>,
+    attempt: Attempt,
+    permits: Arc<Semaphore>,
+    events: mpsc::UnboundedSender<Event>,
+    close_rx: oneshot::Receiver<CloseCommand>,
+    stop: CancellationToken,
+) {
+    let opened = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return,
+        opened = open_within_deadline(&spec, &attempt, &permits) => opened,
+    };
+    let stream = match opened {
+        Ok((stream, connect_us, handshake_us)) => {
+            let _ = events.send(Event::Connected { connect_us, handshake_us });
+            stream
+        }
+        Err(failure) => {
+            let _ = events.send(Event::ConnectFailed {
+                kind: failure.kind,
+                errno: failure.errno,
+                connect_us: failure.connect_us,
+            });
+            return;
+        }
+    };
+    hold(stream, &spec, &events, close_rx, &stop).await;
+}
+
+/// Why an attempt failed, and how far it got.
+struct Failure {
+    kind: ErrorKind,
+    errno: Option<i32>,
+    connect_us: Option<u64>,
+}
+
+impl Failure {
+    fn io(err: &io::Error, connect_us: Option<u64>) -> Failure {
+        let (kind, errno) = ErrorKind::classify(err);
+        Failure { kind, errno, connect_us }
+    }
+}
+
+fn micros_since(start: Instant) -> u64 {
+    Instant::now().saturating_duration_since(start).as_micros() as u64
+}
+
+async fn open_within_deadline(
+    spec: &ConnSpec,
+    attempt: &Attempt,
+    permits: &Semaphore,
+) -> Result<(TcpStream, u64, Option<u64>), Failure> {
+    // Waiting for a handshake slot counts against the deadline: the clock runs from the
+    // scheduled instant whatever holds the connection up.
+    let connecting = async {
+        let _permit = permits.acquire().await.map_err(|_| io::Error::other("the run is ending"))?;
+        connect(spec, attempt).await
+    };
+    let stream = match timeout_at(attempt.deadline, connecting).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(Failure::io(&e, None)),
+        Err(_) => return Err(Failure { kind: ErrorKind::TimedOut, errno: None, connect_us: None }),
+    };
+    let connect_us = micros_since(attempt.scheduled);
+    if spec.protocol == Protocol::Tcp {
+        return Ok((stream, connect_us, None));
+    }
+    match timeout_at(attempt.deadline, mqtt_handshake(&stream, spec, attempt.n)).await {
+        Ok(Ok(())) => Ok((stream, connect_us, Some(micros_since(attempt.scheduled)))),
+        Ok(Err(mut failure)) => {
+            failure.connect_us = Some(connect_us);
+            Err(failure)
+        }
+        Err(_) => Err(Failure { kind: ErrorKind::ConnackTimeout, errno: None, connect_us: Some(connect_us) }),
+    }
+}
+
+async fn connect(spec: &ConnSpec, attempt: &Attempt) -> io::Result<TcpStream> {
+    let socket = match spec.target {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(source) = attempt.source {
+        // Choose the port at connect time, for the full 4-tuple: never bind(port 0) first.
+        bind_address_no_port(&socket)?;
+        socket.bind(SocketAddr::new(source, 0))?;
+    }
+    let stream = socket.connect(spec.target).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: defer the port choice of a bound socket to connect().
+fn bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: the descriptor is open for the socket's lifetime and `one` outlives the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn client_id(template: &str, worker: u32, n: u64) -> String {
+    template.replace("{worker}", &worker.to_string()).replace("{n}", &n.to_string())
+}
+
+async fn mqtt_handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Failure> {
+    let id = client_id(&spec.mqtt.client_id, spec.worker, n);
+    let mut packet = Vec::with_capacity(32 + id.len());
+    mqtt::encode_connect(
+        &mqtt::Connect {
+            client_id: &id,
+            keep_alive_s: spec.mqtt.keep_alive.as_secs() as u16,
+            clean_session: spec.mqtt.clean_session,
+            username: spec.mqtt.username.as_deref(),
+            password: spec.mqtt.password.as_deref().map(str::as_bytes),
+        },
+        &mut packet,
+    );
+    write_all(stream, &packet).await.map_err(|e| Failure::io(&e, None))?;
+    drop(packet);
+    let mut buf = [0u8; 64];
+    let mut filled = 0;
+    loop {
+        stream.readable().await.map_err(|e| Failure::io(&e, None))?;
+        match stream.try_read(&mut buf[filled..]) {
+            Ok(0) => return Err(Failure { kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: None }),
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                let mut failure = Failure::io(&e, None);
+                if failure.kind == ErrorKind::Reset {
+                    // A reset before any CONNACK is the same symptom as an EOF: the broker dropped us.
+                    failure.kind = ErrorKind::ClosedBeforeConnack;
+                }
+                return Err(failure);
+            }
+        }
+        match mqtt::decode(&buf[..filled]) {
+            Ok(None) if filled < buf.len() => continue,
+            Ok(Some((mqtt::Packet::ConnAck { code: 0, .. }, _))) => return Ok(()),
+            Ok(Some((mqtt::Packet::ConnAck { .. }, _))) => {
+                return Err(Failure { kind: ErrorKind::ConnackRefused, errno: None, connect_us: None })
+            }
+            _ => return Err(Failure { kind: ErrorKind::Protocol, errno: None, connect_us: None }),
+        }
+    }
+}
+
+/// Write a short packet completely (it almost always fits the socket buffer at once).
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// What a read while holding found.
+enum Readout {
+    Data { pong: bool },
+    Eof,
+    Nothing,
+    Failed(io::Error),
+}
+
+fn read_available(stream: &TcpStream) -> Readout {
+    let mut buf = [0u8; 64];
+    match stream.try_read(&mut buf) {
+        Ok(0) => Readout::Eof,
+        // PINGRESP is the only packet a broker sends to an idle client of ours.
+        Ok(n) => Readout::Data { pong: buf[..n].windows(2).any(|w| w == mqtt::PINGRESP) },
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Readout::Nothing,
+        Err(e) => Readout::Failed(e),
+    }
+}
+
+async fn hold(
+    mut stream: TcpStream,
+    spec: &ConnSpec,
+    events: &mpsc::UnboundedSender<Event>,
+    mut close_rx: oneshot::Receiver<CloseCommand>,
+    stop: &CancellationToken,
+) {
+    let keep_alive = spec.mqtt.keep_alive;
+    let pinging = spec.protocol == Protocol::Mqtt && !keep_alive.is_zero();
+    let mut next_ping = Instant::now() + keep_alive;
+    let mut awaiting_pong = false;
+    let mut lifecycle = Lifecycle::Held;
+    let lost = |kind, errno| {
+        let _ = events.send(Event::Lost { kind, errno });
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            cmd = &mut close_rx, if lifecycle == Lifecycle::Held => {
+                let Ok(cmd) = cmd else { return };
+                let close_us_error = close(&mut stream, cmd).await;
+                let _ = events.send(Event::Closed { close_us: close_us_error.0, error: close_us_error.1 });
+                if cmd.how != CloseMode::HalfClose {
+                    return;
+                }
+                lifecycle = Lifecycle::HalfClosed;
+            }
+            ready = stream.readable() => {
+                if let Err(e) = ready {
+                    let (kind, errno) = ErrorKind::classify(&e);
+                    return lost(kind, errno);
+                }
+                match (read_available(&stream), lifecycle) {
+                    (Readout::Data { pong }, _) => awaiting_pong &= !pong,
+                    (Readout::Nothing, _) => {}
+                    // The target finished a half-close we started: done, quietly.
+                    (Readout::Eof | Readout::Failed(_), Lifecycle::HalfClosed) => return,
+                    (Readout::Eof, Lifecycle::Held) => return lost(ErrorKind::ClosedByPeer, None),
+                    (Readout::Failed(e), Lifecycle::Held) => {
+                        let (kind, errno) = ErrorKind::classify(&e);
+                        return lost(kind, errno);
+                    }
+                }
+            }
+            _ = sleep_until(next_ping), if pinging && lifecycle == Lifecycle::Held => {
+                if awaiting_pong {
+                    return lost(ErrorKind::PingTimeout, None);
+                }
+                if let Err(e) = write_all(&stream, &mqtt::PINGREQ).await {
+                    let (kind, errno) = ErrorKind::classify(&e);
+                    return lost(kind, errno);
+                }
+                awaiting_pong = true;
+                next_ping += keep_alive;
+            }
+        }
+    }
+}
+
+/// Close as `cmd.how` says; returns the close latency and what went wrong, if anything.
+async fn close(stream: &mut TcpStream, cmd: CloseCommand) -> (u64, Option<(ErrorKind, Option<i32>)>) {
+    let result = match cmd.how {
+        // Linger 0 makes close() send RST at once; it never blocks.
+        CloseMode::Rst => socket2::SockRef::from(&*stream).set_linger(Some(Duration::ZERO)),
+        CloseMode::HalfClose => stream.shutdown().await,
+        CloseMode::Fin => match stream.shutdown().await {
+            Ok(()) => wait_for_fin(stream, cmd).await,
+            Err(e) => Err(e),
+        },
+        CloseMode::MqttDisconnect => match write_all(stream, &mqtt::DISCONNECT).await {
+            Ok(()) => wait_for_fin(stream, cmd).await,
+            Err(e) => Err(e),
+        },
+    };
+    let close_us = micros_since(cmd.scheduled);
+    (close_us, result.err().map(|e| classify_close_error(&e)))
+}
+
+fn classify_close_error(e: &io::Error) -> (ErrorKind, Option<i32>) {
+    if e.kind() == io::ErrorKind::TimedOut {
+        (ErrorKind::CloseTimeout, None)
+    } else {
+        ErrorKind::classify(e)
+    }
+}
+
+/// Read (and discard) until the target's FIN arrives, or the close timeout passes.
+async fn wait_for_fin(stream: &TcpStream, cmd: CloseCommand) -> io::Result<()> {
+    let deadline = Instant::now().max(cmd.scheduled) + cmd.timeout;
+    let wait = async {
+        loop {
+            stream.readable().await?;
+            match read_available(stream) {
+                Readout::Eof => return Ok(()),
+                Readout::Failed(e) => return Err(e),
+                Readout::Data { .. } | Readout::Nothing => {}
+            }
+        }
+    };
+    timeout_at(deadline, wait)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no FIN from the target")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_fill_the_template() {
+        assert_eq!(client_id("sockcap-{worker}-{n}", 2, 41), "sockcap-2-41");
+    }
+}

@@ -1,0 +1,334 @@
+//! Expectations: `metric = "OP VALUE"` pairs of a phase's `expect` table, parsed into
+//! [`Expectation`]s and judged against a [`PhaseReport`].
+//!
+//! Metrics: any TCP state (`established`, `time_wait`, ...; client side, or
+//! `server.<state>`), latency percentiles (`connect_p99`, `handshake_p50`, `close_max`,
+//! with a unit: `"< 20ms"`), `errors` and `errors.<kind>`, `kernel.<Counter>`
+//! (a delta over the phase), `connected` (successes), `drops`, `rate` (per second).
+
+use probe::TcpState;
+
+use crate::report::{ExpectationResult, PhaseReport};
+use crate::stats::ErrorKind;
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Op {
+    const ALL: [(&'static str, Op); 6] =
+        [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)];
+
+    fn symbol(self) -> &'static str {
+        Op::ALL.iter().find(|(_, op)| *op == self).map(|(s, _)| *s).unwrap_or("?")
+    }
+
+    fn holds(self, actual: f64, expected: f64) -> bool {
+        match self {
+            Op::Lt => actual < expected,
+            Op::Le => actual <= expected,
+            Op::Gt => actual > expected,
+            Op::Ge => actual >= expected,
+            Op::Eq => actual == expected,
+            Op::Ne => actual != expected,
+        }
+    }
+}
+
+/// Which side of the connection a state census counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+/// Which latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyKind {
+    Connect,
+    Handshake,
+    Close,
+}
+
+/// A percentile (or the extremes) of a latency histogram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Percentile {
+    P50,
+    P90,
+    P99,
+    P999,
+    Max,
+    Min,
+}
+
+/// What an expectation measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metric {
+    State(Side, TcpState),
+    Latency(LatencyKind, Percentile),
+    /// All errors (`None`) or one kind.
+    Errors(Option<ErrorKind>),
+    Kernel(String),
+    Connected,
+    Drops,
+    Rate,
+}
+
+impl Metric {
+    /// Parse a metric name, or say what names exist.
+    pub fn parse(name: &str) -> Result<Metric, String> {
+        if let Some(state) = name.strip_prefix("server.") {
+            return TcpState::from_key(state)
+                .map(|s| Metric::State(Side::Server, s))
+                .ok_or_else(|| format!("`{state}` is not a TCP state; use one of {}", state_list()));
+        }
+        if let Some(state) = TcpState::from_key(name) {
+            return Ok(Metric::State(Side::Client, state));
+        }
+        if name == "errors" {
+            return Ok(Metric::Errors(None));
+        }
+        if let Some(kind) = name.strip_prefix("errors.") {
+            let list = || ErrorKind::ALL.map(|k| k.key()).join(", ");
+            return ErrorKind::from_key(kind)
+                .map(|k| Metric::Errors(Some(k)))
+                .ok_or_else(|| format!("`{kind}` is not an error kind; use one of {}", list()));
+        }
+        if let Some(counter) = name.strip_prefix("kernel.") {
+            let valid = !counter.is_empty() && counter.chars().all(|c| c.is_ascii_alphanumeric());
+            return if valid {
+                Ok(Metric::Kernel(counter.to_string()))
+            } else {
+                Err(format!("`{counter}` is not a counter name from /proc/net/snmp or /proc/net/netstat"))
+            };
+        }
+        match name {
+            "connected" => return Ok(Metric::Connected),
+            "drops" => return Ok(Metric::Drops),
+            "rate" => return Ok(Metric::Rate),
+            _ => {}
+        }
+        if let Some((which, pct)) = name.rsplit_once('_') {
+            let kind = match which {
+                "connect" => Some(LatencyKind::Connect),
+                "handshake" => Some(LatencyKind::Handshake),
+                "close" => Some(LatencyKind::Close),
+                _ => None,
+            };
+            let pct = match pct {
+                "p50" => Some(Percentile::P50),
+                "p90" => Some(Percentile::P90),
+                "p99" => Some(Percentile::P99),
+                "p999" => Some(Percentile::P999),
+                "max" => Some(Percentile::Max),
+                "min" => Some(Percentile::Min),
+                _ => None,
+            };
+            if let (Some(kind), Some(pct)) = (kind, pct) {
+                return Ok(Metric::Latency(kind, pct));
+            }
+        }
+        Err(format!(
+            "unknown metric `{name}`; use a TCP state ({}), `server.<state>`, \
+             `connect_p99` / `handshake_p50` / `close_max` (p50 p90 p99 p999 min max), \
+             `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` or `rate`",
+            state_list()
+        ))
+    }
+
+    /// The unit the value is compared in.
+    pub fn unit(&self) -> &'static str {
+        match self {
+            Metric::Latency(..) => "us",
+            Metric::Rate => "per_s",
+            _ => "count",
+        }
+    }
+
+    /// The measured value in a phase, if the phase has it.
+    pub fn actual(&self, phase: &PhaseReport) -> Option<f64> {
+        let value = match self {
+            Metric::State(Side::Client, s) => phase.census.client.get(*s),
+            Metric::State(Side::Server, s) => phase.census.server.as_ref()?.get(*s),
+            Metric::Latency(kind, pct) => {
+                let summary = match kind {
+                    LatencyKind::Connect => &phase.latency_us.connect,
+                    LatencyKind::Handshake => &phase.latency_us.handshake,
+                    LatencyKind::Close => &phase.latency_us.close,
+                };
+                if summary.count == 0 {
+                    return None;
+                }
+                match pct {
+                    Percentile::P50 => summary.p50,
+                    Percentile::P90 => summary.p90,
+                    Percentile::P99 => summary.p99,
+                    Percentile::P999 => summary.p999,
+                    Percentile::Max => summary.max,
+                    Percentile::Min => summary.min,
+                }
+            }
+            Metric::Errors(None) => phase.errors.values().sum(),
+            Metric::Errors(Some(kind)) => phase.errors.get(kind.key()).copied().unwrap_or(0),
+            Metric::Kernel(name) => return Some(phase.kernel.get(name).copied().unwrap_or(0) as f64),
+            Metric::Connected => phase.succeeded,
+            Metric::Drops => phase.drops,
+            Metric::Rate => return Some(phase.achieved_rate_per_s),
+        };
+        Some(value as f64)
+    }
+}
+
+fn state_list() -> String {
+    TcpState::REPORTED.map(|s| s.key()).join(", ")
+}
+
+/// A parsed expectation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expectation {
+    pub metric: Metric,
+    pub op: Op,
+    /// The threshold in the metric's unit (µs for latencies).
+    pub value: f64,
+    /// As the user wrote it: `established >= 5000`.
+    pub expr: String,
+    /// Added by sockcap, not written in the scenario.
+    pub implicit: bool,
+}
+
+impl Expectation {
+    /// Parse `name = value` where value is `"OP NUMBER[UNIT]"` (or a bare number, meaning `==`).
+    pub fn parse(name: &str, value: &toml::Value) -> Result<Expectation, String> {
+        let metric = Metric::parse(name)?;
+        let (op, number) = match value {
+            toml::Value::String(s) => split_op(s)?,
+            toml::Value::Integer(n) => (Op::Eq, n.to_string()),
+            toml::Value::Float(f) => (Op::Eq, f.to_string()),
+            other => {
+                return Err(format!(
+                    "expected a string such as \">= 5000\" or \"< 20ms\", found a {}",
+                    other.type_str()
+                ))
+            }
+        };
+        let value = parse_threshold(&metric, &number)?;
+        Ok(Expectation { expr: format!("{name} {} {}", op.symbol(), number.trim()), metric, op, value, implicit: false })
+    }
+
+    /// `errors == 0`, added to phases that name no error expectation.
+    pub fn no_errors() -> Expectation {
+        Expectation { metric: Metric::Errors(None), op: Op::Eq, value: 0.0, expr: "errors == 0".into(), implicit: true }
+    }
+
+    /// Judge this expectation against a phase's measurements.
+    pub fn judge(&self, phase: &PhaseReport) -> ExpectationResult {
+        let actual = self.metric.actual(phase);
+        ExpectationResult {
+            expr: self.expr.clone(),
+            actual,
+            unit: self.metric.unit().to_string(),
+            passed: actual.is_some_and(|a| self.op.holds(a, self.value)),
+            implicit: self.implicit,
+        }
+    }
+}
+
+fn split_op(s: &str) -> Result<(Op, String), String> {
+    let s = s.trim();
+    for (symbol, op) in Op::ALL {
+        if let Some(rest) = s.strip_prefix(symbol) {
+            return Ok((op, rest.trim().to_string()));
+        }
+    }
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        return Ok((Op::Eq, s.to_string()));
+    }
+    Err(format!("`{s}` does not start with a comparison; write it as \">= 5000\" (one of < <= > >= == !=)"))
+}
+
+fn parse_threshold(metric: &Metric, text: &str) -> Result<f64, String> {
+    let text = text.trim().replace('_', "");
+    if let Metric::Latency(..) = metric {
+        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration; write e.g. \"< 20ms\""))?;
+        let scale = match unit.trim() {
+            "us" | "µs" => 1.0,
+            "ms" => 1_000.0,
+            "s" => 1_000_000.0,
+            "" => return Err(format!("`{text}` has no unit; latencies need one: \"< {text}ms\" (us, ms or s)")),
+            other => return Err(format!("unknown unit `{other}`; use us, ms or s")),
+        };
+        return Ok(number * scale);
+    }
+    text.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("`{text}` is not a number; write e.g. \">= 5000\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(name: &str, value: &str) -> Result<Expectation, String> {
+        Expectation::parse(name, &toml::Value::String(value.into()))
+    }
+
+    #[test]
+    fn states_and_sides() {
+        let e = parse("established", ">= 5_000").unwrap();
+        assert_eq!(e.metric, Metric::State(Side::Client, TcpState::Established));
+        assert_eq!((e.op, e.value), (Op::Ge, 5000.0));
+        assert_eq!(e.expr, "established >= 5_000");
+        let e = parse("server.time_wait", "> 0").unwrap();
+        assert_eq!(e.metric, Metric::State(Side::Server, TcpState::TimeWait));
+    }
+
+    #[test]
+    fn latency_needs_a_unit() {
+        let e = parse("connect_p99", "< 20ms").unwrap();
+        assert_eq!(e.metric, Metric::Latency(LatencyKind::Connect, Percentile::P99));
+        assert_eq!(e.value, 20_000.0);
+        assert_eq!(parse("handshake_p999", "<= 1.5s").unwrap().value, 1_500_000.0);
+        assert!(parse("connect_p99", "< 20").unwrap_err().contains("no unit"));
+    }
+
+    #[test]
+    fn errors_and_kernel() {
+        assert_eq!(parse("errors", "== 0").unwrap().metric, Metric::Errors(None));
+        assert_eq!(parse("errors.refused", "> 0").unwrap().metric, Metric::Errors(Some(ErrorKind::Refused)));
+        assert!(parse("errors.nope", "> 0").unwrap_err().contains("not an error kind"));
+        let e = parse("kernel.ListenOverflows", "== 0").unwrap();
+        assert_eq!(e.metric, Metric::Kernel("ListenOverflows".into()));
+    }
+
+    #[test]
+    fn bare_numbers_mean_equal() {
+        let e = Expectation::parse("errors", &toml::Value::Integer(0)).unwrap();
+        assert_eq!((e.op, e.value), (Op::Eq, 0.0));
+        assert_eq!(parse("time_wait", "100").unwrap().op, Op::Eq);
+    }
+
+    #[test]
+    fn bad_input_says_the_fix() {
+        assert!(parse("establishd", ">= 1").unwrap_err().contains("unknown metric"));
+        assert!(parse("established", "at least 5").unwrap_err().contains("comparison"));
+        assert!(parse("established", ">= lots").unwrap_err().contains("not a number"));
+        let err = Expectation::parse("established", &toml::Value::Boolean(true)).unwrap_err();
+        assert!(err.contains("found a boolean"));
+    }
+
+    #[test]
+    fn ops_compare() {
+        assert!(Op::Ge.holds(5.0, 5.0) && !Op::Gt.holds(5.0, 5.0));
+        assert!(Op::Lt.holds(4.0, 5.0) && Op::Ne.holds(4.0, 5.0) && Op::Le.holds(5.0, 5.0));
+    }
+}

@@ -1,0 +1,63 @@
+//! Descriptor limits for a run: raise RLIMIT_NOFILE's soft limit to the hard limit,
+//! and refuse a run that cannot fit before it opens a socket.
+
+/// Descriptors kept free for the runtime, the census socket, files and the report.
+pub const RESERVE: u64 = 100;
+
+/// RLIMIT_NOFILE before and after raising.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NofileRaise {
+    pub soft_before: u64,
+    pub soft_after: u64,
+    pub hard: u64,
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit.
+pub fn raise_nofile() -> std::io::Result<NofileRaise> {
+    let (soft_before, hard) = rlimit::Resource::NOFILE.get()?;
+    if soft_before < hard {
+        rlimit::Resource::NOFILE.set(hard, hard)?;
+    }
+    let (soft_after, hard) = rlimit::Resource::NOFILE.get()?;
+    Ok(NofileRaise { soft_before, soft_after, hard })
+}
+
+/// The machine cannot run this scenario as it is set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(
+        "the scenario holds up to {connections} connections and needs {needed} descriptors, \
+         but this process may open at most {hard} (RLIMIT_NOFILE hard limit). \
+         Fix: raise the hard limit (`ulimit -Hn {needed}` as root, or LimitNOFILE= for a service), \
+         or lower the connect counts to at most {fits}"
+    )]
+    Descriptors { connections: u64, needed: u64, hard: u64, fits: u64 },
+}
+
+/// Check that `connections` held at once fit under the hard limit.
+pub fn check_descriptors(connections: u64, limits: &NofileRaise) -> Result<u64, EnvError> {
+    let needed = connections + RESERVE;
+    if needed > limits.soft_after {
+        return Err(EnvError::Descriptors {
+            connections,
+            needed,
+            hard: limits.hard,
+            fits: limits.soft_after.saturating_sub(RESERVE),
+        });
+    }
+    Ok(needed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_connections_are_refused_with_the_numbers() {
+        let limits = NofileRaise { soft_before: 1024, soft_after: 20_000, hard: 20_000 };
+        assert_eq!(check_descriptors(5_000, &limits).unwrap(), 5_100);
+        let err = check_descriptors(50_000, &limits).unwrap_err().to_string();
+        assert!(err.contains("needs 50100 descriptors"), "{err}");
+        assert!(err.contains("at most 19900"), "{err}");
+    }
+}

@@ -1,0 +1,543 @@
+//! A validated plan: a [`Scenario`] checked field by field, with durations parsed,
+//! counts non-zero and addresses resolved. Every error names the file, the field
+//! and the fix; the CLI turns a [`PlanError`] into exit code 2.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::expect::{Expectation, Metric};
+use crate::protocol::Protocol;
+use crate::scenario::{CloseSection, ConnectSection, MqttSection, PhaseSection, Scenario};
+
+/// A scenario that can run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    /// The file it came from (for messages and reports).
+    pub file: PathBuf,
+    pub target: TargetSpec,
+    pub protocol: Protocol,
+    /// Client source addresses; empty means "sockcap decides" (see [`Plan::effective_sources`]).
+    pub sources: Vec<IpAddr>,
+    /// Census sampling interval during phases.
+    pub sample_every: Duration,
+    pub mqtt: MqttOptions,
+    pub phases: Vec<PhasePlan>,
+}
+
+/// Where the clients connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// sockcap starts its own target as a child process on a free loopback port.
+    Embedded,
+    Addr(SocketAddr),
+}
+
+/// MQTT session options.
+#[derive(Debug, Clone)]
+pub struct MqttOptions {
+    /// Template with `{n}` (connection number) and optionally `{worker}`.
+    pub client_id: String,
+    /// PINGREQ interval during holds; zero disables pings.
+    pub keep_alive: Duration,
+    pub clean_session: bool,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// One phase: a name, an action, and what must hold when it ends.
+#[derive(Debug, Clone)]
+pub struct PhasePlan {
+    pub name: String,
+    pub action: Action,
+    pub expect: Vec<Expectation>,
+}
+
+/// What a phase does.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Connect(ConnectPlan),
+    Hold(Duration),
+    Close(ClosePlan),
+    Sleep(Duration),
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Connect(_) => "connect",
+            Action::Hold(_) => "hold",
+            Action::Close(_) => "close",
+            Action::Sleep(_) => "sleep",
+        }
+    }
+}
+
+/// Open `count` connections at `rate` per second, open loop.
+#[derive(Debug, Clone)]
+pub struct ConnectPlan {
+    pub count: u64,
+    pub rate: f64,
+    /// From each connection's scheduled instant to its finished handshake.
+    pub timeout: Duration,
+    /// Handshakes in flight at once.
+    pub max_inflight: usize,
+}
+
+/// Close held connections at `rate` per second.
+#[derive(Debug, Clone)]
+pub struct ClosePlan {
+    pub how: CloseMode,
+    pub rate: f64,
+    pub amount: CloseAmount,
+    /// How long a close waits for the target's FIN, where the mode waits for it.
+    pub timeout: Duration,
+}
+
+/// How a connection is closed, and the state each mode leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseMode {
+    /// The client closes first (shutdown, then waits for the target's FIN): client TIME_WAIT.
+    Fin,
+    /// SO_LINGER 0 then close: RST, no TIME_WAIT anywhere.
+    Rst,
+    /// MQTT DISCONNECT; the broker closes first: server TIME_WAIT.
+    MqttDisconnect,
+    /// shutdown(write), keep reading: client FIN_WAIT_2 / server CLOSE_WAIT until the target closes.
+    HalfClose,
+}
+
+impl CloseMode {
+    pub const NAMES: &'static str = "fin, rst, mqtt-disconnect, half-close";
+
+    pub fn parse(s: &str) -> Option<CloseMode> {
+        match s {
+            "fin" => Some(CloseMode::Fin),
+            "rst" => Some(CloseMode::Rst),
+            "mqtt-disconnect" => Some(CloseMode::MqttDisconnect),
+            "half-close" => Some(CloseMode::HalfClose),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CloseMode::Fin => "fin",
+            CloseMode::Rst => "rst",
+            CloseMode::MqttDisconnect => "mqtt-disconnect",
+            CloseMode::HalfClose => "half-close",
+        }
+    }
+}
+
+/// How many held connections a close phase closes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CloseAmount {
+    All,
+    Count(u64),
+    /// A fraction of those held when the phase starts, in (0, 1].
+    Fraction(f64),
+}
+
+/// A scenario that cannot run, with where and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub struct PlanError {
+    pub file: PathBuf,
+    /// The field at fault (`phase[2].connect.rate`), or empty for file-level errors.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: field `{}`: {}", self.file.display(), self.field, self.message)
+        }
+    }
+}
+
+/// Builds errors for one file.
+struct Check<'a> {
+    file: &'a Path,
+}
+
+impl Check<'_> {
+    fn err(&self, field: impl Into<String>, message: impl Into<String>) -> PlanError {
+        PlanError { file: self.file.to_path_buf(), field: field.into(), message: message.into() }
+    }
+
+    fn duration(&self, field: &str, text: &str) -> Result<Duration, PlanError> {
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            self.err(field, format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"500ms\" or \"2m\""))
+        })
+    }
+
+    fn rate(&self, field: &str, rate: f64) -> Result<f64, PlanError> {
+        if rate.is_finite() && rate > 0.0 {
+            Ok(rate)
+        } else {
+            Err(self.err(field, format!("rate must be a positive number per second, found {rate}")))
+        }
+    }
+}
+
+impl Plan {
+    /// Read, parse and check a scenario file.
+    pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        let check = Check { file: path };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| check.err("", format!("cannot read the scenario: {e}")))?;
+        Plan::from_toml(path, &text)
+    }
+
+    /// Parse and check scenario text; `path` is only used in messages.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Plan, PlanError> {
+        let check = Check { file: path };
+        let scenario: Scenario = toml::from_str(text).map_err(|e| toml_error(&check, text, &e))?;
+        Plan::from_scenario(path, scenario)
+    }
+
+    fn from_scenario(path: &Path, s: Scenario) -> Result<Plan, PlanError> {
+        let check = Check { file: path };
+        let protocol = match s.protocol.as_str() {
+            "tcp" => Protocol::Tcp,
+            "mqtt" => Protocol::Mqtt,
+            other => return Err(check.err("protocol", format!("`{other}` is not a protocol; use \"tcp\" or \"mqtt\""))),
+        };
+        let target = parse_target(&s.target).map_err(|m| check.err("target", m))?;
+        let sources = match &s.sources {
+            None => Vec::new(),
+            Some(list) => parse_sources(list).map_err(|m| check.err("sources", m))?,
+        };
+        let sample_every = match &s.sample_every {
+            None => Duration::from_secs(1),
+            Some(t) => check.duration("sample_every", t)?,
+        };
+        if sample_every < Duration::from_millis(100) {
+            return Err(check.err("sample_every", "sample at most every 100ms; a census of many sockets takes time"));
+        }
+        if s.mqtt.is_some() && protocol == Protocol::Tcp {
+            return Err(check.err("mqtt", "an [mqtt] section needs protocol = \"mqtt\"; remove it or change the protocol"));
+        }
+        let mqtt = mqtt_options(&check, s.mqtt.as_ref())?;
+        if s.phases.is_empty() {
+            return Err(check.err("phase", "the scenario has no [[phase]]; add one, e.g. connect = { count = 100, rate = 100 }"));
+        }
+        let phases = s
+            .phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| phase_plan(&check, i, p, protocol))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Plan { name: s.name, file: path.to_path_buf(), target, protocol, sources, sample_every, mqtt, phases })
+    }
+
+    /// Replace the target (`--target`).
+    pub fn set_target(&mut self, text: &str) -> Result<(), String> {
+        self.target = parse_target(text)?;
+        Ok(())
+    }
+
+    /// The most connections held at once, assuming every connect succeeds.
+    pub fn peak_connections(&self) -> u64 {
+        let (mut held, mut peak) = (0u64, 0u64);
+        for phase in &self.phases {
+            match &phase.action {
+                Action::Connect(c) => held += c.count,
+                // Half-closed sockets stay open until the target closes: count them as held.
+                Action::Close(c) if c.how == CloseMode::HalfClose => {}
+                Action::Close(c) => {
+                    held -= match c.amount {
+                        CloseAmount::All => held,
+                        CloseAmount::Count(n) => n.min(held),
+                        CloseAmount::Fraction(f) => ((held as f64) * f).round() as u64,
+                    }
+                }
+                Action::Hold(_) | Action::Sleep(_) => {}
+            }
+            peak = peak.max(held);
+        }
+        peak
+    }
+
+    /// Client source addresses: as given, or for a loopback IPv4 target with more
+    /// connections than one (source, destination) pair connects quickly (the kernel's
+    /// port search slows past half the ephemeral range), enough 127.0.0.x addresses.
+    pub fn effective_sources(&self, target: SocketAddr, ephemeral_ports: u32) -> Vec<IpAddr> {
+        if !self.sources.is_empty() {
+            return self.sources.clone();
+        }
+        let IpAddr::V4(v4) = target.ip() else { return Vec::new() };
+        if !v4.is_loopback() {
+            return Vec::new();
+        }
+        let per_source = u64::from((ephemeral_ports / 2).max(1)) * 4 / 5;
+        let needed = self.peak_connections().div_ceil(per_source).max(1);
+        if needed == 1 {
+            return Vec::new();
+        }
+        (0..needed.min(250) as u8).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + i))).collect()
+    }
+}
+
+fn toml_error(check: &Check, text: &str, e: &toml::de::Error) -> PlanError {
+    let location = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    let message = e.message().trim_end().to_string();
+    let fix = if message.contains("unknown field") {
+        " (remove or rename the key; the scenario reference is in README.md)"
+    } else if message.contains("missing field") {
+        " (add the key; the scenario reference is in README.md)"
+    } else {
+        ""
+    };
+    check.err("", format!("{}{message}{fix}", location.unwrap_or_default()))
+}
+
+/// `embedded`, `HOST:PORT` with an IP address, or `localhost:PORT`.
+pub fn parse_target(text: &str) -> Result<TargetSpec, String> {
+    let text = text.trim();
+    if text == "embedded" {
+        return Ok(TargetSpec::Embedded);
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("`{text}` has port 0; name the port the target listens on"));
+        }
+        return Ok(TargetSpec::Addr(addr));
+    }
+    if let Some(port) = text.strip_prefix("localhost:") {
+        if let Ok(port) = port.parse::<u16>() {
+            return Ok(TargetSpec::Addr(SocketAddr::from((Ipv4Addr::LOCALHOST, port))));
+        }
+    }
+    Err(format!("`{text}` is not a target; write \"embedded\", \"127.0.0.1:1883\" or \"[::1]:1883\""))
+}
+
+/// `["127.0.0.2", "127.0.0.10-127.0.0.20", "::1"]` → addresses.
+pub fn parse_sources(list: &[String]) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for item in list {
+        let bad = || format!("`{item}` is not an address or an IPv4 range like \"127.0.0.2-127.0.0.40\"");
+        match item.split_once('-') {
+            None => out.push(item.trim().parse::<IpAddr>().map_err(|_| bad())?),
+            Some((a, b)) => {
+                let a: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+                let b: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
+                let (a, b) = (u32::from(a), u32::from(b));
+                if b < a || b - a >= 65_536 {
+                    return Err(format!("`{item}`: the range must go upward and hold at most 65,536 addresses"));
+                }
+                out.extend((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("the list is empty; remove `sources` to let sockcap choose".into());
+    }
+    Ok(out)
+}
+
+fn mqtt_options(check: &Check, m: Option<&MqttSection>) -> Result<MqttOptions, PlanError> {
+    let client_id = m.and_then(|m| m.client_id.clone()).unwrap_or_else(|| "sockcap-{worker}-{n}".into());
+    if !client_id.contains("{n}") {
+        return Err(check.err(
+            "mqtt.client_id",
+            format!("`{client_id}` has no `{{n}}`: every client would use the same id and the broker would drop all but one; add {{n}}"),
+        ));
+    }
+    let stripped = client_id.replace("{n}", "").replace("{worker}", "");
+    if stripped.contains('{') || stripped.contains('}') {
+        return Err(check.err("mqtt.client_id", "only `{n}` and `{worker}` may appear in braces"));
+    }
+    let keep_alive = match m.and_then(|m| m.keep_alive.as_deref()) {
+        None => Duration::from_secs(30),
+        Some(t) => check.duration("mqtt.keep_alive", t)?,
+    };
+    if keep_alive.as_secs() > u64::from(u16::MAX) {
+        return Err(check.err("mqtt.keep_alive", "MQTT keep-alive is at most 65535s (18h12m15s)"));
+    }
+    Ok(MqttOptions {
+        client_id,
+        keep_alive,
+        clean_session: m.and_then(|m| m.clean_session).unwrap_or(true),
+        username: m.and_then(|m| m.username.clone()),
+        password: m.and_then(|m| m.password.clone()),
+    })
+}
+
+fn phase_plan(check: &Check, i: usize, p: &PhaseSection, protocol: Protocol) -> Result<PhasePlan, PlanError> {
+    let at = format!("phase[{i}]");
+    let name = p.name.clone().unwrap_or_else(|| format!("phase {}", i + 1));
+    let actions = [p.connect.is_some(), p.hold.is_some(), p.close.is_some(), p.sleep.is_some()];
+    if actions.iter().filter(|a| **a).count() != 1 {
+        return Err(check.err(
+            at,
+            format!("phase `{name}` needs exactly one of `connect`, `hold`, `close`, `sleep`; split it into several [[phase]]s"),
+        ));
+    }
+    let action = if let Some(c) = &p.connect {
+        Action::Connect(connect_plan(check, &format!("{at}.connect"), c)?)
+    } else if let Some(c) = &p.close {
+        Action::Close(close_plan(check, &format!("{at}.close"), c, protocol)?)
+    } else if let Some(t) = &p.hold {
+        Action::Hold(check.duration(&format!("{at}.hold"), t)?)
+    } else {
+        let t = p.sleep.as_deref().unwrap_or_default();
+        Action::Sleep(check.duration(&format!("{at}.sleep"), t)?)
+    };
+    let mut expect = p
+        .expect
+        .iter()
+        .map(|(k, v)| Expectation::parse(k, v).map_err(|m| check.err(format!("{at}.expect.{k}"), m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !expect.iter().any(|e| matches!(e.metric, Metric::Errors(_))) {
+        expect.push(Expectation::no_errors());
+    }
+    Ok(PhasePlan { name, action, expect })
+}
+
+fn connect_plan(check: &Check, at: &str, c: &ConnectSection) -> Result<ConnectPlan, PlanError> {
+    if c.count <= 0 {
+        return Err(check.err(format!("{at}.count"), format!("count must be at least 1, found {}", c.count)));
+    }
+    let timeout = match &c.timeout {
+        None => Duration::from_secs(10),
+        Some(t) => check.duration(&format!("{at}.timeout"), t)?,
+    };
+    if timeout.is_zero() {
+        return Err(check.err(format!("{at}.timeout"), "the handshake timeout must be longer than zero"));
+    }
+    let max_inflight = c.max_inflight.unwrap_or(2000);
+    if max_inflight <= 0 {
+        return Err(check.err(format!("{at}.max_inflight"), "max_inflight must be at least 1"));
+    }
+    Ok(ConnectPlan {
+        count: c.count as u64,
+        rate: check.rate(&format!("{at}.rate"), c.rate)?,
+        timeout,
+        max_inflight: max_inflight as usize,
+    })
+}
+
+fn close_plan(check: &Check, at: &str, c: &CloseSection, protocol: Protocol) -> Result<ClosePlan, PlanError> {
+    let how = CloseMode::parse(&c.how).ok_or_else(|| {
+        check.err(format!("{at}.how"), format!("`{}` is not a close mode; use one of {}", c.how, CloseMode::NAMES))
+    })?;
+    if how == CloseMode::MqttDisconnect && protocol != Protocol::Mqtt {
+        return Err(check.err(format!("{at}.how"), "mqtt-disconnect needs protocol = \"mqtt\"; use fin or rst for tcp"));
+    }
+    let amount = match (c.count, c.fraction) {
+        (Some(_), Some(_)) => {
+            return Err(check.err(at, "give `count` or `fraction`, not both"));
+        }
+        (Some(n), None) if n <= 0 => {
+            return Err(check.err(format!("{at}.count"), format!("count must be at least 1, found {n}")));
+        }
+        (Some(n), None) => CloseAmount::Count(n as u64),
+        (None, Some(f)) if !(f > 0.0 && f <= 1.0) => {
+            return Err(check.err(format!("{at}.fraction"), format!("fraction must be in (0, 1], found {f}")));
+        }
+        (None, Some(f)) => CloseAmount::Fraction(f),
+        (None, None) => CloseAmount::All,
+    };
+    let timeout = match &c.timeout {
+        None => Duration::from_secs(5),
+        Some(t) => check.duration(&format!("{at}.timeout"), t)?,
+    };
+    Ok(ClosePlan { how, rate: check.rate(&format!("{at}.rate"), c.rate)?, amount, timeout })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+target = "127.0.0.1:1883"
+protocol = "mqtt"
+[mqtt]
+keep_alive = "10s"
+[[phase]]
+name = "ramp"
+connect = { count = 100, rate = 50 }
+expect = { established = ">= 100" }
+[[phase]]
+hold = "2s"
+[[phase]]
+close = { how = "fin", rate = 100, fraction = 0.5 }
+"#;
+
+    fn load(text: &str) -> Result<Plan, PlanError> {
+        Plan::from_toml(Path::new("s.toml"), text)
+    }
+
+    #[test]
+    fn a_good_scenario_plans() {
+        let plan = load(GOOD).unwrap();
+        assert_eq!(plan.phases.len(), 3);
+        assert_eq!(plan.phases[1].name, "phase 2");
+        assert_eq!(plan.mqtt.keep_alive, Duration::from_secs(10));
+        assert!(matches!(plan.phases[0].action, Action::Connect(ConnectPlan { count: 100, .. })));
+        // errors == 0 is added where no error expectation is written
+        assert!(plan.phases.iter().all(|p| p.expect.iter().any(|e| e.implicit)));
+        assert_eq!(plan.peak_connections(), 100);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        let err = load(&GOOD.replace("hold = \"2s\"", "hodl = \"2s\"")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("s.toml: line 13"), "{text}");
+        assert!(text.contains("unknown field `hodl`"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_fix() {
+        let err = load(&GOOD.replace("rate = 50", "rate = 0")).unwrap_err();
+        assert_eq!(err.field, "phase[0].connect.rate");
+        let err = load(&GOOD.replace("\"10s\"", "\"10 parsecs\"")).unwrap_err();
+        assert_eq!(err.field, "mqtt.keep_alive");
+        assert!(err.message.contains("30s"));
+        let err = load(&GOOD.replace("\"fin\"", "\"slam\"")).unwrap_err();
+        assert!(err.to_string().contains("field `phase[2].close.how`: `slam` is not a close mode"), "{err}");
+        let err = load(&GOOD.replace("\">= 100\"", "\"lots\"")).unwrap_err();
+        assert_eq!(err.field, "phase[0].expect.established");
+        let err = load(&GOOD.replace("127.0.0.1:1883", "broker")).unwrap_err();
+        assert_eq!(err.field, "target");
+    }
+
+    #[test]
+    fn one_action_per_phase() {
+        let err = load(&GOOD.replace("hold = \"2s\"", "hold = \"2s\"\nsleep = \"1s\"")).unwrap_err();
+        assert_eq!(err.field, "phase[1]");
+    }
+
+    #[test]
+    fn sources_and_ranges() {
+        let list = vec!["127.0.0.2-127.0.0.4".to_string(), "::1".to_string()];
+        let got = parse_sources(&list).unwrap();
+        assert_eq!(got.len(), 4);
+        assert!(parse_sources(&["127.0.0.9-127.0.0.2".to_string()]).is_err());
+    }
+
+    #[test]
+    fn loopback_targets_spread_over_sources() {
+        let mut plan = load(GOOD).unwrap();
+        let target: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+        assert!(plan.effective_sources(target, 28_232).is_empty());
+        if let Action::Connect(c) = &mut plan.phases[0].action {
+            c.count = 30_000;
+        }
+        assert_eq!(plan.effective_sources(target, 28_232).len(), 3);
+    }
+}

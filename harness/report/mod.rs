@@ -1,0 +1,170 @@
+//! The run report: plain data that every output format is a view of.
+//!
+//! [`RunReport`] is what [`crate::engine::run`] returns and what `--json` writes
+//! (schema `sockcap.report/1`). Field names carry their units (`_us`, `_ms`, `_per_s`).
+//! Views: [`text`] (the human table on stdout) and [`json`] (the file, written atomically).
+
+pub mod findings;
+pub mod json;
+pub mod text;
+
+use std::collections::BTreeMap;
+
+use probe::{Limits, SockStat, StateCounts};
+use serde::{Deserialize, Serialize};
+
+pub use findings::findings;
+
+use crate::stats::LatencySummary;
+
+/// The schema name and version written in every JSON report.
+pub const SCHEMA: &str = "sockcap.report/1";
+
+/// One run of a scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// The sockcap version that wrote this report.
+    pub sockcap_version: String,
+    /// True when every expectation of every phase held and the run completed.
+    pub passed: bool,
+    /// How the run ended.
+    pub outcome: Outcome,
+    pub scenario: ScenarioInfo,
+    /// Start of the run, RFC 3339, UTC.
+    pub started_at: String,
+    pub duration_ms: u64,
+    /// Descriptor limits and TCP sysctls in force.
+    pub limits: LimitsReport,
+    /// Which census backend answered (`sock_diag` or `proc_net`), and why, if the fallback.
+    pub probe_backend: String,
+    pub probe_warning: Option<String>,
+    /// Findings a reader should act on (e.g. "the target may be out of descriptors").
+    pub notes: Vec<String>,
+    pub phases: Vec<PhaseReport>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every phase ran.
+    Completed,
+    /// Stopped by Ctrl-C; phases after the current one did not run.
+    Interrupted,
+}
+
+/// What ran, against what.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub file: String,
+    /// The address connected to (the embedded target's actual address when embedded).
+    pub target: String,
+    /// True when sockcap started its own target for this run.
+    pub embedded_target: bool,
+    pub protocol: String,
+    /// Client source addresses in use (empty: the kernel's choice).
+    pub sources: Vec<String>,
+}
+
+/// Limits before and after sockcap raised RLIMIT_NOFILE, and the sysctls in force.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LimitsReport {
+    pub nofile_soft_before: u64,
+    pub nofile_soft_after: u64,
+    pub nofile_hard: u64,
+    /// Descriptors the scenario needs at its peak (connections plus a reserve).
+    pub descriptors_needed: u64,
+    /// The limits and sysctls as read after raising.
+    pub in_force: Limits,
+}
+
+/// One phase's measurements.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseReport {
+    pub name: String,
+    /// `connect`, `hold`, `close` or `sleep`.
+    pub kind: String,
+    /// Start, relative to the start of the run.
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    /// Connections (or closes) the phase planned.
+    pub planned: u64,
+    /// Connections (or closes) started.
+    pub attempted: u64,
+    /// Connections established with their handshake done (or closes completed).
+    pub succeeded: u64,
+    /// `succeeded` per second of the phase's active time.
+    pub achieved_rate_per_s: f64,
+    /// Connections held by the client when the phase ended.
+    pub open_at_end: u64,
+    /// Established connections lost during the phase without sockcap closing them.
+    pub drops: u64,
+    /// State census when the phase ended.
+    pub census: CensusPair,
+    /// Census sampled during the phase.
+    pub samples: Vec<CensusSample>,
+    pub latency_us: Latencies,
+    /// Failures by kind, every kind present.
+    pub errors: BTreeMap<String, u64>,
+    /// errno → count for `errors.other`.
+    pub other_errnos: BTreeMap<String, u64>,
+    /// Kernel counter deltas over the phase (non-zero only).
+    pub kernel: BTreeMap<String, i64>,
+    /// /proc/net/sockstat when the phase ended.
+    pub sockstat: SockStat,
+    pub expectations: Vec<ExpectationResult>,
+}
+
+/// Client-side census (remote port = the target's port) and, when the target runs on
+/// this machine, the server side (local port = the target's port).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CensusPair {
+    pub client: StateCounts,
+    pub server: Option<StateCounts>,
+}
+
+/// A census taken during a phase.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CensusSample {
+    /// Time since the start of the run.
+    pub t_ms: u64,
+    pub client: StateCounts,
+    pub server: Option<StateCounts>,
+}
+
+/// Latency histograms, measured from each operation's scheduled instant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latencies {
+    /// Scheduled connect instant → TCP connection established.
+    pub connect: LatencySummary,
+    /// Scheduled connect instant → CONNACK received (MQTT only).
+    pub handshake: LatencySummary,
+    /// Scheduled close instant → close finished (the target's FIN seen, where the mode waits for it).
+    pub close: LatencySummary,
+}
+
+/// One expectation and its verdict.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExpectationResult {
+    /// As written, e.g. `established >= 5000`.
+    pub expr: String,
+    /// The measured value, in `unit`; null when the phase did not measure it.
+    pub actual: Option<f64>,
+    /// `count`, `us` or `per_s`.
+    pub unit: String,
+    pub passed: bool,
+    /// True for expectations sockcap adds itself (`errors == 0` where a phase names no error expectation).
+    pub implicit: bool,
+}
+
+impl RunReport {
+    /// Expectations that failed, with their phase names.
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &ExpectationResult)> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.expectations.iter().filter(|e| !e.passed).map(move |e| (p.name.as_str(), e)))
+    }
+}

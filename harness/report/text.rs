@@ -1,0 +1,174 @@
+//! The human report on stdout: a block per phase (operations, census, latency,
+//! errors, kernel counters, expectations), then the verdict and the findings.
+
+use std::fmt::Write as _;
+
+use probe::StateCounts;
+
+use crate::report::{ExpectationResult, PhaseReport, RunReport};
+use crate::stats::LatencySummary;
+
+/// Render the whole report.
+pub fn render(report: &RunReport) -> String {
+    let mut out = String::new();
+    header(&mut out, report);
+    let total = report.phases.len();
+    for (i, phase) in report.phases.iter().enumerate() {
+        out.push('\n');
+        phase_block(&mut out, i, total, phase);
+    }
+    verdict(&mut out, report);
+    out
+}
+
+fn header(out: &mut String, r: &RunReport) {
+    let s = &r.scenario;
+    let embedded = if s.embedded_target { ", embedded target" } else { "" };
+    let _ = writeln!(out, "sockcap {} — {} ({} → {}{embedded})", r.sockcap_version, s.name, s.protocol, s.target);
+    let l = &r.limits;
+    let f = &l.in_force;
+    let opt = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+    let range = f.ip_local_port_range.map_or("?".to_string(), |(a, b)| format!("{a}-{b}"));
+    let _ = writeln!(
+        out,
+        "limits: RLIMIT_NOFILE soft {} → {} (hard {}), needed {}; fs.nr_open {}, fs.file-max {}",
+        l.nofile_soft_before,
+        l.nofile_soft_after,
+        l.nofile_hard,
+        l.descriptors_needed,
+        opt(f.nr_open),
+        opt(f.file_max)
+    );
+    let _ = writeln!(
+        out,
+        "sysctls: ip_local_port_range {range}, tcp_tw_reuse {}, tcp_max_tw_buckets {}, somaxconn {}, tcp_fin_timeout {}",
+        f.tcp_tw_reuse.map_or("?".to_string(), |v| v.to_string()),
+        opt(f.tcp_max_tw_buckets),
+        opt(f.somaxconn),
+        opt(f.tcp_fin_timeout)
+    );
+    let sources = if s.sources.is_empty() { "kernel's choice".to_string() } else { s.sources.join(", ") };
+    let _ = writeln!(out, "sources: {sources}; census: {}", r.probe_backend);
+}
+
+fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
+    let secs = p.duration_ms as f64 / 1000.0;
+    let errors: u64 = p.errors.values().sum();
+    let work = match p.kind.as_str() {
+        "connect" => format!("{}/{} connected, {}/s", p.succeeded, p.planned, fmt_rate(p.achieved_rate_per_s)),
+        "close" => format!("{}/{} closed, {}/s", p.succeeded, p.planned, fmt_rate(p.achieved_rate_per_s)),
+        _ => format!("{} held", p.open_at_end),
+    };
+    let _ = writeln!(
+        out,
+        "phase {}/{total} {} ({}) {secs:.2}s: {work}; errors {errors}; drops {}",
+        i + 1,
+        p.name,
+        p.kind,
+        p.drops
+    );
+    let _ = writeln!(out, "  census   client  {}", states(&p.census.client));
+    if let Some(server) = &p.census.server {
+        let _ = writeln!(out, "           server  {}", states(server));
+    }
+    latency_table(out, p);
+    let failed: Vec<String> = p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(out, "  errors   {}", failed.join(", "));
+    }
+    if !p.kernel.is_empty() {
+        let deltas: Vec<String> = p.kernel.iter().take(12).map(|(k, v)| format!("{k} {v:+}")).collect();
+        let more = p.kernel.len().saturating_sub(12);
+        let more = if more > 0 { format!(" (+{more} more in --json)") } else { String::new() };
+        let _ = writeln!(out, "  kernel   {}{more}", deltas.join(", "));
+    }
+    for e in &p.expectations {
+        let _ = writeln!(out, "  {}", expectation(e));
+    }
+}
+
+fn states(c: &StateCounts) -> String {
+    let listed: Vec<String> = c.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{} {n}", s.key())).collect();
+    if listed.is_empty() {
+        "no sockets".to_string()
+    } else {
+        listed.join(", ")
+    }
+}
+
+fn latency_table(out: &mut String, p: &PhaseReport) {
+    let rows = [("connect", &p.latency_us.connect), ("handshake", &p.latency_us.handshake), ("close", &p.latency_us.close)];
+    if rows.iter().all(|(_, l)| l.count == 0) {
+        return;
+    }
+    let _ = writeln!(out, "  latency  {:<10}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}", "", "count", "p50", "p90", "p99", "p99.9", "max");
+    for (name, l) in rows.iter().filter(|(_, l)| l.count > 0) {
+        let _ = writeln!(out, "           {name:<10}{:>8}{}", l.count, percentiles(l));
+    }
+}
+
+fn percentiles(l: &LatencySummary) -> String {
+    [l.p50, l.p90, l.p99, l.p999, l.max].iter().map(|v| format!("{:>10}", fmt_us(*v))).collect()
+}
+
+fn expectation(e: &ExpectationResult) -> String {
+    let mark = if e.passed { "ok  " } else { "FAIL" };
+    let actual = match e.actual {
+        None => "not measured".to_string(),
+        Some(v) if e.unit == "us" => fmt_us(v as u64),
+        Some(v) if e.unit == "per_s" => format!("{}/s", fmt_rate(v)),
+        Some(v) => format!("{v}"),
+    };
+    let implicit = if e.implicit { " (default)" } else { "" };
+    format!("{mark} {}{implicit}: actual {actual}", e.expr)
+}
+
+fn verdict(out: &mut String, r: &RunReport) {
+    let failures: Vec<_> = r.failures().collect();
+    let checked: usize = r.phases.iter().map(|p| p.expectations.len()).sum();
+    out.push('\n');
+    let outcome = match r.outcome {
+        crate::report::Outcome::Completed => "",
+        crate::report::Outcome::Interrupted => " (interrupted)",
+    };
+    if r.passed {
+        let _ = writeln!(out, "PASSED{outcome}: {} phases, {checked} expectations held", r.phases.len());
+    } else {
+        let _ = writeln!(out, "FAILED{outcome}: {} of {checked} expectations failed", failures.len());
+        for (phase, e) in failures {
+            let _ = writeln!(out, "  phase {phase}: {}", expectation(e));
+        }
+    }
+    for note in &r.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+}
+
+/// Microseconds, human-sized: `850µs`, `12.3ms`, `1.24s`.
+pub fn fmt_us(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us}µs"),
+        1_000..=999_999 => format!("{:.2}ms", us as f64 / 1e3),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{:.0}", r)
+    } else {
+        format!("{r:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn microseconds_read_well() {
+        assert_eq!(fmt_us(850), "850µs");
+        assert_eq!(fmt_us(12_345), "12.35ms");
+        assert_eq!(fmt_us(1_240_000), "1.24s");
+    }
+}

@@ -1,0 +1,83 @@
+//! Scenario files as written: the raw TOML shape, read with serde and
+//! `deny_unknown_fields`. Nothing here is validated beyond types; [`crate::plan`]
+//! turns a [`Scenario`] into a checked plan and names the field at fault.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// A human name, shown in reports.
+    pub name: String,
+    /// `"HOST:PORT"`, or `"embedded"` to start sockcap's own target on a free port.
+    pub target: String,
+    /// `"tcp"` or `"mqtt"`.
+    pub protocol: String,
+    /// Source addresses for the client sockets (`"127.0.0.2"` or a range
+    /// `"127.0.0.2-127.0.0.9"`); by default the kernel's choice, or several
+    /// 127.x addresses for a loopback target.
+    pub sources: Option<Vec<String>>,
+    /// How often the census is sampled during a phase (default `"1s"`).
+    pub sample_every: Option<String>,
+    /// MQTT options.
+    pub mqtt: Option<MqttSection>,
+    /// The phases, run in order.
+    #[serde(default, rename = "phase")]
+    pub phases: Vec<PhaseSection>,
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// Client id template: `{n}` is the connection number, `{worker}` the worker index.
+    pub client_id: Option<String>,
+    /// Keep-alive interval, e.g. `"30s"`: PINGREQ is sent at this interval during holds.
+    pub keep_alive: Option<String>,
+    pub clean_session: Option<bool>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// One `[[phase]]`: a name, exactly one action, and expectations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PhaseSection {
+    pub name: Option<String>,
+    pub connect: Option<ConnectSection>,
+    /// Hold duration, e.g. `"30s"`.
+    pub hold: Option<String>,
+    pub close: Option<CloseSection>,
+    /// Sleep duration, e.g. `"5s"`.
+    pub sleep: Option<String>,
+    /// Expectations: metric → `"OP VALUE"` (e.g. `established = ">= 5000"`).
+    #[serde(default)]
+    pub expect: BTreeMap<String, toml::Value>,
+}
+
+/// `connect = { count, rate, timeout, max_inflight }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectSection {
+    pub count: i64,
+    pub rate: f64,
+    /// Time allowed from the scheduled instant to a finished handshake (default `"10s"`).
+    pub timeout: Option<String>,
+    /// Handshakes in flight at once (default 2000).
+    pub max_inflight: Option<i64>,
+}
+
+/// `close = { how, rate, count | fraction, timeout }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloseSection {
+    pub how: String,
+    pub rate: f64,
+    pub count: Option<i64>,
+    pub fraction: Option<f64>,
+    /// Time to wait for the peer's FIN where the mode waits for one (default `"5s"`).
+    pub timeout: Option<String>,
+}

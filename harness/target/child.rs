@@ -1,0 +1,269 @@
+//! The embedded target as a child process: `sockcap serve` started from the
+//! current executable, found through its ready line, stopped with SIGTERM (then
+//! SIGKILL), and killed if the handle is dropped.
+
+use std::net::SocketAddr;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+use super::parse_ready_line;
+use crate::protocol::Protocol;
+
+/// How long `sockcap serve` may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long `sockcap serve` may take to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A running `sockcap serve` child process.
+#[derive(Debug)]
+pub struct EmbeddedTarget {
+    /// The address it listens on (port 0 resolved).
+    pub addr: SocketAddr,
+    /// Its process id, e.g. to find its sockets or limits in /proc.
+    pub pid: u32,
+    /// The process; killed when dropped, so the target never outlives the run.
+    child: Child,
+}
+
+impl EmbeddedTarget {
+    /// Starts `sockcap serve --listen <listen> --protocol <protocol>` from the
+    /// current executable and waits for its ready line.
+    pub async fn spawn(listen: SocketAddr, protocol: Protocol) -> anyhow::Result<EmbeddedTarget> {
+        let exe = std::env::current_exe()
+            .context("locating the sockcap executable to start the embedded target")?;
+        let mut command = Command::new(exe);
+        command.args(serve_args(listen, protocol));
+        spawn_command(command, READY_TIMEOUT).await
+    }
+
+    /// Stops the target: SIGTERM, up to 5 s to exit, then SIGKILL; the process
+    /// is reaped in every case. Errs if it had already exited, exited with a
+    /// failure, or had to be killed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_within(STOP_GRACE).await
+    }
+
+    async fn stop_within(mut self, grace: Duration) -> anyhow::Result<()> {
+        let exited = self
+            .child
+            .try_wait()
+            .context("checking on the embedded target")?;
+        if let Some(status) = exited {
+            bail!("the embedded target (pid {}) had already exited ({status})", self.pid);
+        }
+        // Not reaped yet, so the pid cannot belong to another process.
+        send_signal(self.pid, libc::SIGTERM)?;
+        match tokio::time::timeout(grace, self.child.wait()).await {
+            Ok(status) => {
+                let status = status.context("waiting for the embedded target to exit")?;
+                check_clean_exit(self.pid, status)
+            }
+            Err(_elapsed) => {
+                self.child
+                    .kill()
+                    .await
+                    .context("killing the embedded target")?;
+                bail!(
+                    "the embedded target (pid {}) did not exit within {grace:?} of SIGTERM and was killed",
+                    self.pid
+                )
+            }
+        }
+    }
+}
+
+/// The arguments of the `sockcap serve` command line.
+fn serve_args(listen: SocketAddr, protocol: Protocol) -> [String; 5] {
+    [
+        "serve".into(),
+        "--listen".into(),
+        listen.to_string(),
+        "--protocol".into(),
+        protocol.to_string(),
+    ]
+}
+
+/// Spawns `command` and waits up to `ready_timeout` for a ready line on its
+/// stdout. On any failure the child is killed and reaped.
+async fn spawn_command(
+    mut command: Command,
+    ready_timeout: Duration,
+) -> anyhow::Result<EmbeddedTarget> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let program = command.as_std().get_program().to_owned();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("starting the embedded target {program:?}"))?;
+    let pid = child
+        .id()
+        .context("the embedded target exited as soon as it started")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("the embedded target's stdout is not piped")?;
+    let mut stdout = BufReader::new(stdout);
+
+    match tokio::time::timeout(ready_timeout, read_ready_line(&mut stdout)).await {
+        Ok(Ok(Some(addr))) => {
+            // Keep the pipe open: a later write must not fail with EPIPE.
+            child.stdout = Some(stdout.into_inner());
+            Ok(EmbeddedTarget { addr, pid, child })
+        }
+        Ok(Ok(None)) => {
+            let status = exit_status(&mut child).await;
+            bail!("the embedded target (pid {pid}) exited before it was ready ({status})")
+        }
+        Ok(Err(e)) => {
+            kill_and_reap(&mut child).await;
+            Err(e).with_context(|| format!("reading the embedded target's (pid {pid}) stdout"))
+        }
+        Err(_elapsed) => {
+            kill_and_reap(&mut child).await;
+            bail!(
+                "the embedded target (pid {pid}) printed no ready line within {ready_timeout:?}"
+            )
+        }
+    }
+}
+
+/// Reads lines until a ready line (its address) or EOF (`None`).
+async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Option<SocketAddr>> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stdout.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        if let Some(addr) = parse_ready_line(&line) {
+            return Ok(Some(addr));
+        }
+    }
+}
+
+/// The exit status of a child that closed its stdout, for an error message.
+/// One that keeps running without its stdout is killed.
+async fn exit_status(child: &mut Child) -> String {
+    match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+        Ok(Ok(status)) => status.to_string(),
+        Ok(Err(e)) => format!("exit status unknown: {e}"),
+        Err(_elapsed) => {
+            kill_and_reap(child).await;
+            "it closed its stdout and was killed".to_string()
+        }
+    }
+}
+
+/// Best-effort SIGKILL and reap, on a path that already reports an error.
+async fn kill_and_reap(child: &mut Child) {
+    let _ = child.kill().await;
+}
+
+fn check_clean_exit(pid: u32, status: ExitStatus) -> anyhow::Result<()> {
+    if status.success() {
+        Ok(())
+    } else {
+        bail!("the embedded target (pid {pid}) exited with {status} after SIGTERM")
+    }
+}
+
+fn send_signal(pid: u32, signal: libc::c_int) -> anyhow::Result<()> {
+    let raw = libc::pid_t::try_from(pid).with_context(|| format!("pid {pid} out of range"))?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    let rc = unsafe { libc::kill(raw, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+            .with_context(|| format!("sending signal {signal} to the embedded target (pid {pid})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for `sockcap serve`: the unit-test binary is not sockcap.
+    fn shell(script: &str) -> Command {
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(script);
+        command
+    }
+
+    const READY: &str = "echo 'sockcap serve: listening on 127.0.0.1:5555 (tcp)'";
+
+    fn is_alive(pid: u32) -> bool {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+    }
+
+    #[test]
+    fn builds_the_serve_command_line() {
+        let args = serve_args("127.0.0.1:0".parse().unwrap(), Protocol::Mqtt);
+        assert_eq!(args, ["serve", "--listen", "127.0.0.1:0", "--protocol", "mqtt"]);
+    }
+
+    #[tokio::test]
+    async fn finds_the_ready_line_and_stops_with_sigterm() {
+        let script = format!("trap 'exit 0' TERM; echo starting; {READY}; while :; do sleep 0.05; done");
+        let target = spawn_command(shell(&script), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(target.addr, "127.0.0.1:5555".parse().unwrap());
+        let pid = target.pid;
+        assert!(is_alive(pid));
+        target.stop_within(Duration::from_secs(5)).await.unwrap();
+        assert!(!is_alive(pid), "reaped");
+    }
+
+    #[tokio::test]
+    async fn reports_the_exit_status_of_a_child_that_dies_before_ready() {
+        let err = spawn_command(shell("echo starting; exit 3"), Duration::from_secs(10))
+            .await
+            .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(message.contains("exited before it was ready"), "{message}");
+        assert!(message.contains("exit status: 3"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn gives_up_on_a_child_that_never_gets_ready() {
+        let err = spawn_command(shell("sleep 30"), Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("no ready line"), "{err:#}");
+    }
+
+    #[tokio::test]
+    async fn kills_a_child_that_ignores_sigterm() {
+        let script = format!("trap '' TERM; {READY}; while :; do sleep 0.05; done");
+        let target = spawn_command(shell(&script), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let pid = target.pid;
+        let err = target
+            .stop_within(Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("was killed"), "{err:#}");
+        assert!(!is_alive(pid), "killed and reaped");
+    }
+
+    #[tokio::test]
+    async fn reports_a_failing_exit_after_sigterm() {
+        let script = format!("trap 'exit 7' TERM; {READY}; while :; do sleep 0.05; done");
+        let target = spawn_command(shell(&script), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let err = target.stop_within(Duration::from_secs(5)).await.unwrap_err();
+        assert!(format!("{err:#}").contains("exit status: 7"), "{err:#}");
+    }
+}

@@ -1,0 +1,582 @@
+//! One connection of the embedded target: its lifecycle ([`Phase`]) and the
+//! protocol it speaks.
+//!
+//! - `tcp`: hold the connection, discard what arrives, close on the peer's FIN.
+//! - `mqtt`: answer CONNECT with CONNACK 0 (1 for a protocol level other than
+//!   3.1.1, then close), PINGREQ with PINGRESP; close on DISCONNECT, on EOF, and
+//!   on anything malformed or out of order. The server closing first after
+//!   DISCONNECT leaves TIME_WAIT on the server side, as real brokers do.
+//!   Other packet types are skipped; keep-alive is not enforced.
+//!
+//! Memory: an idle connection owns its socket, its state and two empty `Vec`s,
+//! nothing else. It waits on readiness, then reads into a stack buffer inside a
+//! synchronous step that no `.await` crosses, so no read buffer lives in the
+//! task. Bytes are kept only while a packet is split across reads, and replies
+//! only while the socket's send buffer is full.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::mqtt::{self, Packet};
+use crate::protocol::Protocol;
+
+/// Bytes read per readiness event.
+const READ_CHUNK: usize = 2048;
+
+/// Reply bytes gathered on the stack per read before they spill into a `Vec`.
+const REPLY_STACK: usize = 64;
+
+/// Serves one accepted connection until the protocol closes it, the peer goes
+/// away, or `shutdown` is cancelled. Returning drops (closes) the socket.
+pub(super) async fn run(
+    stream: TcpStream,
+    protocol: Protocol,
+    shutdown: CancellationToken,
+    connects: Arc<AtomicU64>,
+) {
+    // Replies must not wait for an ACK (Nagle): they are what clients time.
+    // Best effort: a socket that refuses the option fails its next read anyway.
+    let _ = stream.set_nodelay(true);
+    let mut conn = Connection::new(protocol, connects);
+    // One registration for the connection's life, not one per wake-up.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
+    loop {
+        let step = if conn.unsent.is_empty() {
+            tokio::select! {
+                () = &mut cancelled => Step::Close,
+                ready = stream.readable() => match ready {
+                    Ok(()) => conn.on_readable(&stream),
+                    Err(_) => Step::Close,
+                },
+            }
+        } else {
+            // Backpressure: read nothing more until the peer takes our replies.
+            tokio::select! {
+                () = &mut cancelled => Step::Close,
+                ready = stream.writable() => match ready {
+                    Ok(()) => conn.flush(&stream),
+                    Err(_) => Step::Close,
+                },
+            }
+        };
+        if step == Step::Close {
+            return;
+        }
+    }
+}
+
+/// Where a connection is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `tcp`: held, input discarded.
+    Raw,
+    /// `mqtt`: accepted, waiting for CONNECT.
+    AwaitConnect,
+    /// `mqtt`: CONNACK 0 sent; answering PINGREQs until DISCONNECT.
+    Connected,
+}
+
+/// What the connection does after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Continue,
+    /// Close the socket (return from [`run`]).
+    Close,
+}
+
+/// The state of one connection between reads.
+#[derive(Debug)]
+struct Connection {
+    phase: Phase,
+    /// The start of a packet split across reads; empty and unallocated otherwise.
+    partial: Vec<u8>,
+    /// Replies the socket has not taken yet; empty and unallocated otherwise.
+    unsent: Vec<u8>,
+    /// The server-wide count of CONNECTs answered with CONNACK 0.
+    connects: Arc<AtomicU64>,
+}
+
+impl Connection {
+    fn new(protocol: Protocol, connects: Arc<AtomicU64>) -> Self {
+        let phase = match protocol {
+            Protocol::Tcp => Phase::Raw,
+            Protocol::Mqtt => Phase::AwaitConnect,
+        };
+        Connection {
+            phase,
+            partial: Vec::new(),
+            unsent: Vec::new(),
+            connects,
+        }
+    }
+
+    /// Reads what the socket has, once, and answers it.
+    fn on_readable(&mut self, stream: &TcpStream) -> Step {
+        let mut chunk = [0u8; READ_CHUNK];
+        match stream.try_read(&mut chunk) {
+            Ok(0) => Step::Close,
+            Ok(n) => {
+                let mut replies = Replies::new();
+                let step = self.on_bytes(&chunk[..n], &mut replies);
+                match self.send(stream, replies.as_slice()) {
+                    Step::Continue => step,
+                    Step::Close => Step::Close,
+                }
+            }
+            Err(e) if is_transient(&e) => Step::Continue,
+            Err(_) => Step::Close,
+        }
+    }
+
+    /// Handles received bytes, appending the answers to `replies`.
+    fn on_bytes(&mut self, bytes: &[u8], replies: &mut Replies) -> Step {
+        if self.phase == Phase::Raw {
+            return Step::Continue;
+        }
+        if self.partial.is_empty() {
+            let (used, step) = self.on_packets(bytes, replies);
+            if step == Step::Continue {
+                self.partial.extend_from_slice(&bytes[used..]);
+            }
+            return step;
+        }
+        let mut pending = std::mem::take(&mut self.partial);
+        pending.extend_from_slice(bytes);
+        let (used, step) = self.on_packets(&pending, replies);
+        pending.drain(..used);
+        if !pending.is_empty() {
+            self.partial = pending;
+        }
+        step
+    }
+
+    /// Handles every complete packet at the start of `data`; returns how many
+    /// bytes they used.
+    fn on_packets(&mut self, data: &[u8], replies: &mut Replies) -> (usize, Step) {
+        let mut used = 0;
+        loop {
+            match mqtt::decode(&data[used..]) {
+                Ok(None) => return (used, Step::Continue),
+                Ok(Some((packet, len))) => {
+                    used += len;
+                    if self.on_packet(packet, replies) == Step::Close {
+                        return (used, Step::Close);
+                    }
+                }
+                // The stream cannot be resynchronised after a malformed packet.
+                Err(_) => return (used, Step::Close),
+            }
+        }
+    }
+
+    fn on_packet(&mut self, packet: Packet, replies: &mut Replies) -> Step {
+        match (self.phase, packet) {
+            (Phase::AwaitConnect, Packet::Connect { protocol_level, .. }) => {
+                if protocol_level != mqtt::PROTOCOL_LEVEL {
+                    // Unacceptable protocol version, then close (MQTT-3.1.2-2).
+                    replies.push(&mqtt::connack(false, 1));
+                    return Step::Close;
+                }
+                replies.push(&mqtt::connack(false, 0));
+                self.connects.fetch_add(1, Ordering::Relaxed);
+                self.phase = Phase::Connected;
+                Step::Continue
+            }
+            (Phase::Connected, Packet::PingReq) => {
+                replies.push(&mqtt::PINGRESP);
+                Step::Continue
+            }
+            (Phase::Connected, Packet::Other { .. }) | (Phase::Raw, _) => Step::Continue,
+            // DISCONNECT; a first packet other than CONNECT; a second CONNECT;
+            // a server's packet sent by the client.
+            _ => Step::Close,
+        }
+    }
+
+    /// Writes `bytes` as far as the socket takes them and keeps the rest.
+    fn send(&mut self, stream: &TcpStream, bytes: &[u8]) -> Step {
+        if bytes.is_empty() {
+            return Step::Continue;
+        }
+        match write_some(stream, bytes) {
+            Ok(written) => {
+                self.unsent.extend_from_slice(&bytes[written..]);
+                Step::Continue
+            }
+            Err(_) => Step::Close,
+        }
+    }
+
+    /// Writes kept replies once the socket is writable again.
+    fn flush(&mut self, stream: &TcpStream) -> Step {
+        match write_some(stream, &self.unsent) {
+            Ok(written) => {
+                self.unsent.drain(..written);
+                if self.unsent.is_empty() {
+                    self.unsent = Vec::new();
+                }
+                Step::Continue
+            }
+            Err(_) => Step::Close,
+        }
+    }
+}
+
+/// Writes as much of `bytes` as the socket takes without blocking.
+fn write_some(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.try_write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Errors after which the socket is still usable: a spurious wake-up or a
+/// signal.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// The replies to one read: on the stack, spilling into a `Vec` only for a
+/// long burst of pipelined requests.
+struct Replies {
+    stack: [u8; REPLY_STACK],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+impl Replies {
+    fn new() -> Self {
+        Replies {
+            stack: [0; REPLY_STACK],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, reply: &[u8]) {
+        if self.spill.is_empty() && self.len + reply.len() <= REPLY_STACK {
+            self.stack[self.len..self.len + reply.len()].copy_from_slice(reply);
+            self.len += reply.len();
+            return;
+        }
+        if self.spill.is_empty() {
+            self.spill.extend_from_slice(&self.stack[..self.len]);
+        }
+        self.spill.extend_from_slice(reply);
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        if self.spill.is_empty() {
+            &self.stack[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    use super::*;
+    use crate::target::{serve, ServeOptions, ServeSummary};
+
+    const PATIENCE: Duration = Duration::from_secs(5);
+
+    struct Server {
+        addr: SocketAddr,
+        shutdown: CancellationToken,
+        task: JoinHandle<anyhow::Result<ServeSummary>>,
+    }
+
+    impl Server {
+        async fn start(protocol: Protocol) -> Server {
+            let shutdown = CancellationToken::new();
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let opts = ServeOptions {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                protocol,
+                backlog: 64,
+            };
+            let task = tokio::spawn(serve(opts, shutdown.clone(), move |addr| {
+                ready_tx.send(addr).unwrap();
+            }));
+            let addr = ready_rx.await.expect("the server reports its address");
+            assert_ne!(addr.port(), 0);
+            Server {
+                addr,
+                shutdown,
+                task,
+            }
+        }
+
+        async fn connect(&self) -> TcpStream {
+            TcpStream::connect(self.addr).await.unwrap()
+        }
+
+        async fn stop(self) -> ServeSummary {
+            self.shutdown.cancel();
+            tokio::time::timeout(PATIENCE, self.task)
+                .await
+                .expect("serve returns promptly on shutdown")
+                .unwrap()
+                .unwrap()
+        }
+    }
+
+    fn connect_packet(client_id: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        let connect = mqtt::Connect {
+            client_id,
+            keep_alive_s: 30,
+            clean_session: true,
+            username: None,
+            password: None,
+        };
+        mqtt::encode_connect(&connect, &mut out);
+        out
+    }
+
+    async fn read_exact<const N: usize>(stream: &mut TcpStream) -> [u8; N] {
+        let mut buf = [0; N];
+        tokio::time::timeout(PATIENCE, stream.read_exact(&mut buf))
+            .await
+            .expect("the server answers")
+            .expect("the connection stays open");
+        buf
+    }
+
+    /// Waits for the server to close: EOF, or a reset if it had unread bytes.
+    async fn assert_closed_by_server(stream: &mut TcpStream) {
+        let mut buf = [0; 16];
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("the server closes the connection");
+        match read {
+            Ok(0) => {}
+            Ok(n) => panic!("expected EOF, got {:02x?}", &buf[..n]),
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+        }
+    }
+
+    async fn assert_still_open(stream: &mut TcpStream) {
+        let mut buf = [0; 16];
+        let read = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await;
+        assert!(read.is_err(), "expected silence, got {read:?}");
+    }
+
+    /// Whether the kernel lists a TIME_WAIT socket from `local` to `remote`
+    /// (IPv4 only) in /proc/net/tcp.
+    fn in_time_wait(local: SocketAddr, remote: SocketAddr) -> bool {
+        let hex = |a: SocketAddr| match a {
+            SocketAddr::V4(v4) => format!(
+                "{:08X}:{:04X}",
+                u32::from_le_bytes(v4.ip().octets()),
+                v4.port()
+            ),
+            SocketAddr::V6(_) => unreachable!("IPv4 only"),
+        };
+        let (local, remote) = (hex(local), hex(remote));
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields[1] == local && fields[2] == remote && fields[3] == "06"
+        })
+    }
+
+    #[tokio::test]
+    async fn mqtt_session_connect_ping_disconnect() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut client = server.connect().await;
+        let client_addr = client.local_addr().unwrap();
+
+        client.write_all(&connect_packet("c-1")).await.unwrap();
+        assert_eq!(read_exact::<4>(&mut client).await, mqtt::connack(false, 0));
+        client.write_all(&mqtt::PINGREQ).await.unwrap();
+        assert_eq!(read_exact::<2>(&mut client).await, mqtt::PINGRESP);
+        client.write_all(&mqtt::DISCONNECT).await.unwrap();
+        assert_closed_by_server(&mut client).await;
+        drop(client);
+
+        // The server closed first, so the TIME_WAIT is on its side.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !in_time_wait(server.addr, client_addr) {
+            assert!(tokio::time::Instant::now() < deadline, "no server-side TIME_WAIT");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        let summary = server.stop().await;
+        assert_eq!(
+            summary,
+            ServeSummary {
+                accepted: 1,
+                connects: 1,
+                accept_errors: 0
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn mqtt_answers_pipelined_pings_in_order() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut client = server.connect().await;
+        let mut burst = connect_packet("c-2");
+        for _ in 0..100 {
+            burst.extend_from_slice(&mqtt::PINGREQ);
+        }
+        client.write_all(&burst).await.unwrap();
+        let answers = read_exact::<{ 4 + 100 * 2 }>(&mut client).await;
+        assert_eq!(answers[..4], mqtt::connack(false, 0));
+        assert!(answers[4..].chunks(2).all(|c| c == mqtt::PINGRESP));
+        assert_still_open(&mut client).await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn mqtt_closes_when_the_first_packet_is_not_connect() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut client = server.connect().await;
+        client.write_all(&mqtt::PINGREQ).await.unwrap();
+        assert_closed_by_server(&mut client).await;
+        assert_eq!(server.stop().await.connects, 0);
+    }
+
+    #[tokio::test]
+    async fn mqtt_closes_on_malformed_input() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut client = server.connect().await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        assert_closed_by_server(&mut client).await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn mqtt_refuses_other_protocol_levels_with_code_1() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut client = server.connect().await;
+        // An MQTT 5 CONNECT: empty properties, empty client id.
+        let v5 = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0];
+        client.write_all(&v5).await.unwrap();
+        assert_eq!(read_exact::<4>(&mut client).await, mqtt::connack(false, 1));
+        assert_closed_by_server(&mut client).await;
+        assert_eq!(server.stop().await.connects, 0);
+    }
+
+    #[tokio::test]
+    async fn mqtt_closes_on_peer_eof() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut client = server.connect().await;
+        client.write_all(&connect_packet("c-3")).await.unwrap();
+        read_exact::<4>(&mut client).await;
+        client.shutdown().await.unwrap();
+        assert_closed_by_server(&mut client).await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn tcp_holds_discards_and_closes_on_peer_eof() {
+        let server = Server::start(Protocol::Tcp).await;
+        let mut client = server.connect().await;
+        client.write_all(&[0xAB; 10_000]).await.unwrap();
+        assert_still_open(&mut client).await;
+        client.shutdown().await.unwrap();
+        assert_closed_by_server(&mut client).await;
+        let summary = server.stop().await;
+        assert_eq!((summary.accepted, summary.connects), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn shutdown_drops_every_connection() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut clients = Vec::new();
+        for i in 0..3 {
+            let mut client = server.connect().await;
+            client.write_all(&connect_packet(&format!("c-{i}"))).await.unwrap();
+            read_exact::<4>(&mut client).await;
+            clients.push(client);
+        }
+        let idle = server.connect().await;
+        clients.push(idle);
+        // The accept of the last client may still be queued; the count is
+        // checked once the server has stopped.
+        let summary = server.stop().await;
+        assert_eq!(summary.connects, 3);
+        assert!(summary.accepted >= 3);
+        for client in &mut clients[..3] {
+            assert_closed_by_server(client).await;
+        }
+    }
+
+    #[test]
+    fn reassembles_a_connect_split_byte_by_byte() {
+        let connects = Arc::new(AtomicU64::new(0));
+        let mut conn = Connection::new(Protocol::Mqtt, Arc::clone(&connects));
+        let packet = connect_packet("split-client");
+        for (i, byte) in packet.iter().enumerate() {
+            let mut replies = Replies::new();
+            assert_eq!(
+                conn.on_bytes(std::slice::from_ref(byte), &mut replies),
+                Step::Continue
+            );
+            let last = i == packet.len() - 1;
+            assert_eq!(replies.as_slice().is_empty(), !last, "after byte {i}");
+        }
+        assert_eq!(conn.phase, Phase::Connected);
+        assert_eq!(connects.load(Ordering::Relaxed), 1);
+        // No bytes are kept once the packet is complete.
+        assert_eq!(conn.partial.capacity(), 0);
+    }
+
+    #[test]
+    fn replies_spill_past_the_stack_buffer_in_order() {
+        let mut replies = Replies::new();
+        for i in 0..REPLY_STACK {
+            replies.push(&[i as u8, 0xFF]);
+        }
+        let bytes = replies.as_slice();
+        assert_eq!(bytes.len(), REPLY_STACK * 2);
+        assert!(bytes
+            .chunks(2)
+            .enumerate()
+            .all(|(i, c)| c == [i as u8, 0xFF]));
+    }
+
+    /// The per-connection budget: an idle connection's task must stay small.
+    /// The read buffer lives on the stack, never in the future.
+    #[tokio::test]
+    async fn connection_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let future = run(
+            stream,
+            Protocol::Mqtt,
+            CancellationToken::new(),
+            Arc::new(AtomicU64::new(0)),
+        );
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 384, "connection future is {size} bytes");
+    }
+}

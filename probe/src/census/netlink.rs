@@ -1,0 +1,139 @@
+//! The NETLINK_SOCK_DIAG socket a [`Prober`](super::Prober) keeps between censuses, and the
+//! dump loop that feeds received datagrams to the pure parser in [`sockdiag`](super::sockdiag).
+
+use std::io;
+
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
+
+use super::sockdiag::{self, DiagMsg, Progress, ReplyError};
+use super::Filter;
+
+/// Receive buffer for one datagram. A dump datagram is at most a few tens of KiB (the
+/// kernel sizes dump skbs from the reader's buffer, up to about 32 KiB); `MSG_TRUNC`
+/// tells us if one ever is larger.
+const RECV_BUF: usize = 1 << 20;
+/// `SO_RCVBUF` asked for: room for the kernel to queue a datagram while we parse one.
+const SO_RCVBUF_WANTED: usize = 4 << 20;
+
+/// Why a dump failed.
+#[derive(Debug)]
+pub(crate) enum DumpError {
+    /// A system call or the kernel said no; carries the errno.
+    Io(io::Error),
+    /// The reply could not be parsed.
+    Malformed(&'static str),
+}
+
+/// Whether an errno means "sock_diag is not for you here".
+pub(crate) fn is_refusal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::EACCES | libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT | libc::ENOENT)
+    )
+}
+
+/// An open NETLINK_SOCK_DIAG socket with its buffers.
+pub(crate) struct SockDiag {
+    /// `None` after a failed dump: the next dump opens a fresh socket, so no half-read
+    /// reply of the failed one is left in the way.
+    socket: Option<Socket>,
+    request: Vec<u8>,
+    buf: Vec<u8>,
+    seq: u32,
+}
+
+impl std::fmt::Debug for SockDiag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SockDiag").field("open", &self.socket.is_some()).field("seq", &self.seq).finish()
+    }
+}
+
+impl SockDiag {
+    /// Open and bind the socket.
+    pub(crate) fn open() -> io::Result<SockDiag> {
+        Ok(SockDiag { socket: Some(open_socket()?), request: Vec::with_capacity(128), buf: vec![0; RECV_BUF], seq: 0 })
+    }
+
+    /// Dump the TCP sockets of `family` that match `filter`, calling `visit` for each.
+    pub(crate) fn dump(&mut self, family: u8, filter: &Filter, mut visit: impl FnMut(DiagMsg<'_>)) -> Result<(), DumpError> {
+        let seq = self.seq.wrapping_add(1);
+        self.exchange(family, filter, |datagram| {
+            sockdiag::parse_reply(datagram, seq, &mut visit).map_err(|e| match e {
+                ReplyError::Kernel(errno) => DumpError::Io(io::Error::from_raw_os_error(errno)),
+                ReplyError::Malformed(what) => DumpError::Malformed(what),
+            })
+        })
+    }
+
+    /// The datagrams of one dump, as received (to record golden replies for tests).
+    #[cfg(test)]
+    pub(crate) fn dump_datagrams(&mut self, family: u8, filter: &Filter) -> Result<Vec<Vec<u8>>, DumpError> {
+        let seq = self.seq.wrapping_add(1);
+        let mut datagrams = Vec::new();
+        self.exchange(family, filter, |datagram| {
+            datagrams.push(datagram.to_vec());
+            sockdiag::parse_reply(datagram, seq, |_| {}).map_err(|_| DumpError::Malformed("error reply"))
+        })?;
+        Ok(datagrams)
+    }
+
+    /// Send one dump request and hand each received datagram to `on_datagram` until it
+    /// reports the end. After a failure the socket is dropped: the next dump opens a fresh
+    /// one, so no half-read reply of the failed one is left in the way.
+    fn exchange(
+        &mut self,
+        family: u8,
+        filter: &Filter,
+        on_datagram: impl FnMut(&[u8]) -> Result<Progress, DumpError>,
+    ) -> Result<(), DumpError> {
+        let result = self.try_exchange(family, filter, on_datagram);
+        if result.is_err() {
+            self.socket = None;
+        }
+        result
+    }
+
+    fn try_exchange(
+        &mut self,
+        family: u8,
+        filter: &Filter,
+        mut on_datagram: impl FnMut(&[u8]) -> Result<Progress, DumpError>,
+    ) -> Result<(), DumpError> {
+        if self.socket.is_none() {
+            self.socket = Some(open_socket().map_err(DumpError::Io)?);
+        }
+        let socket = self.socket.as_ref().expect("opened above");
+        self.seq = self.seq.wrapping_add(1);
+        self.request.clear();
+        sockdiag::dump_request(family, filter, self.seq, &mut self.request);
+        retry_eintr(|| socket.send(&self.request, 0)).map_err(DumpError::Io)?;
+
+        loop {
+            let mut window = &mut self.buf[..];
+            let n = retry_eintr(|| socket.recv(&mut window, libc::MSG_TRUNC)).map_err(DumpError::Io)?;
+            if n > self.buf.len() {
+                return Err(DumpError::Malformed("a sock_diag datagram was larger than the receive buffer"));
+            }
+            if on_datagram(&self.buf[..n])? == Progress::Done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn open_socket() -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind(&SocketAddr::new(0, 0))?;
+    // Best effort: a smaller buffer only means more, shorter waits.
+    let _ = socket.set_rx_buf_sz(SO_RCVBUF_WANTED);
+    Ok(socket)
+}
+
+fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
