@@ -27,6 +27,9 @@ pub const MAX_FIELD_LEN: usize = u16::MAX as usize;
 /// The protocol level of MQTT 3.1.1.
 pub const PROTOCOL_LEVEL: u8 = 4;
 
+/// The first byte of every CONNECT packet (type 1, no flags).
+pub const CONNECT_HEADER: u8 = CONNECT_TYPE << 4;
+
 /// A complete PINGREQ packet.
 pub const PINGREQ: [u8; 2] = [PINGREQ_TYPE << 4, 0];
 /// A complete PINGRESP packet.
@@ -92,7 +95,7 @@ pub fn encode_connect(c: &Connect, out: &mut Vec<u8>) {
         + field_len(c.password);
 
     out.reserve(1 + 4 + remaining);
-    out.push(CONNECT_TYPE << 4);
+    out.push(CONNECT_HEADER);
     encode_remaining_length(remaining, out);
     out.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', PROTOCOL_LEVEL, flags]);
     out.extend_from_slice(&c.keep_alive_s.to_be_bytes());
@@ -143,12 +146,17 @@ pub enum Packet {
         protocol_level: u8,
     },
     /// A server's CONNACK.
-    ConnAck { session_present: bool, code: u8 },
+    ConnAck {
+        session_present: bool,
+        code: u8,
+    },
     PingReq,
     PingResp,
     Disconnect,
     /// Any other valid packet type (PUBLISH, SUBSCRIBE, ...), skipped.
-    Other { packet_type: u8 },
+    Other {
+        packet_type: u8,
+    },
 }
 
 /// Input that is not a valid MQTT 3.1.1 packet. The connection it came from
@@ -336,7 +344,10 @@ fn decode_remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeE
 /// Appends `len` as a variable-length "remaining length"; `len` must be below
 /// 2^28, which every packet sockcap encodes is by far.
 fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
-    debug_assert!(len < 1 << 28, "remaining length {len} does not fit in 4 bytes");
+    debug_assert!(
+        len < 1 << 28,
+        "remaining length {len} does not fit in 4 bytes"
+    );
     loop {
         let byte = (len & 0x7F) as u8;
         len >>= 7;
@@ -415,9 +426,7 @@ mod tests {
     }
 
     fn decode_all(buf: &[u8]) -> (Packet, usize) {
-        decode(buf)
-            .expect("valid packet")
-            .expect("complete packet")
+        decode(buf).expect("valid packet").expect("complete packet")
     }
 
     #[test]
@@ -510,7 +519,9 @@ mod tests {
     #[test]
     fn connect_of_other_protocol_levels_reports_the_level() {
         // MQTT 5: properties follow keep-alive, so only the level is reported.
-        let v5 = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0];
+        let v5 = [
+            0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0,
+        ];
         let (packet, _) = decode_all(&v5);
         assert_eq!(
             packet,
@@ -520,10 +531,15 @@ mod tests {
                 protocol_level: 5
             }
         );
-        let v31 = [0x10, 12, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60];
+        let v31 = [
+            0x10, 12, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60,
+        ];
         assert!(matches!(
             decode_all(&v31).0,
-            Packet::Connect { protocol_level: 3, .. }
+            Packet::Connect {
+                protocol_level: 3,
+                ..
+            }
         ));
     }
 
@@ -632,13 +648,17 @@ mod tests {
                 },
             ),
             (
-                &[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 1, 0xFF],
+                &[
+                    0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 1, 0xFF,
+                ],
                 DecodeError::InvalidUtf8 {
                     field: "client identifier",
                 },
             ),
             (
-                &[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 0, 9],
+                &[
+                    0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 0, 9,
+                ],
                 DecodeError::TrailingBytes(1),
             ),
         ];

@@ -54,7 +54,10 @@ impl EmbeddedTarget {
             .try_wait()
             .context("checking on the embedded target")?;
         if let Some(status) = exited {
-            bail!("the embedded target (pid {}) had already exited ({status})", self.pid);
+            bail!(
+                "the embedded target (pid {}) had already exited ({status})",
+                self.pid
+            );
         }
         // Not reaped yet, so the pid cannot belong to another process.
         send_signal(self.pid, libc::SIGTERM)?;
@@ -128,15 +131,15 @@ async fn spawn_command(
         }
         Err(_elapsed) => {
             kill_and_reap(&mut child).await;
-            bail!(
-                "the embedded target (pid {pid}) printed no ready line within {ready_timeout:?}"
-            )
+            bail!("the embedded target (pid {pid}) printed no ready line within {ready_timeout:?}")
         }
     }
 }
 
 /// Reads lines until a ready line (its address) or EOF (`None`).
-async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Option<SocketAddr>> {
+async fn read_ready_line(
+    stdout: &mut BufReader<ChildStdout>,
+) -> std::io::Result<Option<SocketAddr>> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -208,12 +211,16 @@ mod tests {
     #[test]
     fn builds_the_serve_command_line() {
         let args = serve_args("127.0.0.1:0".parse().unwrap(), Protocol::Mqtt);
-        assert_eq!(args, ["serve", "--listen", "127.0.0.1:0", "--protocol", "mqtt"]);
+        assert_eq!(
+            args,
+            ["serve", "--listen", "127.0.0.1:0", "--protocol", "mqtt"]
+        );
     }
 
     #[tokio::test]
     async fn finds_the_ready_line_and_stops_with_sigterm() {
-        let script = format!("trap 'exit 0' TERM; echo starting; {READY}; while :; do sleep 0.05; done");
+        let script =
+            format!("trap 'exit 0' TERM; echo starting; {READY}; while :; do sleep 0.05; done");
         let target = spawn_command(shell(&script), Duration::from_secs(10))
             .await
             .unwrap();
@@ -263,7 +270,10 @@ mod tests {
         let target = spawn_command(shell(&script), Duration::from_secs(10))
             .await
             .unwrap();
-        let err = target.stop_within(Duration::from_secs(5)).await.unwrap_err();
+        let err = target
+            .stop_within(Duration::from_secs(5))
+            .await
+            .unwrap_err();
         assert!(format!("{err:#}").contains("exit status: 7"), "{err:#}");
     }
 }

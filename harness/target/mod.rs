@@ -81,7 +81,8 @@ pub async fn run_serve_process(opts: ServeOptions) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // Install the handlers before the ready line announces us: a SIGTERM sent
     // right after it must drain, not kill the process.
-    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let on_signal = shutdown.clone();
     tokio::spawn(async move {

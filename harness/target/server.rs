@@ -79,12 +79,18 @@ pub async fn serve(
 /// A listening socket with SO_REUSEADDR (rebinding over TIME_WAIT) and
 /// SO_REUSEPORT (several `serve` processes sharing one port).
 fn bind(addr: SocketAddr, backlog: u32) -> anyhow::Result<TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(socket2::Protocol::TCP))
-        .context("creating the socket")?;
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .context("creating the socket")?;
     socket
         .set_reuse_address(true)
         .context("setting SO_REUSEADDR")?;
-    socket.set_reuse_port(true).context("setting SO_REUSEPORT")?;
+    socket
+        .set_reuse_port(true)
+        .context("setting SO_REUSEPORT")?;
     socket
         .set_nonblocking(true)
         .context("making the socket non-blocking")?;

@@ -187,7 +187,10 @@ impl Tally {
             self.states.add(state);
         }
         if let Some((side, peers)) = &mut self.peers {
-            *peers.entry(addr(*side).to_canonical()).or_insert(0) += 1;
+            let addr = addr(*side).to_canonical();
+            if !addr.is_unspecified() {
+                *peers.entry(addr).or_insert(0) += 1;
+            }
         }
     }
 
@@ -247,6 +250,8 @@ impl Prober {
 
     /// Count matching sockets by state, and the `top` addresses holding most of them:
     /// remote addresses when the filter names a local port, local addresses otherwise.
+    /// Sockets without an address at that end (a listener's remote end, a wildcard
+    /// listener's local end) are counted by state but not grouped.
     pub fn census_with_peers(&mut self, filter: &Filter, top: usize) -> Result<Census, CensusError> {
         let started = Instant::now();
         let tally = self.tally(filter, Some(filter.peer_side()))?;

@@ -1,6 +1,7 @@
 //! Limits that cap how many connections a machine can open, and the TCP sysctls in force.
 //!
-//! STUB: interface fixed, implementation pending.
+//! The descriptor limits come from getrlimit(2); the rest from /proc/sys, whose files hold
+//! one number (or, for `ip_local_port_range`, two) and a newline.
 
 /// Descriptor limits of this process and the TCP sysctls of its network namespace.
 /// A value that could not be read is `None`.
@@ -29,11 +30,92 @@ pub struct Limits {
 impl Limits {
     /// Read this process's limits and the sysctls of its network namespace.
     pub fn read() -> Limits {
-        Limits::default()
+        let (nofile_soft, nofile_hard) = match nofile() {
+            Some((soft, hard)) => (Some(soft), Some(hard)),
+            None => (None, None),
+        };
+        Limits {
+            nofile_soft,
+            nofile_hard,
+            nr_open: sysctl("fs/nr_open").as_deref().and_then(parse_number),
+            file_max: sysctl("fs/file-max").as_deref().and_then(parse_number),
+            ip_local_port_range: sysctl("net/ipv4/ip_local_port_range").as_deref().and_then(parse_port_range),
+            tcp_tw_reuse: sysctl("net/ipv4/tcp_tw_reuse").as_deref().and_then(parse_number),
+            tcp_max_tw_buckets: sysctl("net/ipv4/tcp_max_tw_buckets").as_deref().and_then(parse_number),
+            somaxconn: sysctl("net/core/somaxconn").as_deref().and_then(parse_number),
+            tcp_fin_timeout: sysctl("net/ipv4/tcp_fin_timeout").as_deref().and_then(parse_number),
+        }
     }
 
     /// How many ephemeral ports the range holds, if known.
     pub fn ephemeral_ports(&self) -> Option<u32> {
         self.ip_local_port_range.map(|(lo, hi)| u32::from(hi.saturating_sub(lo)) + 1)
+    }
+}
+
+/// RLIMIT_NOFILE as (soft, hard).
+fn nofile() -> Option<(u64, u64)> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one `struct rlimit` through a valid pointer.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (rc == 0).then_some((limit.rlim_cur, limit.rlim_max))
+}
+
+/// The text of /proc/sys/`name`, if readable.
+fn sysctl(name: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/sys/{name}")).ok()
+}
+
+/// A sysctl file holding one number: `"4096\n"`.
+pub fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
+    text.trim().parse().ok()
+}
+
+/// net.ipv4.ip_local_port_range: two numbers separated by a tab, `"32768\t60999\n"`.
+pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let mut ports = text.split_ascii_whitespace().map(str::parse::<u16>);
+    match (ports.next(), ports.next(), ports.next()) {
+        (Some(Ok(lo)), Some(Ok(hi)), None) if lo <= hi => Some((lo, hi)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_sysctl_text() {
+        // As read on Linux 6.18 (x86_64).
+        assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_number::<u64>("1048576\n"), Some(1_048_576));
+        assert_eq!(parse_number::<u64>("9223372036854775807\n"), Some(9_223_372_036_854_775_807));
+        assert_eq!(parse_number::<u8>("2\n"), Some(2));
+    }
+
+    #[test]
+    fn malformed_sysctl_text() {
+        assert_eq!(parse_port_range("32768\n"), None);
+        assert_eq!(parse_port_range("60999\t32768\n"), None);
+        assert_eq!(parse_port_range("1 2 3\n"), None);
+        assert_eq!(parse_port_range("1\t70000\n"), None);
+        assert_eq!(parse_number::<u8>("300\n"), None);
+        assert_eq!(parse_number::<u64>(""), None);
+    }
+
+    #[test]
+    fn ephemeral_ports_counts_inclusively() {
+        let limits = Limits { ip_local_port_range: Some((32768, 60999)), ..Limits::default() };
+        assert_eq!(limits.ephemeral_ports(), Some(28232));
+    }
+
+    #[test]
+    fn live_limits_read() {
+        let limits = Limits::read();
+        let (soft, hard) = (limits.nofile_soft.unwrap(), limits.nofile_hard.unwrap());
+        assert!(soft <= hard);
+        assert!(limits.ip_local_port_range.is_some());
+        assert!(limits.somaxconn.is_some());
+        assert!(limits.file_max.is_some());
     }
 }

@@ -1,0 +1,113 @@
+//! 5,000 MQTT clients against a real mosquitto, ramped, held and closed in each
+//! close mode; the census in the report is checked against what each mode must
+//! leave, and against `ss` for the same sockets.
+
+use serde_json::Value;
+
+use crate::support::{assert_exit, census, phase, report, run, ss_states, Mosquitto, TempDir};
+
+const CLIENTS: u64 = 5_000;
+
+/// Ramp, hold and close `CLIENTS` clients with `how` against `target`; returns the report.
+fn ramp_hold_close(tag: &str, target: &str, how: &str, after: &str) -> Value {
+    let dir = TempDir::new(tag);
+    let scenario = dir.file(
+        "s.toml",
+        &format!(
+            r#"
+name = "close mode {how}"
+target = "{target}"
+protocol = "mqtt"
+[mqtt]
+keep_alive = "1s"
+[[phase]]
+name = "ramp"
+connect = {{ count = {CLIENTS}, rate = 5000, timeout = "20s" }}
+[[phase]]
+name = "hold"
+hold = "2500ms"
+[[phase]]
+name = "close"
+close = {{ how = "{how}", rate = 10000, timeout = "10s" }}
+{after}
+"#
+        ),
+    );
+    let json = dir.path("out.json");
+    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
+    assert_exit(&out, 0);
+    let report = report(&json);
+    assert_eq!(report["schema"], "sockcap.report/1");
+    assert_eq!(report["passed"], true);
+    let ramp = phase(&report, "ramp");
+    assert_eq!(census(ramp, "client", "established"), CLIENTS);
+    assert_eq!(census(ramp, "server", "established"), CLIENTS);
+    assert_eq!(ramp["latency_us"]["handshake"]["count"], CLIENTS);
+    assert!(!ramp["latency_us"]["connect"]["hdr"].as_str().unwrap().is_empty());
+    let hold = phase(&report, "hold");
+    assert_eq!(census(hold, "client", "established"), CLIENTS);
+    assert_eq!(hold["drops"], 0);
+    // keep-alive pings went out and came back during the hold
+    assert!(hold["kernel"]["InSegs"].as_i64().unwrap_or(0) >= CLIENTS as i64, "{}", hold["kernel"]);
+    let close = phase(&report, "close");
+    assert_eq!(close["succeeded"], CLIENTS);
+    assert_eq!(census(close, "client", "established"), 0);
+    report
+}
+
+fn port_of(target: &str) -> &str {
+    target.rsplit(':').next().unwrap()
+}
+
+#[test]
+fn fin_leaves_time_wait_on_the_client() {
+    let broker = Mosquitto::start("fin", "");
+    let report = ramp_hold_close("fin", &broker.addr(), "fin", "");
+    let close = phase(&report, "close");
+    assert_eq!(census(close, "client", "time_wait"), CLIENTS);
+    assert_eq!(census(close, "server", "time_wait"), 0);
+    // TIME_WAIT lasts 60 s, so ss still sees the same sockets now.
+    let ss = ss_states(&format!("( dport = :{} )", port_of(&broker.addr())));
+    assert_eq!(ss.get("time_wait").copied().unwrap_or(0), CLIENTS, "ss: {ss:?}");
+}
+
+#[test]
+fn rst_leaves_no_time_wait() {
+    let broker = Mosquitto::start("rst", "");
+    let report = ramp_hold_close("rst", &broker.addr(), "rst", "");
+    let close = phase(&report, "close");
+    assert_eq!(census(close, "client", "time_wait"), 0);
+    assert_eq!(census(close, "server", "time_wait"), 0);
+    assert_eq!(census(close, "server", "established"), 0);
+    let port = port_of(&broker.addr()).to_string();
+    let ss = ss_states(&format!("( dport = :{port} or sport = :{port} )"));
+    assert_eq!(ss.get("time_wait"), None, "ss: {ss:?}");
+}
+
+#[test]
+fn mqtt_disconnect_leaves_time_wait_on_the_broker() {
+    let broker = Mosquitto::start("disconnect", "");
+    let report = ramp_hold_close("disconnect", &broker.addr(), "mqtt-disconnect", "");
+    let close = phase(&report, "close");
+    assert_eq!(census(close, "server", "time_wait"), CLIENTS);
+    assert_eq!(census(close, "client", "time_wait"), 0);
+    let ss = ss_states(&format!("( sport = :{} )", port_of(&broker.addr())));
+    assert_eq!(ss.get("time_wait").copied().unwrap_or(0), CLIENTS, "ss: {ss:?}");
+}
+
+/// mosquitto closes a connection as soon as it reads EOF, so a half-close passes
+/// through FIN_WAIT_1 / FIN_WAIT_2 on the client and ends in client TIME_WAIT (the
+/// client sent the first FIN) once mosquitto has read every EOF.
+#[test]
+fn half_close_against_mosquitto_ends_in_client_time_wait() {
+    let broker = Mosquitto::start("half", "");
+    let settle = "[[phase]]\nname = \"settle\"\nsleep = \"3s\"\n";
+    let report = ramp_hold_close("half", &broker.addr(), "half-close", settle);
+    let close = phase(&report, "close");
+    let closing = ["fin_wait1", "fin_wait2", "time_wait"].map(|s| census(close, "client", s)).iter().sum::<u64>();
+    assert_eq!(closing, CLIENTS, "client census {}", close["census"]["client"]);
+    let settled = phase(&report, "settle");
+    assert_eq!(census(settled, "client", "time_wait"), CLIENTS, "{}", settled["census"]["client"]);
+    assert_eq!(census(settled, "server", "close_wait"), 0);
+    assert_eq!(census(settled, "server", "time_wait"), 0);
+}

@@ -1,0 +1,60 @@
+//! Faults on the target's side are counted and reported, and end in exit 1 with
+//! the report written: a refused connect, a broker that closes before CONNACK
+//! (as mosquitto does at its descriptor limit), a target that vanishes mid-run.
+
+use crate::support::{assert_exit, free_port, phase, report, run, Mosquitto, TempDir};
+
+#[test]
+fn refused_target_is_counted_and_exits_1() {
+    let dir = TempDir::new("refused");
+    let port = free_port();
+    let scenario = dir.file(
+        "s.toml",
+        &format!(
+            "name = \"refused\"\ntarget = \"127.0.0.1:{port}\"\nprotocol = \"tcp\"\n\
+             [[phase]]\nname = \"ramp\"\nconnect = {{ count = 50, rate = 500 }}\n"
+        ),
+    );
+    let json = dir.path("out.json");
+    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
+    assert_exit(&out, 1);
+    let report = report(&json);
+    assert_eq!(report["passed"], false);
+    let ramp = phase(&report, "ramp");
+    assert_eq!(ramp["errors"]["refused"], 50);
+    assert_eq!(ramp["succeeded"], 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAIL errors == 0"), "{stdout}");
+    assert!(stdout.contains("were refused"), "{stdout}");
+}
+
+/// mosquitto with `max_connections 20` accepts the TCP connection of the clients past
+/// its limit and closes it before any CONNACK: the symptom of a broker out of
+/// descriptors. (mosquitto 2.0 lets one client past the limit: it checks with `>`.)
+#[test]
+fn broker_closing_before_connack_is_its_own_error_kind() {
+    let broker = Mosquitto::start("maxconn", "max_connections 20");
+    let dir = TempDir::new("maxconn");
+    let scenario = dir.file(
+        "s.toml",
+        &format!(
+            "name = \"over the broker's limit\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n\
+             [[phase]]\nname = \"ramp\"\nconnect = {{ count = 30, rate = 300 }}\n\
+             expect = {{ established = \"== 20\" }}\n",
+            broker.addr()
+        ),
+    );
+    let json = dir.path("out.json");
+    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
+    assert_exit(&out, 1);
+    let report = report(&json);
+    let ramp = phase(&report, "ramp");
+    let held = ramp["succeeded"].as_u64().unwrap();
+    assert!((20..=21).contains(&held), "held {held}");
+    assert_eq!(ramp["errors"]["closed_before_connack"], 30 - held);
+    // the TCP connect of the refused ten was measured
+    assert_eq!(ramp["latency_us"]["connect"]["count"], 30);
+    assert_eq!(ramp["latency_us"]["handshake"]["count"], held);
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("out of descriptors"), "{notes}");
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `sockcap` binary against a real mosquitto (started by
+//! the test on a free port with its own config) and against the embedded target,
+//! with `ss` as the independent witness of socket states.
+
+mod close_modes;
+mod faults;
+mod probe_cmd;
+mod scenarios;
+mod support;

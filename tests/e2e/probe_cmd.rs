@@ -1,0 +1,148 @@
+//! `sockcap probe` against sockets held by a running `sockcap run`, checked with `ss`;
+//! Ctrl-C (SIGINT) of that run still writes a partial report and exits 130; the
+//! target vanishing mid-hold is counted as drops and exits 1.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{assert_exit, phase, report, sockcap, ss_states, TempDir};
+
+/// `sockcap serve` started by the test; killed on drop.
+struct Served {
+    port: u16,
+    child: Child,
+}
+
+impl Served {
+    fn start(protocol: &str) -> Served {
+        let mut child = sockcap()
+            .args(["serve", "--listen", "127.0.0.1:0", "--protocol", protocol])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sockcap serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("ready line");
+        let addr = sockcap::target::parse_ready_line(line.trim()).unwrap_or_else(|| panic!("ready line: {line}"));
+        Served { port: addr.port(), child }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `sockcap run` on a scenario in the background.
+fn run_in_background(scenario: &std::path::Path, json: &std::path::Path) -> Child {
+    sockcap()
+        .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sockcap run starts")
+}
+
+/// Wait until `ss` sees `n` established client sockets toward `port`.
+fn wait_for_established(port: u16, n: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = ss_states(&format!("( dport = :{port} )")).get("established").copied().unwrap_or(0);
+        if seen == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "ss saw {seen} of {n} established toward :{port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sockcap did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hold_scenario(dir: &TempDir, port: u16, clients: u64, hold: &str) -> std::path::PathBuf {
+    dir.file(
+        "s.toml",
+        &format!(
+            "name = \"held\"\ntarget = \"127.0.0.1:{port}\"\nprotocol = \"tcp\"\n\
+             [[phase]]\nname = \"ramp\"\nconnect = {{ count = {clients}, rate = 2000 }}\n\
+             [[phase]]\nname = \"hold\"\nhold = \"{hold}\"\n"
+        ),
+    )
+}
+
+fn as_counts(v: &Value) -> std::collections::BTreeMap<String, u64> {
+    v.as_object().unwrap().iter().filter_map(|(k, n)| n.as_u64().filter(|n| *n > 0).map(|n| (k.clone(), n))).collect()
+}
+
+#[test]
+fn probe_agrees_with_ss_and_ctrl_c_writes_a_partial_report() {
+    const CLIENTS: u64 = 1_500;
+    let target = Served::start("tcp");
+    let dir = TempDir::new("interrupt");
+    let json = dir.path("out.json");
+    let mut run = run_in_background(&hold_scenario(&dir, target.port, CLIENTS, "60s"), &json);
+    wait_for_established(target.port, CLIENTS, Duration::from_secs(30));
+
+    let out = sockcap().args(["probe", "--port", &target.port.to_string(), "--json"]).output().unwrap();
+    assert_exit(&out, 0);
+    let reading: Value = serde_json::from_slice(&out.stdout).expect("probe prints JSON");
+    let port = target.port;
+    assert_eq!(as_counts(&reading["local"]), ss_states(&format!("( sport = :{port} )")));
+    assert_eq!(as_counts(&reading["remote"]), ss_states(&format!("( dport = :{port} )")));
+    assert_eq!(reading["remote"]["established"], CLIENTS);
+    assert_eq!(reading["local"]["listen"], 1);
+    assert_eq!(reading["top_peers"][0]["sockets"], CLIENTS);
+
+    // The /proc/net/tcp fallback counts the same sockets.
+    let out = sockcap().args(["probe", "--port", &port.to_string(), "--json", "--proc-net"]).output().unwrap();
+    let fallback: Value = serde_json::from_slice(&out.stdout).expect("probe prints JSON");
+    assert_eq!(fallback["backend"], "proc_net");
+    assert_eq!(fallback["remote"], reading["remote"]);
+
+    let pid = run.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = wait_with_timeout(&mut run, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130));
+    let report = report(&json);
+    assert_eq!(report["outcome"], "interrupted");
+    assert_eq!(report["passed"], false);
+    assert_eq!(phase(&report, "ramp")["succeeded"], CLIENTS);
+    assert_eq!(phase(&report, "hold")["census"]["client"]["established"], CLIENTS);
+}
+
+#[test]
+fn target_vanishing_mid_hold_counts_drops_and_exits_1() {
+    const CLIENTS: u64 = 300;
+    let mut target = Served::start("tcp");
+    let dir = TempDir::new("vanish");
+    let json = dir.path("out.json");
+    let mut run = run_in_background(&hold_scenario(&dir, target.port, CLIENTS, "5s"), &json);
+    wait_for_established(target.port, CLIENTS, Duration::from_secs(20));
+    target.child.kill().expect("kill our sockcap serve");
+    let _ = target.child.wait();
+    let status = wait_with_timeout(&mut run, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1));
+    let report = report(&json);
+    let hold = phase(&report, "hold");
+    assert_eq!(hold["drops"], CLIENTS);
+    let lost = hold["errors"]["closed_by_peer"].as_u64().unwrap() + hold["errors"]["reset"].as_u64().unwrap();
+    assert_eq!(lost, CLIENTS);
+    assert!(report["notes"].to_string().contains("were lost"));
+}

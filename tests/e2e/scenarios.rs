@@ -1,0 +1,77 @@
+//! Every scenario file parses, and bad scenarios fail with exit 2 and a message
+//! naming the file, the field and the fix.
+
+use std::path::Path;
+
+use sockcap::plan::Plan;
+
+use crate::support::{assert_exit, run, TempDir};
+
+#[test]
+fn every_scenario_file_parses() {
+    let mut seen = 0;
+    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("scenarios/ exists") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                Plan::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 3, "expected at least quickstart, mqtt-ramp and close-modes, found {seen}");
+}
+
+#[test]
+fn unknown_key_exits_2_naming_file_and_key() {
+    let dir = TempDir::new("bad-key");
+    let file = dir.file(
+        "bad.toml",
+        "name = \"x\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\n[[phase]]\nconect = { count = 1, rate = 1 }\n",
+    );
+    let out = run(&["run", file.to_str().unwrap()]);
+    assert_exit(&out, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("line 5"), "{stderr}");
+    assert!(stderr.contains("unknown field `conect`"), "{stderr}");
+}
+
+#[test]
+fn bad_value_exits_2_naming_field_and_fix() {
+    let dir = TempDir::new("bad-value");
+    let file = dir.file(
+        "bad.toml",
+        "name = \"x\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\n[[phase]]\nhold = \"ten seconds\"\n",
+    );
+    let out = run(&["run", file.to_str().unwrap()]);
+    assert_exit(&out, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("field `phase[0].hold`"), "{stderr}");
+    assert!(stderr.contains("write e.g. \"30s\""), "{stderr}");
+}
+
+#[test]
+fn bad_target_override_exits_2() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/quickstart.toml");
+    let out = run(&["run", scenario.to_str().unwrap(), "--target", "broker.example"]);
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--target"));
+}
+
+#[test]
+fn more_connections_than_descriptors_exits_3_before_connecting() {
+    let dir = TempDir::new("too-many");
+    let file = dir.file(
+        "big.toml",
+        "name = \"x\"\ntarget = \"127.0.0.1:9\"\nprotocol = \"tcp\"\n[[phase]]\nconnect = { count = 5000000, rate = 1000 }\n",
+    );
+    let out = run(&["run", file.to_str().unwrap()]);
+    assert_exit(&out, 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs 5000100 descriptors"), "{stderr}");
+    assert!(stderr.contains("ulimit -Hn"), "{stderr}");
+}

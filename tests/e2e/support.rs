@@ -1,0 +1,192 @@
+//! What the end-to-end tests share: the real binary, a real mosquitto on a free port
+//! with its own config, scenario files in a temporary directory, and `ss` as the
+//! independent witness of socket states.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The sockcap binary built for these tests.
+pub fn sockcap() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sockcap"))
+}
+
+/// Run sockcap to completion.
+pub fn run(args: &[&str]) -> Output {
+    sockcap().args(args).stdin(Stdio::null()).output().expect("sockcap runs")
+}
+
+/// The exit code, with stdout and stderr in the panic message when it is not `want`.
+pub fn assert_exit(out: &Output, want: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(want),
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("sockcap-e2e-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write temp file");
+        path
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Raise this process's soft descriptor limit so children (mosquitto) inherit it.
+pub fn raise_nofile() {
+    let (_, hard) = rlimit::Resource::NOFILE.get().expect("getrlimit");
+    rlimit::Resource::NOFILE.set(hard, hard).expect("setrlimit");
+}
+
+/// A mosquitto started by a test, on its own port with its own config; killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Mosquitto {
+    /// Start mosquitto on a free loopback port; `extra` is appended to its config.
+    pub fn start(tag: &str, extra: &str) -> Mosquitto {
+        raise_nofile();
+        let dir = TempDir::new(&format!("mosquitto-{tag}"));
+        let port = free_port();
+        let conf = dir.file(
+            "mosquitto.conf",
+            &format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n{extra}\n"),
+        );
+        let log = std::fs::File::create(dir.path("mosquitto.log")).expect("log file");
+        let child = Command::new(mosquitto_binary())
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto starts (apt-get install -y mosquitto)");
+        wait_for_listener(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10));
+        Mosquitto { port, child, _dir: dir }
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mosquitto_binary() -> PathBuf {
+    for candidate in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    PathBuf::from("mosquitto")
+}
+
+/// Wait until a socket listens at `addr` (asked of `ss`, so no test connection is
+/// left in TIME_WAIT to be counted later).
+pub fn wait_for_listener(addr: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    let filter = format!("( sport = :{} )", addr.port());
+    while ss_states(&filter).get("listen").is_none() {
+        assert!(Instant::now() < deadline, "nothing listened at {addr} within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Count sockets by state as `ss` sees them, for an ss filter such as `( dport = :1883 )`.
+/// Keys are sockcap's state keys (`established`, `time_wait`, ...).
+pub fn ss_states(filter: &str) -> BTreeMap<String, u64> {
+    let out = Command::new("ss").args(["-Htan", "state", "all", filter]).output().expect("ss runs (apt-get install -y iproute2)");
+    assert!(out.status.success(), "ss failed: {}", String::from_utf8_lossy(&out.stderr));
+    let mut counts = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(state) = line.split_whitespace().next() else { continue };
+        let key = match state {
+            "ESTAB" => "established",
+            "SYN-SENT" => "syn_sent",
+            "SYN-RECV" => "syn_recv",
+            "FIN-WAIT-1" => "fin_wait1",
+            "FIN-WAIT-2" => "fin_wait2",
+            "TIME-WAIT" => "time_wait",
+            "UNCONN" | "CLOSE" => "close",
+            "CLOSE-WAIT" => "close_wait",
+            "LAST-ACK" => "last_ack",
+            "LISTEN" => "listen",
+            "CLOSING" => "closing",
+            other => panic!("ss printed an unknown state {other}"),
+        };
+        *counts.entry(key.to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Read a JSON report.
+pub fn report(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("report {} missing: {e}", path.display()));
+    serde_json::from_str(&text).expect("report is JSON")
+}
+
+/// The phase named `name` of a report.
+pub fn phase<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no phase {name} in {report}"))
+}
+
+/// `phase.census.<side>.<state>` as a number.
+pub fn census(phase: &Value, side: &str, state: &str) -> u64 {
+    phase["census"][side][state].as_u64().unwrap_or_else(|| panic!("census.{side}.{state} missing in {phase}"))
+}
+
+/// Write to stderr without interleaving (for context in failing tests).
+pub fn note(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
