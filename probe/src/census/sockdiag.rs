@@ -45,7 +45,7 @@ pub(crate) const ALL_STATES: u32 = 0x1ffe;
 /// prefix). An IPv4 address also matches IPv4-mapped addresses of IPv6 sockets, as in `ss`.
 pub(crate) fn dump_request(family: u8, filter: &Filter, seq: u32, out: &mut Vec<u8>) {
     let start = out.len();
-    let bytecode: Vec<u8> = Vec::new();
+    let bytecode = bytecode(filter);
     let attr_len = if bytecode.is_empty() { 0 } else { NLA_HDR_LEN + bytecode.len() };
     let total = NLMSG_HDR_LEN + REQ_V2_LEN + attr_len;
 
