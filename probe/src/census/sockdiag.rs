@@ -47,6 +47,26 @@ pub(crate) fn dump_request(family: u8, filter: &Filter, seq: u32, out: &mut Vec<
     let start = out.len();
     let bytecode = bytecode(filter);
     let attr_len = if bytecode.is_empty() { 0 } else { NLA_HDR_LEN + bytecode.len() };
+    if family == 0 {
+        let total = NLMSG_HDR_LEN + 60 + attr_len;
+        out.extend_from_slice(&(total as u32).to_ne_bytes());
+        out.extend_from_slice(&18u16.to_ne_bytes());
+        out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend_from_slice(&filter.local_port.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&filter.remote_port.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&[0; 16 + 16 + 4 + 8]);
+        out.extend_from_slice(&ALL_STATES.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        if !bytecode.is_empty() {
+            out.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+            out.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+            out.extend_from_slice(&bytecode);
+        }
+        return;
+    }
     let total = NLMSG_HDR_LEN + REQ_V2_LEN + attr_len;
 
     // struct nlmsghdr
@@ -174,7 +194,7 @@ pub(crate) fn parse_reply(
             continue;
         }
         match kind {
-            SOCK_DIAG_BY_FAMILY => visit(DiagMsg::new(payload)?),
+            SOCK_DIAG_BY_FAMILY | 18 => visit(DiagMsg::new(payload)?),
             NLMSG_DONE => {
                 return match error_code(payload) {
                     Some(errno) if errno < 0 => Err(ReplyError::Kernel(-errno)),
