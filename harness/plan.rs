@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::expect::{Expectation, Metric};
 use crate::protocol::Protocol;
-use crate::scenario::{CloseSection, ConnectSection, MqttSection, PhaseSection, Scenario};
+use crate::scenario::{CloseSection, ConnectSection, EmbeddedSection, MqttSection, PhaseSection, Scenario};
+use crate::target::OnEof;
 
 /// A scenario that can run.
 #[derive(Debug, Clone)]
@@ -24,7 +25,16 @@ pub struct Plan {
     /// Census sampling interval during phases.
     pub sample_every: Duration,
     pub mqtt: MqttOptions,
+    /// Options for the embedded target, when `target = "embedded"`.
+    pub embedded: EmbeddedOptions,
     pub phases: Vec<PhasePlan>,
+}
+
+/// How the embedded target behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    pub on_eof: OnEof,
+    pub backlog: u32,
 }
 
 /// Where the clients connect.
@@ -225,6 +235,10 @@ impl Plan {
             return Err(check.err("mqtt", "an [mqtt] section needs protocol = \"mqtt\"; remove it or change the protocol"));
         }
         let mqtt = mqtt_options(&check, s.mqtt.as_ref())?;
+        if s.embedded.is_some() && target != TargetSpec::Embedded {
+            return Err(check.err("embedded", "an [embedded] section needs target = \"embedded\"; remove it or change the target"));
+        }
+        let embedded = embedded_options(&check, s.embedded.as_ref())?;
         if s.phases.is_empty() {
             return Err(check.err("phase", "the scenario has no [[phase]]; add one, e.g. connect = { count = 100, rate = 100 }"));
         }
@@ -234,7 +248,7 @@ impl Plan {
             .enumerate()
             .map(|(i, p)| phase_plan(&check, i, p, protocol))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Plan { name: s.name, file: path.to_path_buf(), target, protocol, sources, sample_every, mqtt, phases })
+        Ok(Plan { name: s.name, file: path.to_path_buf(), target, protocol, sources, sample_every, mqtt, embedded, phases })
     }
 
     /// Replace the target (`--target`).
@@ -373,6 +387,20 @@ fn mqtt_options(check: &Check, m: Option<&MqttSection>) -> Result<MqttOptions, P
         username: m.and_then(|m| m.username.clone()),
         password: m.and_then(|m| m.password.clone()),
     })
+}
+
+fn embedded_options(check: &Check, e: Option<&EmbeddedSection>) -> Result<EmbeddedOptions, PlanError> {
+    let on_eof = match e.and_then(|e| e.on_eof.as_deref()) {
+        None | Some("close") => OnEof::Close,
+        Some("hold") => OnEof::Hold,
+        Some(other) => return Err(check.err("embedded.on_eof", format!("`{other}` is not a choice; use \"close\" or \"hold\""))),
+    };
+    let backlog = match e.and_then(|e| e.backlog) {
+        None => crate::target::DEFAULT_BACKLOG,
+        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => n as u32,
+        Some(n) => return Err(check.err("embedded.backlog", format!("backlog must be at least 1, found {n}"))),
+    };
+    Ok(EmbeddedOptions { on_eof, backlog })
 }
 
 fn phase_plan(check: &Check, i: usize, p: &PhaseSection, protocol: Protocol) -> Result<PhasePlan, PlanError> {

@@ -24,6 +24,8 @@ pub struct Scenario {
     pub sample_every: Option<String>,
     /// MQTT options.
     pub mqtt: Option<MqttSection>,
+    /// Options of the embedded target (with `target = "embedded"`).
+    pub embedded: Option<EmbeddedSection>,
     /// The phases, run in order.
     #[serde(default, rename = "phase")]
     pub phases: Vec<PhaseSection>,
@@ -40,6 +42,16 @@ pub struct MqttSection {
     pub clean_session: Option<bool>,
     pub username: Option<String>,
     pub password: Option<String>,
+}
+
+/// `[embedded]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedSection {
+    /// `"close"` (default) or `"hold"`: what the target does when a client half-closes.
+    pub on_eof: Option<String>,
+    /// Listen backlog (default 65535, clamped by net.core.somaxconn).
+    pub backlog: Option<i64>,
 }
 
 /// One `[[phase]]`: a name, exactly one action, and expectations.

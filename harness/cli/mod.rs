@@ -111,8 +111,12 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = Protocol::Mqtt)]
     pub protocol: Protocol,
     /// Listen backlog (capped by net.core.somaxconn).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = crate::target::DEFAULT_BACKLOG)]
     pub backlog: u32,
+    /// When a client half-closes: close our end too, or hold it (CLOSE_WAIT here,
+    /// FIN_WAIT_2 on the client).
+    #[arg(long, value_enum, default_value_t = crate::target::OnEof::Close)]
+    pub on_eof: crate::target::OnEof,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

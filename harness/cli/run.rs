@@ -13,7 +13,7 @@ use crate::engine::{self, RunContext};
 use crate::limits;
 use crate::plan::{Plan, TargetSpec};
 use crate::report::{self, Outcome, RunReport};
-use crate::target::EmbeddedTarget;
+use crate::target::{EmbeddedTarget, ServeOptions};
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
@@ -63,8 +63,13 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
 }
 
 async fn start_embedded(plan: &Plan) -> Result<EmbeddedTarget, Failure> {
-    let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    EmbeddedTarget::spawn(listen, plan.protocol)
+    let opts = ServeOptions {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        protocol: plan.protocol,
+        backlog: plan.embedded.backlog,
+        on_eof: plan.embedded.on_eof,
+    };
+    EmbeddedTarget::spawn(opts)
         .await
         .context("starting the embedded target (`sockcap serve`)")
         .map_err(Failure::environment)

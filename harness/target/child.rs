@@ -10,8 +10,7 @@ use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
-use super::parse_ready_line;
-use crate::protocol::Protocol;
+use super::{parse_ready_line, ServeOptions};
 
 /// How long `sockcap serve` may take to print its ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,11 +32,11 @@ pub struct EmbeddedTarget {
 impl EmbeddedTarget {
     /// Starts `sockcap serve --listen <listen> --protocol <protocol>` from the
     /// current executable and waits for its ready line.
-    pub async fn spawn(listen: SocketAddr, protocol: Protocol) -> anyhow::Result<EmbeddedTarget> {
+    pub async fn spawn(opts: ServeOptions) -> anyhow::Result<EmbeddedTarget> {
         let exe = std::env::current_exe()
             .context("locating the sockcap executable to start the embedded target")?;
         let mut command = Command::new(exe);
-        command.args(serve_args(listen, protocol));
+        command.args(serve_args(&opts));
         spawn_command(command, READY_TIMEOUT).await
     }
 
@@ -81,13 +80,17 @@ impl EmbeddedTarget {
 }
 
 /// The arguments of the `sockcap serve` command line.
-fn serve_args(listen: SocketAddr, protocol: Protocol) -> [String; 5] {
+fn serve_args(opts: &ServeOptions) -> [String; 9] {
     [
         "serve".into(),
         "--listen".into(),
-        listen.to_string(),
+        opts.listen.to_string(),
         "--protocol".into(),
-        protocol.to_string(),
+        opts.protocol.to_string(),
+        "--backlog".into(),
+        opts.backlog.to_string(),
+        "--on-eof".into(),
+        opts.on_eof.to_string(),
     ]
 }
 

@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 use crate::protocol::mqtt::{self, Packet};
 use crate::protocol::Protocol;
 
+use super::OnEof;
+
 /// Bytes read per readiness event.
 const READ_CHUNK: usize = 2048;
 
@@ -40,6 +42,7 @@ const REPLY_STACK: usize = 64;
 pub(super) fn run(
     stream: TcpStream,
     protocol: Protocol,
+    on_eof: OnEof,
     shutdown: CancellationToken,
     connects: Arc<AtomicU64>,
 ) -> impl Future<Output = ()> + Send {
@@ -68,8 +71,12 @@ pub(super) fn run(
                 Ok(_) if interest == Interest::READABLE => conn.on_readable(&stream),
                 Ok(_) => conn.flush(&stream),
             };
-            if step == Step::Close {
-                return;
+            match step {
+                Step::Continue => {}
+                Step::Close => return,
+                // The socket stays readable at EOF: wait only for shutdown.
+                Step::Eof if on_eof == OnEof::Hold => return (&mut cancelled).await,
+                Step::Eof => return,
             }
         }
     }
@@ -92,6 +99,8 @@ enum Step {
     Continue,
     /// Close the socket (return from [`run`]).
     Close,
+    /// The peer's FIN arrived: close or hold, as [`OnEof`] says.
+    Eof,
 }
 
 /// The state of one connection between reads.
@@ -124,13 +133,13 @@ impl Connection {
     fn on_readable(&mut self, stream: &TcpStream) -> Step {
         let mut chunk = [0u8; READ_CHUNK];
         match stream.try_read(&mut chunk) {
-            Ok(0) => Step::Close,
+            Ok(0) => Step::Eof,
             Ok(n) => {
                 let mut replies = Replies::new();
                 let step = self.on_bytes(&chunk[..n], &mut replies);
                 match self.send(stream, replies.as_slice()) {
                     Step::Continue => step,
-                    Step::Close => Step::Close,
+                    Step::Close | Step::Eof => Step::Close,
                 }
             }
             Err(e) if is_transient(&e) => Step::Continue,
@@ -329,6 +338,7 @@ mod tests {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 protocol,
                 backlog: 64,
+                on_eof: super::super::OnEof::Close,
             };
             let task = tokio::spawn(serve(opts, shutdown.clone(), move |addr| {
                 ready_tx.send(addr).unwrap();

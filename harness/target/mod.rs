@@ -45,6 +45,29 @@ pub struct ServeOptions {
     /// Listen backlog (accept queue length), clamped by the kernel to
     /// `net.core.somaxconn`.
     pub backlog: u32,
+    /// What a connection does when the client's FIN arrives.
+    pub on_eof: OnEof,
+}
+
+/// What the embedded target does when a client half-closes (its FIN arrives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnEof {
+    /// Close its end too (as mosquitto does): the client ends in TIME_WAIT.
+    #[default]
+    Close,
+    /// Keep its end open until the run ends: client FIN_WAIT_2, server CLOSE_WAIT
+    /// (the shape of a server that leaks connections).
+    Hold,
+}
+
+impl std::fmt::Display for OnEof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnEof::Close => "close",
+            OnEof::Hold => "hold",
+        })
+    }
 }
 
 /// What a [`serve`] run did, returned at shutdown.

@@ -52,6 +52,7 @@ pub async fn serve(
                 let session = connection::run(
                     stream,
                     opts.protocol,
+                    opts.on_eof,
                     shutdown.clone(),
                     Arc::clone(&connects),
                 );
@@ -145,6 +146,7 @@ mod tests {
             listen: taken.local_addr().unwrap(),
             protocol: crate::protocol::Protocol::Tcp,
             backlog: 16,
+            on_eof: super::OnEof::Close,
         };
         let err = serve(opts, CancellationToken::new(), |_| panic!("not ready"))
             .await

@@ -21,8 +21,6 @@ use std::io::{self, BufRead, BufReader};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use netlink_packet_sock_diag::{AF_INET, AF_INET6};
-
 pub use self::procnet::parse_proc_net_tcp;
 use crate::state::{StateCounts, TcpState};
 
@@ -46,21 +44,35 @@ pub struct Filter {
 impl Filter {
     /// The sockets of a server listening on `port`: the listener and its connections.
     pub fn server(port: u16) -> Filter {
-        Filter { local_port: Some(port), ..Filter::default() }
+        Filter {
+            local_port: Some(port),
+            ..Filter::default()
+        }
     }
 
     /// The client sockets connected (or connecting) to `port`.
     pub fn client(port: u16) -> Filter {
-        Filter { remote_port: Some(port), ..Filter::default() }
+        Filter {
+            remote_port: Some(port),
+            ..Filter::default()
+        }
     }
 
     /// Whether a socket with these endpoints passes the filter (what the kernel's
     /// bytecode decides for a sock_diag census; used as is by the /proc fallback).
-    pub fn matches(&self, local_addr: IpAddr, local_port: u16, remote_addr: IpAddr, remote_port: u16) -> bool {
+    pub fn matches(
+        &self,
+        local_addr: IpAddr,
+        local_port: u16,
+        remote_addr: IpAddr,
+        remote_port: u16,
+    ) -> bool {
         self.local_port.is_none_or(|p| p == local_port)
             && self.remote_port.is_none_or(|p| p == remote_port)
             && self.local_addr.is_none_or(|a| addr_matches(a, local_addr))
-            && self.remote_addr.is_none_or(|a| addr_matches(a, remote_addr))
+            && self
+                .remote_addr
+                .is_none_or(|a| addr_matches(a, remote_addr))
     }
 
     /// The filter with IPv4-mapped addresses written as IPv4 addresses.
@@ -75,7 +87,8 @@ impl Filter {
     /// Whether IPv4 sockets can match: not when the filter names an IPv6 address.
     fn wants_ipv4(&self) -> bool {
         let f = self.canonical();
-        !matches!(f.local_addr, Some(IpAddr::V6(_))) && !matches!(f.remote_addr, Some(IpAddr::V6(_)))
+        !matches!(f.local_addr, Some(IpAddr::V6(_)))
+            && !matches!(f.remote_addr, Some(IpAddr::V6(_)))
     }
 
     /// Which end of a socket [`Prober::census_with_peers`] groups by.
@@ -177,7 +190,10 @@ struct Tally {
 
 impl Tally {
     fn new(peers: Option<Side>) -> Tally {
-        Tally { states: StateCounts::default(), peers: peers.map(|side| (side, HashMap::new())) }
+        Tally {
+            states: StateCounts::default(),
+            peers: peers.map(|side| (side, HashMap::new())),
+        }
     }
 
     /// Count one socket; `addr` is asked for only when peers are grouped.
@@ -196,9 +212,13 @@ impl Tally {
 
     /// The `top` addresses holding most sockets, largest first (ties by address).
     fn top_peers(self, top: usize) -> Vec<PeerCount> {
-        let Some((_, peers)) = self.peers else { return Vec::new() };
-        let mut peers: Vec<PeerCount> =
-            peers.into_iter().map(|(addr, sockets)| PeerCount { addr, sockets }).collect();
+        let Some((_, peers)) = self.peers else {
+            return Vec::new();
+        };
+        let mut peers: Vec<PeerCount> = peers
+            .into_iter()
+            .map(|(addr, sockets)| PeerCount { addr, sockets })
+            .collect();
         peers.sort_unstable_by(|a, b| b.sockets.cmp(&a.sockets).then(a.addr.cmp(&b.addr)));
         peers.truncate(top);
         peers
@@ -210,7 +230,11 @@ impl Prober {
     /// (see [`Prober::warning`]) when netlink is refused.
     pub fn new() -> Prober {
         match netlink::SockDiag::open() {
-            Ok(diag) => Prober { backend: Backend::SockDiag, warning: None, diag: Some(diag) },
+            Ok(diag) => Prober {
+                backend: Backend::SockDiag,
+                warning: None,
+                diag: Some(diag),
+            },
             Err(e) => Prober::refused(&e),
         }
     }
@@ -218,7 +242,11 @@ impl Prober {
     /// A prober that reads /proc/net/tcp{,6} without trying netlink (no warning is set:
     /// the caller chose it). Slower at large socket counts.
     pub fn proc_net() -> Prober {
-        Prober { backend: Backend::ProcNet, warning: None, diag: None }
+        Prober {
+            backend: Backend::ProcNet,
+            warning: None,
+            diag: None,
+        }
     }
 
     /// The /proc fallback after netlink said `e`.
@@ -252,12 +280,20 @@ impl Prober {
     /// remote addresses when the filter names a local port, local addresses otherwise.
     /// Sockets without an address at that end (a listener's remote end, a wildcard
     /// listener's local end) are counted by state but not grouped.
-    pub fn census_with_peers(&mut self, filter: &Filter, top: usize) -> Result<Census, CensusError> {
+    pub fn census_with_peers(
+        &mut self,
+        filter: &Filter,
+        top: usize,
+    ) -> Result<Census, CensusError> {
         let started = Instant::now();
         let tally = self.tally(filter, Some(filter.peer_side()))?;
         let states = tally.states;
         let peers = tally.top_peers(top);
-        Ok(Census { states, peers, elapsed: started.elapsed() })
+        Ok(Census {
+            states,
+            peers,
+            elapsed: started.elapsed(),
+        })
     }
 
     /// Count with the backend in use, falling back to /proc if netlink refuses the dump.
@@ -266,9 +302,13 @@ impl Prober {
             let mut tally = Tally::new(peers);
             match sock_diag_census(diag, filter, &mut tally) {
                 Ok(()) => return Ok(tally),
-                Err(netlink::DumpError::Io(e)) if netlink::is_refusal(&e) => *self = Prober::refused(&e),
+                Err(netlink::DumpError::Io(e)) if netlink::is_refusal(&e) => {
+                    *self = Prober::refused(&e)
+                }
                 Err(netlink::DumpError::Io(e)) => return Err(CensusError::Netlink(e)),
-                Err(netlink::DumpError::Malformed(what)) => return Err(CensusError::Parse(what.to_owned())),
+                Err(netlink::DumpError::Malformed(what)) => {
+                    return Err(CensusError::Parse(what.to_owned()))
+                }
             }
         }
         let mut tally = Tally::new(peers);
@@ -283,30 +323,42 @@ impl Default for Prober {
     }
 }
 
-/// One dump per address family: IPv6 holds IPv4-mapped sockets too, so it is always asked.
-fn sock_diag_census(diag: &mut netlink::SockDiag, filter: &Filter, tally: &mut Tally) -> Result<(), netlink::DumpError> {
-    let families: &[u8] = if std::env::var_os("COMPAT").is_some() { &[0] } else if filter.wants_ipv4() { &[AF_INET, AF_INET6] } else { &[AF_INET6] };
-    for &family in families {
-        diag.dump(family, filter, |msg| {
-            debug_assert!(
-                filter.matches(msg.local_addr(), msg.local_port(), msg.remote_addr(), msg.remote_port()),
-                "the kernel's sock_diag filter let through {msg:?} for {filter:?}"
-            );
-            tally.add(msg.state(), |side| match side {
-                Side::Local => msg.local_addr(),
-                Side::Remote => msg.remote_addr(),
-            })
-        })?;
-    }
-    Ok(())
+/// The kernel filters; a debug build checks that it did.
+fn sock_diag_census(
+    diag: &mut netlink::SockDiag,
+    filter: &Filter,
+    tally: &mut Tally,
+) -> Result<(), netlink::DumpError> {
+    diag.dump_tcp(filter, |msg| {
+        debug_assert!(
+            filter.matches(
+                msg.local_addr(),
+                msg.local_port(),
+                msg.remote_addr(),
+                msg.remote_port()
+            ),
+            "the kernel's sock_diag filter let through {msg:?} for {filter:?}"
+        );
+        tally.add(msg.state(), |side| match side {
+            Side::Local => msg.local_addr(),
+            Side::Remote => msg.remote_addr(),
+        })
+    })
 }
 
 /// Stream /proc/net/tcp and /proc/net/tcp6 line by line (a missing tcp6 means no IPv6).
 fn proc_net_census(filter: &Filter, tally: &mut Tally) -> Result<(), CensusError> {
-    let paths: &[&str] = if filter.wants_ipv4() { &[PROC_NET_TCP, PROC_NET_TCP6] } else { &[PROC_NET_TCP6] };
+    let paths: &[&str] = if filter.wants_ipv4() {
+        &[PROC_NET_TCP, PROC_NET_TCP6]
+    } else {
+        &[PROC_NET_TCP6]
+    };
     let mut line = Vec::with_capacity(256);
     for &path in paths {
-        let proc_err = |source| CensusError::Proc { path: path.to_owned(), source };
+        let proc_err = |source| CensusError::Proc {
+            path: path.to_owned(),
+            source,
+        };
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound && path == PROC_NET_TCP6 => continue,
@@ -318,7 +370,8 @@ fn proc_net_census(filter: &Filter, tally: &mut Tally) -> Result<(), CensusError
             if reader.read_until(b'\n', &mut line).map_err(proc_err)? == 0 {
                 break;
             }
-            let entry = procnet::parse_line(&line).map_err(|e| CensusError::Parse(e.to_string()))?;
+            let entry =
+                procnet::parse_line(&line).map_err(|e| CensusError::Parse(e.to_string()))?;
             let Some(e) = entry else { continue };
             if filter.matches(e.local_addr, e.local_port, e.remote_addr, e.remote_port) {
                 tally.add(e.state, |side| match side {
@@ -333,20 +386,16 @@ fn proc_net_census(filter: &Filter, tally: &mut Tally) -> Result<(), CensusError
 
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
 
     use super::*;
 
-    /// Print the sock_diag replies that `sockdiag`'s golden tests hold:
-    /// `cargo test -p sockcap-probe record_golden_replies -- --ignored --nocapture`.
-    /// IPv4 (listener with TCP_DEFER_ACCEPT): LISTEN, ESTABLISHED, TIME_WAIT (server closed
-    /// first) and a SYN_RECV request socket (its client sent no data), by local port.
-    /// IPv6: LISTEN and ESTABLISHED, by local port.
-    #[test]
-    #[ignore = "records golden bytes from the live kernel"]
-    fn record_golden_replies() {
+    /// Loopback sockets on one port: IPv4 (listener with TCP_DEFER_ACCEPT): LISTEN,
+    /// ESTABLISHED, TIME_WAIT (server closed first) and a SYN_RECV request socket (its
+    /// client sent no data); IPv6: LISTEN and ESTABLISHED. The port and what holds them.
+    fn sockets_on_one_port() -> (u16, Vec<TcpListener>, Vec<TcpStream>) {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let secs: libc::c_int = 60;
         // SAFETY: a valid socket and a c_int option of the right size.
@@ -362,10 +411,10 @@ mod tests {
         assert_eq!(rc, 0);
         let port = listener.local_addr().unwrap().port();
         let mut established = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        std::io::Write::write_all(&mut established, b"x").unwrap();
-        let (_server_est, _) = listener.accept().unwrap();
+        established.write_all(b"x").unwrap();
+        let (server_est, _) = listener.accept().unwrap();
         let mut closing = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        std::io::Write::write_all(&mut closing, b"x").unwrap();
+        closing.write_all(b"x").unwrap();
         let (mut server_closing, _) = listener.accept().unwrap();
         server_closing.read_exact(&mut [0]).unwrap(); // unread data would make close() send RST
         server_closing.shutdown(Shutdown::Both).unwrap();
@@ -373,29 +422,148 @@ mod tests {
         let mut rest = Vec::new();
         closing.read_to_end(&mut rest).unwrap(); // the server's FIN arrived
         drop(closing); // LAST_ACK here, TIME_WAIT on the server side
-        let _syn_recv = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let syn_recv = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
 
-        let listener6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
-        let port6 = listener6.local_addr().unwrap().port();
-        let _client6 = TcpStream::connect(listener6.local_addr().unwrap()).unwrap();
-        let (_server6, _) = listener6.accept().unwrap();
+        let listener6 = TcpListener::bind((Ipv6Addr::LOCALHOST, port)).unwrap();
+        let client6 = TcpStream::connect(listener6.local_addr().unwrap()).unwrap();
+        let (server6, _) = listener6.accept().unwrap();
+        (
+            port,
+            vec![listener, listener6],
+            vec![established, server_est, syn_recv, client6, server6],
+        )
+    }
 
+    /// Print the sock_diag replies and /proc/net/tcp{,6} lines that the golden tests of
+    /// `sockdiag` and `procnet` hold, for [`sockets_on_one_port`] dumped by local port in one
+    /// walk and per family:
+    /// `cargo test -p sockcap-probe record_golden_replies -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "records golden bytes from the live kernel"]
+    fn record_golden_replies() {
+        let (port, _listeners, _streams) = sockets_on_one_port();
         let mut diag = netlink::SockDiag::open().unwrap();
-        for (family, port) in [(AF_INET, port), (AF_INET6, port6)] {
-            let datagrams = diag.dump_datagrams(family, &Filter::server(port)).unwrap();
-            println!("// family {family}, Filter::server({port}): {} datagrams", datagrams.len());
+        use sockdiag::Dump;
+        for dump in [
+            Dump::BothFamilies,
+            Dump::Family(libc::AF_INET as u8),
+            Dump::Family(libc::AF_INET6 as u8),
+        ] {
+            let datagrams = diag.dump_datagrams(dump, &Filter::server(port)).unwrap();
+            println!(
+                "// {dump:?}, Filter::server({port}): {} datagrams",
+                datagrams.len()
+            );
             let bytes: Vec<u8> = datagrams.concat();
             for chunk in bytes.chunks(16) {
                 let line: Vec<String> = chunk.iter().map(|b| format!("0x{b:02x},")).collect();
                 println!("    {}", line.join(" "));
             }
         }
-        for (path, port) in [(PROC_NET_TCP, port), (PROC_NET_TCP6, port6)] {
+        for path in [PROC_NET_TCP, PROC_NET_TCP6] {
             println!("// {path}, lines with port {port} ({port:04X})");
             let text = std::fs::read_to_string(path).unwrap();
-            for line in text.lines().filter(|l| l.contains("  sl ") || l.contains(&format!(":{port:04X} "))) {
+            for line in text
+                .lines()
+                .filter(|l| l.contains("  sl ") || l.contains(&format!(":{port:04X} ")))
+            {
                 println!("{line}");
             }
         }
+    }
+
+    /// Both sock_diag requests and the /proc fallback count the same sockets, TIME_WAIT
+    /// and SYN_RECV request sockets included.
+    #[test]
+    fn one_walk_per_family_and_proc_agree() {
+        let (port, _listeners, _streams) = sockets_on_one_port();
+        let mut diag = netlink::SockDiag::open().unwrap();
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let filters = [
+            Filter::server(port),
+            Filter::client(port),
+            Filter {
+                local_addr: Some(lo),
+                ..Filter::server(port)
+            },
+            Filter {
+                local_addr: Some(Ipv6Addr::LOCALHOST.into()),
+                ..Filter::server(port)
+            },
+        ];
+        for filter in &filters {
+            let mut one_walk = Tally::new(None);
+            diag.dump_tcp(filter, |m| one_walk.add(m.state(), |_| lo))
+                .unwrap();
+            let mut per_family = Tally::new(None);
+            diag.dump_per_family(filter, |m| per_family.add(m.state(), |_| lo))
+                .unwrap();
+            let mut proc = Tally::new(None);
+            proc_net_census(filter, &mut proc).unwrap();
+            assert_eq!(one_walk.states, per_family.states, "{filter:?}");
+            assert_eq!(one_walk.states, proc.states, "{filter:?}");
+        }
+        let mut count = |filter: &Filter| {
+            let mut t = Tally::new(None);
+            diag.dump_tcp(filter, |m| t.add(m.state(), |_| lo)).unwrap();
+            t.states
+        };
+        let server = count(&filters[0]);
+        use TcpState::*;
+        for (state, n) in [(Listen, 2), (Established, 2), (TimeWait, 1), (SynRecv, 1)] {
+            assert_eq!(server.get(state), n, "{state:?}");
+        }
+        assert_eq!(server.total(), 6);
+        assert_eq!(count(&filters[1]).get(Established), 3);
+        assert_eq!(count(&filters[2]).total(), 4);
+        assert_eq!(count(&filters[3]).total(), 2);
+    }
+
+    #[test]
+    fn a_refused_netlink_falls_back_with_a_warning() {
+        let prober = Prober::refused(&io::Error::from_raw_os_error(libc::EPERM));
+        assert_eq!(prober.backend(), Backend::ProcNet);
+        let warning = prober.warning().unwrap();
+        assert!(
+            warning.contains("refused")
+                && warning.contains("/proc/net/tcp")
+                && warning.contains("slower"),
+            "{warning}"
+        );
+        assert!(netlink::is_refusal(&io::Error::from_raw_os_error(
+            libc::EACCES
+        )));
+        assert!(netlink::is_refusal(&io::Error::from_raw_os_error(
+            libc::EPROTONOSUPPORT
+        )));
+        assert!(!netlink::is_refusal(&io::Error::from_raw_os_error(
+            libc::ENOBUFS
+        )));
+        assert_eq!(Prober::proc_net().warning(), None);
+    }
+
+    #[test]
+    fn top_peers_are_largest_first() {
+        let mut tally = Tally::new(Some(Side::Remote));
+        let a = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let b = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+        let mapped_b = IpAddr::V6(Ipv4Addr::new(127, 0, 0, 3).to_ipv6_mapped());
+        for addr in [a, b, mapped_b, IpAddr::V4(Ipv4Addr::UNSPECIFIED)] {
+            tally.add(TcpState::Established as u8, |_| addr);
+        }
+        assert_eq!(tally.states.get(TcpState::Established), 4);
+        assert_eq!(
+            tally.top_peers(5),
+            [
+                PeerCount {
+                    addr: b,
+                    sockets: 2
+                },
+                PeerCount {
+                    addr: a,
+                    sockets: 1
+                }
+            ]
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! - [`census`]: counts sockets by state through sock_diag (netlink), filtered by the
 //!   kernel on ports and addresses, with a fallback to /proc/net/tcp{,6}.
 //! - [`counters`]: /proc/net/snmp `Tcp` and /proc/net/netstat `TcpExt` counters, and deltas.
-//! - [`sockstat`]: /proc/net/sockstat.
+//! - [`sockstat`]: socket totals from /proc/net/sockstat.
 //! - [`limits`]: descriptor limits and the TCP sysctls in force.
 //!
 //! Parsers are pure functions over bytes or text, tested with recorded input; the I/O
@@ -34,7 +34,10 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn new(what: &'static str, found: impl Into<String>) -> ParseError {
-        ParseError { what, found: found.into() }
+        ParseError {
+            what,
+            found: found.into(),
+        }
     }
 }
 

@@ -111,3 +111,39 @@ fn half_close_against_mosquitto_ends_in_client_time_wait() {
     assert_eq!(census(settled, "server", "close_wait"), 0);
     assert_eq!(census(settled, "server", "time_wait"), 0);
 }
+
+/// Against the embedded target set to hold its end on EOF, a half-close stays
+/// half-closed: FIN_WAIT_2 on the client, CLOSE_WAIT on the server, and `ss` agrees.
+#[test]
+fn half_close_against_a_holding_target_leaves_fin_wait2_and_close_wait() {
+    let dir = TempDir::new("half-hold");
+    let scenario = dir.file(
+        "s.toml",
+        &format!(
+            r#"
+name = "half-close, target holds"
+target = "embedded"
+protocol = "mqtt"
+[embedded]
+on_eof = "hold"
+[[phase]]
+name = "ramp"
+connect = {{ count = {CLIENTS}, rate = 5000, timeout = "20s" }}
+[[phase]]
+name = "close"
+close = {{ how = "half-close", rate = 10000 }}
+[[phase]]
+name = "settle"
+sleep = "1s"
+expect = {{ fin_wait2 = "== {CLIENTS}", "server.close_wait" = "== {CLIENTS}", established = "== 0" }}
+"#
+        ),
+    );
+    let json = dir.path("out.json");
+    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
+    assert_exit(&out, 0);
+    let report = report(&json);
+    let settled = phase(&report, "settle");
+    assert_eq!(census(settled, "client", "fin_wait2"), CLIENTS);
+    assert_eq!(census(settled, "server", "close_wait"), CLIENTS);
+}

@@ -5,7 +5,9 @@ use std::io;
 
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
-use super::sockdiag::{self, DiagMsg, Progress, ReplyError};
+use netlink_packet_sock_diag::{AF_INET, AF_INET6};
+
+use super::sockdiag::{self, DiagMsg, Dump, Progress, ReplyError};
 use super::Filter;
 
 /// Receive buffer for one datagram. A dump datagram is at most a few tens of KiB (the
@@ -28,7 +30,18 @@ pub(crate) enum DumpError {
 pub(crate) fn is_refusal(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EPERM | libc::EACCES | libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT | libc::ENOENT)
+        Some(
+            libc::EPERM | libc::EACCES | libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT | libc::ENOENT
+        )
+    )
+}
+
+/// Whether an errno means "no such request here": the kernel does not take the
+/// compatibility request (no handler: EOPNOTSUPP; an unknown type: EINVAL).
+fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOENT)
     )
 }
 
@@ -37,6 +50,8 @@ pub(crate) struct SockDiag {
     /// `None` after a failed dump: the next dump opens a fresh socket, so no half-read
     /// reply of the failed one is left in the way.
     socket: Option<Socket>,
+    /// Whether the kernel takes the one-walk compatibility request (until it says no).
+    both_families: bool,
     request: Vec<u8>,
     buf: Vec<u8>,
     seq: u32,
@@ -44,20 +59,73 @@ pub(crate) struct SockDiag {
 
 impl std::fmt::Debug for SockDiag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SockDiag").field("open", &self.socket.is_some()).field("seq", &self.seq).finish()
+        f.debug_struct("SockDiag")
+            .field("open", &self.socket.is_some())
+            .field("both_families", &self.both_families)
+            .field("seq", &self.seq)
+            .finish()
     }
 }
 
 impl SockDiag {
     /// Open and bind the socket.
     pub(crate) fn open() -> io::Result<SockDiag> {
-        Ok(SockDiag { socket: Some(open_socket()?), request: Vec::with_capacity(128), buf: vec![0; RECV_BUF], seq: 0 })
+        Ok(SockDiag {
+            socket: Some(open_socket()?),
+            both_families: true,
+            request: Vec::with_capacity(128),
+            buf: vec![0; RECV_BUF],
+            seq: 0,
+        })
     }
 
-    /// Dump the TCP sockets of `family` that match `filter`, calling `visit` for each.
-    pub(crate) fn dump(&mut self, family: u8, filter: &Filter, mut visit: impl FnMut(DiagMsg<'_>)) -> Result<(), DumpError> {
+    /// Dump the IPv4 and IPv6 TCP sockets that match `filter`, calling `visit` for each:
+    /// in one walk if the kernel takes the compatibility request, else one per family.
+    pub(crate) fn dump_tcp(
+        &mut self,
+        filter: &Filter,
+        mut visit: impl FnMut(DiagMsg<'_>),
+    ) -> Result<(), DumpError> {
+        if self.both_families {
+            let mut seen = false;
+            match self.dump(Dump::BothFamilies, filter, |m| {
+                seen = true;
+                visit(m)
+            }) {
+                Err(DumpError::Io(e)) if !seen && is_unsupported(&e) => self.both_families = false,
+                other => return other,
+            }
+        }
+        self.dump_per_family(filter, visit)
+    }
+
+    /// One `SOCK_DIAG_BY_FAMILY` dump per family; IPv4 is skipped when the filter names an
+    /// IPv6 address (IPv6 holds IPv4-mapped sockets too, so it is always asked).
+    pub(crate) fn dump_per_family(
+        &mut self,
+        filter: &Filter,
+        mut visit: impl FnMut(DiagMsg<'_>),
+    ) -> Result<(), DumpError> {
+        let families: &[u8] = if filter.wants_ipv4() {
+            &[AF_INET, AF_INET6]
+        } else {
+            &[AF_INET6]
+        };
+        for &family in families {
+            self.dump(Dump::Family(family), filter, &mut visit)?;
+        }
+        Ok(())
+    }
+
+    /// One dump, calling `visit` for each socket.
+    fn dump(
+        &mut self,
+        dump: Dump,
+        filter: &Filter,
+        mut visit: impl FnMut(DiagMsg<'_>),
+    ) -> Result<(), DumpError> {
         let seq = self.seq.wrapping_add(1);
-        self.exchange(family, filter, |datagram| {
+        self.exchange(dump, filter, |datagram| {
             sockdiag::parse_reply(datagram, seq, &mut visit).map_err(|e| match e {
                 ReplyError::Kernel(errno) => DumpError::Io(io::Error::from_raw_os_error(errno)),
                 ReplyError::Malformed(what) => DumpError::Malformed(what),
@@ -67,12 +135,17 @@ impl SockDiag {
 
     /// The datagrams of one dump, as received (to record golden replies for tests).
     #[cfg(test)]
-    pub(crate) fn dump_datagrams(&mut self, family: u8, filter: &Filter) -> Result<Vec<Vec<u8>>, DumpError> {
+    pub(crate) fn dump_datagrams(
+        &mut self,
+        dump: Dump,
+        filter: &Filter,
+    ) -> Result<Vec<Vec<u8>>, DumpError> {
         let seq = self.seq.wrapping_add(1);
         let mut datagrams = Vec::new();
-        self.exchange(family, filter, |datagram| {
+        self.exchange(dump, filter, |datagram| {
             datagrams.push(datagram.to_vec());
-            sockdiag::parse_reply(datagram, seq, |_| {}).map_err(|_| DumpError::Malformed("error reply"))
+            sockdiag::parse_reply(datagram, seq, |_| {})
+                .map_err(|_| DumpError::Malformed("error reply"))
         })?;
         Ok(datagrams)
     }
@@ -82,11 +155,11 @@ impl SockDiag {
     /// one, so no half-read reply of the failed one is left in the way.
     fn exchange(
         &mut self,
-        family: u8,
+        dump: Dump,
         filter: &Filter,
         on_datagram: impl FnMut(&[u8]) -> Result<Progress, DumpError>,
     ) -> Result<(), DumpError> {
-        let result = self.try_exchange(family, filter, on_datagram);
+        let result = self.try_exchange(dump, filter, on_datagram);
         if result.is_err() {
             self.socket = None;
         }
@@ -95,7 +168,7 @@ impl SockDiag {
 
     fn try_exchange(
         &mut self,
-        family: u8,
+        dump: Dump,
         filter: &Filter,
         mut on_datagram: impl FnMut(&[u8]) -> Result<Progress, DumpError>,
     ) -> Result<(), DumpError> {
@@ -105,14 +178,17 @@ impl SockDiag {
         let socket = self.socket.as_ref().expect("opened above");
         self.seq = self.seq.wrapping_add(1);
         self.request.clear();
-        sockdiag::dump_request(family, filter, self.seq, &mut self.request);
+        sockdiag::dump_request(dump, filter, self.seq, &mut self.request);
         retry_eintr(|| socket.send(&self.request, 0)).map_err(DumpError::Io)?;
 
         loop {
             let mut window = &mut self.buf[..];
-            let n = retry_eintr(|| socket.recv(&mut window, libc::MSG_TRUNC)).map_err(DumpError::Io)?;
+            let n =
+                retry_eintr(|| socket.recv(&mut window, libc::MSG_TRUNC)).map_err(DumpError::Io)?;
             if n > self.buf.len() {
-                return Err(DumpError::Malformed("a sock_diag datagram was larger than the receive buffer"));
+                return Err(DumpError::Malformed(
+                    "a sock_diag datagram was larger than the receive buffer",
+                ));
             }
             if on_datagram(&self.buf[..n])? == Progress::Done {
                 return Ok(());

@@ -1,7 +1,13 @@
-//! The sock_diag wire format for a TCP census, without I/O: the dump request a census sends
-//! (an `inet_diag_req_v2` with the filter as `INET_DIAG_REQ_BYTECODE`), and a zero-copy walk
-//! over the kernel's reply that reads only what a census needs (family, state, ports,
-//! addresses) from each `inet_diag_msg`.
+//! The sock_diag wire format for a TCP census, without I/O: the dump requests a census sends
+//! (with the filter as `INET_DIAG_REQ_BYTECODE`), and a zero-copy walk over the kernel's
+//! reply that reads only what a census needs (family, state, ports, addresses) from each
+//! `inet_diag_msg`.
+//!
+//! Two requests: `TCPDIAG_GETSOCK` with the original `struct inet_diag_req`, which the
+//! kernel keeps for compatibility and which alone dumps IPv4 and IPv6 sockets in one walk
+//! of the socket tables; and `SOCK_DIAG_BY_FAMILY` with `struct inet_diag_req_v2`, one
+//! family per walk. Walking a table of a million sockets costs about 0.1 s, so the first
+//! is preferred and the second is the fallback.
 //!
 //! Layouts are those of `include/uapi/linux/netlink.h` and `include/uapi/linux/inet_diag.h`.
 //! Netlink integers are in host byte order; ports and addresses in the socket id are in
@@ -9,8 +15,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST};
-use netlink_packet_sock_diag::{AF_INET, AF_INET6, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY};
+use netlink_packet_core::{
+    NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_sock_diag::{AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY};
 
 use super::Filter;
 
@@ -18,11 +26,15 @@ use super::Filter;
 const NLMSG_HDR_LEN: usize = 16;
 /// `struct inet_diag_req_v2`.
 const REQ_V2_LEN: usize = 56;
+/// `struct inet_diag_req` (the compatibility request).
+const REQ_COMPAT_LEN: usize = 60;
 /// `struct inet_diag_msg`.
 pub(crate) const DIAG_MSG_LEN: usize = 72;
 /// `struct nlattr`.
 const NLA_HDR_LEN: usize = 4;
 
+/// `TCPDIAG_GETSOCK`: the compatibility request type, also the type of its replies.
+const TCPDIAG_GETSOCK: u16 = 18;
 /// `INET_DIAG_REQ_BYTECODE`: the request attribute holding the filter program.
 const INET_DIAG_REQ_BYTECODE: u16 = 1;
 /// Bytecode operations (`enum { INET_DIAG_BC_NOP, ... }`).
@@ -35,55 +47,60 @@ const INET_DIAG_BC_D_EQ: u8 = 12;
 /// TIME_WAIT sockets and SYN_RECV request sockets are dumped too.
 pub(crate) const ALL_STATES: u32 = 0x1ffe;
 
-/// Append a dump request for the TCP sockets of `family` (`AF_INET` or `AF_INET6`) that
-/// match `filter` to `out`.
+/// Which TCP sockets one dump request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dump {
+    /// IPv4 and IPv6 in one walk (`TCPDIAG_GETSOCK`, family `AF_UNSPEC`).
+    BothFamilies,
+    /// One family, `AF_INET` or `AF_INET6` (`SOCK_DIAG_BY_FAMILY`).
+    Family(u8),
+}
+
+/// Append a dump request for the TCP sockets that match `filter` to `out`.
 ///
 /// Ports go twice: into the request's socket id, which `inet_diag_dump_icsk` compares
 /// before anything else (a cheap pre-filter over the established hash, including
 /// TIME_WAIT and request sockets), and into the bytecode, which is the kernel's documented
 /// filter. Addresses go only into the bytecode (`S_COND`/`D_COND` with a full-length
 /// prefix). An IPv4 address also matches IPv4-mapped addresses of IPv6 sockets, as in `ss`.
-pub(crate) fn dump_request(family: u8, filter: &Filter, seq: u32, out: &mut Vec<u8>) {
+pub(crate) fn dump_request(dump: Dump, filter: &Filter, seq: u32, out: &mut Vec<u8>) {
     let start = out.len();
     let bytecode = bytecode(filter);
-    let attr_len = if bytecode.is_empty() { 0 } else { NLA_HDR_LEN + bytecode.len() };
-    if family == 0 {
-        let total = NLMSG_HDR_LEN + 60 + attr_len;
-        out.extend_from_slice(&(total as u32).to_ne_bytes());
-        out.extend_from_slice(&18u16.to_ne_bytes());
-        out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-        out.extend_from_slice(&seq.to_ne_bytes());
-        out.extend_from_slice(&0u32.to_ne_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        out.extend_from_slice(&filter.local_port.unwrap_or(0).to_be_bytes());
-        out.extend_from_slice(&filter.remote_port.unwrap_or(0).to_be_bytes());
-        out.extend_from_slice(&[0; 16 + 16 + 4 + 8]);
-        out.extend_from_slice(&ALL_STATES.to_ne_bytes());
-        out.extend_from_slice(&0u32.to_ne_bytes());
-        if !bytecode.is_empty() {
-            out.extend_from_slice(&(attr_len as u16).to_ne_bytes());
-            out.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
-            out.extend_from_slice(&bytecode);
-        }
-        return;
-    }
-    let total = NLMSG_HDR_LEN + REQ_V2_LEN + attr_len;
+    let attr_len = if bytecode.is_empty() {
+        0
+    } else {
+        NLA_HDR_LEN + bytecode.len()
+    };
+    let (kind, body_len) = match dump {
+        Dump::BothFamilies => (TCPDIAG_GETSOCK, REQ_COMPAT_LEN),
+        Dump::Family(_) => (SOCK_DIAG_BY_FAMILY, REQ_V2_LEN),
+    };
+    let total = NLMSG_HDR_LEN + body_len + attr_len;
 
     // struct nlmsghdr
     out.extend_from_slice(&(total as u32).to_ne_bytes());
-    out.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
     out.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     out.extend_from_slice(&seq.to_ne_bytes());
     out.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel
 
-    // struct inet_diag_req_v2
-    out.extend_from_slice(&[family, IPPROTO_TCP, 0 /* idiag_ext: no extensions */, 0]);
-    out.extend_from_slice(&ALL_STATES.to_ne_bytes());
-    // struct inet_diag_sockid: ports (network order), then addresses, interface and
-    // cookie, all zero: a dump ignores them.
-    out.extend_from_slice(&filter.local_port.unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(&filter.remote_port.unwrap_or(0).to_be_bytes());
-    out.extend_from_slice(&[0; 16 + 16 + 4 + 8]);
+    match dump {
+        Dump::BothFamilies => {
+            // struct inet_diag_req: family (any), src_len, dst_len, idiag_ext (none);
+            // the socket id; states; idiag_dbs (unused). The protocol is in the type.
+            out.extend_from_slice(&[AF_UNSPEC, 0, 0, 0]);
+            socket_id(filter, out);
+            out.extend_from_slice(&ALL_STATES.to_ne_bytes());
+            out.extend_from_slice(&0u32.to_ne_bytes());
+        }
+        Dump::Family(family) => {
+            // struct inet_diag_req_v2: family, protocol, idiag_ext (none), pad; states;
+            // the socket id.
+            out.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
+            out.extend_from_slice(&ALL_STATES.to_ne_bytes());
+            socket_id(filter, out);
+        }
+    }
 
     if !bytecode.is_empty() {
         out.extend_from_slice(&(attr_len as u16).to_ne_bytes());
@@ -91,6 +108,14 @@ pub(crate) fn dump_request(family: u8, filter: &Filter, seq: u32, out: &mut Vec<
         out.extend_from_slice(&bytecode);
     }
     debug_assert_eq!(out.len() - start, total);
+}
+
+/// `struct inet_diag_sockid`: ports (network order), then addresses, interface and cookie,
+/// all zero: a dump ignores them.
+fn socket_id(filter: &Filter, out: &mut Vec<u8>) {
+    out.extend_from_slice(&filter.local_port.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&filter.remote_port.unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(&[0; 16 + 16 + 4 + 8]);
 }
 
 /// The filter as an `inet_diag` bytecode program: a conjunction of conditions.
@@ -184,7 +209,9 @@ pub(crate) fn parse_reply(
         let kind = u16::from_ne_bytes([header[4], header[5]]);
         let msg_seq = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]);
         if len < NLMSG_HDR_LEN || len > buf.len() {
-            return Err(ReplyError::Malformed("netlink message length out of bounds"));
+            return Err(ReplyError::Malformed(
+                "netlink message length out of bounds",
+            ));
         }
         let payload = &buf[NLMSG_HDR_LEN..len];
         // Messages are aligned to 4 bytes; the last one may lack its padding.
@@ -194,7 +221,7 @@ pub(crate) fn parse_reply(
             continue;
         }
         match kind {
-            SOCK_DIAG_BY_FAMILY | 18 => visit(DiagMsg::new(payload)?),
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => visit(DiagMsg::new(payload)?),
             NLMSG_DONE => {
                 return match error_code(payload) {
                     Some(errno) if errno < 0 => Err(ReplyError::Kernel(-errno)),
@@ -216,7 +243,9 @@ pub(crate) fn parse_reply(
 
 /// The `int error` that opens an `NLMSG_ERROR` or `NLMSG_DONE` payload.
 fn error_code(payload: &[u8]) -> Option<i32> {
-    payload.get(..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    payload
+        .get(..4)
+        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// A view of one `struct inet_diag_msg`; its attributes are not read.
@@ -277,78 +306,139 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use netlink_packet_core::{Emitable, Parseable};
-    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags};
+    use netlink_packet_sock_diag::inet::{
+        ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags,
+    };
 
     use super::*;
     use crate::state::TcpState;
 
-    // Replies of the kernel to `Filter::server(port)` dumps, recorded with
-    // `census::tests::record_golden_replies`. The listener had TCP_DEFER_ACCEPT, so the
-    // client that sent nothing left a SYN_RECV request socket; the TIME_WAIT socket is the
-    // server's end of a connection the server closed first.
-    /// Recorded on Linux 6.18 (x86_64), family 2, Filter::server(33387): 2 datagrams.
+    // Replies of the kernel to `Filter::server(37887)` dumps, recorded on Linux 6.18
+    // (x86_64) with `census::tests::record_golden_replies`. Listeners on 127.0.0.1:37887
+    // (with TCP_DEFER_ACCEPT, so the client that sent nothing left a SYN_RECV request
+    // socket; the TIME_WAIT socket is the server end of a connection the server closed
+    // first) and [::1]:37887. Sequence numbers 1, 2, 3.
+    /// TCPDIAG_GETSOCK (both families, one walk), `Filter::server(37887)`.
     #[rustfmt::skip]
-    const REPLY_V4: [u8; 460] = [
-        // SOCK_DIAG_BY_FAMILY: LISTEN, sport 33387, dport 0
-        0x7c, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x73, 0x19, 0x00, 0x00,
-        0x02, 0x0a, 0x00, 0x00, 0x82, 0x6b, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+    const REPLY_BOTH: [u8; 716] = [
+        // TCPDIAG_GETSOCK: AF_INET LISTEN, sport 37887, dport 0
+        0x7c, 0x00, 0x00, 0x00, 0x12, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x02, 0x0a, 0x00, 0x00, 0x93, 0xff, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xcf, 0x89, 0x17, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x30, 0x20, 0x00, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x43, 0x7d, 0x1b, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x15, 0x00, 0x01, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x16, 0x00, 0x52, 0x00, 0x00, 0x00,
-        // SOCK_DIAG_BY_FAMILY: ESTABLISHED, sport 33387, dport 33736
-        0x7c, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x73, 0x19, 0x00, 0x00,
-        0x02, 0x01, 0x00, 0x00, 0x82, 0x6b, 0x83, 0xc8, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x32, 0x20, 0x00, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x15, 0x00, 0x01, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x16, 0x00, 0x52, 0x00, 0x00, 0x00,
-        // SOCK_DIAG_BY_FAMILY: TIME_WAIT, sport 33387, dport 33748
-        0x60, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x73, 0x19, 0x00, 0x00,
-        0x02, 0x06, 0x03, 0x00, 0x82, 0x6b, 0x83, 0xd4, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x60, 0xea, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00,
-        // SOCK_DIAG_BY_FAMILY: SYN_RECV, sport 33387, dport 33750
-        0x60, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x73, 0x19, 0x00, 0x00,
-        0x02, 0x03, 0x01, 0x00, 0x82, 0x6b, 0x83, 0xd6, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0xe8, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00,
-        // NLMSG_DONE (a datagram of its own)
-        0x14, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x73, 0x19, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00,
-    ];
-    /// Recorded on Linux 6.18 (x86_64), family 10, Filter::server(37105): 2 datagrams.
-    #[rustfmt::skip]
-    const REPLY_V6: [u8; 276] = [
-        // SOCK_DIAG_BY_FAMILY: LISTEN, sport 37105, dport 0
-        0x84, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x02, 0x00, 0x00, 0x00, 0x73, 0x19, 0x00, 0x00,
-        0x0a, 0x0a, 0x00, 0x00, 0x90, 0xf1, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // TCPDIAG_GETSOCK: AF_INET6 LISTEN, sport 37887, dport 0
+        0x84, 0x00, 0x00, 0x00, 0x12, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x0a, 0x0a, 0x00, 0x00, 0x93, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd0, 0x89, 0x17, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x36, 0x20, 0x00, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x49, 0x7d, 0x1b, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x05, 0x00, 0x0b, 0x00, 0x01, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x0c, 0x00, 0x15, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x16, 0x00,
         0x12, 0x00, 0x00, 0x00,
-        // SOCK_DIAG_BY_FAMILY: ESTABLISHED, sport 37105, dport 59742
-        0x7c, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x02, 0x00, 0x00, 0x00, 0x73, 0x19, 0x00, 0x00,
-        0x0a, 0x01, 0x00, 0x00, 0x90, 0xf1, 0xe9, 0x5e, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // TCPDIAG_GETSOCK: AF_INET SYN_RECV, sport 37887, dport 51466
+        0x60, 0x00, 0x00, 0x00, 0x12, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x02, 0x03, 0x01, 0x00, 0x93, 0xff, 0xc9, 0x0a, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd1, 0x89, 0x17, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0xe8, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // TCPDIAG_GETSOCK: AF_INET ESTABLISHED, sport 37887, dport 51450
+        0x7c, 0x00, 0x00, 0x00, 0x12, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x02, 0x01, 0x00, 0x00, 0x93, 0xff, 0xc8, 0xfa, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd2, 0x89, 0x17, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x45, 0x7d, 0x1b, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x15, 0x00, 0x01, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x16, 0x00, 0x52, 0x00, 0x00, 0x00,
+        // TCPDIAG_GETSOCK: AF_INET TIME_WAIT, sport 37887, dport 51458
+        0x60, 0x00, 0x00, 0x00, 0x12, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x02, 0x06, 0x03, 0x00, 0x93, 0xff, 0xc9, 0x02, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd3, 0x89, 0x17, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x60, 0xea, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // TCPDIAG_GETSOCK: AF_INET6 ESTABLISHED, sport 37887, dport 58560
+        0x7c, 0x00, 0x00, 0x00, 0x12, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x0a, 0x01, 0x00, 0x00, 0x93, 0xff, 0xe4, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0xd4, 0x89, 0x17, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x38, 0x20, 0x00, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x4b, 0x7d, 0x1b, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x15, 0x00, 0x01, 0x00, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x16, 0x00, 0x12, 0x00, 0x00, 0x00,
         // NLMSG_DONE (a datagram of its own)
-        0x14, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x02, 0x00, 0x00, 0x00, 0x73, 0x19, 0x00, 0x00,
+        0x14, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00,
+    ];
+    /// SOCK_DIAG_BY_FAMILY, AF_INET, `Filter::server(37887)`.
+    #[rustfmt::skip]
+    const REPLY_V4: [u8; 460] = [
+        // SOCK_DIAG_BY_FAMILY: AF_INET LISTEN, sport 37887, dport 0
+        0x7c, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x02, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x02, 0x0a, 0x00, 0x00, 0x93, 0xff, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xcf, 0x89, 0x17, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x43, 0x7d, 0x1b, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x15, 0x00, 0x01, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x16, 0x00, 0x52, 0x00, 0x00, 0x00,
+        // SOCK_DIAG_BY_FAMILY: AF_INET SYN_RECV, sport 37887, dport 51466
+        0x60, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x02, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x02, 0x03, 0x01, 0x00, 0x93, 0xff, 0xc9, 0x0a, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd1, 0x89, 0x17, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0xe4, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // SOCK_DIAG_BY_FAMILY: AF_INET ESTABLISHED, sport 37887, dport 51450
+        0x7c, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x02, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x02, 0x01, 0x00, 0x00, 0x93, 0xff, 0xc8, 0xfa, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd2, 0x89, 0x17, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x45, 0x7d, 0x1b, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x15, 0x00, 0x01, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x16, 0x00, 0x52, 0x00, 0x00, 0x00,
+        // SOCK_DIAG_BY_FAMILY: AF_INET TIME_WAIT, sport 37887, dport 51458
+        0x60, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x02, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x02, 0x06, 0x03, 0x00, 0x93, 0xff, 0xc9, 0x02, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x7f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd3, 0x89, 0x17, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x5c, 0xea, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00,
+        // NLMSG_DONE (a datagram of its own)
+        0x14, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x02, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00,
+    ];
+    /// SOCK_DIAG_BY_FAMILY, AF_INET6, `Filter::server(37887)`.
+    #[rustfmt::skip]
+    const REPLY_V6: [u8; 276] = [
+        // SOCK_DIAG_BY_FAMILY: AF_INET6 LISTEN, sport 37887, dport 0
+        0x84, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x03, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x0a, 0x0a, 0x00, 0x00, 0x93, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd0, 0x89, 0x17, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x49, 0x7d, 0x1b, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x05, 0x00, 0x0b, 0x00, 0x01, 0x00, 0x00, 0x00, 0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x0c, 0x00, 0x15, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x16, 0x00,
+        0x12, 0x00, 0x00, 0x00,
+        // SOCK_DIAG_BY_FAMILY: AF_INET6 ESTABLISHED, sport 37887, dport 58560
+        0x7c, 0x00, 0x00, 0x00, 0x14, 0x00, 0x02, 0x00, 0x03, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
+        0x0a, 0x01, 0x00, 0x00, 0x93, 0xff, 0xe4, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0xd4, 0x89, 0x17, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x4b, 0x7d, 0x1b, 0x00, 0x05, 0x00, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x08, 0x00, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x00, 0x15, 0x00, 0x01, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x06, 0x00, 0x16, 0x00, 0x12, 0x00, 0x00, 0x00,
+        // NLMSG_DONE (a datagram of its own)
+        0x14, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x00, 0x03, 0x00, 0x00, 0x00, 0x12, 0x60, 0x00, 0x00,
         0x00, 0x00, 0x00, 0x00,
     ];
 
@@ -358,47 +448,71 @@ mod tests {
     fn rows(reply: &[u8], seq: u32) -> (Vec<Row>, Result<Progress, ReplyError>) {
         let mut rows = Vec::new();
         let progress = parse_reply(reply, seq, |m| {
-            rows.push((m.family(), m.state(), m.local_port(), m.remote_port(), m.local_addr(), m.remote_addr()))
+            rows.push((
+                m.family(),
+                m.state(),
+                m.local_port(),
+                m.remote_port(),
+                m.local_addr(),
+                m.remote_addr(),
+            ))
         });
         (rows, progress)
     }
 
-    #[test]
-    fn golden_ipv4_reply() {
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        let (rows, progress) = rows(&REPLY_V4, 1);
-        assert_eq!(progress, Ok(Progress::Done));
-        assert_eq!(
-            rows,
-            [
-                (AF_INET, TcpState::Listen as u8, 33387, 0, lo, any),
-                (AF_INET, TcpState::Established as u8, 33387, 33736, lo, lo),
-                (AF_INET, TcpState::TimeWait as u8, 33387, 33748, lo, lo),
-                (AF_INET, TcpState::SynRecv as u8, 33387, 33750, lo, lo),
-            ]
+    const PORT: u16 = 37887;
+
+    fn v4_rows() -> Vec<Row> {
+        let (lo, any) = (
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         );
+        vec![
+            (AF_INET, TcpState::Listen as u8, PORT, 0, lo, any),
+            (AF_INET, TcpState::SynRecv as u8, PORT, 51466, lo, lo),
+            (AF_INET, TcpState::Established as u8, PORT, 51450, lo, lo),
+            (AF_INET, TcpState::TimeWait as u8, PORT, 51458, lo, lo),
+        ]
+    }
+
+    fn v6_rows() -> Vec<Row> {
+        let (lo, any) = (
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        );
+        vec![
+            (AF_INET6, TcpState::Listen as u8, PORT, 0, lo, any),
+            (AF_INET6, TcpState::Established as u8, PORT, 58560, lo, lo),
+        ]
     }
 
     #[test]
-    fn golden_ipv6_reply() {
-        let lo = IpAddr::V6(Ipv6Addr::LOCALHOST);
-        let any = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
-        let (rows, progress) = rows(&REPLY_V6, 2);
+    fn golden_reply_both_families() {
+        let (rows, progress) = rows(&REPLY_BOTH, 1);
         assert_eq!(progress, Ok(Progress::Done));
-        assert_eq!(
-            rows,
-            [
-                (AF_INET6, TcpState::Listen as u8, 37105, 0, lo, any),
-                (AF_INET6, TcpState::Established as u8, 37105, 59742, lo, lo),
-            ]
-        );
+        let (v4, v6) = (v4_rows(), v6_rows());
+        // The kernel walks the listeners, then the established hash, by bucket.
+        assert_eq!(rows, [v4[0], v6[0], v4[1], v4[2], v4[3], v6[1]]);
+    }
+
+    #[test]
+    fn golden_reply_ipv4() {
+        let (rows, progress) = rows(&REPLY_V4, 2);
+        assert_eq!(progress, Ok(Progress::Done));
+        assert_eq!(rows, v4_rows());
+    }
+
+    #[test]
+    fn golden_reply_ipv6() {
+        let (rows, progress) = rows(&REPLY_V6, 3);
+        assert_eq!(progress, Ok(Progress::Done));
+        assert_eq!(rows, v6_rows());
     }
 
     /// The fast view reads what netlink-packet-sock-diag's typed parser reads.
     #[test]
     fn view_agrees_with_netlink_packet_sock_diag() {
-        for (reply, seq) in [(&REPLY_V4[..], 1), (&REPLY_V6[..], 2)] {
+        for (reply, seq) in [(&REPLY_BOTH[..], 1), (&REPLY_V4[..], 2), (&REPLY_V6[..], 3)] {
             let mut seen = 0;
             parse_reply(reply, seq, |m| {
                 let typed = InetResponse::parse(&m.0[..]).unwrap().header;
@@ -417,7 +531,7 @@ mod tests {
 
     #[test]
     fn other_sequence_numbers_are_skipped() {
-        let (rows, progress) = rows(&REPLY_V4, 2);
+        let (rows, progress) = rows(&REPLY_V4, 1);
         assert!(rows.is_empty());
         assert_eq!(progress, Ok(Progress::More));
     }
@@ -426,10 +540,15 @@ mod tests {
     #[test]
     fn truncated_replies_are_errors() {
         for cut in 1..REPLY_V4.len() {
-            let (_, progress) = rows(&REPLY_V4[..cut], 1);
+            let (_, progress) = rows(&REPLY_V4[..cut], 2);
             assert_ne!(progress, Ok(Progress::Done), "cut at {cut}");
         }
-        assert_eq!(rows(&REPLY_V4[..20], 1).1, Err(ReplyError::Malformed("netlink message length out of bounds")));
+        assert_eq!(
+            rows(&REPLY_V4[..20], 2).1,
+            Err(ReplyError::Malformed(
+                "netlink message length out of bounds"
+            ))
+        );
     }
 
     fn nlmsg(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
@@ -448,7 +567,10 @@ mod tests {
         let eperm = nlmsg(NLMSG_ERROR, 5, &(-libc::EPERM).to_ne_bytes());
         assert_eq!(rows(&eperm, 5).1, Err(ReplyError::Kernel(libc::EPERM)));
         let done_einval = nlmsg(NLMSG_DONE, 5, &(-libc::EINVAL).to_ne_bytes());
-        assert_eq!(rows(&done_einval, 5).1, Err(ReplyError::Kernel(libc::EINVAL)));
+        assert_eq!(
+            rows(&done_einval, 5).1,
+            Err(ReplyError::Kernel(libc::EINVAL))
+        );
         let ack = nlmsg(NLMSG_ERROR, 5, &0i32.to_ne_bytes());
         assert_eq!(rows(&ack, 5).1, Ok(Progress::More));
     }
@@ -462,7 +584,7 @@ mod tests {
             ..Filter::default()
         };
         let mut req = Vec::new();
-        dump_request(AF_INET, &filter, 7, &mut req);
+        dump_request(Dump::Family(AF_INET), &filter, 7, &mut req);
         let ne16 = |v: u16| v.to_ne_bytes();
         let ne32 = |v: u32| v.to_ne_bytes();
         let mut expected: Vec<u8> = Vec::new();
@@ -495,11 +617,50 @@ mod tests {
         assert_eq!(req, expected);
     }
 
+    /// A client-side census of port 1883 in one walk (`TCPDIAG_GETSOCK`), byte by byte.
+    #[test]
+    fn golden_request_both_families() {
+        let mut req = Vec::new();
+        dump_request(Dump::BothFamilies, &Filter::client(1883), 9, &mut req);
+        let mut expected: Vec<u8> = Vec::new();
+        // nlmsghdr: length, TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq 9, pid 0
+        expected.extend(88u32.to_ne_bytes());
+        expected.extend(18u16.to_ne_bytes());
+        expected.extend(0x301u16.to_ne_bytes());
+        expected.extend(9u32.to_ne_bytes());
+        expected.extend(0u32.to_ne_bytes());
+        // inet_diag_req: AF_UNSPEC (both families), src_len, dst_len, no extensions
+        expected.extend([0, 0, 0, 0]);
+        // socket id: sport any, dport 1883 (network order), the rest zero
+        expected.extend([0, 0, 0x07, 0x5b]);
+        expected.extend([0; 44]);
+        // every state; idiag_dbs
+        expected.extend(0x1ffeu32.to_ne_bytes());
+        expected.extend(0u32.to_ne_bytes());
+        // nlattr INET_DIAG_REQ_BYTECODE, 4 + 8 bytes: D_EQ, yes 8 (the end: accept),
+        // no 8 + 4 (reject); operand op: port 1883
+        expected.extend(12u16.to_ne_bytes());
+        expected.extend(1u16.to_ne_bytes());
+        expected.extend([12, 8]);
+        expected.extend(12u16.to_ne_bytes());
+        expected.extend([0, 0]);
+        expected.extend(1883u16.to_ne_bytes());
+        assert_eq!(req, expected);
+    }
+
     /// The fixed part of the request is what netlink-packet-sock-diag emits for it.
     #[test]
     fn request_agrees_with_netlink_packet_sock_diag() {
         let mut req = Vec::new();
-        dump_request(AF_INET6, &Filter { remote_port: Some(1883), ..Filter::default() }, 1, &mut req);
+        dump_request(
+            Dump::Family(AF_INET6),
+            &Filter {
+                remote_port: Some(1883),
+                ..Filter::default()
+            },
+            1,
+            &mut req,
+        );
         let mut socket_id = SocketId::new_v6();
         socket_id.destination_port = 1883;
         let typed = InetRequest {
@@ -511,21 +672,35 @@ mod tests {
         };
         let mut emitted = vec![0; typed.buffer_len()];
         typed.emit(&mut emitted);
-        assert_eq!(&req[NLMSG_HDR_LEN..NLMSG_HDR_LEN + REQ_V2_LEN], &emitted[..]);
+        assert_eq!(
+            &req[NLMSG_HDR_LEN..NLMSG_HDR_LEN + REQ_V2_LEN],
+            &emitted[..]
+        );
     }
 
     #[test]
     fn empty_filter_sends_no_bytecode() {
         let mut req = Vec::new();
-        dump_request(AF_INET, &Filter::default(), 7, &mut req);
+        dump_request(Dump::Family(AF_INET), &Filter::default(), 7, &mut req);
         assert_eq!(req.len(), NLMSG_HDR_LEN + REQ_V2_LEN);
         assert!(bytecode(&Filter::default()).is_empty());
     }
 
     /// `inet_diag_bc_audit` and `inet_diag_bc_run` of net/ipv4/inet_diag.c, for the
     /// operations we emit: true if the program is accepted and lets the socket through.
-    fn kernel_runs(program: &[u8], family: u8, local: (IpAddr, u16), remote: (IpAddr, u16)) -> bool {
-        let op = |at: usize| (program[at], program[at + 1] as usize, u16::from_ne_bytes([program[at + 2], program[at + 3]]) as usize);
+    fn kernel_runs(
+        program: &[u8],
+        family: u8,
+        local: (IpAddr, u16),
+        remote: (IpAddr, u16),
+    ) -> bool {
+        let op = |at: usize| {
+            (
+                program[at],
+                program[at + 1] as usize,
+                u16::from_ne_bytes([program[at + 2], program[at + 3]]) as usize,
+            )
+        };
         // audit
         let mut at = 0;
         while at < program.len() {
@@ -533,17 +708,26 @@ mod tests {
             let len = program.len() - at;
             let min = match code {
                 INET_DIAG_BC_S_EQ | INET_DIAG_BC_D_EQ => 8,
-                INET_DIAG_BC_S_COND | INET_DIAG_BC_D_COND => 12 + if program[at + 4] == AF_INET { 4 } else { 16 },
+                INET_DIAG_BC_S_COND | INET_DIAG_BC_D_COND => {
+                    12 + if program[at + 4] == AF_INET { 4 } else { 16 }
+                }
                 _ => panic!("unexpected op {code}"),
             };
-            assert!(yes >= min && yes <= len + 4 && yes % 4 == 0, "yes {yes} at {at}");
+            assert!(
+                yes >= min && yes <= len + 4 && yes % 4 == 0,
+                "yes {yes} at {at}"
+            );
             assert!(no >= min && no <= len + 4 && no % 4 == 0, "no {no} at {at}");
             at += yes;
         }
         assert_eq!(at, program.len());
         // run
         let v6_words = |a: IpAddr| match a {
-            IpAddr::V4(a) => { let mut w = [0u8; 16]; w[..4].copy_from_slice(&a.octets()); w }
+            IpAddr::V4(a) => {
+                let mut w = [0u8; 16];
+                w[..4].copy_from_slice(&a.octets());
+                w
+            }
             IpAddr::V6(a) => a.octets(),
         };
         let mut at = 0isize;
@@ -552,16 +736,27 @@ mod tests {
             let (code, yes, no) = op(at as usize);
             let a = at as usize;
             let pass = match code {
-                INET_DIAG_BC_S_EQ => local.1 == u16::from_ne_bytes([program[a + 6], program[a + 7]]),
-                INET_DIAG_BC_D_EQ => remote.1 == u16::from_ne_bytes([program[a + 6], program[a + 7]]),
+                INET_DIAG_BC_S_EQ => {
+                    local.1 == u16::from_ne_bytes([program[a + 6], program[a + 7]])
+                }
+                INET_DIAG_BC_D_EQ => {
+                    remote.1 == u16::from_ne_bytes([program[a + 6], program[a + 7]])
+                }
                 _ => {
-                    let addr = v6_words(if code == INET_DIAG_BC_S_COND { local.0 } else { remote.0 });
+                    let addr = v6_words(if code == INET_DIAG_BC_S_COND {
+                        local.0
+                    } else {
+                        remote.0
+                    });
                     let (cond_family, bits) = (program[a + 4], program[a + 5] as usize);
                     let cond = &program[a + 12..a + yes];
                     if cond_family == family {
                         addr[..bits / 8] == cond[..bits / 8]
                     } else {
-                        family == AF_INET6 && cond_family == AF_INET && addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff] && addr[12..16] == cond[..4]
+                        family == AF_INET6
+                            && cond_family == AF_INET
+                            && addr[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]
+                            && addr[12..16] == cond[..4]
                     }
                 }
             };
@@ -576,14 +771,43 @@ mod tests {
         let mapped = |d| IpAddr::V6(Ipv4Addr::new(127, 0, 0, d).to_ipv6_mapped());
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         let filters = [
-            Filter { local_port: Some(80), ..Filter::default() },
-            Filter { remote_port: Some(80), ..Filter::default() },
-            Filter { local_port: Some(80), remote_port: Some(5000), ..Filter::default() },
-            Filter { local_addr: Some(v4(1)), ..Filter::default() },
-            Filter { remote_addr: Some(v4(2)), local_port: Some(80), ..Filter::default() },
-            Filter { remote_addr: Some(mapped(2)), ..Filter::default() },
-            Filter { local_addr: Some(v6), remote_port: Some(80), ..Filter::default() },
-            Filter { local_port: Some(80), remote_port: Some(5000), local_addr: Some(v4(1)), remote_addr: Some(v4(2)) },
+            Filter {
+                local_port: Some(80),
+                ..Filter::default()
+            },
+            Filter {
+                remote_port: Some(80),
+                ..Filter::default()
+            },
+            Filter {
+                local_port: Some(80),
+                remote_port: Some(5000),
+                ..Filter::default()
+            },
+            Filter {
+                local_addr: Some(v4(1)),
+                ..Filter::default()
+            },
+            Filter {
+                remote_addr: Some(v4(2)),
+                local_port: Some(80),
+                ..Filter::default()
+            },
+            Filter {
+                remote_addr: Some(mapped(2)),
+                ..Filter::default()
+            },
+            Filter {
+                local_addr: Some(v6),
+                remote_port: Some(80),
+                ..Filter::default()
+            },
+            Filter {
+                local_port: Some(80),
+                remote_port: Some(5000),
+                local_addr: Some(v4(1)),
+                remote_addr: Some(v4(2)),
+            },
         ];
         let sockets = [
             (AF_INET, (v4(1), 80), (v4(2), 5000)),
