@@ -525,7 +525,7 @@ close = { how = "fin", rate = 100, fraction = 0.5 }
     fn unknown_keys_name_the_line() {
         let err = load(&GOOD.replace("hold = \"2s\"", "hodl = \"2s\"")).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("s.toml: line 13"), "{text}");
+        assert!(text.starts_with("s.toml: line 12, column 1"), "{text}");
         assert!(text.contains("unknown field `hodl`"), "{text}");
     }
 

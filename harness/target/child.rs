@@ -213,10 +213,16 @@ mod tests {
 
     #[test]
     fn builds_the_serve_command_line() {
-        let args = serve_args("127.0.0.1:0".parse().unwrap(), Protocol::Mqtt);
+        let opts = ServeOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            protocol: crate::protocol::Protocol::Mqtt,
+            backlog: 128,
+            on_eof: super::super::OnEof::Hold,
+        };
+        let args = serve_args(&opts);
         assert_eq!(
             args,
-            ["serve", "--listen", "127.0.0.1:0", "--protocol", "mqtt"]
+            ["serve", "--listen", "127.0.0.1:0", "--protocol", "mqtt", "--backlog", "128", "--on-eof", "hold"]
         );
     }
 

@@ -606,6 +606,7 @@ mod tests {
         let future = run(
             stream,
             Protocol::Mqtt,
+            OnEof::Close,
             CancellationToken::new(),
             Arc::new(AtomicU64::new(0)),
         );

@@ -146,7 +146,7 @@ mod tests {
             listen: taken.local_addr().unwrap(),
             protocol: crate::protocol::Protocol::Tcp,
             backlog: 16,
-            on_eof: super::OnEof::Close,
+            on_eof: crate::target::OnEof::Close,
         };
         let err = serve(opts, CancellationToken::new(), |_| panic!("not ready"))
             .await

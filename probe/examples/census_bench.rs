@@ -82,14 +82,6 @@ fn main() {
     time("sock_diag census, a port nobody uses", || {
         prober.census(&Filter::server(1)).unwrap().total()
     });
-    let v6_only = Filter {
-        local_addr: Some(std::net::Ipv6Addr::LOCALHOST.into()),
-        ..Filter::server(1)
-    };
-    time(
-        "sock_diag census, a port nobody uses, IPv6 dump only",
-        || prober.census(&v6_only).unwrap().total(),
-    );
     time("sock_diag census with top 10 peers, server side", || {
         prober
             .census_with_peers(&Filter::server(port), 10)

@@ -1,11 +1,13 @@
 //! Socket census: count TCP sockets by state, filtered by port and address.
 //!
-//! A [`Prober`] holds a NETLINK_SOCK_DIAG socket and dumps the IPv4 and IPv6 TCP sockets
-//! of its network namespace, every state included (TIME_WAIT sockets and SYN_RECV request
-//! sockets too). The kernel does the filtering: the [`Filter`] travels in the request as
-//! `inet_diag` bytecode, so a census of 20 sockets among a million moves 20 messages, not a
-//! million. Replies are walked in place ([`sockdiag`]), reading only family, state, ports
-//! and addresses.
+//! A [`Prober`] holds a NETLINK_SOCK_DIAG socket and dumps the TCP sockets of its network
+//! namespace, IPv4 and IPv6, every state included (TIME_WAIT sockets and SYN_RECV request
+//! sockets too): in one walk of the kernel's socket tables where the kernel takes the
+//! request for it, else one walk per family. The kernel does the filtering: the [`Filter`]
+//! travels in the request (ports in the socket id, everything as `inet_diag` bytecode), so a
+//! census of 20 sockets among a million moves 20 messages, not a million. Replies are walked
+//! in place, reading only family, state, ports and addresses (module `sockdiag`; the socket
+//! I/O is in `netlink`).
 //!
 //! When netlink is refused (no permission, no sock_diag support), the prober falls back to
 //! /proc/net/tcp and /proc/net/tcp6 ([`parse_proc_net_tcp`]) and says so in

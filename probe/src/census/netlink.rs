@@ -3,19 +3,18 @@
 
 use std::io;
 
-use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
-
 use netlink_packet_sock_diag::{AF_INET, AF_INET6};
+use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
 use super::sockdiag::{self, DiagMsg, Dump, Progress, ReplyError};
 use super::Filter;
 
-/// Receive buffer for one datagram. A dump datagram is at most a few tens of KiB (the
-/// kernel sizes dump skbs from the reader's buffer, up to about 32 KiB); `MSG_TRUNC`
-/// tells us if one ever is larger.
-const RECV_BUF: usize = 1 << 20;
-/// `SO_RCVBUF` asked for: room for the kernel to queue a datagram while we parse one.
-const SO_RCVBUF_WANTED: usize = 4 << 20;
+/// Receive buffer for one datagram. The kernel sizes dump datagrams from the reader's
+/// buffer, up to 32 KiB (about 280 sockets); `MSG_TRUNC` tells us if one is ever larger.
+const RECV_BUF: usize = 64 << 10;
+/// `SO_RCVBUF` asked for (best effort): room for the kernel to queue the next datagram
+/// while we parse one.
+const SO_RCVBUF_WANTED: usize = 1 << 20;
 
 /// Why a dump failed.
 #[derive(Debug)]
@@ -124,8 +123,7 @@ impl SockDiag {
         filter: &Filter,
         mut visit: impl FnMut(DiagMsg<'_>),
     ) -> Result<(), DumpError> {
-        let seq = self.seq.wrapping_add(1);
-        self.exchange(dump, filter, |datagram| {
+        self.exchange(dump, filter, |datagram, seq| {
             sockdiag::parse_reply(datagram, seq, &mut visit).map_err(|e| match e {
                 ReplyError::Kernel(errno) => DumpError::Io(io::Error::from_raw_os_error(errno)),
                 ReplyError::Malformed(what) => DumpError::Malformed(what),
@@ -140,9 +138,8 @@ impl SockDiag {
         dump: Dump,
         filter: &Filter,
     ) -> Result<Vec<Vec<u8>>, DumpError> {
-        let seq = self.seq.wrapping_add(1);
         let mut datagrams = Vec::new();
-        self.exchange(dump, filter, |datagram| {
+        self.exchange(dump, filter, |datagram, seq| {
             datagrams.push(datagram.to_vec());
             sockdiag::parse_reply(datagram, seq, |_| {})
                 .map_err(|_| DumpError::Malformed("error reply"))
@@ -150,14 +147,14 @@ impl SockDiag {
         Ok(datagrams)
     }
 
-    /// Send one dump request and hand each received datagram to `on_datagram` until it
-    /// reports the end. After a failure the socket is dropped: the next dump opens a fresh
+    /// Send one dump request and hand each received datagram, with the request's sequence
+    /// number, to `on_datagram` until it reports the end. After a failure the socket is dropped: the next dump opens a fresh
     /// one, so no half-read reply of the failed one is left in the way.
     fn exchange(
         &mut self,
         dump: Dump,
         filter: &Filter,
-        on_datagram: impl FnMut(&[u8]) -> Result<Progress, DumpError>,
+        on_datagram: impl FnMut(&[u8], u32) -> Result<Progress, DumpError>,
     ) -> Result<(), DumpError> {
         let result = self.try_exchange(dump, filter, on_datagram);
         if result.is_err() {
@@ -170,7 +167,7 @@ impl SockDiag {
         &mut self,
         dump: Dump,
         filter: &Filter,
-        mut on_datagram: impl FnMut(&[u8]) -> Result<Progress, DumpError>,
+        mut on_datagram: impl FnMut(&[u8], u32) -> Result<Progress, DumpError>,
     ) -> Result<(), DumpError> {
         if self.socket.is_none() {
             self.socket = Some(open_socket().map_err(DumpError::Io)?);
@@ -190,7 +187,7 @@ impl SockDiag {
                     "a sock_diag datagram was larger than the receive buffer",
                 ));
             }
-            if on_datagram(&self.buf[..n])? == Progress::Done {
+            if on_datagram(&self.buf[..n], self.seq)? == Progress::Done {
                 return Ok(());
             }
         }

@@ -9,6 +9,9 @@
 //! family per walk. Walking a table of a million sockets costs about 0.1 s, so the first
 //! is preferred and the second is the fallback.
 //!
+//! Port conditions use `INET_DIAG_BC_S_EQ`/`D_EQ`; a kernel without them answers EINVAL,
+//! and the census reports that error.
+//!
 //! Layouts are those of `include/uapi/linux/netlink.h` and `include/uapi/linux/inet_diag.h`.
 //! Netlink integers are in host byte order; ports and addresses in the socket id are in
 //! network byte order.
