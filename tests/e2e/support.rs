@@ -3,7 +3,6 @@
 //! independent witness of socket states.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -105,10 +104,6 @@ impl Mosquitto {
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 }
 
 impl Drop for Mosquitto {
@@ -132,7 +127,7 @@ fn mosquitto_binary() -> PathBuf {
 pub fn wait_for_listener(addr: SocketAddr, within: Duration) {
     let deadline = Instant::now() + within;
     let filter = format!("( sport = :{} )", addr.port());
-    while ss_states(&filter).get("listen").is_none() {
+    while !ss_states(&filter).contains_key("listen") {
         assert!(Instant::now() < deadline, "nothing listened at {addr} within {within:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -184,9 +179,4 @@ pub fn phase<'a>(report: &'a Value, name: &str) -> &'a Value {
 /// `phase.census.<side>.<state>` as a number.
 pub fn census(phase: &Value, side: &str, state: &str) -> u64 {
     phase["census"][side][state].as_u64().unwrap_or_else(|| panic!("census.{side}.{state} missing in {phase}"))
-}
-
-/// Write to stderr without interleaving (for context in failing tests).
-pub fn note(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{text}");
 }
