@@ -20,7 +20,7 @@ mod sockdiag;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 pub use self::procnet::parse_proc_net_tcp;
@@ -60,21 +60,15 @@ impl Filter {
         }
     }
 
-    /// Whether a socket with these endpoints passes the filter (what the kernel's
-    /// bytecode decides for a sock_diag census; used as is by the /proc fallback).
-    pub fn matches(
-        &self,
-        local_addr: IpAddr,
-        local_port: u16,
-        remote_addr: IpAddr,
-        remote_port: u16,
-    ) -> bool {
-        self.local_port.is_none_or(|p| p == local_port)
-            && self.remote_port.is_none_or(|p| p == remote_port)
-            && self.local_addr.is_none_or(|a| addr_matches(a, local_addr))
+    /// Whether a socket with these ends passes the filter (what the kernel's bytecode
+    /// decides for a sock_diag census; used as is by the /proc fallback).
+    pub fn matches(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.local_port.is_none_or(|p| p == local.port())
+            && self.remote_port.is_none_or(|p| p == remote.port())
+            && self.local_addr.is_none_or(|a| addr_matches(a, local.ip()))
             && self
                 .remote_addr
-                .is_none_or(|a| addr_matches(a, remote_addr))
+                .is_none_or(|a| addr_matches(a, remote.ip()))
     }
 
     /// The filter with IPv4-mapped addresses written as IPv4 addresses.
@@ -333,12 +327,7 @@ fn sock_diag_census(
 ) -> Result<(), netlink::DumpError> {
     diag.dump_tcp(filter, |msg| {
         debug_assert!(
-            filter.matches(
-                msg.local_addr(),
-                msg.local_port(),
-                msg.remote_addr(),
-                msg.remote_port()
-            ),
+            filter.matches(msg.local(), msg.remote()),
             "the kernel's sock_diag filter let through {msg:?} for {filter:?}"
         );
         tally.add(msg.state(), |side| match side {
@@ -375,10 +364,10 @@ fn proc_net_census(filter: &Filter, tally: &mut Tally) -> Result<(), CensusError
             let entry =
                 procnet::parse_line(&line).map_err(|e| CensusError::Parse(e.to_string()))?;
             let Some(e) = entry else { continue };
-            if filter.matches(e.local_addr, e.local_port, e.remote_addr, e.remote_port) {
+            if filter.matches(e.local, e.remote) {
                 tally.add(e.state, |side| match side {
-                    Side::Local => e.local_addr,
-                    Side::Remote => e.remote_addr,
+                    Side::Local => e.local.ip(),
+                    Side::Remote => e.remote.ip(),
                 });
             }
         }
@@ -389,16 +378,71 @@ fn proc_net_census(filter: &Filter, tally: &mut Tally) -> Result<(), CensusError
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
-    use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, TcpListener, TcpStream};
+    use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
 
+    use socket2::{Domain, Socket, Type};
+
     use super::*;
+
+    /// Ports below the ephemeral range (where connect() never picks one), from a block
+    /// that depends on the process id.
+    fn private_ports() -> impl Iterator<Item = u16> {
+        let start = 10_000 + (std::process::id() % 1_000) as u16 * 20;
+        start..32_000
+    }
+
+    /// A socket bound to the next port of `ports` that is free on `addr`. Without
+    /// SO_REUSEADDR, bind fails while any socket (a TIME_WAIT one included) holds it.
+    fn bind_free(addr: IpAddr, ports: &mut impl Iterator<Item = u16>) -> (Socket, u16) {
+        ports
+            .find_map(|port| {
+                let at = SocketAddr::new(addr, port);
+                let socket = Socket::new(Domain::for_address(at), Type::STREAM, None).unwrap();
+                socket.bind(&at.into()).ok().map(|()| (socket, port))
+            })
+            .expect("a free port below the ephemeral range")
+    }
+
+    fn connect_from(
+        addr: IpAddr,
+        ports: &mut impl Iterator<Item = u16>,
+        to: SocketAddr,
+    ) -> TcpStream {
+        let (socket, _) = bind_free(addr, ports);
+        socket.connect(&to.into()).unwrap();
+        socket.into()
+    }
 
     /// Loopback sockets on one port: IPv4 (listener with TCP_DEFER_ACCEPT): LISTEN,
     /// ESTABLISHED, TIME_WAIT (server closed first) and a SYN_RECV request socket (its
     /// client sent no data); IPv6: LISTEN and ESTABLISHED. The port and what holds them.
+    ///
+    /// Every port is private (see [`private_ports`]) and used once: a port from bind(0)
+    /// may be shared with someone's TIME_WAIT socket, and a reused client port would let
+    /// its SYN recycle the server's TIME_WAIT socket.
     fn sockets_on_one_port() -> (u16, Vec<TcpListener>, Vec<TcpStream>) {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let lo6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let mut ports = private_ports();
+        let mut diag = netlink::SockDiag::open().unwrap();
+        let (listener, listener6, port) = loop {
+            let (socket, port) = bind_free(lo, &mut ports);
+            let at6 = SocketAddr::new(lo6, port);
+            let socket6 = Socket::new(Domain::IPV6, Type::STREAM, None).unwrap();
+            if socket6.bind(&at6.into()).is_err() {
+                continue;
+            }
+            let mut others = 0;
+            for filter in [Filter::server(port), Filter::client(port)] {
+                diag.dump_tcp(&filter, |_| others += 1).unwrap();
+            }
+            if others == 0 {
+                socket.listen(128).unwrap();
+                socket6.listen(128).unwrap();
+                break (TcpListener::from(socket), TcpListener::from(socket6), port);
+            }
+        };
         let secs: libc::c_int = 60;
         // SAFETY: a valid socket and a c_int option of the right size.
         let rc = unsafe {
@@ -411,11 +455,11 @@ mod tests {
             )
         };
         assert_eq!(rc, 0);
-        let port = listener.local_addr().unwrap().port();
-        let mut established = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let to = SocketAddr::new(lo, port);
+        let mut established = connect_from(lo, &mut ports, to);
         established.write_all(b"x").unwrap();
         let (server_est, _) = listener.accept().unwrap();
-        let mut closing = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut closing = connect_from(lo, &mut ports, to);
         closing.write_all(b"x").unwrap();
         let (mut server_closing, _) = listener.accept().unwrap();
         server_closing.read_exact(&mut [0]).unwrap(); // unread data would make close() send RST
@@ -424,10 +468,9 @@ mod tests {
         let mut rest = Vec::new();
         closing.read_to_end(&mut rest).unwrap(); // the server's FIN arrived
         drop(closing); // LAST_ACK here, TIME_WAIT on the server side
-        let syn_recv = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let syn_recv = connect_from(lo, &mut ports, to);
 
-        let listener6 = TcpListener::bind((Ipv6Addr::LOCALHOST, port)).unwrap();
-        let client6 = TcpStream::connect(listener6.local_addr().unwrap()).unwrap();
+        let client6 = connect_from(lo6, &mut ports, SocketAddr::new(lo6, port));
         let (server6, _) = listener6.accept().unwrap();
         (
             port,

@@ -59,45 +59,59 @@ impl Fate {
 }
 
 /// The sockets the test made, with the state each should be in.
-#[derive(Default)]
+///
+/// Every port, listening or connecting, is private and used once. Private: taken below the
+/// ephemeral range, where connect() never picks one, and bound without SO_REUSEADDR, which
+/// fails while any socket (TIME_WAIT included) holds the port; a port from bind(0) may be
+/// shared with someone's TIME_WAIT socket, which would count in a census by port. Once: a
+/// new client on an old client's port would recycle the server's TIME_WAIT socket with its
+/// SYN.
 struct Lab {
     /// (state, local end, remote end)
     sockets: Vec<(TcpState, SocketAddr, SocketAddr)>,
     /// Streams kept open so their sockets stay.
     keep: Vec<TcpStream>,
     listeners: Vec<TcpListener>,
+    /// The private ports not tried yet.
+    ports: std::ops::Range<u16>,
 }
 
 impl Lab {
-    /// Listen on a port no other socket of the machine uses.
-    ///
-    /// A port from bind(0) may be shared: std sets SO_REUSEADDR, so the TIME_WAIT remnant
-    /// of someone's earlier connection can hold the same local port and would count in a
-    /// census by port. So the port is taken below the ephemeral range (where connect()
-    /// never picks one), bound without SO_REUSEADDR (which fails while any socket, TIME_WAIT
-    /// included, holds it), and checked to be ours alone with `ss`.
-    fn listen(&mut self, addr: IpAddr, defer_accept: bool) -> SocketAddr {
-        let (lo, hi) = probe::Limits::read()
+    fn new() -> Lab {
+        let (lo, _) = probe::Limits::read()
             .ip_local_port_range
             .unwrap_or((32768, 60999));
-        let below = 1024..lo.max(1025);
-        let seed = std::process::id() as usize + self.listeners.len() * 7919;
-        let listener = (0..200)
-            .map(|i| below.start + ((seed + i * 104_729) % below.len()) as u16)
-            .filter(|port| !(lo..=hi).contains(port))
+        assert!(lo > 12_000, "the ephemeral range leaves no private ports");
+        let start = 10_000 + (std::process::id() % 100) as u16 * 20;
+        Lab {
+            sockets: Vec::new(),
+            keep: Vec::new(),
+            listeners: Vec::new(),
+            ports: start..lo,
+        }
+    }
+
+    /// A socket bound to the next private port free on `addr`.
+    fn bind(&mut self, addr: IpAddr) -> Socket {
+        self.ports
             .find_map(|port| {
-                let socket = Socket::new(
-                    Domain::for_address(SocketAddr::new(addr, port)),
-                    Type::STREAM,
-                    None,
-                )
-                .unwrap();
-                socket.bind(&SocketAddr::new(addr, port).into()).ok()?;
-                socket.listen(1024).unwrap();
-                let others = ss(&format!("sport = :{port} or dport = :{port}")).total() - 1;
-                (others == 0).then(|| TcpListener::from(socket))
+                let at = SocketAddr::new(addr, port);
+                let socket = Socket::new(Domain::for_address(at), Type::STREAM, None).unwrap();
+                socket.bind(&at.into()).ok().map(|()| socket)
             })
-            .expect("no free port below the ephemeral range");
+            .expect("no free port below the ephemeral range")
+    }
+
+    /// Listen on a private port that no other socket of the machine uses (checked with ss).
+    fn listen(&mut self, addr: IpAddr, defer_accept: bool) -> SocketAddr {
+        let listener = loop {
+            let socket = self.bind(addr);
+            let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+            socket.listen(1024).unwrap();
+            if ss(&format!("sport = :{port} or dport = :{port}")).total() == 1 {
+                break TcpListener::from(socket);
+            }
+        };
         if defer_accept {
             set_defer_accept(&listener);
         }
@@ -110,13 +124,12 @@ impl Lab {
 
     /// Make one connection from `from` to the listener at `to` and drive it to `fate`.
     fn connect(&mut self, from: IpAddr, to: SocketAddr, fate: Fate) {
+        let socket = self.bind(from);
         let listener = self
             .listeners
             .iter()
             .find(|l| l.local_addr().unwrap() == to)
             .unwrap();
-        let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).unwrap();
-        socket.bind(&SocketAddr::new(from, 0).into()).unwrap();
         socket.connect(&to.into()).unwrap();
         let mut client: TcpStream = socket.into();
         let client_end = client.local_addr().unwrap();
@@ -166,7 +179,7 @@ impl Lab {
     fn expected(&self, filter: &Filter) -> StateCounts {
         let mut counts = StateCounts::default();
         for (state, local, remote) in &self.sockets {
-            if filter.matches(local.ip(), local.port(), remote.ip(), remote.port()) {
+            if filter.matches(*local, *remote) {
                 counts.add(*state);
             }
         }
@@ -243,7 +256,7 @@ fn nonzero(counts: &StateCounts) -> Vec<(&'static str, u64)> {
 
 #[test]
 fn census_agrees_with_ss_proc_and_the_sockets_made() {
-    let mut lab = Lab::default();
+    let mut lab = Lab::new();
 
     // IPv4: 345 connections from two source addresses to a deferred-accept listener.
     let v4 = lab.listen(LO1, true);

@@ -5,7 +5,7 @@
 //! kernel prints each 32-bit word of the (network-order) address as a host-order integer,
 //! so on a little-endian machine 127.0.0.1 reads `0100007F`; the port is host order.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::state::{StateCounts, TcpState};
 use crate::ParseError;
@@ -17,10 +17,10 @@ use super::Filter;
 pub(crate) struct ProcEntry {
     /// The `st` column: the kernel's state number.
     pub(crate) state: u8,
-    pub(crate) local_addr: IpAddr,
-    pub(crate) local_port: u16,
-    pub(crate) remote_addr: IpAddr,
-    pub(crate) remote_port: u16,
+    /// `local_address`.
+    pub(crate) local: SocketAddr,
+    /// `rem_address`.
+    pub(crate) remote: SocketAddr,
 }
 
 /// Count the sockets of a /proc/net/tcp or /proc/net/tcp6 text that match `filter`, by
@@ -33,12 +33,7 @@ pub fn parse_proc_net_tcp(
 ) -> Result<(), ParseError> {
     for line in text.lines() {
         if let Some(entry) = parse_line(line.as_bytes())? {
-            if filter.matches(
-                entry.local_addr,
-                entry.local_port,
-                entry.remote_addr,
-                entry.remote_port,
-            ) {
+            if filter.matches(entry.local, entry.remote) {
                 if let Some(state) = TcpState::from_kernel(entry.state) {
                     counts.add(state);
                 }
@@ -70,25 +65,21 @@ pub(crate) fn parse_line(line: &[u8]) -> Result<Option<ProcEntry>, ParseError> {
     let state = fields
         .next()
         .ok_or_else(|| bad("/proc/net/tcp line without a state"))?;
-    let (local_addr, local_port) =
-        addr_port(local).ok_or_else(|| bad("bad /proc/net/tcp local address"))?;
-    let (remote_addr, remote_port) =
-        addr_port(remote).ok_or_else(|| bad("bad /proc/net/tcp remote address"))?;
+    let local = socket_addr(local).ok_or_else(|| bad("bad /proc/net/tcp local address"))?;
+    let remote = socket_addr(remote).ok_or_else(|| bad("bad /proc/net/tcp remote address"))?;
     let state = match state {
         [_, _] => hex(state).ok_or_else(|| bad("bad /proc/net/tcp state"))? as u8,
         _ => return Err(bad("bad /proc/net/tcp state")),
     };
     Ok(Some(ProcEntry {
         state,
-        local_addr,
-        local_port,
-        remote_addr,
-        remote_port,
+        local,
+        remote,
     }))
 }
 
 /// `0100007F:1F90` → (127.0.0.1, 8080); 32 address digits for IPv6.
-fn addr_port(field: &[u8]) -> Option<(IpAddr, u16)> {
+fn socket_addr(field: &[u8]) -> Option<SocketAddr> {
     let colon = field.iter().position(|&b| b == b':')?;
     let (addr, port) = (&field[..colon], &field[colon + 1..]);
     if port.len() != 4 {
@@ -106,7 +97,7 @@ fn addr_port(field: &[u8]) -> Option<(IpAddr, u16)> {
         }
         _ => return None,
     };
-    Some((addr, port))
+    Some(SocketAddr::new(addr, port))
 }
 
 /// Up to 8 hex digits.
@@ -231,11 +222,11 @@ mod tests {
             assert_eq!(ours.len(), theirs.len());
             for (o, t) in ours.iter().zip(&theirs) {
                 assert_eq!(
-                    (o.local_addr, o.local_port),
+                    (o.local.ip(), o.local.port()),
                     (t.local_address.ip(), t.local_address.port())
                 );
                 assert_eq!(
-                    (o.remote_addr, o.remote_port),
+                    (o.remote.ip(), o.remote.port()),
                     (t.remote_address.ip(), t.remote_address.port())
                 );
                 assert_eq!(o.state, t.state.to_u8());

@@ -16,7 +16,7 @@
 //! Netlink integers are in host byte order; ports and addresses in the socket id are in
 //! network byte order.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use netlink_packet_core::{
     NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST,
@@ -274,14 +274,20 @@ impl<'a> DiagMsg<'a> {
         self.0[1]
     }
 
-    /// `id.idiag_sport`.
-    pub(crate) fn local_port(&self) -> u16 {
-        u16::from_be_bytes([self.0[4], self.0[5]])
+    /// `id.idiag_sport` and `id.idiag_src`.
+    pub(crate) fn local(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.local_addr(),
+            u16::from_be_bytes([self.0[4], self.0[5]]),
+        )
     }
 
-    /// `id.idiag_dport`.
-    pub(crate) fn remote_port(&self) -> u16 {
-        u16::from_be_bytes([self.0[6], self.0[7]])
+    /// `id.idiag_dport` and `id.idiag_dst`.
+    pub(crate) fn remote(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.remote_addr(),
+            u16::from_be_bytes([self.0[6], self.0[7]]),
+        )
     }
 
     /// `id.idiag_src`.
@@ -445,20 +451,13 @@ mod tests {
         0x00, 0x00, 0x00, 0x00,
     ];
 
-    /// (family, state, local port, remote port, local address, remote address)
-    type Row = (u8, u8, u16, u16, IpAddr, IpAddr);
+    /// (family, state, local end, remote end)
+    type Row = (u8, u8, SocketAddr, SocketAddr);
 
     fn rows(reply: &[u8], seq: u32) -> (Vec<Row>, Result<Progress, ReplyError>) {
         let mut rows = Vec::new();
         let progress = parse_reply(reply, seq, |m| {
-            rows.push((
-                m.family(),
-                m.state(),
-                m.local_port(),
-                m.remote_port(),
-                m.local_addr(),
-                m.remote_addr(),
-            ))
+            rows.push((m.family(), m.state(), m.local(), m.remote()))
         });
         (rows, progress)
     }
@@ -466,26 +465,22 @@ mod tests {
     const PORT: u16 = 37887;
 
     fn v4_rows() -> Vec<Row> {
-        let (lo, any) = (
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        );
+        let lo = |port| SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port);
+        let any = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0);
         vec![
-            (AF_INET, TcpState::Listen as u8, PORT, 0, lo, any),
-            (AF_INET, TcpState::SynRecv as u8, PORT, 51466, lo, lo),
-            (AF_INET, TcpState::Established as u8, PORT, 51450, lo, lo),
-            (AF_INET, TcpState::TimeWait as u8, PORT, 51458, lo, lo),
+            (AF_INET, TcpState::Listen as u8, lo(PORT), any),
+            (AF_INET, TcpState::SynRecv as u8, lo(PORT), lo(51466)),
+            (AF_INET, TcpState::Established as u8, lo(PORT), lo(51450)),
+            (AF_INET, TcpState::TimeWait as u8, lo(PORT), lo(51458)),
         ]
     }
 
     fn v6_rows() -> Vec<Row> {
-        let (lo, any) = (
-            IpAddr::V6(Ipv6Addr::LOCALHOST),
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        );
+        let lo = |port| SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port);
+        let any = SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0);
         vec![
-            (AF_INET6, TcpState::Listen as u8, PORT, 0, lo, any),
-            (AF_INET6, TcpState::Established as u8, PORT, 58560, lo, lo),
+            (AF_INET6, TcpState::Listen as u8, lo(PORT), any),
+            (AF_INET6, TcpState::Established as u8, lo(PORT), lo(58560)),
         ]
     }
 
@@ -521,8 +516,8 @@ mod tests {
                 let typed = InetResponse::parse(&m.0[..]).unwrap().header;
                 assert_eq!(typed.family, m.family());
                 assert_eq!(typed.state, m.state());
-                assert_eq!(typed.socket_id.source_port, m.local_port());
-                assert_eq!(typed.socket_id.destination_port, m.remote_port());
+                assert_eq!(typed.socket_id.source_port, m.local().port());
+                assert_eq!(typed.socket_id.destination_port, m.remote().port());
                 assert_eq!(typed.socket_id.source_address, m.local_addr());
                 assert_eq!(typed.socket_id.destination_address, m.remote_addr());
                 seen += 1;
@@ -825,7 +820,7 @@ mod tests {
             for &(family, local, remote) in &sockets {
                 assert_eq!(
                     kernel_runs(&program, family, local, remote),
-                    filter.matches(local.0, local.1, remote.0, remote.1),
+                    filter.matches(local.into(), remote.into()),
                     "{filter:?} on {local:?} -> {remote:?}"
                 );
             }
