@@ -71,6 +71,8 @@ print(f"clients                 {n} (passed: {report['passed']})")
 print(f"ramp                    {ramp['duration_ms']/1000:.2f}s, {ramp['achieved_rate_per_s']:.0f} connects/s, errors {sum(ramp['errors'].values())}")
 print(f"connect  p50/p99/p99.9  {c['p50']/1000:.2f} / {c['p99']/1000:.2f} / {c['p999']/1000:.2f} ms")
 print(f"CONNACK  p50/p99/p99.9  {h['p50']/1000:.2f} / {h['p99']/1000:.2f} / {h['p999']/1000:.2f} ms")
+k = ramp["kernel"]
+print(f"kernel during ramp      ListenOverflows {k.get('ListenOverflows', 0)}, ListenDrops {k.get('ListenDrops', 0)}, TCPTimeouts {k.get('TCPTimeouts', 0)}")
 print(f"harness peak RSS        {rss_kb/1024:.1f} MiB = {rss_kb*1024/n:.0f} bytes per held connection")
 print(f"mosquitto RSS           {mq_kb/1024:.1f} MiB = {mq_kb*1024/n:.0f} bytes per client")
 med = lambda s: sorted(float(x) for x in s.split())[2]

@@ -219,7 +219,13 @@ impl Expectation {
             }
         };
         let value = parse_threshold(&metric, &number)?;
-        Ok(Expectation { expr: format!("{name} {} {}", op.symbol(), number.trim()), metric, op, value, implicit: false })
+        Ok(Expectation {
+            expr: format!("{name} {} {}", op.symbol(), number.trim()),
+            metric,
+            op,
+            value,
+            implicit: false,
+        })
     }
 
     /// `errors == 0`, added to phases that name no error expectation.

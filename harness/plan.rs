@@ -200,8 +200,8 @@ impl Plan {
     /// Read, parse and check a scenario file.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
         let check = Check { file: path };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| check.err("", format!("cannot read the scenario: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| check.err("", format!("cannot read the scenario: {e}")))?;
         Plan::from_toml(path, &text)
     }
 
@@ -232,15 +232,19 @@ impl Plan {
             return Err(check.err("sample_every", "sample at most every 100ms; a census of many sockets takes time"));
         }
         if s.mqtt.is_some() && protocol == Protocol::Tcp {
-            return Err(check.err("mqtt", "an [mqtt] section needs protocol = \"mqtt\"; remove it or change the protocol"));
+            return Err(
+                check.err("mqtt", "an [mqtt] section needs protocol = \"mqtt\"; remove it or change the protocol")
+            );
         }
         let mqtt = mqtt_options(&check, s.mqtt.as_ref())?;
         if s.embedded.is_some() && target != TargetSpec::Embedded {
-            return Err(check.err("embedded", "an [embedded] section needs target = \"embedded\"; remove it or change the target"));
+            return Err(check
+                .err("embedded", "an [embedded] section needs target = \"embedded\"; remove it or change the target"));
         }
         let embedded = embedded_options(&check, s.embedded.as_ref())?;
         if s.phases.is_empty() {
-            return Err(check.err("phase", "the scenario has no [[phase]]; add one, e.g. connect = { count = 100, rate = 100 }"));
+            return Err(check
+                .err("phase", "the scenario has no [[phase]]; add one, e.g. connect = { count = 100, rate = 100 }"));
         }
         let phases = s
             .phases
@@ -248,7 +252,17 @@ impl Plan {
             .enumerate()
             .map(|(i, p)| phase_plan(&check, i, p, protocol))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Plan { name: s.name, file: path.to_path_buf(), target, protocol, sources, sample_every, mqtt, embedded, phases })
+        Ok(Plan {
+            name: s.name,
+            file: path.to_path_buf(),
+            target,
+            protocol,
+            sources,
+            sample_every,
+            mqtt,
+            embedded,
+            phases,
+        })
     }
 
     /// Replace the target (`--target`).
@@ -393,7 +407,9 @@ fn embedded_options(check: &Check, e: Option<&EmbeddedSection>) -> Result<Embedd
     let on_eof = match e.and_then(|e| e.on_eof.as_deref()) {
         None | Some("close") => OnEof::Close,
         Some("hold") => OnEof::Hold,
-        Some(other) => return Err(check.err("embedded.on_eof", format!("`{other}` is not a choice; use \"close\" or \"hold\""))),
+        Some(other) => {
+            return Err(check.err("embedded.on_eof", format!("`{other}` is not a choice; use \"close\" or \"hold\"")))
+        }
     };
     let backlog = match e.and_then(|e| e.backlog) {
         None => crate::target::DEFAULT_BACKLOG,

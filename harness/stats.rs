@@ -192,9 +192,8 @@ impl Latency {
     /// Rebuild from a summary's `hdr` field.
     pub fn from_hdr(hdr: &str) -> Result<Latency, HdrError> {
         let bytes = base64::engine::general_purpose::STANDARD.decode(hdr).map_err(|e| HdrError(e.to_string()))?;
-        let decoded: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| HdrError(format!("{e:?}")))?;
+        let decoded: Histogram<u64> =
+            Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| HdrError(format!("{e:?}")))?;
         let mut latency = Latency::new();
         latency.hist.add(&decoded).map_err(|e| HdrError(format!("{e:?}")))?;
         Ok(latency)

@@ -32,7 +32,8 @@ pub fn probe(args: ProbeArgs) -> Result<u8, Failure> {
         eprintln!("sockcap: warning: {warning}");
     }
     loop {
-        let reading = read(&mut prober, &args).map_err(|e| Failure::environment(anyhow::Error::new(e).context("census")))?;
+        let reading =
+            read(&mut prober, &args).map_err(|e| Failure::environment(anyhow::Error::new(e).context("census")))?;
         if args.json {
             let line = serde_json::to_string(&reading).map_err(Failure::failed)?;
             println!("{line}");
@@ -60,11 +61,9 @@ fn read(prober: &mut Prober, args: &ProbeArgs) -> Result<Reading, CensusError> {
         probe::Backend::SockDiag => "sock_diag",
         probe::Backend::ProcNet => "proc_net",
     };
-    let unix_time = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis() as f64
-        / 1000.0;
+    let unix_time =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO).as_millis() as f64
+            / 1000.0;
     Ok(Reading {
         unix_time,
         port: args.port,

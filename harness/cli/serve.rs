@@ -6,7 +6,8 @@ use crate::target::{self, ServeOptions};
 
 pub fn serve(args: ServeArgs) -> Result<u8, Failure> {
     limits::raise_nofile().map_err(|e| Failure::environment(anyhow::Error::new(e).context("raising RLIMIT_NOFILE")))?;
-    let opts = ServeOptions { listen: args.listen, protocol: args.protocol, backlog: args.backlog, on_eof: args.on_eof };
+    let opts =
+        ServeOptions { listen: args.listen, protocol: args.protocol, backlog: args.backlog, on_eof: args.on_eof };
     super::runtime()?.block_on(target::run_serve_process(opts)).map_err(Failure::environment)?;
     Ok(exit::PASSED)
 }

@@ -21,8 +21,11 @@ impl Censuses {
     pub fn new(prober: Prober, target: SocketAddr) -> Censuses {
         let ip = (!target.ip().is_unspecified()).then_some(target.ip());
         let client = Filter { remote_port: Some(target.port()), remote_addr: ip, ..Filter::default() };
-        let server = is_local(target.ip())
-            .then_some(Filter { local_port: Some(target.port()), local_addr: ip, ..Filter::default() });
+        let server = is_local(target.ip()).then_some(Filter {
+            local_port: Some(target.port()),
+            local_addr: ip,
+            ..Filter::default()
+        });
         Censuses { prober: Arc::new(Mutex::new(prober)), client, server }
     }
 

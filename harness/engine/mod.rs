@@ -28,9 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::limits::NofileRaise;
 use crate::plan::{Action, CloseAmount, ClosePlan, ConnectPlan, Plan};
-use crate::report::{
-    CensusSample, Latencies, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, SCHEMA,
-};
+use crate::report::{CensusSample, Latencies, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, SCHEMA};
 use census::Censuses;
 use collector::Collector;
 use connection::{Attempt, CloseCommand, ConnSpec, Event};
@@ -254,7 +252,12 @@ impl<'p> Engine<'p> {
         }
     }
 
-    async fn run_phase(&mut self, index: usize, phase: &crate::plan::PhasePlan, shutdown: &CancellationToken) -> PhaseReport {
+    async fn run_phase(
+        &mut self,
+        index: usize,
+        phase: &crate::plan::PhasePlan,
+        shutdown: &CancellationToken,
+    ) -> PhaseReport {
         let counters_before = KernelCounters::read().unwrap_or_default();
         let start = Instant::now();
         let mut driver = self.driver_for(&phase.action, start);

@@ -88,11 +88,7 @@ pub fn encode_connect(c: &Connect, out: &mut Vec<u8>) {
     }
     let field_len = |f: Option<&[u8]>| f.map_or(0, |f| 2 + f.len());
     // Protocol name (6), level (1), flags (1), keep-alive (2), then the payload.
-    let remaining = 10
-        + 2
-        + c.client_id.len()
-        + field_len(c.username.map(str::as_bytes))
-        + field_len(c.password);
+    let remaining = 10 + 2 + c.client_id.len() + field_len(c.username.map(str::as_bytes)) + field_len(c.password);
 
     out.reserve(1 + 4 + remaining);
     out.push(CONNECT_HEADER);
@@ -172,11 +168,7 @@ pub enum DecodeError {
     #[error("packet type {packet_type} has invalid fixed-header flags {flags:#06b}")]
     InvalidFlags { packet_type: u8, flags: u8 },
     #[error("packet type {packet_type} must have a remaining length of {expected}, not {actual}")]
-    InvalidLength {
-        packet_type: u8,
-        expected: usize,
-        actual: usize,
-    },
+    InvalidLength { packet_type: u8, expected: usize, actual: usize },
     #[error("CONNECT names an unknown protocol (neither MQTT nor MQIsdp level 3)")]
     BadProtocolName,
     #[error("CONNECT has invalid flags {0:#010b}")]
@@ -204,10 +196,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Packet, usize)>, DecodeError> {
     };
     let total = 1 + len_bytes + remaining;
     if total > MAX_PACKET_LEN {
-        return Err(DecodeError::PacketTooLarge {
-            len: total,
-            max: MAX_PACKET_LEN,
-        });
+        return Err(DecodeError::PacketTooLarge { len: total, max: MAX_PACKET_LEN });
     }
     let Some(body) = buf.get(1 + len_bytes..total) else {
         return Ok(None);
@@ -230,10 +219,7 @@ fn decode_body(packet_type: u8, flags: u8, body: &[u8]) -> Result<Packet, Decode
             if body[0] & !1 != 0 {
                 return Err(DecodeError::InvalidConnAckFlags(body[0]));
             }
-            Ok(Packet::ConnAck {
-                session_present: body[0] & 1 == 1,
-                code: body[1],
-            })
+            Ok(Packet::ConnAck { session_present: body[0] & 1 == 1, code: body[1] })
         }
         PINGREQ_TYPE | PINGRESP_TYPE | DISCONNECT_TYPE => {
             expect_no_flags(packet_type, flags)?;
@@ -258,11 +244,7 @@ fn decode_connect(body: &[u8]) -> Result<Packet, DecodeError> {
     match (name, protocol_level) {
         (b"MQTT", PROTOCOL_LEVEL) => {}
         (b"MQTT", _) | (b"MQIsdp", 3) => {
-            return Ok(Packet::Connect {
-                client_id: String::new(),
-                keep_alive_s,
-                protocol_level,
-            })
+            return Ok(Packet::Connect { client_id: String::new(), keep_alive_s, protocol_level })
         }
         _ => return Err(DecodeError::BadProtocolName),
     }
@@ -281,11 +263,7 @@ fn decode_connect(body: &[u8]) -> Result<Packet, DecodeError> {
     if !r.0.is_empty() {
         return Err(DecodeError::TrailingBytes(r.0.len()));
     }
-    Ok(Packet::Connect {
-        client_id,
-        keep_alive_s,
-        protocol_level,
-    })
+    Ok(Packet::Connect { client_id, keep_alive_s, protocol_level })
 }
 
 /// Rejects the flag combinations MQTT 3.1.1 forbids: the reserved bit, will
@@ -315,11 +293,7 @@ fn expect_length(packet_type: u8, body: &[u8], expected: usize) -> Result<(), De
     if body.len() == expected {
         Ok(())
     } else {
-        Err(DecodeError::InvalidLength {
-            packet_type,
-            expected,
-            actual: body.len(),
-        })
+        Err(DecodeError::InvalidLength { packet_type, expected, actual: body.len() })
     }
 }
 
@@ -344,10 +318,7 @@ fn decode_remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeE
 /// Appends `len` as a variable-length "remaining length"; `len` must be below
 /// 2^28, which every packet sockcap encodes is by far.
 fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
-    debug_assert!(
-        len < 1 << 28,
-        "remaining length {len} does not fit in 4 bytes"
-    );
+    debug_assert!(len < 1 << 28, "remaining length {len} does not fit in 4 bytes");
     loop {
         let byte = (len & 0x7F) as u8;
         len >>= 7;
@@ -361,12 +332,8 @@ fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
 
 /// Appends a length-prefixed string or binary field.
 fn put_field(field: &[u8], out: &mut Vec<u8>) {
-    let len = u16::try_from(field.len()).unwrap_or_else(|_| {
-        panic!(
-            "MQTT field of {} bytes exceeds the {MAX_FIELD_LEN}-byte limit",
-            field.len()
-        )
-    });
+    let len = u16::try_from(field.len())
+        .unwrap_or_else(|_| panic!("MQTT field of {} bytes exceeds the {MAX_FIELD_LEN}-byte limit", field.len()));
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(field);
 }
@@ -410,13 +377,7 @@ mod tests {
     use super::*;
 
     fn connect(client_id: &str) -> Connect<'_> {
-        Connect {
-            client_id,
-            keep_alive_s: 30,
-            clean_session: true,
-            username: None,
-            password: None,
-        }
+        Connect { client_id, keep_alive_s: 30, clean_session: true, username: None, password: None }
     }
 
     fn encoded(c: &Connect) -> Vec<u8> {
@@ -468,16 +429,7 @@ mod tests {
         assert_eq!(decode_all(&PINGREQ), (Packet::PingReq, 2));
         assert_eq!(decode_all(&PINGRESP), (Packet::PingResp, 2));
         assert_eq!(decode_all(&DISCONNECT), (Packet::Disconnect, 2));
-        assert_eq!(
-            decode_all(&[0x20, 0x02, 0x01, 0x04]),
-            (
-                Packet::ConnAck {
-                    session_present: true,
-                    code: 4
-                },
-                4
-            )
-        );
+        assert_eq!(decode_all(&[0x20, 0x02, 0x01, 0x04]), (Packet::ConnAck { session_present: true, code: 4 }, 4));
     }
 
     /// The variable header of the specification's non-normative example
@@ -492,55 +444,26 @@ mod tests {
         }
         let mut packet = vec![0x10, body.len() as u8];
         packet.extend_from_slice(&body);
-        let expected = Packet::Connect {
-            client_id: "client".into(),
-            keep_alive_s: 10,
-            protocol_level: 4,
-        };
+        let expected = Packet::Connect { client_id: "client".into(), keep_alive_s: 10, protocol_level: 4 };
         assert_eq!(decode_all(&packet), (expected, packet.len()));
     }
 
     #[test]
     fn connect_round_trips() {
-        let c = Connect {
-            username: Some("user"),
-            password: Some(b"\x00\xffbinary"),
-            ..connect("sockcap-7-42")
-        };
+        let c = Connect { username: Some("user"), password: Some(b"\x00\xffbinary"), ..connect("sockcap-7-42") };
         let bytes = encoded(&c);
-        let expected = Packet::Connect {
-            client_id: "sockcap-7-42".into(),
-            keep_alive_s: 30,
-            protocol_level: 4,
-        };
+        let expected = Packet::Connect { client_id: "sockcap-7-42".into(), keep_alive_s: 30, protocol_level: 4 };
         assert_eq!(decode_all(&bytes), (expected, bytes.len()));
     }
 
     #[test]
     fn connect_of_other_protocol_levels_reports_the_level() {
         // MQTT 5: properties follow keep-alive, so only the level is reported.
-        let v5 = [
-            0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0,
-        ];
+        let v5 = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0];
         let (packet, _) = decode_all(&v5);
-        assert_eq!(
-            packet,
-            Packet::Connect {
-                client_id: String::new(),
-                keep_alive_s: 60,
-                protocol_level: 5
-            }
-        );
-        let v31 = [
-            0x10, 12, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60,
-        ];
-        assert!(matches!(
-            decode_all(&v31).0,
-            Packet::Connect {
-                protocol_level: 3,
-                ..
-            }
-        ));
+        assert_eq!(packet, Packet::Connect { client_id: String::new(), keep_alive_s: 60, protocol_level: 5 });
+        let v31 = [0x10, 12, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60];
+        assert!(matches!(decode_all(&v31).0, Packet::Connect { protocol_level: 3, .. }));
     }
 
     /// Remaining-length boundaries from the specification (§2.2.3, table 2.4).
@@ -560,21 +483,13 @@ mod tests {
             let mut out = Vec::new();
             encode_remaining_length(value, &mut out);
             assert_eq!(out, bytes, "encoding {value}");
-            assert_eq!(
-                decode_remaining_length(bytes),
-                Ok(Some((value, bytes.len()))),
-                "decoding {value}"
-            );
+            assert_eq!(decode_remaining_length(bytes), Ok(Some((value, bytes.len()))), "decoding {value}");
         }
     }
 
     #[test]
     fn every_prefix_of_a_packet_needs_more_bytes() {
-        let c = Connect {
-            username: Some("user"),
-            password: Some(b"pw"),
-            ..connect("a-client-id-long-enough")
-        };
+        let c = Connect { username: Some("user"), password: Some(b"pw"), ..connect("a-client-id-long-enough") };
         let mut stream = encoded(&c);
         stream.extend_from_slice(&PINGREQ);
         stream.extend_from_slice(&connack(false, 0));
@@ -605,62 +520,23 @@ mod tests {
     #[test]
     fn rejects_malformed_input() {
         let cases: [(&[u8], DecodeError); 11] = [
-            (
-                &[0xC0, 0x80, 0x80, 0x80, 0x80, 0x01],
-                DecodeError::RemainingLengthTooLong,
-            ),
-            (
-                &[0x30, 0xFF, 0xFF, 0xFF, 0x7F],
-                DecodeError::PacketTooLarge {
-                    len: 268_435_460,
-                    max: MAX_PACKET_LEN,
-                },
-            ),
+            (&[0xC0, 0x80, 0x80, 0x80, 0x80, 0x01], DecodeError::RemainingLengthTooLong),
+            (&[0x30, 0xFF, 0xFF, 0xFF, 0x7F], DecodeError::PacketTooLarge { len: 268_435_460, max: MAX_PACKET_LEN }),
             (&[0x00, 0x00], DecodeError::ReservedPacketType(0)),
             (&[0xF0, 0x00], DecodeError::ReservedPacketType(15)),
-            (
-                &[0xC1, 0x00],
-                DecodeError::InvalidFlags {
-                    packet_type: 12,
-                    flags: 1,
-                },
-            ),
-            (
-                &[0xE0, 0x01, 0x00],
-                DecodeError::InvalidLength {
-                    packet_type: 14,
-                    expected: 0,
-                    actual: 1,
-                },
-            ),
-            (
-                &[0x10, 10, 0, 4, b'M', b'Q', b'T', b'X', 4, 2, 0, 0],
-                DecodeError::BadProtocolName,
-            ),
-            (
-                &[0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x03, 0, 0, 0, 0],
-                DecodeError::InvalidConnectFlags(0x03),
-            ),
+            (&[0xC1, 0x00], DecodeError::InvalidFlags { packet_type: 12, flags: 1 }),
+            (&[0xE0, 0x01, 0x00], DecodeError::InvalidLength { packet_type: 14, expected: 0, actual: 1 }),
+            (&[0x10, 10, 0, 4, b'M', b'Q', b'T', b'X', 4, 2, 0, 0], DecodeError::BadProtocolName),
+            (&[0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x03, 0, 0, 0, 0], DecodeError::InvalidConnectFlags(0x03)),
             (
                 &[0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 5],
-                DecodeError::LengthOverflow {
-                    field: "client identifier",
-                },
+                DecodeError::LengthOverflow { field: "client identifier" },
             ),
             (
-                &[
-                    0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 1, 0xFF,
-                ],
-                DecodeError::InvalidUtf8 {
-                    field: "client identifier",
-                },
+                &[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 1, 0xFF],
+                DecodeError::InvalidUtf8 { field: "client identifier" },
             ),
-            (
-                &[
-                    0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 0, 9,
-                ],
-                DecodeError::TrailingBytes(1),
-            ),
+            (&[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 0, 9], DecodeError::TrailingBytes(1)),
         ];
         for (bytes, expected) in cases {
             assert_eq!(decode(bytes), Err(expected), "decoding {bytes:02x?}");
@@ -670,10 +546,7 @@ mod tests {
     #[test]
     fn rejects_an_oversized_packet_before_it_arrives() {
         // 64 KiB of remaining length: the header alone is enough to refuse it.
-        assert!(matches!(
-            decode(&[0x30, 0x80, 0x80, 0x04]),
-            Err(DecodeError::PacketTooLarge { .. })
-        ));
+        assert!(matches!(decode(&[0x30, 0x80, 0x80, 0x04]), Err(DecodeError::PacketTooLarge { .. })));
     }
 
     #[test]
@@ -728,11 +601,7 @@ mod tests {
 
     #[test]
     fn decode_never_panics_on_mutated_packets() {
-        let c = Connect {
-            username: Some("user"),
-            password: Some(b"pw"),
-            ..connect("client")
-        };
+        let c = Connect { username: Some("user"), password: Some(b"pw"), ..connect("client") };
         let seeds = [encoded(&c), connack(true, 0).to_vec(), PINGREQ.to_vec()];
         let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
         for _ in 0..200_000 {

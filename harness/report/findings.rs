@@ -23,9 +23,7 @@ pub fn findings(report: &RunReport) -> Vec<String> {
     }
     let n = total(report, ErrorKind::Refused);
     if n > 0 {
-        out.push(format!(
-            "{n} connects to {target} were refused: nothing listened there, or the target went away"
-        ));
+        out.push(format!("{n} connects to {target} were refused: nothing listened there, or the target went away"));
     }
     let n = total(report, ErrorKind::AddrNotAvailable);
     if n > 0 {

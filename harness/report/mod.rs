@@ -163,8 +163,6 @@ pub struct ExpectationResult {
 impl RunReport {
     /// Expectations that failed, with their phase names.
     pub fn failures(&self) -> impl Iterator<Item = (&str, &ExpectationResult)> {
-        self.phases
-            .iter()
-            .flat_map(|p| p.expectations.iter().filter(|e| !e.passed).map(move |e| (p.name.as_str(), e)))
+        self.phases.iter().flat_map(|p| p.expectations.iter().filter(|e| !e.passed).map(move |e| (p.name.as_str(), e)))
     }
 }

@@ -97,11 +97,16 @@ fn states(c: &StateCounts) -> String {
 }
 
 fn latency_table(out: &mut String, p: &PhaseReport) {
-    let rows = [("connect", &p.latency_us.connect), ("handshake", &p.latency_us.handshake), ("close", &p.latency_us.close)];
+    let rows =
+        [("connect", &p.latency_us.connect), ("handshake", &p.latency_us.handshake), ("close", &p.latency_us.close)];
     if rows.iter().all(|(_, l)| l.count == 0) {
         return;
     }
-    let _ = writeln!(out, "  latency  {:<10}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}", "", "count", "p50", "p90", "p99", "p99.9", "max");
+    let _ = writeln!(
+        out,
+        "  latency  {:<10}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}",
+        "", "count", "p50", "p90", "p99", "p99.9", "max"
+    );
     for (name, l) in rows.iter().filter(|(_, l)| l.count > 0) {
         let _ = writeln!(out, "           {name:<10}{:>8}{}", l.count, percentiles(l));
     }

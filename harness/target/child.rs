@@ -33,8 +33,7 @@ impl EmbeddedTarget {
     /// Starts `sockcap serve --listen <listen> --protocol <protocol>` from the
     /// current executable and waits for its ready line.
     pub async fn spawn(opts: ServeOptions) -> anyhow::Result<EmbeddedTarget> {
-        let exe = std::env::current_exe()
-            .context("locating the sockcap executable to start the embedded target")?;
+        let exe = std::env::current_exe().context("locating the sockcap executable to start the embedded target")?;
         let mut command = Command::new(exe);
         command.args(serve_args(&opts));
         spawn_command(command, READY_TIMEOUT).await
@@ -48,15 +47,9 @@ impl EmbeddedTarget {
     }
 
     async fn stop_within(mut self, grace: Duration) -> anyhow::Result<()> {
-        let exited = self
-            .child
-            .try_wait()
-            .context("checking on the embedded target")?;
+        let exited = self.child.try_wait().context("checking on the embedded target")?;
         if let Some(status) = exited {
-            bail!(
-                "the embedded target (pid {}) had already exited ({status})",
-                self.pid
-            );
+            bail!("the embedded target (pid {}) had already exited ({status})", self.pid);
         }
         // Not reaped yet, so the pid cannot belong to another process.
         send_signal(self.pid, libc::SIGTERM)?;
@@ -66,14 +59,8 @@ impl EmbeddedTarget {
                 check_clean_exit(self.pid, status)
             }
             Err(_elapsed) => {
-                self.child
-                    .kill()
-                    .await
-                    .context("killing the embedded target")?;
-                bail!(
-                    "the embedded target (pid {}) did not exit within {grace:?} of SIGTERM and was killed",
-                    self.pid
-                )
+                self.child.kill().await.context("killing the embedded target")?;
+                bail!("the embedded target (pid {}) did not exit within {grace:?} of SIGTERM and was killed", self.pid)
             }
         }
     }
@@ -96,26 +83,12 @@ fn serve_args(opts: &ServeOptions) -> [String; 9] {
 
 /// Spawns `command` and waits up to `ready_timeout` for a ready line on its
 /// stdout. On any failure the child is killed and reaped.
-async fn spawn_command(
-    mut command: Command,
-    ready_timeout: Duration,
-) -> anyhow::Result<EmbeddedTarget> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+async fn spawn_command(mut command: Command, ready_timeout: Duration) -> anyhow::Result<EmbeddedTarget> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
     let program = command.as_std().get_program().to_owned();
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("starting the embedded target {program:?}"))?;
-    let pid = child
-        .id()
-        .context("the embedded target exited as soon as it started")?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("the embedded target's stdout is not piped")?;
+    let mut child = command.spawn().with_context(|| format!("starting the embedded target {program:?}"))?;
+    let pid = child.id().context("the embedded target exited as soon as it started")?;
+    let stdout = child.stdout.take().context("the embedded target's stdout is not piped")?;
     let mut stdout = BufReader::new(stdout);
 
     match tokio::time::timeout(ready_timeout, read_ready_line(&mut stdout)).await {
@@ -140,9 +113,7 @@ async fn spawn_command(
 }
 
 /// Reads lines until a ready line (its address) or EOF (`None`).
-async fn read_ready_line(
-    stdout: &mut BufReader<ChildStdout>,
-) -> std::io::Result<Option<SocketAddr>> {
+async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Option<SocketAddr>> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -228,11 +199,8 @@ mod tests {
 
     #[tokio::test]
     async fn finds_the_ready_line_and_stops_with_sigterm() {
-        let script =
-            format!("trap 'exit 0' TERM; echo starting; {READY}; while :; do sleep 0.05; done");
-        let target = spawn_command(shell(&script), Duration::from_secs(10))
-            .await
-            .unwrap();
+        let script = format!("trap 'exit 0' TERM; echo starting; {READY}; while :; do sleep 0.05; done");
+        let target = spawn_command(shell(&script), Duration::from_secs(10)).await.unwrap();
         assert_eq!(target.addr, "127.0.0.1:5555".parse().unwrap());
         let pid = target.pid;
         assert!(is_alive(pid));
@@ -242,9 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn reports_the_exit_status_of_a_child_that_dies_before_ready() {
-        let err = spawn_command(shell("echo starting; exit 3"), Duration::from_secs(10))
-            .await
-            .unwrap_err();
+        let err = spawn_command(shell("echo starting; exit 3"), Duration::from_secs(10)).await.unwrap_err();
         let message = format!("{err:#}");
         assert!(message.contains("exited before it was ready"), "{message}");
         assert!(message.contains("exit status: 3"), "{message}");
@@ -252,23 +218,16 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_on_a_child_that_never_gets_ready() {
-        let err = spawn_command(shell("sleep 30"), Duration::from_millis(200))
-            .await
-            .unwrap_err();
+        let err = spawn_command(shell("sleep 30"), Duration::from_millis(200)).await.unwrap_err();
         assert!(format!("{err:#}").contains("no ready line"), "{err:#}");
     }
 
     #[tokio::test]
     async fn kills_a_child_that_ignores_sigterm() {
         let script = format!("trap '' TERM; {READY}; while :; do sleep 0.05; done");
-        let target = spawn_command(shell(&script), Duration::from_secs(10))
-            .await
-            .unwrap();
+        let target = spawn_command(shell(&script), Duration::from_secs(10)).await.unwrap();
         let pid = target.pid;
-        let err = target
-            .stop_within(Duration::from_millis(200))
-            .await
-            .unwrap_err();
+        let err = target.stop_within(Duration::from_millis(200)).await.unwrap_err();
         assert!(format!("{err:#}").contains("was killed"), "{err:#}");
         assert!(!is_alive(pid), "killed and reaped");
     }
@@ -276,13 +235,8 @@ mod tests {
     #[tokio::test]
     async fn reports_a_failing_exit_after_sigterm() {
         let script = format!("trap 'exit 7' TERM; {READY}; while :; do sleep 0.05; done");
-        let target = spawn_command(shell(&script), Duration::from_secs(10))
-            .await
-            .unwrap();
-        let err = target
-            .stop_within(Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let target = spawn_command(shell(&script), Duration::from_secs(10)).await.unwrap();
+        let err = target.stop_within(Duration::from_secs(5)).await.unwrap_err();
         assert!(format!("{err:#}").contains("exit status: 7"), "{err:#}");
     }
 }

@@ -57,11 +57,7 @@ pub(super) fn run(
         loop {
             // One await point for both directions keeps the task small. While
             // replies are pending nothing more is read: backpressure.
-            let interest = if conn.unsent.is_empty() {
-                Interest::READABLE
-            } else {
-                Interest::WRITABLE
-            };
+            let interest = if conn.unsent.is_empty() { Interest::READABLE } else { Interest::WRITABLE };
             let ready = tokio::select! {
                 () = &mut cancelled => return,
                 ready = stream.ready(interest) => ready,
@@ -121,12 +117,7 @@ impl Connection {
             Protocol::Tcp => Phase::Raw,
             Protocol::Mqtt => Phase::AwaitConnect,
         };
-        Connection {
-            phase,
-            partial: Vec::new(),
-            unsent: Vec::new(),
-            connects,
-        }
+        Connection { phase, partial: Vec::new(), unsent: Vec::new(), connects }
     }
 
     /// Reads what the socket has, once, and answers it.
@@ -172,9 +163,7 @@ impl Connection {
     /// Handles every complete packet at the start of `data`; returns how many
     /// bytes they used.
     fn on_packets(&mut self, data: &[u8], replies: &mut Replies) -> (usize, Step) {
-        if self.phase == Phase::AwaitConnect
-            && data.first().is_some_and(|&b| b != mqtt::CONNECT_HEADER)
-        {
+        if self.phase == Phase::AwaitConnect && data.first().is_some_and(|&b| b != mqtt::CONNECT_HEADER) {
             // Not MQTT at all (or not a client): close without waiting for
             // whatever length the first byte seems to announce.
             return (0, Step::Close);
@@ -266,10 +255,7 @@ fn write_some(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 /// Errors after which the socket is still usable: a spurious wake-up or a
 /// signal.
 fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
 }
 
 /// The replies to one read: on the stack, spilling into a `Vec` only for a
@@ -282,11 +268,7 @@ struct Replies {
 
 impl Replies {
     fn new() -> Self {
-        Replies {
-            stack: [0; REPLY_STACK],
-            len: 0,
-            spill: Vec::new(),
-        }
+        Replies { stack: [0; REPLY_STACK], len: 0, spill: Vec::new() }
     }
 
     fn push(&mut self, reply: &[u8]) {
@@ -345,11 +327,7 @@ mod tests {
             }));
             let addr = ready_rx.await.expect("the server reports its address");
             assert_ne!(addr.port(), 0);
-            Server {
-                addr,
-                shutdown,
-                task,
-            }
+            Server { addr, shutdown, task }
         }
 
         async fn connect(&self) -> TcpStream {
@@ -368,13 +346,8 @@ mod tests {
 
     fn connect_packet(client_id: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        let connect = mqtt::Connect {
-            client_id,
-            keep_alive_s: 30,
-            clean_session: true,
-            username: None,
-            password: None,
-        };
+        let connect =
+            mqtt::Connect { client_id, keep_alive_s: 30, clean_session: true, username: None, password: None };
         mqtt::encode_connect(&connect, &mut out);
         out
     }
@@ -391,9 +364,8 @@ mod tests {
     /// Waits for the server to close: EOF, or a reset if it had unread bytes.
     async fn assert_closed_by_server(stream: &mut TcpStream) {
         let mut buf = [0; 16];
-        let read = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
-            .await
-            .expect("the server closes the connection");
+        let read =
+            tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await.expect("the server closes the connection");
         match read {
             Ok(0) => {}
             Ok(n) => panic!("expected EOF, got {:02x?}", &buf[..n]),
@@ -411,11 +383,7 @@ mod tests {
     /// (IPv4 only) in /proc/net/tcp.
     fn in_time_wait(local: SocketAddr, remote: SocketAddr) -> bool {
         let hex = |a: SocketAddr| match a {
-            SocketAddr::V4(v4) => format!(
-                "{:08X}:{:04X}",
-                u32::from_le_bytes(v4.ip().octets()),
-                v4.port()
-            ),
+            SocketAddr::V4(v4) => format!("{:08X}:{:04X}", u32::from_le_bytes(v4.ip().octets()), v4.port()),
             SocketAddr::V6(_) => unreachable!("IPv4 only"),
         };
         let (local, remote) = (hex(local), hex(remote));
@@ -443,22 +411,12 @@ mod tests {
         // The server closed first, so the TIME_WAIT is on its side.
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !in_time_wait(server.addr, client_addr) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no server-side TIME_WAIT"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "no server-side TIME_WAIT");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
         let summary = server.stop().await;
-        assert_eq!(
-            summary,
-            ServeSummary {
-                accepted: 1,
-                connects: 1,
-                accept_errors: 0
-            }
-        );
+        assert_eq!(summary, ServeSummary { accepted: 1, connects: 1, accept_errors: 0 });
     }
 
     #[tokio::test]
@@ -503,9 +461,7 @@ mod tests {
         let server = Server::start(Protocol::Mqtt).await;
         let mut client = server.connect().await;
         // An MQTT 5 CONNECT: empty properties, empty client id.
-        let v5 = [
-            0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0,
-        ];
+        let v5 = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0];
         client.write_all(&v5).await.unwrap();
         assert_eq!(read_exact::<4>(&mut client).await, mqtt::connack(false, 1));
         assert_closed_by_server(&mut client).await;
@@ -541,10 +497,7 @@ mod tests {
         let mut clients = Vec::new();
         for i in 0..3 {
             let mut client = server.connect().await;
-            client
-                .write_all(&connect_packet(&format!("c-{i}")))
-                .await
-                .unwrap();
+            client.write_all(&connect_packet(&format!("c-{i}"))).await.unwrap();
             read_exact::<4>(&mut client).await;
             clients.push(client);
         }
@@ -567,10 +520,7 @@ mod tests {
         let packet = connect_packet("split-client");
         for (i, byte) in packet.iter().enumerate() {
             let mut replies = Replies::new();
-            assert_eq!(
-                conn.on_bytes(std::slice::from_ref(byte), &mut replies),
-                Step::Continue
-            );
+            assert_eq!(conn.on_bytes(std::slice::from_ref(byte), &mut replies), Step::Continue);
             let last = i == packet.len() - 1;
             assert_eq!(replies.as_slice().is_empty(), !last, "after byte {i}");
         }
@@ -588,10 +538,7 @@ mod tests {
         }
         let bytes = replies.as_slice();
         assert_eq!(bytes.len(), REPLY_STACK * 2);
-        assert!(bytes
-            .chunks(2)
-            .enumerate()
-            .all(|(i, c)| c == [i as u8, 0xFF]));
+        assert!(bytes.chunks(2).enumerate().all(|(i, c)| c == [i as u8, 0xFF]));
     }
 
     /// The per-connection budget: an idle connection's task must stay small.
@@ -599,17 +546,9 @@ mod tests {
     #[tokio::test]
     async fn connection_future_stays_small() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let _client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        let future = run(
-            stream,
-            Protocol::Mqtt,
-            OnEof::Close,
-            CancellationToken::new(),
-            Arc::new(AtomicU64::new(0)),
-        );
+        let future = run(stream, Protocol::Mqtt, OnEof::Close, CancellationToken::new(), Arc::new(AtomicU64::new(0)));
         let size = std::mem::size_of_val(&future);
         // 368 bytes with tokio 1.54: socket 40, state 64, cancellation 72,
         // readiness 152. A read buffer in the future would be 2 KiB more.

@@ -104,8 +104,7 @@ pub async fn run_serve_process(opts: ServeOptions) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     // Install the handlers before the ready line announces us: a SIGTERM sent
     // right after it must drain, not kill the process.
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let on_signal = shutdown.clone();
     tokio::spawn(async move {
@@ -152,10 +151,7 @@ mod tests {
     #[test]
     fn ready_line_round_trips() {
         let v4: SocketAddr = "127.0.0.1:41234".parse().unwrap();
-        assert_eq!(
-            ready_line(v4, Protocol::Mqtt),
-            "sockcap serve: listening on 127.0.0.1:41234 (mqtt)"
-        );
+        assert_eq!(ready_line(v4, Protocol::Mqtt), "sockcap serve: listening on 127.0.0.1:41234 (mqtt)");
         assert_eq!(parse_ready_line(&ready_line(v4, Protocol::Mqtt)), Some(v4));
         let v6: SocketAddr = "[::1]:1883".parse().unwrap();
         let line = format!("{}\n", ready_line(v6, Protocol::Tcp));

@@ -30,11 +30,9 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<ServeSummary> {
-    let listener = bind(opts.listen, opts.backlog)
-        .with_context(|| format!("listening on {} for `sockcap serve`", opts.listen))?;
-    let local = listener
-        .local_addr()
-        .context("reading the address the embedded target is bound to")?;
+    let listener =
+        bind(opts.listen, opts.backlog).with_context(|| format!("listening on {} for `sockcap serve`", opts.listen))?;
+    let local = listener.local_addr().context("reading the address the embedded target is bound to")?;
     on_ready(local);
 
     let tracker = TaskTracker::new();
@@ -49,13 +47,8 @@ pub async fn serve(
         match accepted {
             Ok((stream, _peer)) => {
                 summary.accepted += 1;
-                let session = connection::run(
-                    stream,
-                    opts.protocol,
-                    opts.on_eof,
-                    shutdown.clone(),
-                    Arc::clone(&connects),
-                );
+                let session =
+                    connection::run(stream, opts.protocol, opts.on_eof, shutdown.clone(), Arc::clone(&connects));
                 tracker.spawn(session);
             }
             Err(e) => {
@@ -80,21 +73,11 @@ pub async fn serve(
 /// A listening socket with SO_REUSEADDR (rebinding over TIME_WAIT) and
 /// SO_REUSEPORT (several `serve` processes sharing one port).
 fn bind(addr: SocketAddr, backlog: u32) -> anyhow::Result<TcpListener> {
-    let socket = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )
-    .context("creating the socket")?;
-    socket
-        .set_reuse_address(true)
-        .context("setting SO_REUSEADDR")?;
-    socket
-        .set_reuse_port(true)
-        .context("setting SO_REUSEPORT")?;
-    socket
-        .set_nonblocking(true)
-        .context("making the socket non-blocking")?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(socket2::Protocol::TCP))
+        .context("creating the socket")?;
+    socket.set_reuse_address(true).context("setting SO_REUSEADDR")?;
+    socket.set_reuse_port(true).context("setting SO_REUSEPORT")?;
+    socket.set_nonblocking(true).context("making the socket non-blocking")?;
     socket.bind(&addr.into()).context("binding")?;
     // The kernel clamps the backlog to net.core.somaxconn anyway.
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
@@ -107,9 +90,7 @@ fn bind(addr: SocketAddr, backlog: u32) -> anyhow::Result<TcpListener> {
 /// (descriptor or memory exhaustion, and anything unknown).
 fn accept_backoff(err: &io::Error) -> Option<Duration> {
     match err.kind() {
-        io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::Interrupted => None,
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted => None,
         _ => Some(ACCEPT_BACKOFF),
     }
 }
@@ -148,9 +129,7 @@ mod tests {
             backlog: 16,
             on_eof: crate::target::OnEof::Close,
         };
-        let err = serve(opts, CancellationToken::new(), |_| panic!("not ready"))
-            .await
-            .unwrap_err();
+        let err = serve(opts, CancellationToken::new(), |_| panic!("not ready")).await.unwrap_err();
         let message = format!("{err:#}");
         assert!(message.contains(&opts.listen.to_string()), "{message}");
         assert!(message.contains("binding"), "{message}");

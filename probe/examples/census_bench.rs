@@ -24,9 +24,7 @@ fn main() {
         hold(number(2) as u8, number(3), number(4) as u16);
         return;
     }
-    let pairs: usize = args
-        .get(1)
-        .map_or(15_000, |n| n.parse().expect("PAIRS: a number"));
+    let pairs: usize = args.get(1).map_or(15_000, |n| n.parse().expect("PAIRS: a number"));
 
     // A port for every child's listener: free on 127.0.0.1, held here so it stays free.
     let anchor = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
@@ -47,9 +45,7 @@ fn main() {
     }
     for child in &mut children {
         let mut ready = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut ready).unwrap();
         assert_eq!(ready.trim(), "ready", "a holder failed");
     }
     println!(
@@ -70,38 +66,18 @@ fn main() {
     assert_eq!(client.total() as usize, pairs);
 
     println!("{:<58} {:>10} {:>10}", "", "best", "median");
-    time("sock_diag census, client side (remote port)", || {
-        prober.census(&Filter::client(port)).unwrap().total()
-    });
-    time("sock_diag census, server side (local port)", || {
-        prober.census(&Filter::server(port)).unwrap().total()
-    });
-    time("sock_diag census, every TCP socket", || {
-        prober.census(&Filter::default()).unwrap().total()
-    });
-    time("sock_diag census, a port nobody uses", || {
-        prober.census(&Filter::server(1)).unwrap().total()
-    });
+    time("sock_diag census, client side (remote port)", || prober.census(&Filter::client(port)).unwrap().total());
+    time("sock_diag census, server side (local port)", || prober.census(&Filter::server(port)).unwrap().total());
+    time("sock_diag census, every TCP socket", || prober.census(&Filter::default()).unwrap().total());
+    time("sock_diag census, a port nobody uses", || prober.census(&Filter::server(1)).unwrap().total());
     time("sock_diag census with top 10 peers, server side", || {
-        prober
-            .census_with_peers(&Filter::server(port), 10)
-            .unwrap()
-            .states
-            .total()
+        prober.census_with_peers(&Filter::server(port), 10).unwrap().states.total()
     });
     let mut proc_net = Prober::proc_net();
-    time("/proc/net/tcp{,6} census, client side", || {
-        proc_net.census(&Filter::client(port)).unwrap().total()
-    });
-    time("read /proc/net/tcp (bytes)", || {
-        std::fs::read("/proc/net/tcp").unwrap().len() as u64
-    });
-    time("ss -tan state established | wc -l", || {
-        shell("ss -tan state established | wc -l")
-    });
-    time(&format!("ss -Htan 'dport = :{port}' | wc -l"), || {
-        shell(&format!("ss -Htan 'dport = :{port}' | wc -l"))
-    });
+    time("/proc/net/tcp{,6} census, client side", || proc_net.census(&Filter::client(port)).unwrap().total());
+    time("read /proc/net/tcp (bytes)", || std::fs::read("/proc/net/tcp").unwrap().len() as u64);
+    time("ss -tan state established | wc -l", || shell("ss -tan state established | wc -l"));
+    time(&format!("ss -Htan 'dport = :{port}' | wc -l"), || shell(&format!("ss -Htan 'dport = :{port}' | wc -l")));
 
     for child in &mut children {
         drop(child.stdin.take());
@@ -121,18 +97,12 @@ fn time(what: &str, mut f: impl FnMut() -> u64) {
         })
         .collect();
     runs.sort();
-    println!(
-        "{what:<58} {:>10.2?} {:>10.2?}   ({})",
-        runs[0].0, runs[2].0, runs[2].1
-    );
+    println!("{what:<58} {:>10.2?} {:>10.2?}   ({})", runs[0].0, runs[2].0, runs[2].1);
 }
 
 fn shell(script: &str) -> u64 {
     let out = Command::new("sh").args(["-c", script]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
 /// Child: listen on 127.1.K.1:PORT, open `pairs` connections to it, say "ready", and hold
@@ -155,10 +125,7 @@ fn hold(k: u8, pairs: usize, port: u16) {
 
 /// Soft RLIMIT_NOFILE up to the hard limit.
 fn raise_nofile() {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit with a valid `struct rlimit`.
     unsafe {
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);

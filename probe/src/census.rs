@@ -46,18 +46,12 @@ pub struct Filter {
 impl Filter {
     /// The sockets of a server listening on `port`: the listener and its connections.
     pub fn server(port: u16) -> Filter {
-        Filter {
-            local_port: Some(port),
-            ..Filter::default()
-        }
+        Filter { local_port: Some(port), ..Filter::default() }
     }
 
     /// The client sockets connected (or connecting) to `port`.
     pub fn client(port: u16) -> Filter {
-        Filter {
-            remote_port: Some(port),
-            ..Filter::default()
-        }
+        Filter { remote_port: Some(port), ..Filter::default() }
     }
 
     /// Whether a socket with these ends passes the filter (what the kernel's bytecode
@@ -66,9 +60,7 @@ impl Filter {
         self.local_port.is_none_or(|p| p == local.port())
             && self.remote_port.is_none_or(|p| p == remote.port())
             && self.local_addr.is_none_or(|a| addr_matches(a, local.ip()))
-            && self
-                .remote_addr
-                .is_none_or(|a| addr_matches(a, remote.ip()))
+            && self.remote_addr.is_none_or(|a| addr_matches(a, remote.ip()))
     }
 
     /// The filter with IPv4-mapped addresses written as IPv4 addresses.
@@ -83,8 +75,7 @@ impl Filter {
     /// Whether IPv4 sockets can match: not when the filter names an IPv6 address.
     fn wants_ipv4(&self) -> bool {
         let f = self.canonical();
-        !matches!(f.local_addr, Some(IpAddr::V6(_)))
-            && !matches!(f.remote_addr, Some(IpAddr::V6(_)))
+        !matches!(f.local_addr, Some(IpAddr::V6(_))) && !matches!(f.remote_addr, Some(IpAddr::V6(_)))
     }
 
     /// Which end of a socket [`Prober::census_with_peers`] groups by.
@@ -186,10 +177,7 @@ struct Tally {
 
 impl Tally {
     fn new(peers: Option<Side>) -> Tally {
-        Tally {
-            states: StateCounts::default(),
-            peers: peers.map(|side| (side, HashMap::new())),
-        }
+        Tally { states: StateCounts::default(), peers: peers.map(|side| (side, HashMap::new())) }
     }
 
     /// Count one socket; `addr` is asked for only when peers are grouped.
@@ -211,10 +199,7 @@ impl Tally {
         let Some((_, peers)) = self.peers else {
             return Vec::new();
         };
-        let mut peers: Vec<PeerCount> = peers
-            .into_iter()
-            .map(|(addr, sockets)| PeerCount { addr, sockets })
-            .collect();
+        let mut peers: Vec<PeerCount> = peers.into_iter().map(|(addr, sockets)| PeerCount { addr, sockets }).collect();
         peers.sort_unstable_by(|a, b| b.sockets.cmp(&a.sockets).then(a.addr.cmp(&b.addr)));
         peers.truncate(top);
         peers
@@ -226,11 +211,7 @@ impl Prober {
     /// (see [`Prober::warning`]) when netlink is refused.
     pub fn new() -> Prober {
         match netlink::SockDiag::open() {
-            Ok(diag) => Prober {
-                backend: Backend::SockDiag,
-                warning: None,
-                diag: Some(diag),
-            },
+            Ok(diag) => Prober { backend: Backend::SockDiag, warning: None, diag: Some(diag) },
             Err(e) => Prober::refused(&e),
         }
     }
@@ -238,11 +219,7 @@ impl Prober {
     /// A prober that reads /proc/net/tcp{,6} without trying netlink (no warning is set:
     /// the caller chose it). Slower at large socket counts.
     pub fn proc_net() -> Prober {
-        Prober {
-            backend: Backend::ProcNet,
-            warning: None,
-            diag: None,
-        }
+        Prober { backend: Backend::ProcNet, warning: None, diag: None }
     }
 
     /// The /proc fallback after netlink said `e`.
@@ -276,20 +253,12 @@ impl Prober {
     /// remote addresses when the filter names a local port, local addresses otherwise.
     /// Sockets without an address at that end (a listener's remote end, a wildcard
     /// listener's local end) are counted by state but not grouped.
-    pub fn census_with_peers(
-        &mut self,
-        filter: &Filter,
-        top: usize,
-    ) -> Result<Census, CensusError> {
+    pub fn census_with_peers(&mut self, filter: &Filter, top: usize) -> Result<Census, CensusError> {
         let started = Instant::now();
         let tally = self.tally(filter, Some(filter.peer_side()))?;
         let states = tally.states;
         let peers = tally.top_peers(top);
-        Ok(Census {
-            states,
-            peers,
-            elapsed: started.elapsed(),
-        })
+        Ok(Census { states, peers, elapsed: started.elapsed() })
     }
 
     /// Count with the backend in use, falling back to /proc if netlink refuses the dump.
@@ -298,13 +267,9 @@ impl Prober {
             let mut tally = Tally::new(peers);
             match sock_diag_census(diag, filter, &mut tally) {
                 Ok(()) => return Ok(tally),
-                Err(netlink::DumpError::Io(e)) if netlink::is_refusal(&e) => {
-                    *self = Prober::refused(&e)
-                }
+                Err(netlink::DumpError::Io(e)) if netlink::is_refusal(&e) => *self = Prober::refused(&e),
                 Err(netlink::DumpError::Io(e)) => return Err(CensusError::Netlink(e)),
-                Err(netlink::DumpError::Malformed(what)) => {
-                    return Err(CensusError::Parse(what.to_owned()))
-                }
+                Err(netlink::DumpError::Malformed(what)) => return Err(CensusError::Parse(what.to_owned())),
             }
         }
         let mut tally = Tally::new(peers);
@@ -339,17 +304,10 @@ fn sock_diag_census(
 
 /// Stream /proc/net/tcp and /proc/net/tcp6 line by line (a missing tcp6 means no IPv6).
 fn proc_net_census(filter: &Filter, tally: &mut Tally) -> Result<(), CensusError> {
-    let paths: &[&str] = if filter.wants_ipv4() {
-        &[PROC_NET_TCP, PROC_NET_TCP6]
-    } else {
-        &[PROC_NET_TCP6]
-    };
+    let paths: &[&str] = if filter.wants_ipv4() { &[PROC_NET_TCP, PROC_NET_TCP6] } else { &[PROC_NET_TCP6] };
     let mut line = Vec::with_capacity(256);
     for &path in paths {
-        let proc_err = |source| CensusError::Proc {
-            path: path.to_owned(),
-            source,
-        };
+        let proc_err = |source| CensusError::Proc { path: path.to_owned(), source };
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound && path == PROC_NET_TCP6 => continue,
@@ -361,8 +319,7 @@ fn proc_net_census(filter: &Filter, tally: &mut Tally) -> Result<(), CensusError
             if reader.read_until(b'\n', &mut line).map_err(proc_err)? == 0 {
                 break;
             }
-            let entry =
-                procnet::parse_line(&line).map_err(|e| CensusError::Parse(e.to_string()))?;
+            let entry = procnet::parse_line(&line).map_err(|e| CensusError::Parse(e.to_string()))?;
             let Some(e) = entry else { continue };
             if filter.matches(e.local, e.remote) {
                 tally.add(e.state, |side| match side {
@@ -404,11 +361,7 @@ mod tests {
             .expect("a free port below the ephemeral range")
     }
 
-    fn connect_from(
-        addr: IpAddr,
-        ports: &mut impl Iterator<Item = u16>,
-        to: SocketAddr,
-    ) -> TcpStream {
+    fn connect_from(addr: IpAddr, ports: &mut impl Iterator<Item = u16>, to: SocketAddr) -> TcpStream {
         let (socket, _) = bind_free(addr, ports);
         socket.connect(&to.into()).unwrap();
         socket.into()
@@ -472,11 +425,7 @@ mod tests {
 
         let client6 = connect_from(lo6, &mut ports, SocketAddr::new(lo6, port));
         let (server6, _) = listener6.accept().unwrap();
-        (
-            port,
-            vec![listener, listener6],
-            vec![established, server_est, syn_recv, client6, server6],
-        )
+        (port, vec![listener, listener6], vec![established, server_est, syn_recv, client6, server6])
     }
 
     /// Print the sock_diag replies and /proc/net/tcp{,6} lines that the golden tests of
@@ -489,16 +438,9 @@ mod tests {
         let (port, _listeners, _streams) = sockets_on_one_port();
         let mut diag = netlink::SockDiag::open().unwrap();
         use sockdiag::Dump;
-        for dump in [
-            Dump::BothFamilies,
-            Dump::Family(libc::AF_INET as u8),
-            Dump::Family(libc::AF_INET6 as u8),
-        ] {
+        for dump in [Dump::BothFamilies, Dump::Family(libc::AF_INET as u8), Dump::Family(libc::AF_INET6 as u8)] {
             let datagrams = diag.dump_datagrams(dump, &Filter::server(port)).unwrap();
-            println!(
-                "// {dump:?}, Filter::server({port}): {} datagrams",
-                datagrams.len()
-            );
+            println!("// {dump:?}, Filter::server({port}): {} datagrams", datagrams.len());
             let bytes: Vec<u8> = datagrams.concat();
             for chunk in bytes.chunks(16) {
                 let line: Vec<String> = chunk.iter().map(|b| format!("0x{b:02x},")).collect();
@@ -508,10 +450,7 @@ mod tests {
         for path in [PROC_NET_TCP, PROC_NET_TCP6] {
             println!("// {path}, lines with port {port} ({port:04X})");
             let text = std::fs::read_to_string(path).unwrap();
-            for line in text
-                .lines()
-                .filter(|l| l.contains("  sl ") || l.contains(&format!(":{port:04X} ")))
-            {
+            for line in text.lines().filter(|l| l.contains("  sl ") || l.contains(&format!(":{port:04X} "))) {
                 println!("{line}");
             }
         }
@@ -527,22 +466,14 @@ mod tests {
         let filters = [
             Filter::server(port),
             Filter::client(port),
-            Filter {
-                local_addr: Some(lo),
-                ..Filter::server(port)
-            },
-            Filter {
-                local_addr: Some(Ipv6Addr::LOCALHOST.into()),
-                ..Filter::server(port)
-            },
+            Filter { local_addr: Some(lo), ..Filter::server(port) },
+            Filter { local_addr: Some(Ipv6Addr::LOCALHOST.into()), ..Filter::server(port) },
         ];
         for filter in &filters {
             let mut one_walk = Tally::new(None);
-            diag.dump_tcp(filter, |m| one_walk.add(m.state(), |_| lo))
-                .unwrap();
+            diag.dump_tcp(filter, |m| one_walk.add(m.state(), |_| lo)).unwrap();
             let mut per_family = Tally::new(None);
-            diag.dump_per_family(filter, |m| per_family.add(m.state(), |_| lo))
-                .unwrap();
+            diag.dump_per_family(filter, |m| per_family.add(m.state(), |_| lo)).unwrap();
             let mut proc = Tally::new(None);
             proc_net_census(filter, &mut proc).unwrap();
             assert_eq!(one_walk.states, per_family.states, "{filter:?}");
@@ -570,20 +501,12 @@ mod tests {
         assert_eq!(prober.backend(), Backend::ProcNet);
         let warning = prober.warning().unwrap();
         assert!(
-            warning.contains("refused")
-                && warning.contains("/proc/net/tcp")
-                && warning.contains("slower"),
+            warning.contains("refused") && warning.contains("/proc/net/tcp") && warning.contains("slower"),
             "{warning}"
         );
-        assert!(netlink::is_refusal(&io::Error::from_raw_os_error(
-            libc::EACCES
-        )));
-        assert!(netlink::is_refusal(&io::Error::from_raw_os_error(
-            libc::EPROTONOSUPPORT
-        )));
-        assert!(!netlink::is_refusal(&io::Error::from_raw_os_error(
-            libc::ENOBUFS
-        )));
+        assert!(netlink::is_refusal(&io::Error::from_raw_os_error(libc::EACCES)));
+        assert!(netlink::is_refusal(&io::Error::from_raw_os_error(libc::EPROTONOSUPPORT)));
+        assert!(!netlink::is_refusal(&io::Error::from_raw_os_error(libc::ENOBUFS)));
         assert_eq!(Prober::proc_net().warning(), None);
     }
 
@@ -597,18 +520,6 @@ mod tests {
             tally.add(TcpState::Established as u8, |_| addr);
         }
         assert_eq!(tally.states.get(TcpState::Established), 4);
-        assert_eq!(
-            tally.top_peers(5),
-            [
-                PeerCount {
-                    addr: b,
-                    sockets: 2
-                },
-                PeerCount {
-                    addr: a,
-                    sockets: 1
-                }
-            ]
-        );
+        assert_eq!(tally.top_peers(5), [PeerCount { addr: b, sockets: 2 }, PeerCount { addr: a, sockets: 1 }]);
     }
 }

@@ -34,10 +34,7 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn new(what: &'static str, found: impl Into<String>) -> ParseError {
-        ParseError {
-            what,
-            found: found.into(),
-        }
+        ParseError { what, found: found.into() }
     }
 }
 

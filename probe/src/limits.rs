@@ -39,37 +39,23 @@ impl Limits {
             nofile_hard,
             nr_open: sysctl("fs/nr_open").as_deref().and_then(parse_number),
             file_max: sysctl("fs/file-max").as_deref().and_then(parse_number),
-            ip_local_port_range: sysctl("net/ipv4/ip_local_port_range")
-                .as_deref()
-                .and_then(parse_port_range),
-            tcp_tw_reuse: sysctl("net/ipv4/tcp_tw_reuse")
-                .as_deref()
-                .and_then(parse_number),
-            tcp_max_tw_buckets: sysctl("net/ipv4/tcp_max_tw_buckets")
-                .as_deref()
-                .and_then(parse_number),
-            somaxconn: sysctl("net/core/somaxconn")
-                .as_deref()
-                .and_then(parse_number),
-            tcp_fin_timeout: sysctl("net/ipv4/tcp_fin_timeout")
-                .as_deref()
-                .and_then(parse_number),
+            ip_local_port_range: sysctl("net/ipv4/ip_local_port_range").as_deref().and_then(parse_port_range),
+            tcp_tw_reuse: sysctl("net/ipv4/tcp_tw_reuse").as_deref().and_then(parse_number),
+            tcp_max_tw_buckets: sysctl("net/ipv4/tcp_max_tw_buckets").as_deref().and_then(parse_number),
+            somaxconn: sysctl("net/core/somaxconn").as_deref().and_then(parse_number),
+            tcp_fin_timeout: sysctl("net/ipv4/tcp_fin_timeout").as_deref().and_then(parse_number),
         }
     }
 
     /// How many ephemeral ports the range holds, if known.
     pub fn ephemeral_ports(&self) -> Option<u32> {
-        self.ip_local_port_range
-            .map(|(lo, hi)| u32::from(hi.saturating_sub(lo)) + 1)
+        self.ip_local_port_range.map(|(lo, hi)| u32::from(hi.saturating_sub(lo)) + 1)
     }
 }
 
 /// RLIMIT_NOFILE as (soft, hard).
 fn nofile() -> Option<(u64, u64)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one `struct rlimit` through a valid pointer.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     (rc == 0).then_some((limit.rlim_cur, limit.rlim_max))
@@ -103,10 +89,7 @@ mod tests {
         // As read on Linux 6.18 (x86_64).
         assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
         assert_eq!(parse_number::<u64>("1048576\n"), Some(1_048_576));
-        assert_eq!(
-            parse_number::<u64>("9223372036854775807\n"),
-            Some(9_223_372_036_854_775_807)
-        );
+        assert_eq!(parse_number::<u64>("9223372036854775807\n"), Some(9_223_372_036_854_775_807));
         assert_eq!(parse_number::<u8>("2\n"), Some(2));
     }
 
@@ -122,10 +105,7 @@ mod tests {
 
     #[test]
     fn ephemeral_ports_counts_inclusively() {
-        let limits = Limits {
-            ip_local_port_range: Some((32768, 60999)),
-            ..Limits::default()
-        };
+        let limits = Limits { ip_local_port_range: Some((32768, 60999)), ..Limits::default() };
         assert_eq!(limits.ephemeral_ports(), Some(28232));
     }
 

@@ -33,9 +33,7 @@ pub struct SockStat {
 impl SockStat {
     /// Read /proc/net/sockstat.
     pub fn read() -> std::io::Result<SockStat> {
-        Ok(SockStat::parse(&std::fs::read_to_string(
-            PROC_NET_SOCKSTAT,
-        )?)?)
+        Ok(SockStat::parse(&std::fs::read_to_string(PROC_NET_SOCKSTAT)?)?)
     }
 
     /// Parse a /proc/net/sockstat text. The `sockets:` and `TCP:` lines must be there;
@@ -49,17 +47,11 @@ impl SockStat {
             };
             let fields: Vec<&str> = fields.split_ascii_whitespace().collect();
             if fields.len() % 2 != 0 {
-                return Err(ParseError::new(
-                    "sockstat fields are not name/value pairs",
-                    line,
-                ));
+                return Err(ParseError::new("sockstat fields are not name/value pairs", line));
             }
             for pair in fields.chunks_exact(2) {
-                let value = || {
-                    pair[1]
-                        .parse::<u64>()
-                        .map_err(|_| ParseError::new("sockstat value is not a count", line))
-                };
+                let value =
+                    || pair[1].parse::<u64>().map_err(|_| ParseError::new("sockstat value is not a count", line));
                 match (section, pair[0]) {
                     ("sockets", "used") => stat.sockets_used = value()?,
                     ("TCP", "inuse") => stat.tcp_inuse = value()?,
@@ -86,10 +78,7 @@ mod tests {
     use super::*;
 
     // Recorded on Linux 6.18 (x86_64) during a 30,000-connection run.
-    const SOCKSTAT: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/proc_net_sockstat.txt"
-    ));
+    const SOCKSTAT: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/proc_net_sockstat.txt"));
 
     #[test]
     fn recorded_text() {

@@ -103,21 +103,13 @@ impl StateCounts {
 
     /// Count `n` sockets in `state`.
     pub fn add_n(&mut self, state: TcpState, n: u64) {
-        let state = if state == TcpState::NewSynRecv {
-            TcpState::SynRecv
-        } else {
-            state
-        };
+        let state = if state == TcpState::NewSynRecv { TcpState::SynRecv } else { state };
         self.counts[state as usize] += n;
     }
 
     /// Sockets in `state`.
     pub fn get(&self, state: TcpState) -> u64 {
-        let state = if state == TcpState::NewSynRecv {
-            TcpState::SynRecv
-        } else {
-            state
-        };
+        let state = if state == TcpState::NewSynRecv { TcpState::SynRecv } else { state };
         self.counts[state as usize]
     }
 

@@ -78,17 +78,10 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
-        let (lo, _) = probe::Limits::read()
-            .ip_local_port_range
-            .unwrap_or((32768, 60999));
+        let (lo, _) = probe::Limits::read().ip_local_port_range.unwrap_or((32768, 60999));
         assert!(lo > 12_000, "the ephemeral range leaves no private ports");
         let start = 10_000 + (std::process::id() % 100) as u16 * 20;
-        Lab {
-            sockets: Vec::new(),
-            keep: Vec::new(),
-            listeners: Vec::new(),
-            ports: start..lo,
-        }
+        Lab { sockets: Vec::new(), keep: Vec::new(), listeners: Vec::new(), ports: start..lo }
     }
 
     /// A socket bound to the next private port free on `addr`.
@@ -116,8 +109,7 @@ impl Lab {
             set_defer_accept(&listener);
         }
         let at = listener.local_addr().unwrap();
-        self.sockets
-            .push((TcpState::Listen, at, SocketAddr::new(unspecified(addr), 0)));
+        self.sockets.push((TcpState::Listen, at, SocketAddr::new(unspecified(addr), 0)));
         self.listeners.push(listener);
         at
     }
@@ -125,11 +117,7 @@ impl Lab {
     /// Make one connection from `from` to the listener at `to` and drive it to `fate`.
     fn connect(&mut self, from: IpAddr, to: SocketAddr, fate: Fate) {
         let socket = self.bind(from);
-        let listener = self
-            .listeners
-            .iter()
-            .find(|l| l.local_addr().unwrap() == to)
-            .unwrap();
+        let listener = self.listeners.iter().find(|l| l.local_addr().unwrap() == to).unwrap();
         socket.connect(&to.into()).unwrap();
         let mut client: TcpStream = socket.into();
         let client_end = client.local_addr().unwrap();
@@ -206,12 +194,7 @@ fn set_defer_accept(listener: &TcpListener) {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    assert_eq!(
-        rc,
-        0,
-        "TCP_DEFER_ACCEPT: {}",
-        std::io::Error::last_os_error()
-    );
+    assert_eq!(rc, 0, "TCP_DEFER_ACCEPT: {}", std::io::Error::last_os_error());
 }
 
 /// `ss -Htan <expr>` counted by state.
@@ -220,11 +203,7 @@ fn ss(expr: &str) -> StateCounts {
         Ok(out) => out,
         Err(e) => panic!("running `ss` (install iproute2): {e}"),
     };
-    assert!(
-        out.status.success(),
-        "ss {expr}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ss {expr}: {}", String::from_utf8_lossy(&out.stderr));
     let mut counts = StateCounts::default();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let state = match line.split_whitespace().next().unwrap() {
@@ -247,11 +226,7 @@ fn ss(expr: &str) -> StateCounts {
 }
 
 fn nonzero(counts: &StateCounts) -> Vec<(&'static str, u64)> {
-    counts
-        .iter()
-        .filter(|&(_, n)| n > 0)
-        .map(|(s, n)| (s.key(), n))
-        .collect()
+    counts.iter().filter(|&(_, n)| n > 0).map(|(s, n)| (s.key(), n)).collect()
 }
 
 #[test]
@@ -282,32 +257,15 @@ fn census_agrees_with_ss_proc_and_the_sockets_made() {
     }
 
     let mut prober = Prober::new();
-    assert_eq!(
-        prober.backend(),
-        Backend::SockDiag,
-        "sock_diag refused: {:?}",
-        prober.warning()
-    );
+    assert_eq!(prober.backend(), Backend::SockDiag, "sock_diag refused: {:?}", prober.warning());
     assert_eq!(prober.warning(), None);
 
     // The counts the test made, in plain numbers.
     use TcpState::*;
     let client4 = Filter::client(v4.port());
     let server4 = Filter::server(v4.port());
-    let made_client4 = [
-        (Established, 155),
-        (FinWait2, 40),
-        (TimeWait, 100),
-        (CloseWait, 20),
-    ];
-    let made_server4 = [
-        (Established, 150),
-        (SynRecv, 5),
-        (FinWait2, 20),
-        (TimeWait, 30),
-        (CloseWait, 40),
-        (Listen, 1),
-    ];
+    let made_client4 = [(Established, 155), (FinWait2, 40), (TimeWait, 100), (CloseWait, 20)];
+    let made_server4 = [(Established, 150), (SynRecv, 5), (FinWait2, 20), (TimeWait, 30), (CloseWait, 40), (Listen, 1)];
     let made_client6 = [(Established, 6), (TimeWait, 4)];
     let made_server6 = [(Established, 6), (Listen, 1)];
     for (filter, made) in [
@@ -318,11 +276,7 @@ fn census_agrees_with_ss_proc_and_the_sockets_made() {
     ] {
         let expected = lab.expected(&filter);
         let made: Vec<_> = made.iter().map(|&(s, n)| (s.key(), n)).collect();
-        assert_eq!(
-            nonzero(&expected),
-            made,
-            "the test's own bookkeeping for {filter:?}"
-        );
+        assert_eq!(nonzero(&expected), made, "the test's own bookkeeping for {filter:?}");
     }
 
     // Closing handshakes finish in the kernel after the calls above return: wait (on the
@@ -330,33 +284,14 @@ fn census_agrees_with_ss_proc_and_the_sockets_made() {
     let filters = [
         client4,
         server4,
-        Filter {
-            remote_addr: Some(LO2),
-            ..server4
-        },
-        Filter {
-            local_addr: Some(LO2),
-            ..client4
-        },
-        Filter {
-            local_addr: Some(LO1),
-            remote_addr: Some(LO1),
-            ..server4
-        },
+        Filter { remote_addr: Some(LO2), ..server4 },
+        Filter { local_addr: Some(LO2), ..client4 },
+        Filter { local_addr: Some(LO1), remote_addr: Some(LO1), ..server4 },
         Filter::client(v6.port()),
         Filter::server(v6.port()),
-        Filter {
-            local_addr: Some(LO6),
-            ..Filter::server(v6.port())
-        },
-        Filter {
-            local_addr: Some(LO6),
-            ..server4
-        },
-        Filter {
-            remote_addr: Some(LO1),
-            ..Filter::client(v6.port())
-        },
+        Filter { local_addr: Some(LO6), ..Filter::server(v6.port()) },
+        Filter { local_addr: Some(LO6), ..server4 },
+        Filter { remote_addr: Some(LO1), ..Filter::client(v6.port()) },
     ];
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -364,8 +299,7 @@ fn census_agrees_with_ss_proc_and_the_sockets_made() {
             .iter()
             .filter_map(|f| {
                 let census = prober.census(f).unwrap();
-                (census != lab.expected(f))
-                    .then(|| (f, nonzero(&census), nonzero(&lab.expected(f))))
+                (census != lab.expected(f)).then(|| (f, nonzero(&census), nonzero(&lab.expected(f))))
             })
             .collect();
         if pending.is_empty() {
@@ -395,11 +329,7 @@ fn census_agrees_with_ss_proc_and_the_sockets_made() {
     assert_eq!(proc_prober.backend(), Backend::ProcNet);
     for (filter, expr) in filters.iter().zip(&ss_exprs) {
         let census = prober.census(filter).unwrap();
-        assert_eq!(
-            nonzero(&census),
-            nonzero(&ss(expr)),
-            "sock_diag vs `ss -Htan '{expr}'`"
-        );
+        assert_eq!(nonzero(&census), nonzero(&ss(expr)), "sock_diag vs `ss -Htan '{expr}'`");
         assert_eq!(
             nonzero(&census),
             nonzero(&proc_prober.census(filter).unwrap()),
@@ -407,52 +337,22 @@ fn census_agrees_with_ss_proc_and_the_sockets_made() {
         );
     }
     // The filters with an address really split the census.
-    assert_eq!(
-        prober.census(&filters[2]).unwrap().total() + prober.census(&filters[4]).unwrap().total(),
-        245
-    );
+    assert_eq!(prober.census(&filters[2]).unwrap().total() + prober.census(&filters[4]).unwrap().total(), 245);
     assert_eq!(prober.census(&filters[8]).unwrap().total(), 0);
 
     // Peers: the server side grouped by client address, largest first, listener left out.
     for p in [&mut prober, &mut proc_prober] {
         let census = p.census_with_peers(&server4, 5).unwrap();
         assert_eq!(census.states, lab.expected(&server4));
-        let from = |addr| {
-            lab.expected(&Filter {
-                remote_addr: Some(addr),
-                ..server4
-            })
-            .total()
-        };
+        let from = |addr| lab.expected(&Filter { remote_addr: Some(addr), ..server4 }).total();
         assert_eq!(
             census.peers,
-            [
-                PeerCount {
-                    addr: LO1,
-                    sockets: from(LO1)
-                },
-                PeerCount {
-                    addr: LO2,
-                    sockets: from(LO2)
-                }
-            ]
+            [PeerCount { addr: LO1, sockets: from(LO1) }, PeerCount { addr: LO2, sockets: from(LO2) }]
         );
         assert_eq!(census.peers.iter().map(|p| p.sockets).sum::<u64>(), 245);
         // The client side grouped by local address.
         let census = p.census_with_peers(&client4, 1).unwrap();
-        let at = |addr| {
-            lab.expected(&Filter {
-                local_addr: Some(addr),
-                ..client4
-            })
-            .total()
-        };
-        assert_eq!(
-            census.peers,
-            [PeerCount {
-                addr: LO1,
-                sockets: at(LO1)
-            }]
-        );
+        let at = |addr| lab.expected(&Filter { local_addr: Some(addr), ..client4 }).total();
+        assert_eq!(census.peers, [PeerCount { addr: LO1, sockets: at(LO1) }]);
     }
 }

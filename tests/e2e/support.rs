@@ -136,7 +136,10 @@ pub fn wait_for_listener(addr: SocketAddr, within: Duration) {
 /// Count sockets by state as `ss` sees them, for an ss filter such as `( dport = :1883 )`.
 /// Keys are sockcap's state keys (`established`, `time_wait`, ...).
 pub fn ss_states(filter: &str) -> BTreeMap<String, u64> {
-    let out = Command::new("ss").args(["-Htan", "state", "all", filter]).output().expect("ss runs (apt-get install -y iproute2)");
+    let out = Command::new("ss")
+        .args(["-Htan", "state", "all", filter])
+        .output()
+        .expect("ss runs (apt-get install -y iproute2)");
     assert!(out.status.success(), "ss failed: {}", String::from_utf8_lossy(&out.stderr));
     let mut counts = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {

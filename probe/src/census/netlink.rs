@@ -29,19 +29,14 @@ pub(crate) enum DumpError {
 pub(crate) fn is_refusal(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(
-            libc::EPERM | libc::EACCES | libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT | libc::ENOENT
-        )
+        Some(libc::EPERM | libc::EACCES | libc::EPROTONOSUPPORT | libc::EAFNOSUPPORT | libc::ENOENT)
     )
 }
 
 /// Whether an errno means "no such request here": the kernel does not take the
 /// compatibility request (no handler: EOPNOTSUPP; an unknown type: EINVAL).
 fn is_unsupported(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOENT)
-    )
+    matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOENT))
 }
 
 /// An open NETLINK_SOCK_DIAG socket with its buffers.
@@ -80,11 +75,7 @@ impl SockDiag {
 
     /// Dump the IPv4 and IPv6 TCP sockets that match `filter`, calling `visit` for each:
     /// in one walk if the kernel takes the compatibility request, else one per family.
-    pub(crate) fn dump_tcp(
-        &mut self,
-        filter: &Filter,
-        mut visit: impl FnMut(DiagMsg<'_>),
-    ) -> Result<(), DumpError> {
+    pub(crate) fn dump_tcp(&mut self, filter: &Filter, mut visit: impl FnMut(DiagMsg<'_>)) -> Result<(), DumpError> {
         if self.both_families {
             let mut seen = false;
             match self.dump(Dump::BothFamilies, filter, |m| {
@@ -105,11 +96,7 @@ impl SockDiag {
         filter: &Filter,
         mut visit: impl FnMut(DiagMsg<'_>),
     ) -> Result<(), DumpError> {
-        let families: &[u8] = if filter.wants_ipv4() {
-            &[AF_INET, AF_INET6]
-        } else {
-            &[AF_INET6]
-        };
+        let families: &[u8] = if filter.wants_ipv4() { &[AF_INET, AF_INET6] } else { &[AF_INET6] };
         for &family in families {
             self.dump(Dump::Family(family), filter, &mut visit)?;
         }
@@ -117,12 +104,7 @@ impl SockDiag {
     }
 
     /// One dump, calling `visit` for each socket.
-    fn dump(
-        &mut self,
-        dump: Dump,
-        filter: &Filter,
-        mut visit: impl FnMut(DiagMsg<'_>),
-    ) -> Result<(), DumpError> {
+    fn dump(&mut self, dump: Dump, filter: &Filter, mut visit: impl FnMut(DiagMsg<'_>)) -> Result<(), DumpError> {
         self.exchange(dump, filter, |datagram, seq| {
             sockdiag::parse_reply(datagram, seq, &mut visit).map_err(|e| match e {
                 ReplyError::Kernel(errno) => DumpError::Io(io::Error::from_raw_os_error(errno)),
@@ -133,16 +115,11 @@ impl SockDiag {
 
     /// The datagrams of one dump, as received (to record golden replies for tests).
     #[cfg(test)]
-    pub(crate) fn dump_datagrams(
-        &mut self,
-        dump: Dump,
-        filter: &Filter,
-    ) -> Result<Vec<Vec<u8>>, DumpError> {
+    pub(crate) fn dump_datagrams(&mut self, dump: Dump, filter: &Filter) -> Result<Vec<Vec<u8>>, DumpError> {
         let mut datagrams = Vec::new();
         self.exchange(dump, filter, |datagram, seq| {
             datagrams.push(datagram.to_vec());
-            sockdiag::parse_reply(datagram, seq, |_| {})
-                .map_err(|_| DumpError::Malformed("error reply"))
+            sockdiag::parse_reply(datagram, seq, |_| {}).map_err(|_| DumpError::Malformed("error reply"))
         })?;
         Ok(datagrams)
     }
@@ -180,12 +157,9 @@ impl SockDiag {
 
         loop {
             let mut window = &mut self.buf[..];
-            let n =
-                retry_eintr(|| socket.recv(&mut window, libc::MSG_TRUNC)).map_err(DumpError::Io)?;
+            let n = retry_eintr(|| socket.recv(&mut window, libc::MSG_TRUNC)).map_err(DumpError::Io)?;
             if n > self.buf.len() {
-                return Err(DumpError::Malformed(
-                    "a sock_diag datagram was larger than the receive buffer",
-                ));
+                return Err(DumpError::Malformed("a sock_diag datagram was larger than the receive buffer"));
             }
             if on_datagram(&self.buf[..n], self.seq)? == Progress::Done {
                 return Ok(());

@@ -26,11 +26,7 @@ pub(crate) struct ProcEntry {
 /// Count the sockets of a /proc/net/tcp or /proc/net/tcp6 text that match `filter`, by
 /// state, into `counts`. The header line is skipped; both files' texts may be given one
 /// after the other.
-pub fn parse_proc_net_tcp(
-    text: &str,
-    filter: &Filter,
-    counts: &mut StateCounts,
-) -> Result<(), ParseError> {
+pub fn parse_proc_net_tcp(text: &str, filter: &Filter, counts: &mut StateCounts) -> Result<(), ParseError> {
     for line in text.lines() {
         if let Some(entry) = parse_line(line.as_bytes())? {
             if filter.matches(entry.local, entry.remote) {
@@ -45,37 +41,24 @@ pub fn parse_proc_net_tcp(
 
 /// Parse one line; `None` for the header and blank lines.
 pub(crate) fn parse_line(line: &[u8]) -> Result<Option<ProcEntry>, ParseError> {
-    let mut fields = line
-        .split(u8::is_ascii_whitespace)
-        .filter(|f| !f.is_empty());
+    let mut fields = line.split(u8::is_ascii_whitespace).filter(|f| !f.is_empty());
     let Some(slot) = fields.next() else {
         return Ok(None);
     };
     if slot == b"sl" {
         return Ok(None);
     }
-    let bad =
-        |what: &'static str| ParseError::new(what, String::from_utf8_lossy(line).into_owned());
-    let local = fields
-        .next()
-        .ok_or_else(|| bad("/proc/net/tcp line without a local address"))?;
-    let remote = fields
-        .next()
-        .ok_or_else(|| bad("/proc/net/tcp line without a remote address"))?;
-    let state = fields
-        .next()
-        .ok_or_else(|| bad("/proc/net/tcp line without a state"))?;
+    let bad = |what: &'static str| ParseError::new(what, String::from_utf8_lossy(line).into_owned());
+    let local = fields.next().ok_or_else(|| bad("/proc/net/tcp line without a local address"))?;
+    let remote = fields.next().ok_or_else(|| bad("/proc/net/tcp line without a remote address"))?;
+    let state = fields.next().ok_or_else(|| bad("/proc/net/tcp line without a state"))?;
     let local = socket_addr(local).ok_or_else(|| bad("bad /proc/net/tcp local address"))?;
     let remote = socket_addr(remote).ok_or_else(|| bad("bad /proc/net/tcp remote address"))?;
     let state = match state {
         [_, _] => hex(state).ok_or_else(|| bad("bad /proc/net/tcp state"))? as u8,
         _ => return Err(bad("bad /proc/net/tcp state")),
     };
-    Ok(Some(ProcEntry {
-        state,
-        local,
-        remote,
-    }))
+    Ok(Some(ProcEntry { state, local, remote }))
 }
 
 /// `0100007F:1F90` → (127.0.0.1, 8080); 32 address digits for IPv6.
@@ -128,14 +111,8 @@ mod tests {
     // the listener, two clients, the server ends of one connection (its byte unread), of
     // one the server closed first (TIME_WAIT) and of one whose client sent nothing
     // (SYN_RECV). IPv6: the listener and one connection.
-    const TCP: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/proc_net_tcp.txt"
-    ));
-    const TCP6: &str = include_str!(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/testdata/proc_net_tcp6.txt"
-    ));
+    const TCP: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/proc_net_tcp.txt"));
+    const TCP6: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/proc_net_tcp6.txt"));
 
     fn census(text: &str, filter: Filter) -> Vec<(TcpState, u64)> {
         let mut counts = StateCounts::default();
@@ -146,60 +123,32 @@ mod tests {
     #[test]
     fn recorded_ipv4_text() {
         use TcpState::*;
-        assert_eq!(
-            census(TCP, Filter::server(37887)),
-            [(Established, 1), (SynRecv, 1), (TimeWait, 1), (Listen, 1)]
-        );
+        assert_eq!(census(TCP, Filter::server(37887)), [(Established, 1), (SynRecv, 1), (TimeWait, 1), (Listen, 1)]);
         assert_eq!(census(TCP, Filter::client(37887)), [(Established, 2)]);
-        let peer = Filter {
-            remote_port: Some(37887),
-            local_port: Some(51450),
-            ..Filter::default()
-        };
+        let peer = Filter { remote_port: Some(37887), local_port: Some(51450), ..Filter::default() };
         assert_eq!(census(TCP, peer), [(Established, 1)]);
-        let lo = Filter {
-            local_addr: Some(Ipv4Addr::LOCALHOST.into()),
-            ..Filter::default()
-        };
+        let lo = Filter { local_addr: Some(Ipv4Addr::LOCALHOST.into()), ..Filter::default() };
         assert_eq!(census(TCP, lo).iter().map(|&(_, n)| n).sum::<u64>(), 6);
-        let elsewhere = Filter {
-            remote_addr: Some(Ipv4Addr::new(127, 0, 0, 2).into()),
-            ..Filter::default()
-        };
+        let elsewhere = Filter { remote_addr: Some(Ipv4Addr::new(127, 0, 0, 2).into()), ..Filter::default() };
         assert_eq!(census(TCP, elsewhere), []);
     }
 
     #[test]
     fn recorded_ipv6_text() {
         use TcpState::*;
-        assert_eq!(
-            census(TCP6, Filter::server(37887)),
-            [(Established, 1), (Listen, 1)]
-        );
+        assert_eq!(census(TCP6, Filter::server(37887)), [(Established, 1), (Listen, 1)]);
         assert_eq!(census(TCP6, Filter::client(37887)), [(Established, 1)]);
-        let v6 = Filter {
-            local_addr: Some(Ipv6Addr::LOCALHOST.into()),
-            ..Filter::default()
-        };
+        let v6 = Filter { local_addr: Some(Ipv6Addr::LOCALHOST.into()), ..Filter::default() };
         assert_eq!(census(TCP6, v6).iter().map(|&(_, n)| n).sum::<u64>(), 3);
         // An IPv4 address matches only IPv4-mapped addresses in tcp6.
-        let v4 = Filter {
-            local_addr: Some(Ipv4Addr::LOCALHOST.into()),
-            ..Filter::default()
-        };
+        let v4 = Filter { local_addr: Some(Ipv4Addr::LOCALHOST.into()), ..Filter::default() };
         assert_eq!(census(TCP6, v4), []);
     }
 
     #[test]
     fn both_files_concatenated() {
         let text = format!("{TCP}{TCP6}");
-        assert_eq!(
-            census(&text, Filter::default())
-                .iter()
-                .map(|&(_, n)| n)
-                .sum::<u64>(),
-            9
-        );
+        assert_eq!(census(&text, Filter::default()).iter().map(|&(_, n)| n).sum::<u64>(), 9);
     }
 
     /// Every recorded line reads as procfs-core reads it.
@@ -212,23 +161,12 @@ mod tests {
             is_little_endian: cfg!(target_endian = "little"),
         };
         for text in [TCP, TCP6] {
-            let theirs = TcpNetEntries::from_buf_read(text.as_bytes(), &info)
-                .unwrap()
-                .0;
-            let ours: Vec<ProcEntry> = text
-                .lines()
-                .filter_map(|l| parse_line(l.as_bytes()).unwrap())
-                .collect();
+            let theirs = TcpNetEntries::from_buf_read(text.as_bytes(), &info).unwrap().0;
+            let ours: Vec<ProcEntry> = text.lines().filter_map(|l| parse_line(l.as_bytes()).unwrap()).collect();
             assert_eq!(ours.len(), theirs.len());
             for (o, t) in ours.iter().zip(&theirs) {
-                assert_eq!(
-                    (o.local.ip(), o.local.port()),
-                    (t.local_address.ip(), t.local_address.port())
-                );
-                assert_eq!(
-                    (o.remote.ip(), o.remote.port()),
-                    (t.remote_address.ip(), t.remote_address.port())
-                );
+                assert_eq!((o.local.ip(), o.local.port()), (t.local_address.ip(), t.local_address.port()));
+                assert_eq!((o.remote.ip(), o.remote.port()), (t.remote_address.ip(), t.remote_address.port()));
                 assert_eq!(o.state, t.state.to_u8());
             }
         }

@@ -18,9 +18,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use netlink_packet_core::{
-    NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST,
-};
+use netlink_packet_core::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN, NLM_F_DUMP, NLM_F_REQUEST};
 use netlink_packet_sock_diag::{AF_INET, AF_INET6, AF_UNSPEC, IPPROTO_TCP, SOCK_DIAG_BY_FAMILY};
 
 use super::Filter;
@@ -69,11 +67,7 @@ pub(crate) enum Dump {
 pub(crate) fn dump_request(dump: Dump, filter: &Filter, seq: u32, out: &mut Vec<u8>) {
     let start = out.len();
     let bytecode = bytecode(filter);
-    let attr_len = if bytecode.is_empty() {
-        0
-    } else {
-        NLA_HDR_LEN + bytecode.len()
-    };
+    let attr_len = if bytecode.is_empty() { 0 } else { NLA_HDR_LEN + bytecode.len() };
     let (kind, body_len) = match dump {
         Dump::BothFamilies => (TCPDIAG_GETSOCK, REQ_COMPAT_LEN),
         Dump::Family(_) => (SOCK_DIAG_BY_FAMILY, REQ_V2_LEN),
@@ -212,9 +206,7 @@ pub(crate) fn parse_reply(
         let kind = u16::from_ne_bytes([header[4], header[5]]);
         let msg_seq = u32::from_ne_bytes([header[8], header[9], header[10], header[11]]);
         if len < NLMSG_HDR_LEN || len > buf.len() {
-            return Err(ReplyError::Malformed(
-                "netlink message length out of bounds",
-            ));
+            return Err(ReplyError::Malformed("netlink message length out of bounds"));
         }
         let payload = &buf[NLMSG_HDR_LEN..len];
         // Messages are aligned to 4 bytes; the last one may lack its padding.
@@ -246,9 +238,7 @@ pub(crate) fn parse_reply(
 
 /// The `int error` that opens an `NLMSG_ERROR` or `NLMSG_DONE` payload.
 fn error_code(payload: &[u8]) -> Option<i32> {
-    payload
-        .get(..4)
-        .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    payload.get(..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// A view of one `struct inet_diag_msg`; its attributes are not read.
@@ -276,18 +266,12 @@ impl<'a> DiagMsg<'a> {
 
     /// `id.idiag_sport` and `id.idiag_src`.
     pub(crate) fn local(&self) -> SocketAddr {
-        SocketAddr::new(
-            self.local_addr(),
-            u16::from_be_bytes([self.0[4], self.0[5]]),
-        )
+        SocketAddr::new(self.local_addr(), u16::from_be_bytes([self.0[4], self.0[5]]))
     }
 
     /// `id.idiag_dport` and `id.idiag_dst`.
     pub(crate) fn remote(&self) -> SocketAddr {
-        SocketAddr::new(
-            self.remote_addr(),
-            u16::from_be_bytes([self.0[6], self.0[7]]),
-        )
+        SocketAddr::new(self.remote_addr(), u16::from_be_bytes([self.0[6], self.0[7]]))
     }
 
     /// `id.idiag_src`.
@@ -315,9 +299,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use netlink_packet_core::{Emitable, Parseable};
-    use netlink_packet_sock_diag::inet::{
-        ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags,
-    };
+    use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags};
 
     use super::*;
     use crate::state::TcpState;
@@ -456,9 +438,7 @@ mod tests {
 
     fn rows(reply: &[u8], seq: u32) -> (Vec<Row>, Result<Progress, ReplyError>) {
         let mut rows = Vec::new();
-        let progress = parse_reply(reply, seq, |m| {
-            rows.push((m.family(), m.state(), m.local(), m.remote()))
-        });
+        let progress = parse_reply(reply, seq, |m| rows.push((m.family(), m.state(), m.local(), m.remote())));
         (rows, progress)
     }
 
@@ -541,12 +521,7 @@ mod tests {
             let (_, progress) = rows(&REPLY_V4[..cut], 2);
             assert_ne!(progress, Ok(Progress::Done), "cut at {cut}");
         }
-        assert_eq!(
-            rows(&REPLY_V4[..20], 2).1,
-            Err(ReplyError::Malformed(
-                "netlink message length out of bounds"
-            ))
-        );
+        assert_eq!(rows(&REPLY_V4[..20], 2).1, Err(ReplyError::Malformed("netlink message length out of bounds")));
     }
 
     fn nlmsg(kind: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
@@ -565,10 +540,7 @@ mod tests {
         let eperm = nlmsg(NLMSG_ERROR, 5, &(-libc::EPERM).to_ne_bytes());
         assert_eq!(rows(&eperm, 5).1, Err(ReplyError::Kernel(libc::EPERM)));
         let done_einval = nlmsg(NLMSG_DONE, 5, &(-libc::EINVAL).to_ne_bytes());
-        assert_eq!(
-            rows(&done_einval, 5).1,
-            Err(ReplyError::Kernel(libc::EINVAL))
-        );
+        assert_eq!(rows(&done_einval, 5).1, Err(ReplyError::Kernel(libc::EINVAL)));
         let ack = nlmsg(NLMSG_ERROR, 5, &0i32.to_ne_bytes());
         assert_eq!(rows(&ack, 5).1, Ok(Progress::More));
     }
@@ -650,15 +622,7 @@ mod tests {
     #[test]
     fn request_agrees_with_netlink_packet_sock_diag() {
         let mut req = Vec::new();
-        dump_request(
-            Dump::Family(AF_INET6),
-            &Filter {
-                remote_port: Some(1883),
-                ..Filter::default()
-            },
-            1,
-            &mut req,
-        );
+        dump_request(Dump::Family(AF_INET6), &Filter { remote_port: Some(1883), ..Filter::default() }, 1, &mut req);
         let mut socket_id = SocketId::new_v6();
         socket_id.destination_port = 1883;
         let typed = InetRequest {
@@ -670,10 +634,7 @@ mod tests {
         };
         let mut emitted = vec![0; typed.buffer_len()];
         typed.emit(&mut emitted);
-        assert_eq!(
-            &req[NLMSG_HDR_LEN..NLMSG_HDR_LEN + REQ_V2_LEN],
-            &emitted[..]
-        );
+        assert_eq!(&req[NLMSG_HDR_LEN..NLMSG_HDR_LEN + REQ_V2_LEN], &emitted[..]);
     }
 
     #[test]
@@ -686,18 +647,9 @@ mod tests {
 
     /// `inet_diag_bc_audit` and `inet_diag_bc_run` of net/ipv4/inet_diag.c, for the
     /// operations we emit: true if the program is accepted and lets the socket through.
-    fn kernel_runs(
-        program: &[u8],
-        family: u8,
-        local: (IpAddr, u16),
-        remote: (IpAddr, u16),
-    ) -> bool {
+    fn kernel_runs(program: &[u8], family: u8, local: (IpAddr, u16), remote: (IpAddr, u16)) -> bool {
         let op = |at: usize| {
-            (
-                program[at],
-                program[at + 1] as usize,
-                u16::from_ne_bytes([program[at + 2], program[at + 3]]) as usize,
-            )
+            (program[at], program[at + 1] as usize, u16::from_ne_bytes([program[at + 2], program[at + 3]]) as usize)
         };
         // audit
         let mut at = 0;
@@ -706,15 +658,10 @@ mod tests {
             let len = program.len() - at;
             let min = match code {
                 INET_DIAG_BC_S_EQ | INET_DIAG_BC_D_EQ => 8,
-                INET_DIAG_BC_S_COND | INET_DIAG_BC_D_COND => {
-                    12 + if program[at + 4] == AF_INET { 4 } else { 16 }
-                }
+                INET_DIAG_BC_S_COND | INET_DIAG_BC_D_COND => 12 + if program[at + 4] == AF_INET { 4 } else { 16 },
                 _ => panic!("unexpected op {code}"),
             };
-            assert!(
-                yes >= min && yes <= len + 4 && yes % 4 == 0,
-                "yes {yes} at {at}"
-            );
+            assert!(yes >= min && yes <= len + 4 && yes % 4 == 0, "yes {yes} at {at}");
             assert!(no >= min && no <= len + 4 && no % 4 == 0, "no {no} at {at}");
             at += yes;
         }
@@ -734,18 +681,10 @@ mod tests {
             let (code, yes, no) = op(at as usize);
             let a = at as usize;
             let pass = match code {
-                INET_DIAG_BC_S_EQ => {
-                    local.1 == u16::from_ne_bytes([program[a + 6], program[a + 7]])
-                }
-                INET_DIAG_BC_D_EQ => {
-                    remote.1 == u16::from_ne_bytes([program[a + 6], program[a + 7]])
-                }
+                INET_DIAG_BC_S_EQ => local.1 == u16::from_ne_bytes([program[a + 6], program[a + 7]]),
+                INET_DIAG_BC_D_EQ => remote.1 == u16::from_ne_bytes([program[a + 6], program[a + 7]]),
                 _ => {
-                    let addr = v6_words(if code == INET_DIAG_BC_S_COND {
-                        local.0
-                    } else {
-                        remote.0
-                    });
+                    let addr = v6_words(if code == INET_DIAG_BC_S_COND { local.0 } else { remote.0 });
                     let (cond_family, bits) = (program[a + 4], program[a + 5] as usize);
                     let cond = &program[a + 12..a + yes];
                     if cond_family == family {
@@ -769,43 +708,14 @@ mod tests {
         let mapped = |d| IpAddr::V6(Ipv4Addr::new(127, 0, 0, d).to_ipv6_mapped());
         let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
         let filters = [
-            Filter {
-                local_port: Some(80),
-                ..Filter::default()
-            },
-            Filter {
-                remote_port: Some(80),
-                ..Filter::default()
-            },
-            Filter {
-                local_port: Some(80),
-                remote_port: Some(5000),
-                ..Filter::default()
-            },
-            Filter {
-                local_addr: Some(v4(1)),
-                ..Filter::default()
-            },
-            Filter {
-                remote_addr: Some(v4(2)),
-                local_port: Some(80),
-                ..Filter::default()
-            },
-            Filter {
-                remote_addr: Some(mapped(2)),
-                ..Filter::default()
-            },
-            Filter {
-                local_addr: Some(v6),
-                remote_port: Some(80),
-                ..Filter::default()
-            },
-            Filter {
-                local_port: Some(80),
-                remote_port: Some(5000),
-                local_addr: Some(v4(1)),
-                remote_addr: Some(v4(2)),
-            },
+            Filter { local_port: Some(80), ..Filter::default() },
+            Filter { remote_port: Some(80), ..Filter::default() },
+            Filter { local_port: Some(80), remote_port: Some(5000), ..Filter::default() },
+            Filter { local_addr: Some(v4(1)), ..Filter::default() },
+            Filter { remote_addr: Some(v4(2)), local_port: Some(80), ..Filter::default() },
+            Filter { remote_addr: Some(mapped(2)), ..Filter::default() },
+            Filter { local_addr: Some(v6), remote_port: Some(80), ..Filter::default() },
+            Filter { local_port: Some(80), remote_port: Some(5000), local_addr: Some(v4(1)), remote_addr: Some(v4(2)) },
         ];
         let sockets = [
             (AF_INET, (v4(1), 80), (v4(2), 5000)),
