@@ -21,6 +21,13 @@ pub fn findings(report: &RunReport) -> Vec<String> {
              check its descriptor limit (`cat /proc/PID/limits`, LimitNOFILE= for a service) and its log"
         ));
     }
+    let n = total(report, ErrorKind::ConnackRefused);
+    if n > 0 {
+        out.push(format!(
+            "{n} MQTT sessions were refused by {target} (CONNACK with a non-zero return code): \
+             check the broker's authentication (username / password in [mqtt]) and ACLs"
+        ));
+    }
     let n = total(report, ErrorKind::Refused);
     if n > 0 {
         out.push(format!("{n} connects to {target} were refused: nothing listened there, or the target went away"));

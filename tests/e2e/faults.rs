@@ -58,3 +58,28 @@ fn broker_closing_before_connack_is_its_own_error_kind() {
     let notes = report["notes"].to_string();
     assert!(notes.contains("out of descriptors"), "{notes}");
 }
+
+/// A broker that refuses the session (CONNACK code 5, not authorized) is counted as
+/// `connack_refused`, not as a TCP failure.
+#[test]
+fn connack_refusal_is_counted() {
+    let broker = Mosquitto::start("noanon", "allow_anonymous false");
+    let dir = TempDir::new("noanon");
+    let scenario = dir.file(
+        "s.toml",
+        &format!(
+            "name = \"refused session\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n\
+             [[phase]]\nname = \"ramp\"\nconnect = {{ count = 40, rate = 400 }}\n",
+            broker.addr()
+        ),
+    );
+    let json = dir.path("out.json");
+    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
+    assert_exit(&out, 1);
+    let report = report(&json);
+    let ramp = phase(&report, "ramp");
+    assert_eq!(ramp["errors"]["connack_refused"], 40);
+    assert_eq!(ramp["succeeded"], 0);
+    assert_eq!(ramp["latency_us"]["connect"]["count"], 40);
+    assert!(report["notes"].to_string().contains("sessions were refused"));
+}

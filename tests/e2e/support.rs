@@ -79,14 +79,16 @@ pub struct Mosquitto {
 }
 
 impl Mosquitto {
-    /// Start mosquitto on a free loopback port; `extra` is appended to its config.
+    /// Start mosquitto on a free loopback port; `extra` is appended to its config
+    /// (anonymous clients are allowed unless `extra` says otherwise).
     pub fn start(tag: &str, extra: &str) -> Mosquitto {
         raise_nofile();
         let dir = TempDir::new(&format!("mosquitto-{tag}"));
         let port = free_port();
+        let anonymous = if extra.contains("allow_anonymous") { "" } else { "allow_anonymous true\n" };
         let conf = dir.file(
             "mosquitto.conf",
-            &format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n{extra}\n"),
+            &format!("listener {port} 127.0.0.1\n{anonymous}persistence false\nlog_dest stderr\n{extra}\n"),
         );
         let log = std::fs::File::create(dir.path("mosquitto.log")).expect("log file");
         let child = Command::new(mosquitto_binary())
