@@ -281,7 +281,14 @@ impl<'p> Engine<'p> {
                     let (pair, problem) = self.censuses.take().await;
                     self.note_once(problem);
                     last_census = Some(pair.client);
-                    samples.push(CensusSample { t_ms: self.ms_since_start(), client: pair.client, server: pair.server });
+                    samples.push(CensusSample {
+                        t_ms: self.ms_since_start(),
+                        client: pair.client,
+                        server: pair.server,
+                        succeeded: collected.succeeded,
+                        failed: collected.failures(),
+                        open: self.open,
+                    });
                 }
                 _ = ticker.tick() => self.publish(index, phase, &driver, &collected, start, last_census),
                 _ = sleep_until(give_up_at.unwrap_or(start)), if give_up_at.is_some() => {

@@ -133,6 +133,15 @@ pub struct CensusSample {
     pub t_ms: u64,
     pub client: StateCounts,
     pub server: Option<StateCounts>,
+    /// Successes in the phase so far (connections established, or closes done).
+    #[serde(default)]
+    pub succeeded: u64,
+    /// Failures in the phase so far (every error kind).
+    #[serde(default)]
+    pub failed: u64,
+    /// Connections sockcap held open at the sample.
+    #[serde(default)]
+    pub open: u64,
 }
 
 /// Latency histograms, measured from each operation's scheduled instant.
