@@ -8,6 +8,7 @@ pub mod cli;
 pub mod engine;
 pub mod expect;
 pub mod limits;
+pub mod netns;
 pub mod plan;
 pub mod protocol;
 pub mod report;

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use crate::expect::{Expectation, Metric};
 use crate::protocol::Protocol;
-use crate::scenario::{CloseSection, ConnectSection, EmbeddedSection, MqttSection, PhaseSection, Scenario};
+use crate::scenario::{
+    ChurnSection, CloseSection, ConnectSection, EmbeddedSection, MqttSection, PhaseSection, Scenario,
+};
 use crate::target::OnEof;
 
 /// A scenario that can run.
@@ -27,7 +29,26 @@ pub struct Plan {
     pub mqtt: MqttOptions,
     /// Options for the embedded target, when `target = "embedded"`.
     pub embedded: EmbeddedOptions,
+    /// What a client connection does when the target closes it.
+    pub client_on_eof: OnEof,
+    /// Run in a private network namespace with these sysctls (`[netns]` or `--netns`).
+    pub netns: Option<Vec<Sysctl>>,
     pub phases: Vec<PhasePlan>,
+}
+
+/// One per-namespace sysctl to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysctl {
+    /// Dotted name, `net.ipv4.tcp_tw_reuse`.
+    pub name: String,
+    pub value: String,
+}
+
+impl Sysctl {
+    /// The file under /proc/sys.
+    pub fn path(&self) -> PathBuf {
+        Path::new("/proc/sys").join(self.name.replace('.', "/"))
+    }
 }
 
 /// How the embedded target behaves.
@@ -35,6 +56,10 @@ pub struct Plan {
 pub struct EmbeddedOptions {
     pub on_eof: OnEof,
     pub backlog: u32,
+    pub accept: bool,
+    pub defer_accept: Option<Duration>,
+    pub read: bool,
+    pub shutdown_after: Option<Duration>,
 }
 
 /// Where the clients connect.
@@ -63,6 +88,10 @@ pub struct PhasePlan {
     pub name: String,
     pub action: Action,
     pub expect: Vec<Expectation>,
+    /// Source addresses for this phase's connections, when they differ from the scenario's.
+    pub sources: Option<Vec<IpAddr>>,
+    /// Sysctls set when the phase starts (in the run's private namespace).
+    pub sysctls: Vec<Sysctl>,
 }
 
 /// What a phase does.
@@ -72,6 +101,7 @@ pub enum Action {
     Hold(Duration),
     Close(ClosePlan),
     Sleep(Duration),
+    Churn(ChurnPlan),
 }
 
 impl Action {
@@ -81,6 +111,7 @@ impl Action {
             Action::Hold(_) => "hold",
             Action::Close(_) => "close",
             Action::Sleep(_) => "sleep",
+            Action::Churn(_) => "churn",
         }
     }
 }
@@ -94,6 +125,20 @@ pub struct ConnectPlan {
     pub timeout: Duration,
     /// Handshakes in flight at once.
     pub max_inflight: usize,
+    /// Wait for every connect's outcome before the phase ends (false: end once all started).
+    pub wait: bool,
+}
+
+/// Connect and close at once, in a loop, at `rate` per second: the TIME_WAIT
+/// exhaustion reproducer.
+#[derive(Debug, Clone)]
+pub struct ChurnPlan {
+    pub rate: f64,
+    /// How many cycles: `rate × duration`, or a count.
+    pub count: u64,
+    pub how: CloseMode,
+    /// Handshake timeout from the scheduled instant.
+    pub timeout: Duration,
 }
 
 /// Close held connections at `rate` per second.
@@ -104,6 +149,8 @@ pub struct ClosePlan {
     pub amount: CloseAmount,
     /// How long a close waits for the target's FIN, where the mode waits for it.
     pub timeout: Duration,
+    /// Fill the send buffer before closing.
+    pub fill: bool,
 }
 
 /// How a connection is closed, and the state each mode leaves.
@@ -242,6 +289,23 @@ impl Plan {
                 .err("embedded", "an [embedded] section needs target = \"embedded\"; remove it or change the target"));
         }
         let embedded = embedded_options(&check, s.embedded.as_ref())?;
+        let client_on_eof = match s.client.as_ref().and_then(|c| c.on_eof.as_deref()) {
+            None | Some("close") => OnEof::Close,
+            Some("hold") => OnEof::Hold,
+            Some(other) => {
+                return Err(check.err("client.on_eof", format!("`{other}` is not a choice; use \"close\" or \"hold\"")))
+            }
+        };
+        let netns = match &s.netns {
+            None => None,
+            Some(n) => Some(sysctls(&check, "netns.sysctl", &n.sysctl)?),
+        };
+        if netns.is_some() && target != TargetSpec::Embedded {
+            return Err(check.err(
+                "netns",
+                "a private network namespace only reaches the embedded target; set target = \"embedded\" or remove [netns]",
+            ));
+        }
         if s.phases.is_empty() {
             return Err(check
                 .err("phase", "the scenario has no [[phase]]; add one, e.g. connect = { count = 100, rate = 100 }"));
@@ -250,7 +314,7 @@ impl Plan {
             .phases
             .iter()
             .enumerate()
-            .map(|(i, p)| phase_plan(&check, i, p, protocol))
+            .map(|(i, p)| phase_plan(&check, i, p, protocol, netns.is_some()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Plan {
             name: s.name,
@@ -261,6 +325,8 @@ impl Plan {
             sample_every,
             mqtt,
             embedded,
+            client_on_eof,
+            netns,
             phases,
         })
     }
@@ -271,7 +337,17 @@ impl Plan {
         Ok(())
     }
 
-    /// The most connections held at once, assuming every connect succeeds.
+    /// The most connections held at once (churn cycles excluded: spreading them over
+    /// sources would hide the exhaustion a churn phase is there to show).
+    pub fn peak_held(&self) -> u64 {
+        let churnless = Plan {
+            phases: self.phases.iter().filter(|p| !matches!(p.action, Action::Churn(_))).cloned().collect(),
+            ..self.clone()
+        };
+        churnless.peak_connections()
+    }
+
+    /// The most connections open at once, assuming every connect succeeds.
     pub fn peak_connections(&self) -> u64 {
         let (mut held, mut peak) = (0u64, 0u64);
         for phase in &self.phases {
@@ -286,7 +362,9 @@ impl Plan {
                         CloseAmount::Fraction(f) => ((held as f64) * f).round() as u64,
                     }
                 }
+                // A churn cycle closes each connection at once; its TIME_WAIT holds no descriptor.
                 Action::Hold(_) | Action::Sleep(_) => {}
+                Action::Churn(c) => peak = peak.max(held + (c.rate as u64).min(c.count)),
             }
             peak = peak.max(held);
         }
@@ -305,7 +383,7 @@ impl Plan {
             return Vec::new();
         }
         let per_source = u64::from((ephemeral_ports / 2).max(1)) * 4 / 5;
-        let needed = self.peak_connections().div_ceil(per_source).max(1);
+        let needed = self.peak_held().div_ceil(per_source).max(1);
         if needed == 1 {
             return Vec::new();
         }
@@ -413,26 +491,47 @@ fn embedded_options(check: &Check, e: Option<&EmbeddedSection>) -> Result<Embedd
     };
     let backlog = match e.and_then(|e| e.backlog) {
         None => crate::target::DEFAULT_BACKLOG,
-        Some(n) if (1..=i64::from(u32::MAX)).contains(&n) => n as u32,
-        Some(n) => return Err(check.err("embedded.backlog", format!("backlog must be at least 1, found {n}"))),
+        Some(n) if (0..=i64::from(u32::MAX)).contains(&n) => n as u32,
+        Some(n) => return Err(check.err("embedded.backlog", format!("backlog must be 0 or more, found {n}"))),
     };
-    Ok(EmbeddedOptions { on_eof, backlog })
+    let duration = |field: &str, value: Option<&String>| -> Result<Option<Duration>, PlanError> {
+        value.map(|t| check.duration(&format!("embedded.{field}"), t)).transpose()
+    };
+    Ok(EmbeddedOptions {
+        on_eof,
+        backlog,
+        accept: e.and_then(|e| e.accept).unwrap_or(true),
+        defer_accept: duration("defer_accept", e.and_then(|e| e.defer_accept.as_ref()))?,
+        read: e.and_then(|e| e.read).unwrap_or(true),
+        shutdown_after: duration("shutdown_after", e.and_then(|e| e.shutdown_after.as_ref()))?,
+    })
 }
 
-fn phase_plan(check: &Check, i: usize, p: &PhaseSection, protocol: Protocol) -> Result<PhasePlan, PlanError> {
+fn phase_plan(
+    check: &Check,
+    i: usize,
+    p: &PhaseSection,
+    protocol: Protocol,
+    in_netns: bool,
+) -> Result<PhasePlan, PlanError> {
     let at = format!("phase[{i}]");
     let name = p.name.clone().unwrap_or_else(|| format!("phase {}", i + 1));
-    let actions = [p.connect.is_some(), p.hold.is_some(), p.close.is_some(), p.sleep.is_some()];
+    let actions = [p.connect.is_some(), p.hold.is_some(), p.close.is_some(), p.sleep.is_some(), p.churn.is_some()];
     if actions.iter().filter(|a| **a).count() != 1 {
         return Err(check.err(
             at,
-            format!("phase `{name}` needs exactly one of `connect`, `hold`, `close`, `sleep`; split it into several [[phase]]s"),
+            format!(
+                "phase `{name}` needs exactly one of `connect`, `hold`, `close`, `sleep`, `churn`; \
+                 split it into several [[phase]]s"
+            ),
         ));
     }
     let action = if let Some(c) = &p.connect {
         Action::Connect(connect_plan(check, &format!("{at}.connect"), c)?)
     } else if let Some(c) = &p.close {
         Action::Close(close_plan(check, &format!("{at}.close"), c, protocol)?)
+    } else if let Some(c) = &p.churn {
+        Action::Churn(churn_plan(check, &format!("{at}.churn"), c, protocol)?)
     } else if let Some(t) = &p.hold {
         Action::Hold(check.duration(&format!("{at}.hold"), t)?)
     } else {
@@ -447,7 +546,60 @@ fn phase_plan(check: &Check, i: usize, p: &PhaseSection, protocol: Protocol) -> 
     if !expect.iter().any(|e| matches!(e.metric, Metric::Errors(_))) {
         expect.push(Expectation::no_errors());
     }
-    Ok(PhasePlan { name, action, expect })
+    let sources = match &p.sources {
+        None => None,
+        Some(list) => Some(parse_sources(list).map_err(|m| check.err(format!("{at}.sources"), m))?),
+    };
+    let sysctls = match &p.sysctl {
+        None => Vec::new(),
+        Some(_) if !in_netns => {
+            return Err(check.err(
+                format!("{at}.sysctl"),
+                "sysctls are only set inside the run's own network namespace; add a [netns] section",
+            ))
+        }
+        Some(map) => sysctls(check, &format!("{at}.sysctl"), map)?,
+    };
+    Ok(PhasePlan { name, action, expect, sources, sysctls })
+}
+
+/// Sysctls a scenario may set: per-network-namespace ones only (`net.*`), named in
+/// full (`net.ipv4.tcp_tw_reuse`) or by their last part (`tcp_tw_reuse`).
+fn sysctls(
+    check: &Check,
+    at: &str,
+    map: &std::collections::BTreeMap<String, toml::Value>,
+) -> Result<Vec<Sysctl>, PlanError> {
+    map.iter()
+        .map(|(key, value)| {
+            let field = format!("{at}.{key}");
+            let name = resolve_sysctl(key).map_err(|m| check.err(&field, m))?;
+            let value = match value {
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
+                other => {
+                    return Err(check.err(&field, format!("expected a number or a string, found a {}", other.type_str())))
+                }
+            };
+            Ok(Sysctl { name, value })
+        })
+        .collect()
+}
+
+fn resolve_sysctl(key: &str) -> Result<String, String> {
+    let dotted = key.replace('/', ".");
+    let candidates: Vec<String> = if dotted.contains('.') {
+        vec![dotted.clone()]
+    } else {
+        ["net.ipv4", "net.core", "net.ipv6", "net.netfilter"].iter().map(|d| format!("{d}.{dotted}")).collect()
+    };
+    if !dotted.starts_with("net.") && dotted.contains('.') {
+        return Err(format!("`{key}` is not a network sysctl; only net.* sysctls belong to a namespace"));
+    }
+    candidates
+        .into_iter()
+        .find(|name| Path::new("/proc/sys").join(name.replace('.', "/")).is_file())
+        .ok_or_else(|| format!("no sysctl `{key}` under /proc/sys/net; check the name (e.g. tcp_tw_reuse)"))
 }
 
 fn connect_plan(check: &Check, at: &str, c: &ConnectSection) -> Result<ConnectPlan, PlanError> {
@@ -470,6 +622,7 @@ fn connect_plan(check: &Check, at: &str, c: &ConnectSection) -> Result<ConnectPl
         rate: check.rate(&format!("{at}.rate"), c.rate)?,
         timeout,
         max_inflight: max_inflight as usize,
+        wait: c.wait.unwrap_or(true),
     })
 }
 
@@ -498,7 +651,37 @@ fn close_plan(check: &Check, at: &str, c: &CloseSection, protocol: Protocol) -> 
         None => Duration::from_secs(5),
         Some(t) => check.duration(&format!("{at}.timeout"), t)?,
     };
-    Ok(ClosePlan { how, rate: check.rate(&format!("{at}.rate"), c.rate)?, amount, timeout })
+    Ok(ClosePlan { how, rate: check.rate(&format!("{at}.rate"), c.rate)?, amount, timeout, fill: c.fill.unwrap_or(false) })
+}
+
+fn churn_plan(check: &Check, at: &str, c: &ChurnSection, protocol: Protocol) -> Result<ChurnPlan, PlanError> {
+    let rate = check.rate(&format!("{at}.rate"), c.rate)?;
+    let count = match (c.count, &c.duration) {
+        (Some(_), Some(_)) => return Err(check.err(at, "give `duration` or `count`, not both")),
+        (None, None) => return Err(check.err(at, "give `duration` (e.g. \"3s\") or `count`")),
+        (Some(n), None) if n <= 0 => {
+            return Err(check.err(format!("{at}.count"), format!("count must be at least 1, found {n}")))
+        }
+        (Some(n), None) => n as u64,
+        (None, Some(d)) => {
+            let d = check.duration(&format!("{at}.duration"), d)?;
+            ((d.as_secs_f64() * rate).round() as u64).max(1)
+        }
+    };
+    let how = match c.how.as_deref() {
+        None => CloseMode::Fin,
+        Some(h) => CloseMode::parse(h).ok_or_else(|| {
+            check.err(format!("{at}.how"), format!("`{h}` is not a close mode; use one of {}", CloseMode::NAMES))
+        })?,
+    };
+    if how == CloseMode::MqttDisconnect && protocol != Protocol::Mqtt {
+        return Err(check.err(format!("{at}.how"), "mqtt-disconnect needs protocol = \"mqtt\"; use fin or rst for tcp"));
+    }
+    let timeout = match &c.timeout {
+        None => Duration::from_secs(10),
+        Some(t) => check.duration(&format!("{at}.timeout"), t)?,
+    };
+    Ok(ChurnPlan { rate, count, how, timeout })
 }
 
 #[cfg(test)]

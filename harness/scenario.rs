@@ -26,6 +26,10 @@ pub struct Scenario {
     pub mqtt: Option<MqttSection>,
     /// Options of the embedded target (with `target = "embedded"`).
     pub embedded: Option<EmbeddedSection>,
+    /// Client behaviour.
+    pub client: Option<ClientSection>,
+    /// Run client and embedded target in a private network namespace.
+    pub netns: Option<NetnsSection>,
     /// The phases, run in order.
     #[serde(default, rename = "phase")]
     pub phases: Vec<PhaseSection>,
@@ -52,6 +56,33 @@ pub struct EmbeddedSection {
     pub on_eof: Option<String>,
     /// Listen backlog (default 65535, clamped by net.core.somaxconn).
     pub backlog: Option<i64>,
+    /// `false`: listen but never accept (SYN_SENT on clients once the queue is full).
+    pub accept: Option<bool>,
+    /// TCP_DEFER_ACCEPT, e.g. `"30s"`: silent clients stay SYN_RECV on the server.
+    pub defer_accept: Option<String>,
+    /// `false`: never read, so the clients' data fills the window.
+    pub read: Option<bool>,
+    /// Send FIN (shutdown write) this long after accepting, e.g. `"2s"`.
+    pub shutdown_after: Option<String>,
+}
+
+/// `[client]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// `"close"` (default): a connection the target closes is closed and counted as lost;
+    /// `"hold"`: it is kept open (CLOSE_WAIT) until a close phase or the end of the run.
+    pub on_eof: Option<String>,
+}
+
+/// `[netns]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetnsSection {
+    /// Per-namespace sysctls set before the run: `ip_local_port_range = "40000 40499"`,
+    /// `tcp_tw_reuse = 0`, ... (net.* only).
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, toml::Value>,
 }
 
 /// One `[[phase]]`: a name, exactly one action, and expectations.
@@ -65,6 +96,11 @@ pub struct PhaseSection {
     pub close: Option<CloseSection>,
     /// Sleep duration, e.g. `"5s"`.
     pub sleep: Option<String>,
+    pub churn: Option<ChurnSection>,
+    /// Source addresses for this phase's new connections (overrides the scenario's).
+    pub sources: Option<Vec<String>>,
+    /// Sysctls set when the phase starts (only with `[netns]`).
+    pub sysctl: Option<BTreeMap<String, toml::Value>>,
     /// Expectations: metric → `"OP VALUE"` (e.g. `established = ">= 5000"`).
     #[serde(default)]
     pub expect: BTreeMap<String, toml::Value>,
@@ -80,6 +116,22 @@ pub struct ConnectSection {
     pub timeout: Option<String>,
     /// Handshakes in flight at once (default 2000).
     pub max_inflight: Option<i64>,
+    /// `false`: the phase ends once every connect has started, without waiting for
+    /// outcomes (for connections that never complete, e.g. SYN_SENT).
+    pub wait: Option<bool>,
+}
+
+/// `churn = { rate, duration | count, how, timeout }`: connect and close at once, in a loop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChurnSection {
+    pub rate: f64,
+    pub duration: Option<String>,
+    pub count: Option<i64>,
+    /// Close mode of each connection (default `"fin"`).
+    pub how: Option<String>,
+    /// Handshake timeout from the scheduled instant (default `"10s"`).
+    pub timeout: Option<String>,
 }
 
 /// `close = { how, rate, count | fraction, timeout }`.
@@ -92,4 +144,7 @@ pub struct CloseSection {
     pub fraction: Option<f64>,
     /// Time to wait for the peer's FIN where the mode waits for one (default `"5s"`).
     pub timeout: Option<String>,
+    /// Write until the socket's send buffer is full before closing (with a target that
+    /// does not read: the FIN stays queued behind data, FIN_WAIT_1 / CLOSING / LAST_ACK).
+    pub fill: Option<bool>,
 }

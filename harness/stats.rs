@@ -189,6 +189,14 @@ impl Latency {
         }
     }
 
+    /// The percentile distribution as HdrHistogram's percentile output lists it:
+    /// `(quantile, µs)` with `ticks_per_half_distance` steps each time the distance to
+    /// 100% halves (5 is HdrHistogram's default), ending at `(1.0, max)`. Empty when empty.
+    pub fn quantiles(&self, ticks_per_half_distance: u32) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let ticks = ticks_per_half_distance.max(1);
+        self.hist.iter_quantiles(ticks).map(|v| (v.quantile_iterated_to(), v.value_iterated_to()))
+    }
+
     /// Rebuild from a summary's `hdr` field.
     pub fn from_hdr(hdr: &str) -> Result<Latency, HdrError> {
         let bytes = base64::engine::general_purpose::STANDARD.decode(hdr).map_err(|e| HdrError(e.to_string()))?;

@@ -2,6 +2,7 @@
 //! Each command lives in its own file; all of them return an [`ExitCode`]-carrying
 //! result so nothing below `main` calls `process::exit` (except a second Ctrl-C).
 
+mod compare;
 mod probe_cmd;
 mod progress;
 mod run;
@@ -67,6 +68,8 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Run the embedded target on its own.
     Serve(ServeArgs),
+    /// Compare two JSON reports phase by phase (exit 1 when a figure regressed past its limit).
+    Compare(compare::CompareArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,9 +82,19 @@ pub struct RunArgs {
     /// Also write the report as JSON (schema sockcap.report/1) to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Also write the expectations as JUnit XML (a test suite per phase) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page with charts to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// No live progress on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run client and embedded target in a private network namespace (as `[netns]` does,
+    /// with the kernel's default sysctls unless the scenario sets some).
+    #[arg(long)]
+    pub netns: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,6 +146,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Run(args) => run::run(args),
         Command::Probe(args) => probe_cmd::probe(args),
         Command::Serve(args) => serve::serve(args),
+        Command::Compare(args) => compare::compare(args),
     }
 }
 

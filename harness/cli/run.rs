@@ -20,6 +20,17 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     if let Some(target) = &args.target {
         plan.set_target(target).map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
     }
+    if args.netns && plan.netns.is_none() {
+        if plan.target != TargetSpec::Embedded {
+            let why = "--netns: a private network namespace only reaches the embedded target; use --target embedded";
+            return Err(Failure::bad_input(anyhow::anyhow!(why)));
+        }
+        plan.netns = Some(Vec::new());
+    }
+    if let Some(sysctls) = &plan.netns {
+        // Before the runtime exists: its threads and the embedded target inherit the namespace.
+        crate::netns::enter(sysctls).map_err(Failure::environment)?;
+    }
     let nofile = limits::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     let needed = limits::check_descriptors(plan.peak_connections(), &nofile).map_err(Failure::environment)?;
@@ -55,6 +66,12 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     if let Some(path) = &args.json {
         report::json::write(&report, path).map_err(Failure::failed)?;
     }
+    if let Some(path) = &args.junit {
+        report::junit::write(&report, path).map_err(Failure::failed)?;
+    }
+    if let Some(path) = &args.html {
+        report::html::write(&report, path).map_err(Failure::failed)?;
+    }
     Ok(match (report.outcome, report.passed) {
         (Outcome::Interrupted, _) => exit::INTERRUPTED,
         (Outcome::Completed, true) => exit::PASSED,
@@ -64,7 +81,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
 
 async fn start_embedded(plan: &Plan) -> Result<EmbeddedTarget, Failure> {
     let opts = ServeOptions {
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        // In a private namespace the well-known port is free, and outside the ephemeral range.
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, if plan.netns.is_some() { 1883 } else { 0 })),
         protocol: plan.protocol,
         backlog: plan.embedded.backlog,
         on_eof: plan.embedded.on_eof,

@@ -55,6 +55,17 @@ impl Censuses {
         (CensusPair { client, server }, problem)
     }
 
+    /// The client-side census of the sockets from one source address (all when `None`).
+    pub async fn client_from(&self, source: Option<IpAddr>) -> probe::StateCounts {
+        let this = self.clone();
+        let filter = Filter { local_addr: source, ..self.client };
+        let task = tokio::task::spawn_blocking(move || {
+            let mut prober = this.prober.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            prober.census(&filter).unwrap_or_default()
+        });
+        task.await.unwrap_or_default()
+    }
+
     /// The backend name and its warning, if any.
     pub fn backend(&self) -> (String, Option<String>) {
         let prober = self.prober.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

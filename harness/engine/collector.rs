@@ -14,14 +14,27 @@ pub struct Collector {
     pub handshake: Latency,
     pub close: Latency,
     pub errors: ErrorCounts,
-    /// Connections established (connect phases) or closes completed (close phases).
-    pub succeeded: u64,
-    /// Connect or close outcomes received (successes and failures).
-    pub outcomes: u64,
+    /// Connections established (handshake done).
+    pub connected: u64,
+    /// Connection attempts that failed.
+    pub connect_failed: u64,
+    /// Closes that went as their mode expects.
+    pub closed: u64,
+    /// Closes that did not (timeout waiting for the target's FIN, reset, ...).
+    pub close_failed: u64,
     /// Established connections lost without sockcap closing them.
     pub drops: u64,
-    /// When the last success arrived (for the achieved rate).
+    /// Connections the target closed that the client keeps open (`[client] on_eof = "hold"`).
+    pub peer_closed: u64,
+    /// When the last connect or close success arrived (for the achieved rate).
     pub last_success: Option<Instant>,
+    /// The first EADDRNOTAVAIL of the phase: its scheduled instant, and when it came.
+    pub first_addr_not_available: Option<(Instant, Instant)>,
+    /// Connections established that were scheduled before the first EADDRNOTAVAIL
+    /// (the ones that took the ports).
+    pub connected_before_exhaustion: u64,
+    /// When a connection scheduled after the first EADDRNOTAVAIL was established.
+    pub recovered_at: Option<Instant>,
 }
 
 impl Default for Collector {
@@ -37,30 +50,49 @@ impl Collector {
             handshake: Latency::new(),
             close: Latency::new(),
             errors: ErrorCounts::default(),
-            succeeded: 0,
-            outcomes: 0,
+            connected: 0,
+            connect_failed: 0,
+            closed: 0,
+            close_failed: 0,
             drops: 0,
+            peer_closed: 0,
             last_success: None,
+            first_addr_not_available: None,
+            connected_before_exhaustion: 0,
+            recovered_at: None,
         }
     }
 
     /// Fold one event in; returns the change in connections held open.
     pub fn record(&mut self, event: Event) -> i64 {
         match event {
-            Event::Connected { connect_us, handshake_us } => {
+            Event::Connected { scheduled, connect_us, handshake_us } => {
                 self.connect.record_us(connect_us);
                 if let Some(us) = handshake_us {
                     self.handshake.record_us(us);
                 }
-                self.success();
+                self.connected += 1;
+                self.last_success = Some(Instant::now());
+                match self.first_addr_not_available {
+                    None => self.connected_before_exhaustion += 1,
+                    Some((failed, _)) if scheduled < failed => self.connected_before_exhaustion += 1,
+                    // Connects under way when the ports ran out say nothing of recovery.
+                    Some((_, at)) if scheduled > at && self.recovered_at.is_none() => {
+                        self.recovered_at = self.last_success;
+                    }
+                    Some(_) => {}
+                }
                 1
             }
-            Event::ConnectFailed { kind, errno, connect_us } => {
+            Event::ConnectFailed { scheduled, kind, errno, connect_us } => {
                 if let Some(us) = connect_us {
                     self.connect.record_us(us);
                 }
                 self.errors.record(kind, errno);
-                self.outcomes += 1;
+                self.connect_failed += 1;
+                if kind == ErrorKind::AddrNotAvailable && self.first_addr_not_available.is_none() {
+                    self.first_addr_not_available = Some((scheduled, Instant::now()));
+                }
                 0
             }
             Event::Lost { kind, errno } => {
@@ -68,33 +100,39 @@ impl Collector {
                 self.drops += 1;
                 -1
             }
+            Event::PeerClosed => {
+                self.peer_closed += 1;
+                0
+            }
             Event::Closed { close_us, error } => {
                 self.close.record_us(close_us);
                 match error {
                     Some((kind, errno)) => {
                         self.errors.record(kind, errno);
-                        self.outcomes += 1;
+                        self.close_failed += 1;
                     }
-                    None => self.success(),
+                    None => {
+                        self.closed += 1;
+                        self.last_success = Some(Instant::now());
+                    }
                 }
                 -1
             }
         }
     }
 
-    fn success(&mut self) {
-        self.succeeded += 1;
-        self.outcomes += 1;
-        self.last_success = Some(Instant::now());
+    /// Connect outcomes received, successes and failures.
+    pub fn connect_outcomes(&self) -> u64 {
+        self.connected + self.connect_failed
+    }
+
+    /// Close outcomes received, successes and failures.
+    pub fn close_outcomes(&self) -> u64 {
+        self.closed + self.close_failed
     }
 
     pub fn failures(&self) -> u64 {
         self.errors.total()
-    }
-
-    /// Failures of one kind.
-    pub fn errors_of(&self, kind: ErrorKind) -> u64 {
-        self.errors.get(kind)
     }
 }
 
@@ -105,14 +143,33 @@ mod tests {
     #[test]
     fn events_fold_into_counts() {
         let mut c = Collector::new();
-        assert_eq!(c.record(Event::Connected { connect_us: 100, handshake_us: Some(300) }), 1);
-        let failed = Event::ConnectFailed { kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: Some(90) };
+        assert_eq!(c.record(Event::Connected { scheduled: Instant::now(), connect_us: 100, handshake_us: Some(300) }), 1);
+        let failed = Event::ConnectFailed { scheduled: Instant::now(), kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: Some(90) };
         assert_eq!(c.record(failed), 0);
         assert_eq!(c.record(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None }), -1);
-        assert_eq!((c.succeeded, c.outcomes, c.drops, c.failures()), (1, 2, 1, 2));
+        assert_eq!((c.connected, c.connect_outcomes(), c.drops, c.failures()), (1, 2, 1, 2));
         // a connect that ended before CONNACK still measured its TCP connect
         assert_eq!(c.connect.count(), 2);
         assert_eq!(c.handshake.count(), 1);
-        assert_eq!(c.errors_of(ErrorKind::ClosedBeforeConnack), 1);
+        assert_eq!(c.errors.get(ErrorKind::ClosedBeforeConnack), 1);
+    }
+
+    #[test]
+    fn exhaustion_and_recovery_are_noted() {
+        let mut c = Collector::new();
+        c.record(Event::Connected { scheduled: Instant::now(), connect_us: 10, handshake_us: None });
+        c.record(Event::Closed { close_us: 10, error: None });
+        let eaddr = Event::ConnectFailed { scheduled: Instant::now(), kind: ErrorKind::AddrNotAvailable, errno: None, connect_us: None };
+        c.record(eaddr);
+        c.record(eaddr);
+        assert_eq!(c.connected_before_exhaustion, 1);
+        assert!(c.recovered_at.is_none());
+        // a connect scheduled before the ports ran out is no sign of recovery
+        let early = Instant::now() - std::time::Duration::from_secs(1);
+        c.record(Event::Connected { scheduled: early, connect_us: 10, handshake_us: None });
+        assert!(c.recovered_at.is_none());
+        c.record(Event::Connected { scheduled: Instant::now(), connect_us: 10, handshake_us: None });
+        assert!(c.recovered_at.is_some());
+        assert_eq!((c.closed, c.close_outcomes()), (1, 1));
     }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::plan::{CloseMode, MqttOptions};
 use crate::protocol::{mqtt, Protocol};
 use crate::stats::ErrorKind;
+use crate::target::OnEof;
 
 /// What every connection of a run shares.
 #[derive(Debug)]
@@ -26,17 +27,21 @@ pub struct ConnSpec {
     pub mqtt: MqttOptions,
     /// The worker index substituted for `{worker}` in client ids.
     pub worker: u32,
+    /// What a held connection does when the target closes it.
+    pub on_eof: OnEof,
 }
 
 /// A connection's outcome or a change of its state, sent to the engine.
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
     /// Connected, and (MQTT) CONNACK accepted. Latencies from the scheduled instant.
-    Connected { connect_us: u64, handshake_us: Option<u64> },
+    Connected { scheduled: Instant, connect_us: u64, handshake_us: Option<u64> },
     /// The connection never became usable.
-    ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
+    ConnectFailed { scheduled: Instant, kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
     /// An established connection was lost without sockcap closing it.
     Lost { kind: ErrorKind, errno: Option<i32> },
+    /// The target closed a connection that the client keeps open (CLOSE_WAIT).
+    PeerClosed,
     /// A close asked for by the engine finished (`error` when it did not go as the mode expects).
     Closed { close_us: u64, error: Option<(ErrorKind, Option<i32>)> },
 }
@@ -49,6 +54,8 @@ pub struct CloseCommand {
     pub scheduled: Instant,
     /// How long to wait for the target's FIN where the mode waits for one.
     pub timeout: Duration,
+    /// Write until the send buffer is full first.
+    pub fill: bool,
 }
 
 /// One connection attempt, as the pacer schedules it.
@@ -60,6 +67,8 @@ pub struct Attempt {
     /// Scheduled instant plus the handshake timeout.
     pub deadline: Instant,
     pub source: Option<IpAddr>,
+    /// Close as soon as connected (a churn cycle); `scheduled` is replaced by that instant.
+    pub then_close: Option<CloseCommand>,
 }
 
 /// Where a connection is in its life.
@@ -69,39 +78,64 @@ enum Lifecycle {
     Held,
     /// Half-closed by sockcap; reading until the target closes.
     HalfClosed,
+    /// Closed by the target and kept open by the client (CLOSE_WAIT) until told to close.
+    PeerClosed,
 }
 
 /// Run one connection from its scheduled connect to its end.
+///
+/// The attempt and the semaphore come boxed and are dropped once connected: an async
+/// fn keeps its arguments' space for its whole life, and a held connection should not
+/// carry what only connecting needs.
 pub async fn run(
     spec: Arc<ConnSpec>,
-    attempt: Attempt,
+    attempt: Box<Attempt>,
     permits: Arc<Semaphore>,
     events: mpsc::UnboundedSender<Event>,
     close_rx: oneshot::Receiver<CloseCommand>,
     stop: CancellationToken,
 ) {
+    let Some(stream) = Box::pin(open_or_churn(&spec, *attempt, permits, &events, &stop)).await else { return };
+    hold(stream, &spec, &events, close_rx, &stop).await;
+}
+
+/// Connect and handshake; for a churn cycle, close at once. Returns the stream to hold,
+/// if there is one.
+async fn open_or_churn(
+    spec: &ConnSpec,
+    attempt: Attempt,
+    permits: Arc<Semaphore>,
+    events: &mpsc::UnboundedSender<Event>,
+    stop: &CancellationToken,
+) -> Option<TcpStream> {
     let opened = tokio::select! {
         biased;
-        _ = stop.cancelled() => return,
-        // Boxed: connecting needs far more state than holding, and a held connection
-        // should not carry that space for its whole life.
-        opened = Box::pin(open_within_deadline(&spec, &attempt, &permits)) => opened,
+        _ = stop.cancelled() => return None,
+        opened = open_within_deadline(spec, &attempt, &permits) => opened,
     };
-    let stream = match opened {
+    let mut stream = match opened {
         Ok((stream, connect_us, handshake_us)) => {
-            let _ = events.send(Event::Connected { connect_us, handshake_us });
+            let _ = events.send(Event::Connected { scheduled: attempt.scheduled, connect_us, handshake_us });
             stream
         }
         Err(failure) => {
             let _ = events.send(Event::ConnectFailed {
+                scheduled: attempt.scheduled,
                 kind: failure.kind,
                 errno: failure.errno,
                 connect_us: failure.connect_us,
             });
-            return;
+            return None;
         }
     };
-    hold(stream, &spec, &events, close_rx, &stop).await;
+    drop(permits);
+    if let Some(cmd) = attempt.then_close {
+        let cmd = CloseCommand { scheduled: Instant::now(), ..cmd };
+        let (close_us, error) = close(&mut stream, cmd).await;
+        let _ = events.send(Event::Closed { close_us, error });
+        return None;
+    }
+    Some(stream)
 }
 
 /// Why an attempt failed, and how far it got.
@@ -286,7 +320,7 @@ async fn hold(
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
-            cmd = &mut close_rx, if lifecycle == Lifecycle::Held => {
+            cmd = &mut close_rx, if lifecycle != Lifecycle::HalfClosed => {
                 let Ok(cmd) = cmd else { return };
                 let close_us_error = Box::pin(close(&mut stream, cmd)).await;
                 let _ = events.send(Event::Closed { close_us: close_us_error.0, error: close_us_error.1 });
@@ -295,7 +329,7 @@ async fn hold(
                 }
                 lifecycle = Lifecycle::HalfClosed;
             }
-            ready = stream.readable() => {
+            ready = stream.readable(), if lifecycle != Lifecycle::PeerClosed => {
                 if let Err(e) = ready {
                     let (kind, errno) = ErrorKind::classify(&e);
                     return lost(kind, errno);
@@ -305,8 +339,12 @@ async fn hold(
                     (Readout::Nothing, _) => {}
                     // The target finished a half-close we started: done, quietly.
                     (Readout::Eof | Readout::Failed(_), Lifecycle::HalfClosed) => return,
-                    (Readout::Eof, Lifecycle::Held) => return lost(ErrorKind::ClosedByPeer, None),
-                    (Readout::Failed(e), Lifecycle::Held) => {
+                    (Readout::Eof, Lifecycle::Held) if spec.on_eof == OnEof::Hold => {
+                        lifecycle = Lifecycle::PeerClosed;
+                        let _ = events.send(Event::PeerClosed);
+                    }
+                    (Readout::Eof, _) => return lost(ErrorKind::ClosedByPeer, None),
+                    (Readout::Failed(e), _) => {
                         let (kind, errno) = ErrorKind::classify(&e);
                         return lost(kind, errno);
                     }
@@ -334,6 +372,9 @@ async fn hold(
 
 /// Close as `cmd.how` says; returns the close latency and what went wrong, if anything.
 async fn close(stream: &mut TcpStream, cmd: CloseCommand) -> (u64, Option<(ErrorKind, Option<i32>)>) {
+    if cmd.fill {
+        fill_send_buffer(stream);
+    }
     let result = match cmd.how {
         // Linger 0 makes close() send RST at once; it never blocks.
         CloseMode::Rst => socket2::SockRef::from(&*stream).set_linger(Some(Duration::ZERO)),
@@ -349,6 +390,20 @@ async fn close(stream: &mut TcpStream, cmd: CloseCommand) -> (u64, Option<(Error
     };
     let close_us = micros_since(cmd.scheduled);
     (close_us, result.err().map(|e| classify_close_error(&e)))
+}
+
+/// Write zeros until the socket takes no more (the target is not reading): the FIN
+/// that follows waits behind them. Bounded, in case the target reads after all.
+fn fill_send_buffer(stream: &TcpStream) {
+    const MAX_FILL: usize = 64 << 20;
+    let zeros = [0u8; 4096];
+    let mut written = 0;
+    while written < MAX_FILL {
+        match stream.try_write(&zeros) {
+            Ok(n) if n > 0 => written += n,
+            _ => break,
+        }
+    }
 }
 
 fn classify_close_error(e: &io::Error) -> (ErrorKind, Option<i32>) {
@@ -406,15 +461,16 @@ mod size_tests {
                 password: None,
             },
             worker: 0,
+            on_eof: OnEof::Close,
         });
         let now = Instant::now();
-        let attempt = Attempt { n: 0, scheduled: now, deadline: now, source: None };
+        let attempt = Box::new(Attempt { n: 0, scheduled: now, deadline: now, source: None, then_close: None });
         let (tx, _rx) = mpsc::unbounded_channel();
         let (_close_tx, close_rx) = oneshot::channel();
         let fut = run(spec, attempt, Arc::new(Semaphore::new(1)), tx, close_rx, CancellationToken::new());
         let size = std::mem::size_of_val(&fut);
-        // 864 bytes with tokio 1.54: connecting and closing are boxed, so this is the
+        // 680 bytes with tokio 1.54: connecting and closing are boxed, so this is the
         // hold loop (socket, close receiver, cancellation, readiness and keep-alive timer).
-        assert!(size <= 900, "connection future is {size} bytes");
+        assert!(size <= 720, "connection future is {size} bytes");
     }
 }

@@ -13,6 +13,7 @@
 pub mod census;
 pub mod collector;
 pub mod connection;
+pub mod driver;
 pub mod pacing;
 
 use std::collections::VecDeque;
@@ -27,12 +28,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::limits::NofileRaise;
-use crate::plan::{Action, CloseAmount, ClosePlan, ConnectPlan, Plan};
-use crate::report::{CensusSample, Latencies, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, SCHEMA};
+use crate::plan::{Plan, PhasePlan};
+use crate::report::{
+    CensusSample, Exhaustion, Latencies, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, SCHEMA,
+};
 use census::Censuses;
 use collector::Collector;
 use connection::{Attempt, CloseCommand, ConnSpec, Event};
-use pacing::Pacer;
+use driver::Driver;
 
 /// What the engine needs besides the plan: the resolved target and the environment.
 #[derive(Debug, Clone)]
@@ -107,6 +110,7 @@ pub async fn run(
             embedded_target: ctx.embedded,
             protocol: plan.protocol.to_string(),
             sources: ctx.sources.iter().map(ToString::to_string).collect(),
+            netns: plan.netns.is_some(),
         },
         started_at: humantime::format_rfc3339_millis(started_at).to_string(),
         duration_ms: engine.run_start.elapsed().as_millis() as u64,
@@ -148,57 +152,6 @@ struct Engine<'p> {
     notes: Vec<String>,
 }
 
-/// What a phase does between its start and end, as one loop drives it.
-enum Driver {
-    Connect { pacer: Pacer, plan: ConnectPlan, permits: Arc<Semaphore> },
-    Close { pacer: Pacer, plan: ClosePlan, sent: u64 },
-    Wait { until: Instant },
-}
-
-impl Driver {
-    /// True when the phase's work is done (all operations issued and answered).
-    fn finished(&self, collected: &Collector) -> bool {
-        match self {
-            Driver::Connect { pacer, .. } => pacer.finished() && collected.outcomes >= pacer.total(),
-            Driver::Close { pacer, sent, .. } => pacer.finished() && collected.outcomes >= *sent,
-            Driver::Wait { until } => Instant::now() >= *until,
-        }
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        match self {
-            Driver::Connect { pacer, .. } | Driver::Close { pacer, .. } => pacer.next_due(),
-            Driver::Wait { until } => Some(*until),
-        }
-    }
-
-    /// When the phase gives up on outcomes that never came (a guard: every connection
-    /// task reports within its own timeout, so this only fires on a bug).
-    fn give_up_at(&self) -> Option<Instant> {
-        const GRACE: Duration = Duration::from_secs(5);
-        match self {
-            Driver::Connect { pacer, plan, .. } => Some(pacer.scheduled(pacer.total()) + plan.timeout + GRACE),
-            Driver::Close { pacer, plan, .. } => Some(pacer.scheduled(pacer.total()) + plan.timeout + GRACE),
-            Driver::Wait { .. } => None,
-        }
-    }
-
-    fn planned(&self) -> u64 {
-        match self {
-            Driver::Connect { pacer, .. } | Driver::Close { pacer, .. } => pacer.total(),
-            Driver::Wait { .. } => 0,
-        }
-    }
-
-    fn attempted(&self) -> u64 {
-        match self {
-            Driver::Connect { pacer, .. } => pacer.issued(),
-            Driver::Close { sent, .. } => *sent,
-            Driver::Wait { .. } => 0,
-        }
-    }
-}
-
 impl<'p> Engine<'p> {
     fn new(plan: &'p Plan, ctx: &RunContext, progress: watch::Sender<Progress>) -> Engine<'p> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -207,6 +160,7 @@ impl<'p> Engine<'p> {
             protocol: plan.protocol,
             mqtt: plan.mqtt.clone(),
             worker: ctx.worker,
+            on_eof: plan.client_on_eof,
         });
         let prober = Prober::new();
         let mut notes = Vec::new();
@@ -231,36 +185,27 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn driver_for(&mut self, action: &Action, start: Instant) -> Driver {
-        match action {
-            Action::Connect(c) => Driver::Connect {
-                pacer: Pacer::new(start, c.rate, c.count),
-                plan: c.clone(),
-                permits: Arc::new(Semaphore::new(c.max_inflight)),
-            },
-            Action::Close(c) => {
-                self.held.retain(|h| !h.is_closed());
-                let held = self.held.len() as u64;
-                let count = match c.amount {
-                    CloseAmount::All => held,
-                    CloseAmount::Count(n) => n.min(held),
-                    CloseAmount::Fraction(f) => ((held as f64) * f).round() as u64,
-                };
-                Driver::Close { pacer: Pacer::new(start, c.rate, count), plan: c.clone(), sent: 0 }
-            }
-            Action::Hold(d) | Action::Sleep(d) => Driver::Wait { until: start + *d },
-        }
+    fn driver_for(&mut self, phase: &PhasePlan, start: Instant) -> Driver {
+        self.held.retain(|h| !h.is_closed());
+        let sources = phase.sources.clone().unwrap_or_else(|| self.sources.clone());
+        Driver::new(&phase.action, start, self.held.len() as u64, sources)
     }
 
     async fn run_phase(
         &mut self,
         index: usize,
-        phase: &crate::plan::PhasePlan,
+        phase: &PhasePlan,
         shutdown: &CancellationToken,
     ) -> PhaseReport {
+        for sysctl in &phase.sysctls {
+            if let Err(e) = crate::netns::write_sysctl(sysctl) {
+                self.notes.push(format!("phase `{}`: {e}", phase.name));
+            }
+        }
         let counters_before = KernelCounters::read().unwrap_or_default();
         let start = Instant::now();
-        let mut driver = self.driver_for(&phase.action, start);
+        let mut driver = self.driver_for(phase, start);
+        let mut exhaustion_census = None;
         let mut collected = Collector::new();
         let mut samples = Vec::new();
         let every = self.plan.sample_every;
@@ -275,7 +220,14 @@ impl<'p> Engine<'p> {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(event) = self.events_rx.recv() => self.apply(&mut collected, event),
+                Some(event) = self.events_rx.recv() => {
+                    self.apply(&mut collected, event);
+                    if collected.first_addr_not_available.is_some() && exhaustion_census.is_none() {
+                        // The ports just ran out: count the TIME_WAIT that holds them, now.
+                        let source = driver.single_source();
+                        exhaustion_census = Some((self.censuses.client_from(source).await, probe::Limits::read()));
+                    }
+                }
                 _ = sleep_until(next_due.unwrap_or(start)), if next_due.is_some() => self.issue_due(&mut driver),
                 _ = sampler.tick() => {
                     let (pair, problem) = self.censuses.take().await;
@@ -285,14 +237,14 @@ impl<'p> Engine<'p> {
                         t_ms: self.ms_since_start(),
                         client: pair.client,
                         server: pair.server,
-                        succeeded: collected.succeeded,
+                        succeeded: driver.succeeded(&collected),
                         failed: collected.failures(),
                         open: self.open,
                     });
                 }
                 _ = ticker.tick() => self.publish(index, phase, &driver, &collected, start, last_census),
                 _ = sleep_until(give_up_at.unwrap_or(start)), if give_up_at.is_some() => {
-                    let missing = driver.attempted().saturating_sub(collected.outcomes);
+                    let missing = driver.attempted().saturating_sub(driver.outcomes(&collected));
                     self.notes.push(format!("phase `{}`: {missing} operations never reported an outcome", phase.name));
                     break;
                 }
@@ -308,6 +260,16 @@ impl<'p> Engine<'p> {
         self.publish(index, phase, &driver, &collected, start, Some(census.client));
         let duration = start.elapsed();
         let active = collected.last_success.map_or(duration, |t| t.saturating_duration_since(start));
+        let succeeded = driver.succeeded(&collected);
+        let exhaustion = collected.first_addr_not_available.map(|(_, at)| Exhaustion {
+            after_connections: collected.connected_before_exhaustion,
+            after_ms: at.saturating_duration_since(start).as_millis() as u64,
+            time_wait: exhaustion_census.as_ref().map_or(0, |(c, _)| c.get(probe::TcpState::TimeWait)),
+            recovered_after_ms: collected.recovered_at.map(|r| r.saturating_duration_since(at).as_millis() as u64),
+            failed: collected.errors.get(crate::stats::ErrorKind::AddrNotAvailable),
+            ip_local_port_range: exhaustion_census.as_ref().and_then(|(_, l)| l.ip_local_port_range),
+            tcp_tw_reuse: exhaustion_census.as_ref().and_then(|(_, l)| l.tcp_tw_reuse),
+        });
         let mut report = PhaseReport {
             name: phase.name.clone(),
             kind: phase.action.kind().to_string(),
@@ -315,8 +277,8 @@ impl<'p> Engine<'p> {
             duration_ms: duration.as_millis() as u64,
             planned: driver.planned(),
             attempted: driver.attempted(),
-            succeeded: collected.succeeded,
-            achieved_rate_per_s: rate(collected.succeeded, active),
+            succeeded,
+            achieved_rate_per_s: rate(succeeded, active),
             open_at_end: self.open,
             drops: collected.drops,
             census,
@@ -330,6 +292,7 @@ impl<'p> Engine<'p> {
             other_errnos: collected.errors.other_errnos.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             kernel: counters_before.delta(&counters_after),
             sockstat: SockStat::read().unwrap_or_default(),
+            exhaustion,
             expectations: Vec::new(),
         };
         report.expectations = phase.expect.iter().map(|e| e.judge(&report)).collect();
@@ -345,14 +308,19 @@ impl<'p> Engine<'p> {
     fn issue_due(&mut self, driver: &mut Driver) {
         let now = Instant::now();
         match driver {
-            Driver::Connect { pacer, plan, permits } => {
+            Driver::Connect { pacer, timeout, permits, then_close, sources, .. } => {
                 for (_, scheduled) in pacer.take_due(now) {
-                    self.spawn_connection(scheduled, plan, permits);
+                    let n = self.next_n;
+                    self.next_n += 1;
+                    let source = (!sources.is_empty()).then(|| sources[(n % sources.len() as u64) as usize]);
+                    let attempt =
+                        Attempt { n, scheduled, deadline: scheduled + *timeout, source, then_close: *then_close };
+                    self.spawn_connection(Box::new(attempt), permits);
                 }
             }
-            Driver::Close { pacer, plan, sent } => {
+            Driver::Close { pacer, how, timeout, fill, sent } => {
                 for (_, scheduled) in pacer.take_due(now) {
-                    let cmd = CloseCommand { how: plan.how, scheduled, timeout: plan.timeout };
+                    let cmd = CloseCommand { how: *how, scheduled, timeout: *timeout, fill: *fill };
                     // A connection that died since the phase began is skipped.
                     while let Some(handle) = self.held.pop_front() {
                         if handle.send(cmd).is_ok() {
@@ -366,13 +334,11 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn spawn_connection(&mut self, scheduled: Instant, plan: &ConnectPlan, permits: &Arc<Semaphore>) {
-        let n = self.next_n;
-        self.next_n += 1;
-        let source = (!self.sources.is_empty()).then(|| self.sources[(n % self.sources.len() as u64) as usize]);
-        let attempt = Attempt { n, scheduled, deadline: scheduled + plan.timeout, source };
+    fn spawn_connection(&mut self, attempt: Box<Attempt>, permits: &Arc<Semaphore>) {
         let (close_tx, close_rx) = oneshot::channel();
-        self.held.push_back(close_tx);
+        if attempt.then_close.is_none() {
+            self.held.push_back(close_tx);
+        }
         self.tracker.spawn(connection::run(
             self.spec.clone(),
             attempt,
@@ -386,7 +352,7 @@ impl<'p> Engine<'p> {
     fn publish(
         &self,
         index: usize,
-        phase: &crate::plan::PhasePlan,
+        phase: &PhasePlan,
         driver: &Driver,
         collected: &Collector,
         start: Instant,
@@ -401,7 +367,7 @@ impl<'p> Engine<'p> {
             kind: phase.action.kind(),
             planned: driver.planned(),
             attempted: driver.attempted(),
-            succeeded: collected.succeeded,
+            succeeded: driver.succeeded(collected),
             failed: collected.failures(),
             open: self.open,
             phase_elapsed: start.elapsed(),

@@ -1,8 +1,45 @@
 //! Findings: sentences a reader can act on, drawn from a finished report
 //! (errors that point at a limit on either side, missing census data).
 
-use crate::report::RunReport;
+use crate::report::{PhaseReport, RunReport};
 use crate::stats::ErrorKind;
+
+/// One sentence on a phase whose ports ran out: when, how many TIME_WAIT, and whether
+/// ports came back (which of the kernel's three behaviours it saw).
+fn exhaustion(report: &RunReport, phase: &PhaseReport) -> Option<String> {
+    let e = phase.exhaustion?;
+    let target = &report.scenario.target;
+    let range = e.ip_local_port_range.map_or(String::new(), |(lo, hi)| {
+        format!(" (ip_local_port_range {lo}-{hi}: {} ports)", u32::from(hi - lo) + 1)
+    });
+    let reuse = e.tcp_tw_reuse.map_or(String::new(), |v| format!(", tcp_tw_reuse {v}"));
+    let head = format!(
+        "phase `{}`: ports toward {target} ran out after {} connections in {:.2} s: {} sockets in TIME_WAIT{range}{reuse}",
+        phase.name,
+        e.after_connections,
+        e.after_ms as f64 / 1000.0,
+        e.time_wait
+    );
+    let after_s = phase.duration_ms.saturating_sub(e.after_ms) as f64 / 1000.0;
+    let tail = match e.recovered_after_ms {
+        Some(ms) => format!(
+            "; ports came back {:.2} s later (TIME_WAIT reuse: tcp_tw_reuse 1, or 2 on loopback, gives a port back \
+             after ~1 s), so the churn ran at about {:.0} cycles/s with {} connects refused EADDRNOTAVAIL",
+            ms as f64 / 1000.0,
+            phase.achieved_rate_per_s,
+            e.failed
+        ),
+        None => format!(
+            "; no port came back in the remaining {after_s:.1} s ({} connects failed): TIME_WAIT holds each port \
+             for 60 s when tcp_tw_reuse is 0",
+            e.failed
+        ),
+    };
+    Some(format!(
+        "{head}{tail}. Fixes: close with `rst` (no TIME_WAIT), spread over more source addresses, \
+         widen ip_local_port_range, or set tcp_tw_reuse = 1"
+    ))
+}
 
 /// Sum of one error kind over all phases.
 fn total(report: &RunReport, kind: ErrorKind) -> u64 {
@@ -32,8 +69,9 @@ pub fn findings(report: &RunReport) -> Vec<String> {
     if n > 0 {
         out.push(format!("{n} connects to {target} were refused: nothing listened there, or the target went away"));
     }
+    out.extend(report.phases.iter().filter_map(|p| exhaustion(report, p)));
     let n = total(report, ErrorKind::AddrNotAvailable);
-    if n > 0 {
+    if n > 0 && report.phases.iter().all(|p| p.exhaustion.is_none()) {
         let range = report.limits.in_force.ip_local_port_range;
         let range = range.map_or("?".to_string(), |(lo, hi)| format!("{lo}-{hi}"));
         out.push(format!(

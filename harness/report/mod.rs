@@ -4,9 +4,16 @@
 //! (schema `sockcap.report/1`). Field names carry their units (`_us`, `_ms`, `_per_s`).
 //! Views: [`text`] (the human table on stdout) and [`json`] (the file, written atomically).
 
+pub mod compare;
 pub mod findings;
+pub mod html;
 pub mod json;
+pub mod junit;
 pub mod text;
+pub mod write;
+
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use std::collections::BTreeMap;
 
@@ -67,6 +74,9 @@ pub struct ScenarioInfo {
     pub protocol: String,
     /// Client source addresses in use (empty: the kernel's choice).
     pub sources: Vec<String>,
+    /// True when the run had a private network namespace of its own.
+    #[serde(default)]
+    pub netns: bool,
 }
 
 /// Limits before and after sockcap raised RLIMIT_NOFILE, and the sysctls in force.
@@ -115,7 +125,30 @@ pub struct PhaseReport {
     pub kernel: BTreeMap<String, i64>,
     /// /proc/net/sockstat when the phase ended.
     pub sockstat: SockStat,
+    /// When the ephemeral ports toward the target ran out (first EADDRNOTAVAIL);
+    /// null when they never did.
+    #[serde(default)]
+    pub exhaustion: Option<Exhaustion>,
     pub expectations: Vec<ExpectationResult>,
+}
+
+/// The ports toward the target ran out during a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exhaustion {
+    /// Connections established in the phase before the first EADDRNOTAVAIL.
+    pub after_connections: u64,
+    /// Time from the phase's start to the first EADDRNOTAVAIL.
+    pub after_ms: u64,
+    /// Client-side TIME_WAIT sockets counted right then.
+    pub time_wait: u64,
+    /// Time from the first EADDRNOTAVAIL to the next connection that succeeded
+    /// (ports came back); null when none did during the phase.
+    pub recovered_after_ms: Option<u64>,
+    /// Connects that failed with EADDRNOTAVAIL in the phase.
+    pub failed: u64,
+    /// ip_local_port_range and tcp_tw_reuse when the ports ran out.
+    pub ip_local_port_range: Option<(u16, u16)>,
+    pub tcp_tw_reuse: Option<u8>,
 }
 
 /// Client-side census (remote port = the target's port) and, when the target runs on

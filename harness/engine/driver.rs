@@ -1,0 +1,168 @@
+//! What a phase does between its start and its end, as a value the engine's one loop
+//! drives: start connections on a schedule (connect, churn), send close orders on a
+//! schedule (close), or wait (hold, sleep). Policies are data here, not one function
+//! per combination.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::collector::Collector;
+use super::connection::CloseCommand;
+use super::pacing::Pacer;
+use crate::plan::{Action, CloseAmount, CloseMode};
+
+/// How long past its last deadline a phase waits for outcomes that never came
+/// (a guard: every connection task reports within its own timeouts).
+const GRACE: Duration = Duration::from_secs(5);
+/// Close timeout of churn cycles that wait for the target's FIN.
+const CHURN_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A phase in progress.
+#[derive(Debug)]
+pub enum Driver {
+    /// Start connections (connect and churn phases).
+    Connect {
+        pacer: Pacer,
+        /// From each connection's scheduled instant to its finished handshake.
+        timeout: Duration,
+        permits: Arc<Semaphore>,
+        /// Wait for every outcome before the phase ends.
+        wait: bool,
+        /// Churn: close each connection as soon as it is established.
+        then_close: Option<CloseCommand>,
+        /// Source addresses, round-robin (empty: the kernel's choice).
+        sources: Vec<IpAddr>,
+    },
+    /// Send close orders to held connections.
+    Close { pacer: Pacer, how: CloseMode, timeout: Duration, fill: bool, sent: u64 },
+    /// Hold or sleep until an instant.
+    Wait { until: Instant },
+}
+
+impl Driver {
+    /// The driver for `action`, starting at `start`. `held` is how many connections are
+    /// held open now (for close phases); `sources` the phase's source addresses.
+    pub fn new(action: &Action, start: Instant, held: u64, sources: Vec<IpAddr>) -> Driver {
+        match action {
+            Action::Connect(c) => Driver::Connect {
+                pacer: Pacer::new(start, c.rate, c.count),
+                timeout: c.timeout,
+                permits: Arc::new(Semaphore::new(c.max_inflight)),
+                wait: c.wait,
+                then_close: None,
+                sources,
+            },
+            Action::Churn(c) => Driver::Connect {
+                pacer: Pacer::new(start, c.rate, c.count),
+                timeout: c.timeout,
+                // One cycle holds its slot from connect to close: bound them like handshakes.
+                permits: Arc::new(Semaphore::new(2000)),
+                wait: true,
+                then_close: Some(CloseCommand {
+                    how: c.how,
+                    scheduled: start,
+                    timeout: CHURN_CLOSE_TIMEOUT,
+                    fill: false,
+                }),
+                sources,
+            },
+            Action::Close(c) => {
+                let count = match c.amount {
+                    CloseAmount::All => held,
+                    CloseAmount::Count(n) => n.min(held),
+                    CloseAmount::Fraction(f) => ((held as f64) * f).round() as u64,
+                };
+                Driver::Close {
+                    pacer: Pacer::new(start, c.rate, count),
+                    how: c.how,
+                    timeout: c.timeout,
+                    fill: c.fill,
+                    sent: 0,
+                }
+            }
+            Action::Hold(d) | Action::Sleep(d) => Driver::Wait { until: start + *d },
+        }
+    }
+
+    /// True when the phase's work is done.
+    pub fn finished(&self, collected: &Collector) -> bool {
+        match self {
+            Driver::Connect { pacer, wait: false, .. } => pacer.finished(),
+            Driver::Connect { pacer, then_close, .. } => {
+                pacer.finished()
+                    && collected.connect_outcomes() >= pacer.total()
+                    && (then_close.is_none() || collected.close_outcomes() >= collected.connected)
+            }
+            Driver::Close { pacer, sent, .. } => pacer.finished() && collected.close_outcomes() >= *sent,
+            Driver::Wait { until } => Instant::now() >= *until,
+        }
+    }
+
+    /// When the next operation is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        match self {
+            Driver::Connect { pacer, .. } | Driver::Close { pacer, .. } => pacer.next_due(),
+            Driver::Wait { until } => Some(*until),
+        }
+    }
+
+    /// When the phase stops waiting for outcomes that never came.
+    pub fn give_up_at(&self) -> Option<Instant> {
+        match self {
+            Driver::Connect { pacer, timeout, then_close, .. } => {
+                let close = then_close.map_or(Duration::ZERO, |c| c.timeout);
+                Some(pacer.scheduled(pacer.total()) + *timeout + close + GRACE)
+            }
+            Driver::Close { pacer, timeout, .. } => Some(pacer.scheduled(pacer.total()) + *timeout + GRACE),
+            Driver::Wait { .. } => None,
+        }
+    }
+
+    /// Operations the phase planned.
+    pub fn planned(&self) -> u64 {
+        match self {
+            Driver::Connect { pacer, .. } | Driver::Close { pacer, .. } => pacer.total(),
+            Driver::Wait { .. } => 0,
+        }
+    }
+
+    /// Operations started so far.
+    pub fn attempted(&self) -> u64 {
+        match self {
+            Driver::Connect { pacer, .. } => pacer.issued(),
+            Driver::Close { sent, .. } => *sent,
+            Driver::Wait { .. } => 0,
+        }
+    }
+
+    /// Operations that succeeded: connections for a connect phase, closes (or complete
+    /// churn cycles) otherwise.
+    pub fn succeeded(&self, collected: &Collector) -> u64 {
+        match self {
+            Driver::Connect { then_close: None, .. } => collected.connected,
+            Driver::Connect { .. } | Driver::Close { .. } => collected.closed,
+            Driver::Wait { .. } => 0,
+        }
+    }
+
+    /// Operations whose outcome is in (for the give-up note).
+    pub fn outcomes(&self, collected: &Collector) -> u64 {
+        match self {
+            Driver::Connect { .. } => collected.connect_outcomes(),
+            Driver::Close { .. } => collected.close_outcomes(),
+            Driver::Wait { .. } => 0,
+        }
+    }
+
+    /// The one source address this phase connects from, if it has exactly one.
+    pub fn single_source(&self) -> Option<IpAddr> {
+        match self {
+            Driver::Connect { sources, .. } if sources.len() == 1 => Some(sources[0]),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! `--junit FILE`: the report as JUnit XML, the format CI systems (GitHub Actions
+//! test reporters, GitLab, Jenkins) show as test results.
+//!
+//! The mapping:
+//! - `<testsuites>`: the run; its `tests`, `failures`, `errors` are the totals.
+//! - `<testsuite>`: one per phase that ran, `name` = the phase name, `time` = its
+//!   duration; its properties say what the phase did (kind, planned, succeeded, rate,
+//!   errors, drops, census) and its `<system-out>` the phase's summary line.
+//! - `<testcase>`: one per expectation, `name` = the expression as written
+//!   (`established >= 5000`; expectations sockcap adds itself end in ` (default)` and
+//!   carry the property `implicit = true`), `classname` = `sockcap.<scenario>.<phase>`
+//!   (dots inside the two names become `_`, so the three levels stay three). Properties
+//!   `actual`, `unit`, `implicit`; a failed one has `<failure message="expected …, actual …">`.
+//! - An interrupted run gets one more test case in the last phase's suite,
+//!   `run completed`, with an `<error type="interrupted">`: the phases after it did not run.
+//!
+//! The XML is written by hand: a handful of elements whose text and attributes are all
+//! escaped by [`escape`], which also drops characters XML 1.0 cannot carry.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use probe::StateCounts;
+
+use super::write::{self, WriteError};
+use super::{ExpectationResult, Outcome, PhaseReport, RunReport};
+use crate::report::text::fmt_us;
+
+/// Write the JUnit XML of `report` to `path`, atomically.
+pub fn write(report: &RunReport, path: &Path) -> Result<(), WriteError> {
+    let xml = render(report);
+    write::atomically(path, |out| out.write_all(xml.as_bytes()))
+}
+
+/// The JUnit XML document for a report.
+pub fn render(report: &RunReport) -> String {
+    let interrupted = report.outcome == Outcome::Interrupted;
+    let tests: usize = report.phases.iter().map(|p| p.expectations.len()).sum::<usize>() + usize::from(interrupted);
+    let failures = report.failures().count();
+    let errors = usize::from(interrupted);
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" \
+         time=\"{}\" timestamp=\"{}\">",
+        escape(&format!("sockcap: {}", report.scenario.name)),
+        seconds(report.duration_ms),
+        escape(&report.started_at),
+    );
+    let last = report.phases.len().saturating_sub(1);
+    for (i, phase) in report.phases.iter().enumerate() {
+        testsuite(&mut out, report, phase, i == last, interrupted && i == last);
+    }
+    if report.phases.is_empty() && interrupted {
+        // Nothing ran at all: still say so, in a suite of its own.
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"run\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0.000\" timestamp=\"{}\">",
+            escape(&report.started_at)
+        );
+        interrupted_case(&mut out, &classname(&report.scenario.name, "run"), "before the first phase");
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bool, interrupted_here: bool) {
+    let tests = phase.expectations.len() + usize::from(interrupted_here);
+    let failures = phase.expectations.iter().filter(|e| !e.passed).count();
+    let errors = usize::from(interrupted_here);
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" \
+         time=\"{}\" timestamp=\"{}\">",
+        escape(&phase.name),
+        seconds(phase.duration_ms),
+        escape(&phase_timestamp(&report.started_at, phase.started_ms)),
+    );
+    out.push_str("    <properties>\n");
+    let error_total: u64 = phase.errors.values().sum();
+    let mut props: Vec<(String, String)> = vec![
+        ("sockcap.version".into(), report.sockcap_version.clone()),
+        ("scenario".into(), report.scenario.name.clone()),
+        ("scenario.file".into(), report.scenario.file.clone()),
+        ("target".into(), report.scenario.target.clone()),
+        ("protocol".into(), report.scenario.protocol.clone()),
+        ("phase.kind".into(), phase.kind.clone()),
+        ("planned".into(), phase.planned.to_string()),
+        ("succeeded".into(), phase.succeeded.to_string()),
+        ("achieved_rate_per_s".into(), phase.achieved_rate_per_s.to_string()),
+        ("open_at_end".into(), phase.open_at_end.to_string()),
+        ("drops".into(), phase.drops.to_string()),
+        ("errors".into(), error_total.to_string()),
+    ];
+    props.extend(phase.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (format!("errors.{k}"), n.to_string())));
+    props.extend(census_props("census.client", &phase.census.client));
+    if let Some(server) = &phase.census.server {
+        props.extend(census_props("census.server", server));
+    }
+    for (name, value) in &props {
+        property(out, "      ", name, value);
+    }
+    out.push_str("    </properties>\n");
+    let class = classname(&report.scenario.name, &phase.name);
+    for e in &phase.expectations {
+        testcase(out, &class, &phase.name, e);
+    }
+    if interrupted_here {
+        interrupted_case(out, &class, &format!("during phase `{}`", phase.name));
+    }
+    let _ = writeln!(out, "    <system-out>{}</system-out>", escape(&summary_line(phase)));
+    if last && !report.notes.is_empty() {
+        // Run-level findings, once, with the last phase.
+        let notes: Vec<String> = report.notes.iter().map(|n| format!("note: {n}")).collect();
+        let _ = writeln!(out, "    <system-err>{}</system-err>", escape(&notes.join("\n")));
+    }
+    out.push_str("  </testsuite>\n");
+}
+
+fn testcase(out: &mut String, class: &str, phase: &str, e: &ExpectationResult) {
+    let name = if e.implicit { format!("{} (default)", e.expr) } else { e.expr.clone() };
+    let _ = writeln!(out, "    <testcase name=\"{}\" classname=\"{}\" time=\"0\">", escape(&name), escape(class));
+    out.push_str("      <properties>\n");
+    property(out, "        ", "actual", &e.actual.map_or_else(|| "null".to_string(), |v| v.to_string()));
+    property(out, "        ", "unit", &e.unit);
+    property(out, "        ", "implicit", if e.implicit { "true" } else { "false" });
+    out.push_str("      </properties>\n");
+    if !e.passed {
+        let actual = actual_text(e);
+        let message = format!("expected {}, actual {actual}", e.expr);
+        let _ = writeln!(
+            out,
+            "      <failure message=\"{}\" type=\"expectation\">phase {phase}: expected {}, measured {actual}{}</failure>",
+            escape(&message),
+            escape(&e.expr),
+            if e.implicit { " (an expectation sockcap adds to phases that name no `errors` expectation)" } else { "" }
+        );
+    }
+    out.push_str("    </testcase>\n");
+}
+
+fn interrupted_case(out: &mut String, class: &str, when: &str) {
+    let _ = writeln!(out, "    <testcase name=\"run completed\" classname=\"{}\" time=\"0\">", escape(class));
+    let message = format!("the run was interrupted {when}; the phases after it did not run");
+    let _ = writeln!(out, "      <error message=\"{}\" type=\"interrupted\"/>", escape(&message));
+    out.push_str("    </testcase>\n");
+}
+
+fn property(out: &mut String, indent: &str, name: &str, value: &str) {
+    let _ = writeln!(out, "{indent}<property name=\"{}\" value=\"{}\"/>", escape(name), escape(value));
+}
+
+fn census_props<'a>(prefix: &'a str, counts: &'a StateCounts) -> impl Iterator<Item = (String, String)> + 'a {
+    counts.iter().filter(|(_, n)| *n > 0).map(move |(s, n)| (format!("{prefix}.{}", s.key()), n.to_string()))
+}
+
+/// `sockcap.<scenario>.<phase>`, with dots inside the names replaced so that
+/// reporters that split on dots see exactly three levels.
+fn classname(scenario: &str, phase: &str) -> String {
+    format!("sockcap.{}.{}", scenario.replace('.', "_"), phase.replace('.', "_"))
+}
+
+/// The measured value as a person reads it: `15.15ms`, `2455.0/s`, `5000`.
+fn actual_text(e: &ExpectationResult) -> String {
+    match e.actual {
+        None => "not measured".to_string(),
+        Some(v) if e.unit == "us" => fmt_us(v as u64),
+        Some(v) if e.unit == "per_s" => format!("{v:.1}/s"),
+        Some(v) => format!("{v}"),
+    }
+}
+
+fn summary_line(p: &PhaseReport) -> String {
+    let errors: u64 = p.errors.values().sum();
+    let census: Vec<String> =
+        p.census.client.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{} {n}", s.key())).collect();
+    let census = if census.is_empty() { "no sockets".to_string() } else { census.join(", ") };
+    format!(
+        "phase {} ({}) {:.2}s: {}/{} succeeded, {:.1}/s; errors {errors}; drops {}; client census: {census}",
+        p.name,
+        p.kind,
+        p.duration_ms as f64 / 1000.0,
+        p.succeeded,
+        p.planned,
+        p.achieved_rate_per_s,
+        p.drops
+    )
+}
+
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// The phase's start as RFC 3339: the run's start plus the phase's offset
+/// (the run's start as written when it cannot be parsed).
+fn phase_timestamp(run_started: &str, offset_ms: u64) -> String {
+    match humantime::parse_rfc3339(run_started) {
+        Ok(t) => humantime::format_rfc3339_millis(t + std::time::Duration::from_millis(offset_ms)).to_string(),
+        Err(_) => run_started.to_string(),
+    }
+}
+
+/// Escape text for XML content and attribute values (both quote kinds included), and
+/// replace the characters XML 1.0 does not allow at all (most C0 controls) by U+FFFD.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Kept, but as references so attribute-value normalisation does not turn them into spaces.
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::test_support::sample_report;
+
+    #[test]
+    fn escapes_markup_and_drops_invalid_characters() {
+        assert_eq!(escape(r#"a < b & "c" > 'd'"#), "a &lt; b &amp; &quot;c&quot; &gt; &apos;d&apos;");
+        assert_eq!(escape("x\u{1}y\nz"), "x\u{FFFD}y&#10;z");
+        assert_eq!(escape("µs ✓"), "µs ✓");
+    }
+
+    #[test]
+    fn one_suite_per_phase_and_failures_named() {
+        let mut report = sample_report();
+        report.phases[0].expectations[0].passed = false;
+        report.phases[0].expectations[0].actual = Some(4990.0);
+        let xml = render(&report);
+        assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"sockcap: a.b &lt;test&gt;\" tests=\"3\" failures=\"1\" errors=\"0\""), "{xml}");
+        assert_eq!(xml.matches("<testsuite ").count(), 2);
+        assert!(xml.contains("<testsuite name=\"ramp\" tests=\"2\" failures=\"1\""), "{xml}");
+        assert!(xml.contains("classname=\"sockcap.a_b &lt;test&gt;.ramp\""), "{xml}");
+        assert!(
+            xml.contains("<failure message=\"expected established &gt;= 5000, actual 4990\" type=\"expectation\">"),
+            "{xml}"
+        );
+        assert!(xml.contains("name=\"errors == 0 (default)\""), "{xml}");
+        assert!(xml.contains("<property name=\"implicit\" value=\"true\"/>"), "{xml}");
+        assert!(xml.contains("<property name=\"actual\" value=\"850\"/>"), "{xml}");
+        assert!(!xml.contains("<error"), "{xml}");
+        assert!(xml.contains("timestamp=\"2026-01-02T03:04:06.500Z\""), "the second phase starts 1.5 s in: {xml}");
+    }
+
+    #[test]
+    fn an_interrupted_run_has_an_error_case() {
+        let mut report = sample_report();
+        report.outcome = Outcome::Interrupted;
+        report.phases.truncate(1);
+        let xml = render(&report);
+        assert!(xml.contains("tests=\"3\" failures=\"0\" errors=\"1\""), "{xml}");
+        assert!(xml.contains("<testcase name=\"run completed\""), "{xml}");
+        assert!(xml.contains("<error message=\"the run was interrupted during phase `ramp`"), "{xml}");
+    }
+}
