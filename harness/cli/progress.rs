@@ -39,27 +39,29 @@ async fn render_bar(mut rx: watch::Receiver<Progress>) {
             start_phase(&bar, &p);
         }
         let r = rate.update(&p);
+        // Message first: the position update is what redraws (rate-limited by indicatif).
+        bar.set_message(status(&p, r));
         if counted(&p) {
             bar.set_length(p.planned);
             bar.set_position(p.succeeded + p.failed);
         } else {
             bar.tick();
         }
-        bar.set_message(status(&p, r));
     }
     bar.finish_and_clear();
 }
 
 fn start_phase(bar: &ProgressBar, p: &Progress) {
     let template = if counted(p) {
-        "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {msg}"
+        "{prefix:.bold} [{bar:30.cyan/blue}] {pos}/{len} {wide_msg}"
     } else {
-        "{prefix:.bold} {spinner:.cyan} {msg}"
+        "{prefix:.bold} {spinner:.cyan} {wide_msg}"
     };
     let style = ProgressStyle::with_template(template).expect("static progress templates are valid");
     bar.set_style(style.progress_chars("=> "));
     bar.set_prefix(format!("[{}/{}] {} ({})", p.phase_index + 1, p.phase_count, p.phase_name, p.kind));
     bar.reset();
+    bar.set_length(p.planned);
 }
 
 async fn render_plain(mut rx: watch::Receiver<Progress>) {

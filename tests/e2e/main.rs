@@ -4,6 +4,8 @@
 
 mod close_modes;
 mod faults;
+mod html_report;
 mod probe_cmd;
 mod scenarios;
+mod state_lab;
 mod support;
