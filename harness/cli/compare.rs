@@ -180,13 +180,14 @@ fn amount(unit: &str, v: f64) -> String {
 fn change(f: &Figure) -> String {
     match f.change() {
         None => String::new(),
-        Some(c) if c == 0.0 => "0".to_string(),
+        Some(0.0) => "0".to_string(),
         Some(c) => format!("{}{}", if c > 0.0 { "+" } else { "-" }, amount(f.unit, c)),
     }
 }
 
 fn percent(f: &Figure) -> String {
     match (f.relative_change(), f.change()) {
+        (_, Some(0.0)) => "0%".to_string(),
         (Some(r), _) => format!("{:+.1}%", r * 100.0),
         (None, Some(c)) if c != 0.0 => "new".to_string(),
         _ => String::new(),

@@ -34,13 +34,13 @@ async fn render_bar(mut rx: watch::Receiver<Progress>) {
     let mut rate = RateMeter::default();
     while rx.changed().await.is_ok() {
         let p = rx.borrow_and_update().clone();
+        let r = rate.update(&p);
+        // Message first: the position update is what redraws (rate-limited by indicatif).
+        bar.set_message(status(&p, r));
         if phase != Some(p.phase_index) {
             phase = Some(p.phase_index);
             start_phase(&bar, &p);
         }
-        let r = rate.update(&p);
-        // Message first: the position update is what redraws (rate-limited by indicatif).
-        bar.set_message(status(&p, r));
         if counted(&p) {
             bar.set_length(p.planned);
             bar.set_position(p.succeeded + p.failed);
@@ -59,9 +59,10 @@ fn start_phase(bar: &ProgressBar, p: &Progress) {
     };
     let style = ProgressStyle::with_template(template).expect("static progress templates are valid");
     bar.set_style(style.progress_chars("=> "));
+    bar.set_length(p.planned);
+    bar.set_position(0);
     bar.set_prefix(format!("[{}/{}] {} ({})", p.phase_index + 1, p.phase_count, p.phase_name, p.kind));
     bar.reset();
-    bar.set_length(p.planned);
 }
 
 async fn render_plain(mut rx: watch::Receiver<Progress>) {

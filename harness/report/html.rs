@@ -19,7 +19,7 @@ use probe::{StateCounts, TcpState};
 use serde::Serialize;
 
 use crate::report::text::fmt_us;
-use crate::report::{CensusSample, ExpectationResult, Outcome, PhaseReport, RunReport};
+use crate::report::{CensusSample, Exhaustion, ExpectationResult, Outcome, PhaseReport, RunReport};
 use crate::stats::{Latency, LatencySummary};
 
 /// Schema of the JSON block in the page (the data the charts are drawn from).
@@ -74,11 +74,11 @@ pub fn render(report: &RunReport) -> String {
     limits_section(&mut out, report);
     kernel_section(&mut out, report);
     out.push_str("</main>\n");
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<footer>Written by sockcap {}. Self-contained: the charts are drawn by the script in this file \
          from the JSON block <code>#{DATA_ELEMENT_ID}</code> (<code>{DATA_SCHEMA}</code>); the full \
-         report, with the histograms, is what <code>--json</code> writes.</footer>\n",
+         report, with the histograms, is what <code>--json</code> writes.</footer>",
         Esc(&report.sockcap_version)
     );
     let _ = write!(
@@ -127,6 +127,8 @@ struct PhaseData<'a> {
     latency: Vec<Curve>,
     /// Failures by kind, non-zero kinds only.
     errors: BTreeMap<&'a str, u64>,
+    /// When the ephemeral ports toward the target ran out, as in the report.
+    exhaustion: Option<&'a Exhaustion>,
     expectations: Vec<Verdict<'a>>,
 }
 
@@ -221,6 +223,7 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         rate,
         latency,
         errors: p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (k.as_str(), *n)).collect(),
+        exhaustion: p.exhaustion.as_ref(),
         expectations: p
             .expectations
             .iter()
@@ -426,7 +429,7 @@ fn phase_table(out: &mut String, r: &RunReport) {
         let held = p.expectations.iter().filter(|e| e.passed).count();
         let all = p.expectations.len();
         let class = if held == all { "pass" } else { "fail" };
-        let rate = if p.kind == "connect" || p.kind == "close" {
+        let rate = if matches!(p.kind.as_str(), "connect" | "close" | "churn") {
             format!("{}/s", fmt_rate(p.achieved_rate_per_s))
         } else {
             "–".to_string()

@@ -3,6 +3,9 @@
 //! [`RunReport`] is what [`crate::engine::run`] returns and what `--json` writes
 //! (schema `sockcap.report/1`). Field names carry their units (`_us`, `_ms`, `_per_s`).
 //! Views: [`text`] (the human table on stdout) and [`json`] (the file, written atomically).
+//! [`junit`] writes the expectations as JUnit XML; [`compare`] judges one report against
+//! another (`sockcap compare`); [`write`](mod@write) is the atomic file output they share.
+//! The JSON's shape is `docs/report.schema.json`, kept in step by a test.
 
 pub mod compare;
 pub mod findings;

@@ -6,6 +6,7 @@ mod close_modes;
 mod faults;
 mod html_report;
 mod probe_cmd;
+mod report_formats;
 mod scenarios;
 mod state_lab;
 mod support;

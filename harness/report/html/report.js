@@ -81,7 +81,8 @@
   // ---- the generic chart -------------------------------------------------------
   // cfg: { title, w, h, legend: [{name, color}], bands: [{from, to, label, short, title}],
   //        x: {min, max, ticks: [{v, label}], label, grid}, y: {max, ticks: [{v, label}], label},
-  //        series: [{color, pts: [[x, y] | null], dots: [[x, y, tooltip]], dash}] }
+  //        series: [{color, pts: [[x, y] | null], dots: [[x, y, tooltip]], dash}],
+  //        markers: [{x, label, color, title, dot: [y, tooltip]}] }
   function plot(host, cfg) {
     const fig = html(host, "figure", "chart");
     html(fig, "figcaption", null, cfg.title);
@@ -139,8 +140,42 @@
         for (const p of dots) tooltip(svg(root, "circle", { cx: sx(p[0]), cy: sy(p[1]), r: 2.8, fill: s.color }), p[2]);
       }
     }
+    let lastLabelEnd = -Infinity;
+    for (const m of cfg.markers || []) {
+      const x = sx(m.x);
+      tooltip(svg(root, "line", { class: "marker", x1: x, x2: x, y1: M.t, y2: M.t + ph, stroke: m.color }), m.title);
+      // Labels side by side would overlap: a later one goes one line lower.
+      const y = M.t + 12 + (x < lastLabelEnd ? 14 : 0);
+      const label = svg(root, "text", { class: "marker-label", x: x + 4, y: y, fill: m.color }, m.label);
+      tooltip(label, m.title);
+      lastLabelEnd = x + 4 + m.label.length * 6.2;
+      if (m.dot) {
+        const c = svg(root, "rect", { x: x - 4, y: sy(m.dot[0]) - 4, width: 8, height: 8, fill: m.color, transform: `rotate(45 ${x} ${sy(m.dot[0])})` });
+        tooltip(c, m.dot[1]);
+      }
+    }
     drawn++;
     return root;
+  }
+
+  // Where the ephemeral ports ran out (and came back), for the time-series charts.
+  function exhaustionMarkers(withDots) {
+    const out = [];
+    for (const p of data.phases) {
+      const e = p.exhaustion;
+      if (!e) continue;
+      const at = p.started_ms + e.after_ms;
+      const title = `${p.name}: ports toward the target ran out at ${fmtSec(at)}, after ${fmtCount(e.after_connections)} connections; ` +
+        `${fmtCount(e.time_wait)} client sockets in TIME_WAIT; ${fmtCount(e.failed)} connects failed with EADDRNOTAVAIL`;
+      out.push({ x: at / 1000, label: "ports ran out", color: "#cf222e", title: title,
+        dot: withDots ? [e.time_wait, `TIME_WAIT ${fmtCount(e.time_wait)} when the ports ran out (${fmtSec(at)})`] : null });
+      if (e.recovered_after_ms !== null && e.recovered_after_ms !== undefined) {
+        const back = at + e.recovered_after_ms;
+        out.push({ x: back / 1000, label: "ports back", color: "#1a7f37",
+          title: `${p.name}: a connect succeeded again at ${fmtSec(back)}, ${fmtSec(e.recovered_after_ms)} after the ports ran out` });
+      }
+    }
+    return out;
   }
 
   // ---- time series ---------------------------------------------------------------
@@ -193,6 +228,7 @@
       title: title, w: 1140, h: 330,
       legend: series.map((s) => ({ name: `${s.key.toUpperCase()} (peak ${fmtCount(Math.max(...s.pts.map((q) => q[1])))})`, color: s.color })),
       bands: phaseBands(), x: timeAxis(), y: countAxis(max, "sockets"), series: series,
+      markers: exhaustionMarkers(side === "client"),
     });
   }
 
@@ -200,6 +236,7 @@
     const defs = [
       { kind: "connect", name: "connects/s", color: "#0969da", key: "succeeded_per_s" },
       { kind: "close", name: "closes/s", color: "#8250df", key: "succeeded_per_s" },
+      { kind: "churn", name: "churn cycles/s", color: "#1b7c83", key: "succeeded_per_s" },
       { kind: null, name: "failures/s", color: "#cf222e", key: "failed_per_s" },
     ];
     const series = [];
@@ -228,6 +265,7 @@
       title: "Connect and close rate", w: 560, h: 300,
       legend: series.map((s) => ({ name: s.name, color: s.color })),
       bands: phaseBands(), x: timeAxis(), y: countAxis(max, "per second"), series: series,
+      markers: exhaustionMarkers(false),
     });
   }
 
