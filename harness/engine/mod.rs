@@ -202,18 +202,29 @@ impl<'p> Engine<'p> {
                 self.notes.push(format!("phase `{}`: {e}", phase.name));
             }
         }
+        // The census as the phase begins, taken before its clock starts so that pacing
+        // does not absorb the census's time.
+        let (first, problem) = self.censuses.take().await;
+        self.note_once(problem);
+        let mut samples = vec![CensusSample {
+            t_ms: self.ms_since_start(),
+            client: first.client,
+            server: first.server,
+            succeeded: 0,
+            failed: 0,
+            open: self.open,
+        }];
         let counters_before = KernelCounters::read().unwrap_or_default();
         let start = Instant::now();
         let mut driver = self.driver_for(phase, start);
         let mut exhaustion_census = None;
         let mut collected = Collector::new();
-        let mut samples = Vec::new();
         let every = self.plan.sample_every;
         let mut sampler = interval_at(start + every, every);
         sampler.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut ticker = interval_at(start, PROGRESS_EVERY);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut last_census = None;
+        let mut last_census = Some(first.client);
         let give_up_at = driver.give_up_at();
         while !driver.finished(&collected) {
             let next_due = driver.next_due();

@@ -176,14 +176,22 @@ fn summary_line(p: &PhaseReport) -> String {
     let census: Vec<String> =
         p.census.client.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{} {n}", s.key())).collect();
     let census = if census.is_empty() { "no sockets".to_string() } else { census.join(", ") };
+    let done = match p.kind.as_str() {
+        "connect" => "connected",
+        "close" => "closed",
+        "churn" => "cycles",
+        _ => "",
+    };
+    let work = if done.is_empty() {
+        format!("{} held", p.open_at_end)
+    } else {
+        format!("{}/{} {done}, {:.1}/s", p.succeeded, p.planned, p.achieved_rate_per_s)
+    };
     format!(
-        "phase {} ({}) {:.2}s: {}/{} succeeded, {:.1}/s; errors {errors}; drops {}; client census: {census}",
+        "phase {} ({}) {:.2}s: {work}; errors {errors}; drops {}; client census: {census}",
         p.name,
         p.kind,
         p.duration_ms as f64 / 1000.0,
-        p.succeeded,
-        p.planned,
-        p.achieved_rate_per_s,
         p.drops
     )
 }
@@ -254,6 +262,11 @@ mod tests {
         assert!(xml.contains("<property name=\"actual\" value=\"850\"/>"), "{xml}");
         assert!(!xml.contains("<error"), "{xml}");
         assert!(xml.contains("timestamp=\"2026-01-02T03:04:06.500Z\""), "the second phase starts 1.5 s in: {xml}");
+        assert!(
+            xml.contains("<system-out>phase ramp (connect) 1.50s: 5000/5000 connected, 3333.3/s; errors 0"),
+            "{xml}"
+        );
+        assert!(xml.contains("<system-out>phase hold (hold) 1.50s: 5000 held;"), "{xml}");
     }
 
     #[test]
