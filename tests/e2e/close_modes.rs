@@ -4,15 +4,14 @@
 
 use serde_json::Value;
 
-use crate::support::{assert_exit, census, phase, report, run, ss_states, Mosquitto, TempDir};
+use crate::support::{assert_exit, census, phase, run_scenario, ss_states, Mosquitto};
 
 const CLIENTS: u64 = 5_000;
 
 /// Ramp, hold and close `CLIENTS` clients with `how` against `target`; returns the report.
 fn ramp_hold_close(tag: &str, target: &str, how: &str, after: &str) -> Value {
-    let dir = TempDir::new(tag);
-    let scenario = dir.file(
-        "s.toml",
+    let (out, report) = run_scenario(
+        tag,
         &format!(
             r#"
 name = "close mode {how}"
@@ -32,11 +31,9 @@ close = {{ how = "{how}", rate = 10000, timeout = "10s" }}
 {after}
 "#
         ),
+        &[],
     );
-    let json = dir.path("out.json");
-    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
     assert_exit(&out, 0);
-    let report = report(&json);
     assert_eq!(report["schema"], "sockcap.report/1");
     assert_eq!(report["passed"], true);
     let ramp = phase(&report, "ramp");
@@ -116,9 +113,8 @@ fn half_close_against_mosquitto_ends_in_client_time_wait() {
 /// half-closed: FIN_WAIT_2 on the client, CLOSE_WAIT on the server, and `ss` agrees.
 #[test]
 fn half_close_against_a_holding_target_leaves_fin_wait2_and_close_wait() {
-    let dir = TempDir::new("half-hold");
-    let scenario = dir.file(
-        "s.toml",
+    let (out, report) = run_scenario(
+        "half-hold",
         &format!(
             r#"
 name = "half-close, target holds"
@@ -138,11 +134,9 @@ sleep = "1s"
 expect = {{ fin_wait2 = "== {CLIENTS}", "server.close_wait" = "== {CLIENTS}", established = "== 0" }}
 "#
         ),
+        &[],
     );
-    let json = dir.path("out.json");
-    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
     assert_exit(&out, 0);
-    let report = report(&json);
     let settled = phase(&report, "settle");
     assert_eq!(census(settled, "client", "fin_wait2"), CLIENTS);
     assert_eq!(census(settled, "server", "close_wait"), CLIENTS);

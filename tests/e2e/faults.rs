@@ -2,23 +2,20 @@
 //! the report written: a refused connect, a broker that closes before CONNACK
 //! (as mosquitto does at its descriptor limit), a target that vanishes mid-run.
 
-use crate::support::{assert_exit, free_port, phase, report, run, Mosquitto, TempDir};
+use crate::support::{assert_exit, free_port, phase, run_scenario, Mosquitto};
 
 #[test]
 fn refused_target_is_counted_and_exits_1() {
-    let dir = TempDir::new("refused");
     let port = free_port();
-    let scenario = dir.file(
-        "s.toml",
+    let (out, report) = run_scenario(
+        "refused",
         &format!(
             "name = \"refused\"\ntarget = \"127.0.0.1:{port}\"\nprotocol = \"tcp\"\n\
              [[phase]]\nname = \"ramp\"\nconnect = {{ count = 50, rate = 500 }}\n"
         ),
+        &[],
     );
-    let json = dir.path("out.json");
-    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
     assert_exit(&out, 1);
-    let report = report(&json);
     assert_eq!(report["passed"], false);
     let ramp = phase(&report, "ramp");
     assert_eq!(ramp["errors"]["refused"], 50);
@@ -34,20 +31,17 @@ fn refused_target_is_counted_and_exits_1() {
 #[test]
 fn broker_closing_before_connack_is_its_own_error_kind() {
     let broker = Mosquitto::start("maxconn", "max_connections 20");
-    let dir = TempDir::new("maxconn");
-    let scenario = dir.file(
-        "s.toml",
+    let (out, report) = run_scenario(
+        "maxconn",
         &format!(
             "name = \"over the broker's limit\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n\
              [[phase]]\nname = \"ramp\"\nconnect = {{ count = 30, rate = 300 }}\n\
              expect = {{ established = \"== 20\" }}\n",
             broker.addr()
         ),
+        &[],
     );
-    let json = dir.path("out.json");
-    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
     assert_exit(&out, 1);
-    let report = report(&json);
     let ramp = phase(&report, "ramp");
     let held = ramp["succeeded"].as_u64().unwrap();
     assert!((20..=21).contains(&held), "held {held}");
@@ -64,19 +58,16 @@ fn broker_closing_before_connack_is_its_own_error_kind() {
 #[test]
 fn connack_refusal_is_counted() {
     let broker = Mosquitto::start("noanon", "allow_anonymous false");
-    let dir = TempDir::new("noanon");
-    let scenario = dir.file(
-        "s.toml",
+    let (out, report) = run_scenario(
+        "noanon",
         &format!(
             "name = \"refused session\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n\
              [[phase]]\nname = \"ramp\"\nconnect = {{ count = 40, rate = 400 }}\n",
             broker.addr()
         ),
+        &[],
     );
-    let json = dir.path("out.json");
-    let out = run(&["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
     assert_exit(&out, 1);
-    let report = report(&json);
     let ramp = phase(&report, "ramp");
     assert_eq!(ramp["errors"]["connack_refused"], 40);
     assert_eq!(ramp["succeeded"], 0);

@@ -185,3 +185,16 @@ pub fn phase<'a>(report: &'a Value, name: &str) -> &'a Value {
 pub fn census(phase: &Value, side: &str, state: &str) -> u64 {
     phase["census"][side][state].as_u64().unwrap_or_else(|| panic!("census.{side}.{state} missing in {phase}"))
 }
+
+/// Write `toml` as a scenario file, run it with `--json --quiet` (and `extra` arguments),
+/// and return the process output and the report it wrote.
+pub fn run_scenario(tag: &str, toml: &str, extra: &[&str]) -> (Output, Value) {
+    let dir = TempDir::new(tag);
+    let scenario = dir.file("scenario.toml", toml);
+    let json = dir.path("report.json");
+    let mut args = vec!["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    let report = report(&json);
+    (out, report)
+}
