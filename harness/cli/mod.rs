@@ -130,6 +130,22 @@ pub struct ServeArgs {
     /// FIN_WAIT_2 on the client).
     #[arg(long, value_enum, default_value_t = crate::target::OnEof::Close)]
     pub on_eof: crate::target::OnEof,
+    /// Listen but never accept: once backlog + 1 handshakes fill the accept queue,
+    /// further SYNs are dropped and those clients stay in SYN_SENT.
+    #[arg(long)]
+    pub no_accept: bool,
+    /// Set TCP_DEFER_ACCEPT ("30s", whole seconds rounded up): a client that sends
+    /// nothing stays SYN_RECV here (ESTABLISHED on its side) until the delay ends.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub defer_accept: Option<Duration>,
+    /// Never read from accepted connections (mqtt: once CONNACK is sent), so the
+    /// client's data fills the window; the client's FIN is then never noticed.
+    #[arg(long)]
+    pub no_read: bool,
+    /// That long after accepting a connection, shut down its write side (send FIN
+    /// first) and keep the socket, reading per --no-read and --on-eof.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub shutdown_after: Option<Duration>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -86,6 +86,7 @@ async fn start_embedded(plan: &Plan) -> Result<EmbeddedTarget, Failure> {
         protocol: plan.protocol,
         backlog: plan.embedded.backlog,
         on_eof: plan.embedded.on_eof,
+        ..ServeOptions::default()
     };
     EmbeddedTarget::spawn(opts)
         .await

@@ -6,8 +6,16 @@ use crate::target::{self, ServeOptions};
 
 pub fn serve(args: ServeArgs) -> Result<u8, Failure> {
     limits::raise_nofile().map_err(|e| Failure::environment(anyhow::Error::new(e).context("raising RLIMIT_NOFILE")))?;
-    let opts =
-        ServeOptions { listen: args.listen, protocol: args.protocol, backlog: args.backlog, on_eof: args.on_eof };
+    let opts = ServeOptions {
+        listen: args.listen,
+        protocol: args.protocol,
+        backlog: args.backlog,
+        on_eof: args.on_eof,
+        accept: !args.no_accept,
+        defer_accept: args.defer_accept,
+        read: !args.no_read,
+        shutdown_after: args.shutdown_after,
+    };
     super::runtime()?.block_on(target::run_serve_process(opts)).map_err(Failure::environment)?;
     Ok(exit::PASSED)
 }

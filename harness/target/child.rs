@@ -30,8 +30,8 @@ pub struct EmbeddedTarget {
 }
 
 impl EmbeddedTarget {
-    /// Starts `sockcap serve --listen <listen> --protocol <protocol>` from the
-    /// current executable and waits for its ready line.
+    /// Starts `sockcap serve` with `opts` as flags from the current executable
+    /// and waits for its ready line.
     pub async fn spawn(opts: ServeOptions) -> anyhow::Result<EmbeddedTarget> {
         let exe = std::env::current_exe().context("locating the sockcap executable to start the embedded target")?;
         let mut command = Command::new(exe);
@@ -66,9 +66,10 @@ impl EmbeddedTarget {
     }
 }
 
-/// The arguments of the `sockcap serve` command line.
-fn serve_args(opts: &ServeOptions) -> [String; 9] {
-    [
+/// The arguments of the `sockcap serve` command line. The misbehaviour flags
+/// appear only when they differ from the polite default.
+fn serve_args(opts: &ServeOptions) -> Vec<String> {
+    let mut args: Vec<String> = vec![
         "serve".into(),
         "--listen".into(),
         opts.listen.to_string(),
@@ -78,7 +79,20 @@ fn serve_args(opts: &ServeOptions) -> [String; 9] {
         opts.backlog.to_string(),
         "--on-eof".into(),
         opts.on_eof.to_string(),
-    ]
+    ];
+    if !opts.accept {
+        args.push("--no-accept".into());
+    }
+    if let Some(delay) = opts.defer_accept {
+        args.extend(["--defer-accept".into(), humantime::format_duration(delay).to_string()]);
+    }
+    if !opts.read {
+        args.push("--no-read".into());
+    }
+    if let Some(delay) = opts.shutdown_after {
+        args.extend(["--shutdown-after".into(), humantime::format_duration(delay).to_string()]);
+    }
+    args
 }
 
 /// Spawns `command` and waits up to `ready_timeout` for a ready line on its
@@ -189,12 +203,36 @@ mod tests {
             protocol: crate::protocol::Protocol::Mqtt,
             backlog: 128,
             on_eof: super::super::OnEof::Hold,
+            ..ServeOptions::default()
         };
         let args = serve_args(&opts);
         assert_eq!(
             args,
             ["serve", "--listen", "127.0.0.1:0", "--protocol", "mqtt", "--backlog", "128", "--on-eof", "hold"]
         );
+    }
+
+    #[test]
+    fn passes_the_misbehaviour_flags_on() {
+        let opts = ServeOptions {
+            protocol: crate::protocol::Protocol::Tcp,
+            backlog: 1,
+            accept: false,
+            defer_accept: Some(Duration::from_secs(30)),
+            read: false,
+            shutdown_after: Some(Duration::from_millis(1500)),
+            ..ServeOptions::default()
+        };
+        let args = serve_args(&opts);
+        assert_eq!(args[9..], ["--no-accept", "--defer-accept", "30s", "--no-read", "--shutdown-after", "1s 500ms"]);
+        // What the child parses is what the parent meant.
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(std::iter::once("sockcap".to_string()).chain(args)).unwrap();
+        let crate::cli::Command::Serve(parsed) = cli.command else { panic!("not a serve command") };
+        assert!(parsed.no_accept && parsed.no_read);
+        assert_eq!(parsed.defer_accept, opts.defer_accept);
+        assert_eq!(parsed.shutdown_after, opts.shutdown_after);
+        assert_eq!(parsed.backlog, 1);
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! One connection of the embedded target: its lifecycle ([`Phase`]) and the
-//! protocol it speaks.
+//! One connection of the embedded target: its lifecycle ([`Phase`], [`Input`])
+//! and the protocol it speaks.
 //!
 //! - `tcp`: hold the connection, discard what arrives, close on the peer's FIN.
 //! - `mqtt`: answer CONNECT with CONNACK 0 (1 for a protocol level other than
@@ -8,25 +8,38 @@
 //!   DISCONNECT leaves TIME_WAIT on the server side, as real brokers do.
 //!   Other packet types are skipped; keep-alive is not enforced.
 //!
+//! Two misbehaviours serve the TCP state recipes ([`ServeOptions`]):
+//! - `read: false`: stop reading (`tcp`: at once; `mqtt`: once CONNACK is
+//!   sent), so the client's data fills the receive window. The task then waits
+//!   only for shutdown and its timer; it never polls the socket again.
+//! - `shutdown_after`: a timer, armed at accept, that shuts down the write side
+//!   (FIN first) and keeps the socket.
+//!
 //! Memory: an idle connection owns its socket, its state and two empty `Vec`s,
-//! nothing else. It waits on readiness, then reads into a stack buffer inside a
-//! synchronous step that no `.await` crosses, so no read buffer lives in the
-//! task. Bytes are kept only while a packet is split across reads, and replies
-//! only while the socket's send buffer is full.
+//! nothing else (plus a boxed timer with `shutdown_after`). It waits on
+//! readiness, then reads into a stack buffer inside a synchronous step that no
+//! `.await` crosses, so no read buffer lives in the task. Bytes are kept only
+//! while a packet is split across reads, and replies only while the socket's
+//! send buffer is full.
 
 use std::future::Future;
 use std::io;
+use std::net::Shutdown;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 
+use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::mqtt::{self, Packet};
 use crate::protocol::Protocol;
 
-use super::OnEof;
+use super::{OnEof, ServeOptions};
 
 /// Bytes read per readiness event.
 const READ_CHUNK: usize = 2048;
@@ -36,17 +49,21 @@ const REPLY_STACK: usize = 64;
 
 /// Serves one accepted connection until the protocol closes it, the peer goes
 /// away, or `shutdown` is cancelled. Returning drops (closes) the socket.
+/// Uses `opts.protocol`, `on_eof`, `read` and `shutdown_after`; call it in the
+/// runtime, at accept: the `shutdown_after` delay starts here.
 ///
 /// An `async` block rather than an `async fn`: a block uses its captures in
 /// place, where an `async fn` would store each argument twice.
 pub(super) fn run(
     stream: TcpStream,
-    protocol: Protocol,
-    on_eof: OnEof,
+    opts: &ServeOptions,
     shutdown: CancellationToken,
     connects: Arc<AtomicU64>,
 ) -> impl Future<Output = ()> + Send {
-    let mut conn = Connection::new(protocol, connects);
+    let mut conn = Connection::new(opts.protocol, opts.read, connects);
+    let on_eof = opts.on_eof;
+    // Boxed, and only when asked for: a timer is larger than the rest of the task.
+    let mut half_close = opts.shutdown_after.map(|delay| Box::pin(tokio::time::sleep(delay)));
     async move {
         // Replies must not wait for an ACK (Nagle): they are what clients time.
         // Best effort: a socket that refuses the option fails its next read anyway.
@@ -55,27 +72,54 @@ pub(super) fn run(
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
-            // One await point for both directions keeps the task small. While
-            // replies are pending nothing more is read: backpressure.
-            let interest = if conn.unsent.is_empty() { Interest::READABLE } else { Interest::WRITABLE };
-            let ready = tokio::select! {
+            // One await point for everything keeps the task small. While replies
+            // are pending nothing more is read: backpressure. A connection that
+            // no longer reads leaves the socket alone (it would stay readable).
+            let interest = conn.interest();
+            let event = tokio::select! {
+                biased;
                 () = &mut cancelled => return,
-                ready = stream.ready(interest) => ready,
+                () = elapsed(&mut half_close) => Event::HalfClose,
+                ready = stream.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
+                    Event::Ready(ready.is_ok())
+                }
             };
-            let step = match ready {
-                Err(_) => Step::Close,
-                Ok(_) if interest == Interest::READABLE => conn.on_readable(&stream),
-                Ok(_) => conn.flush(&stream),
+            let step = match event {
+                Event::HalfClose => {
+                    half_close = None;
+                    conn.half_close(&stream)
+                }
+                Event::Ready(false) => Step::Close,
+                Event::Ready(true) if interest == Some(Interest::WRITABLE) => conn.flush(&stream),
+                Event::Ready(true) => conn.on_readable(&stream),
             };
             match step {
                 Step::Continue => {}
                 Step::Close => return,
-                // The socket stays readable at EOF: wait only for shutdown.
-                Step::Eof if on_eof == OnEof::Hold => return (&mut cancelled).await,
+                // Stop reading; wait for shutdown (and the timer, if armed).
+                Step::Eof if on_eof == OnEof::Hold => conn.input = Input::Eof,
                 Step::Eof => return,
             }
         }
     }
+}
+
+/// What woke a connection up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// The `shutdown_after` timer fired.
+    HalfClose,
+    /// The socket is ready for the awaited direction (`false`: it failed).
+    Ready(bool),
+}
+
+/// Completes when the timer does; never without one. A `poll_fn` holds only
+/// the borrow, where an `async fn` would also hold its own state.
+fn elapsed(timer: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| match timer {
+        Some(sleep) => sleep.as_mut().poll(cx),
+        None => Poll::Pending,
+    })
 }
 
 /// Where a connection is in its lifecycle.
@@ -87,6 +131,17 @@ enum Phase {
     AwaitConnect,
     /// `mqtt`: CONNACK 0 sent; answering PINGREQs until DISCONNECT.
     Connected,
+}
+
+/// Whether a connection still reads what its peer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Reading (for `mqtt` with `read: false`: until CONNACK is sent).
+    Open,
+    /// Never reading (again): the peer's data fills the receive window.
+    Ignored,
+    /// The peer's FIN arrived and the connection holds its end.
+    Eof,
 }
 
 /// What the connection does after a step.
@@ -103,6 +158,9 @@ enum Step {
 #[derive(Debug)]
 struct Connection {
     phase: Phase,
+    input: Input,
+    /// Whether to keep reading once the protocol handshake is done (`read`).
+    keep_reading: bool,
     /// The start of a packet split across reads; empty and unallocated otherwise.
     partial: Vec<u8>,
     /// Replies the socket has not taken yet; empty and unallocated otherwise.
@@ -112,12 +170,52 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(protocol: Protocol, connects: Arc<AtomicU64>) -> Self {
+    fn new(protocol: Protocol, read: bool, connects: Arc<AtomicU64>) -> Self {
         let phase = match protocol {
             Protocol::Tcp => Phase::Raw,
             Protocol::Mqtt => Phase::AwaitConnect,
         };
-        Connection { phase, partial: Vec::new(), unsent: Vec::new(), connects }
+        let mut conn = Connection {
+            phase,
+            input: Input::Open,
+            keep_reading: read,
+            partial: Vec::new(),
+            unsent: Vec::new(),
+            connects,
+        };
+        conn.stop_reading_if_done();
+        conn
+    }
+
+    /// What to wait for on the socket: writability while replies are pending,
+    /// else readability while reading, else nothing.
+    fn interest(&self) -> Option<Interest> {
+        if !self.unsent.is_empty() {
+            Some(Interest::WRITABLE)
+        } else if self.input == Input::Open {
+            Some(Interest::READABLE)
+        } else {
+            None
+        }
+    }
+
+    /// With `read: false`, stops reading once the handshake (if any) is done.
+    fn stop_reading_if_done(&mut self) {
+        if !self.keep_reading && self.input == Input::Open && self.phase != Phase::AwaitConnect {
+            self.input = Input::Ignored;
+            // Bytes pipelined after CONNECT will never be parsed.
+            self.partial = Vec::new();
+        }
+    }
+
+    /// Shuts the write side down (our FIN goes out after what the socket already
+    /// holds) and drops replies it has not taken: they could not be sent anymore.
+    fn half_close(&mut self, stream: &TcpStream) -> Step {
+        self.unsent = Vec::new();
+        match SockRef::from(stream).shutdown(Shutdown::Write) {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Close,
+        }
     }
 
     /// Reads what the socket has, once, and answers it.
@@ -128,6 +226,7 @@ impl Connection {
             Ok(n) => {
                 let mut replies = Replies::new();
                 let step = self.on_bytes(&chunk[..n], &mut replies);
+                self.stop_reading_if_done();
                 match self.send(stream, replies.as_slice()) {
                     Step::Continue => step,
                     Step::Close | Step::Eof => Step::Close,
@@ -314,14 +413,12 @@ mod tests {
 
     impl Server {
         async fn start(protocol: Protocol) -> Server {
+            Server::start_with(ServeOptions { protocol, backlog: 64, ..ServeOptions::default() }).await
+        }
+
+        async fn start_with(opts: ServeOptions) -> Server {
             let shutdown = CancellationToken::new();
             let (ready_tx, ready_rx) = oneshot::channel();
-            let opts = ServeOptions {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                protocol,
-                backlog: 64,
-                on_eof: super::super::OnEof::Close,
-            };
             let task = tokio::spawn(serve(opts, shutdown.clone(), move |addr| {
                 ready_tx.send(addr).unwrap();
             }));
@@ -513,10 +610,93 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn mqtt_no_read_answers_connect_then_stops_reading() {
+        let opts = ServeOptions { read: false, backlog: 64, ..ServeOptions::default() };
+        let server = Server::start_with(opts).await;
+        let mut client = server.connect().await;
+        client.write_all(&connect_packet("c-4")).await.unwrap();
+        assert_eq!(read_exact::<4>(&mut client).await, mqtt::connack(false, 0));
+        client.write_all(&mqtt::PINGREQ).await.unwrap();
+        assert_still_open(&mut client).await;
+        // Not even the peer's FIN is noticed.
+        client.shutdown().await.unwrap();
+        assert_still_open(&mut client).await;
+        assert_eq!(server.stop().await.connects, 1);
+    }
+
+    #[tokio::test]
+    async fn mqtt_shutdown_after_sends_fin_after_connack() {
+        let opts =
+            ServeOptions { shutdown_after: Some(Duration::from_millis(50)), backlog: 64, ..ServeOptions::default() };
+        let server = Server::start_with(opts).await;
+        let mut client = server.connect().await;
+        client.write_all(&connect_packet("c-5")).await.unwrap();
+        assert_eq!(read_exact::<4>(&mut client).await, mqtt::connack(false, 0));
+        assert_closed_by_server(&mut client).await;
+        assert_eq!(server.stop().await.connects, 1);
+    }
+
+    /// A waker that counts its wake-ups.
+    struct CountingWaker(AtomicU64);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Polls `future` once on a blocking thread, so that a poll that never
+    /// returns (a spin) fails the test instead of hanging it.
+    async fn poll_once<F>(mut future: F, waker: &std::task::Waker) -> (F, Poll<F::Output>)
+    where
+        F: Future + Unpin + Send + 'static,
+        F::Output: Send,
+    {
+        let waker = waker.clone();
+        let poll = tokio::task::spawn_blocking(move || {
+            let poll = Pin::new(&mut future).poll(&mut std::task::Context::from_waker(&waker));
+            (future, poll)
+        });
+        tokio::time::timeout(PATIENCE, poll).await.expect("a poll returns instead of spinning").unwrap()
+    }
+
+    /// Without reading, arriving data must not wake the connection: the socket
+    /// would stay readable and the task spin.
+    #[tokio::test]
+    async fn tcp_no_read_is_not_woken_by_data() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let opts = ServeOptions { protocol: Protocol::Tcp, read: false, ..ServeOptions::default() };
+        let shutdown = CancellationToken::new();
+        let session = Box::pin(run(stream, &opts, shutdown.clone(), Arc::new(AtomicU64::new(0))));
+        let wakes = Arc::new(CountingWaker(AtomicU64::new(0)));
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let (session, poll) = poll_once(session, &waker).await;
+        assert!(poll.is_pending());
+
+        // Until the window closes: the server's receive buffer is full.
+        let sent = crate::target::recipes::fill(&client).await;
+        assert!(sent > 65536, "{sent} bytes");
+        // Asserting that nothing happens needs a pause: long enough for this
+        // runtime to turn its I/O driver, which would deliver the readiness.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 0, "woken by data it will not read");
+
+        shutdown.cancel();
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1, "woken by shutdown");
+        assert!(poll_once(session, &waker).await.1.is_ready());
+    }
+
     #[test]
     fn reassembles_a_connect_split_byte_by_byte() {
         let connects = Arc::new(AtomicU64::new(0));
-        let mut conn = Connection::new(Protocol::Mqtt, Arc::clone(&connects));
+        let mut conn = Connection::new(Protocol::Mqtt, true, Arc::clone(&connects));
         let packet = connect_packet("split-client");
         for (i, byte) in packet.iter().enumerate() {
             let mut replies = Replies::new();
@@ -548,10 +728,12 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (stream, _) = listener.accept().await.unwrap();
-        let future = run(stream, Protocol::Mqtt, OnEof::Close, CancellationToken::new(), Arc::new(AtomicU64::new(0)));
+        let opts = ServeOptions { shutdown_after: Some(Duration::from_secs(1)), ..ServeOptions::default() };
+        let future = run(stream, &opts, CancellationToken::new(), Arc::new(AtomicU64::new(0)));
         let size = std::mem::size_of_val(&future);
-        // 368 bytes with tokio 1.54: socket 40, state 64, cancellation 72,
-        // readiness 152. A read buffer in the future would be 2 KiB more.
+        // 392 bytes with tokio 1.54: socket 40, state 64, cancellation 72,
+        // readiness 152, the boxed `shutdown_after` timer and its poll 16.
+        // A read buffer in the future would be 2 KiB more.
         assert!(size <= 400, "connection future is {size} bytes");
     }
 }

@@ -13,13 +13,24 @@
 //!
 //! The ready line is the contract between the two processes: [`ready_line`]
 //! writes it, [`parse_ready_line`] reads it.
+//!
+//! Besides serving politely, the target can misbehave on purpose so that a
+//! scenario can put sockets in every TCP state ([`ServeOptions`]): never accept
+//! (a full accept queue: clients stay in SYN_SENT), defer the accept
+//! (TCP_DEFER_ACCEPT: SYN_RECV here while the client is ESTABLISHED), never read
+//! (the client's data fills the window and its FIN queues behind it:
+//! FIN_WAIT_1, CLOSING, LAST_ACK), and send its FIN first after a delay
+//! (TIME_WAIT here, CLOSE_WAIT on the client).
 
 mod child;
 mod connection;
+#[cfg(test)]
+mod recipes;
 mod server;
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -35,7 +46,11 @@ pub use server::serve;
 /// `net.core.somaxconn`.
 pub const DEFAULT_BACKLOG: u32 = 65_535;
 
-/// What the embedded target listens on and speaks.
+/// What the embedded target listens on, speaks, and how it treats connections.
+///
+/// [`ServeOptions::default`] is a polite MQTT server on a free loopback port;
+/// the fields after `on_eof` make it misbehave on purpose, each default being
+/// the polite behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServeOptions {
     /// Address to bind; port 0 picks a free port, reported by the ready line.
@@ -43,10 +58,49 @@ pub struct ServeOptions {
     /// Protocol spoken on every accepted connection.
     pub protocol: Protocol,
     /// Listen backlog (accept queue length), clamped by the kernel to
-    /// `net.core.somaxconn`.
+    /// `net.core.somaxconn`. The queue is full once it holds `backlog + 1`
+    /// connections.
     pub backlog: u32,
-    /// What a connection does when the client's FIN arrives.
+    /// What a connection does when the client's FIN arrives (only noticed while
+    /// it reads: see `read`).
     pub on_eof: OnEof,
+    /// Accept connections (`--no-accept`: false). When false the target listens
+    /// and never calls accept(): `backlog + 1` handshakes complete into the
+    /// accept queue, then the kernel drops further SYNs and those clients stay
+    /// in SYN_SENT, retrying. The options below then have nothing to act on.
+    pub accept: bool,
+    /// TCP_DEFER_ACCEPT on the listener (`--defer-accept`; whole seconds,
+    /// rounded up; zero turns it off): a client that completes the handshake
+    /// and sends nothing stays a SYN_RECV request socket here, ESTABLISHED on
+    /// its side, until it sends data or the delay ends.
+    pub defer_accept: Option<Duration>,
+    /// Read from accepted connections (`--no-read`: false). When false the
+    /// target never reads (for `mqtt`: once it has sent CONNACK), so the
+    /// client's data fills the receive window and a client FIN queues behind
+    /// its unsent data; the peer's FIN is then never noticed, and `on_eof`
+    /// never applies.
+    pub read: bool,
+    /// That long after accepting a connection, shut down its write side
+    /// (`--shutdown-after`): the target sends FIN first, keeps the socket, and
+    /// goes on reading (or not, per `read`). Pending MQTT replies are dropped,
+    /// and a later reply closes the connection.
+    pub shutdown_after: Option<Duration>,
+}
+
+impl Default for ServeOptions {
+    /// A polite MQTT target on a free port of 127.0.0.1.
+    fn default() -> Self {
+        ServeOptions {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            protocol: Protocol::Mqtt,
+            backlog: DEFAULT_BACKLOG,
+            on_eof: OnEof::Close,
+            accept: true,
+            defer_accept: None,
+            read: true,
+            shutdown_after: None,
+        }
+    }
 }
 
 /// What the embedded target does when a client half-closes (its FIN arrives).

@@ -1,8 +1,10 @@
-//! The embedded target's listener: binding, the accept loop with its backoff on
-//! exhausted resources, and the shutdown that drops every connection.
+//! The embedded target's listener: binding (with TCP_DEFER_ACCEPT when asked),
+//! the accept loop with its backoff on exhausted resources, the listener that
+//! never accepts, and the shutdown that drops every connection.
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +32,17 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<ServeSummary> {
-    let listener =
-        bind(opts.listen, opts.backlog).with_context(|| format!("listening on {} for `sockcap serve`", opts.listen))?;
+    let listener = bind(opts.listen, opts.backlog, opts.defer_accept)
+        .with_context(|| format!("listening on {} for `sockcap serve`", opts.listen))?;
     let local = listener.local_addr().context("reading the address the embedded target is bound to")?;
     on_ready(local);
+
+    if !opts.accept {
+        // Completed handshakes stay in the accept queue until it is full; then
+        // the kernel drops SYNs. Closing the listener resets the queued ones.
+        shutdown.cancelled().await;
+        return Ok(ServeSummary::default());
+    }
 
     let tracker = TaskTracker::new();
     let connects = Arc::new(AtomicU64::new(0));
@@ -47,8 +56,7 @@ pub async fn serve(
         match accepted {
             Ok((stream, _peer)) => {
                 summary.accepted += 1;
-                let session =
-                    connection::run(stream, opts.protocol, opts.on_eof, shutdown.clone(), Arc::clone(&connects));
+                let session = connection::run(stream, &opts, shutdown.clone(), Arc::clone(&connects));
                 tracker.spawn(session);
             }
             Err(e) => {
@@ -71,18 +79,48 @@ pub async fn serve(
 }
 
 /// A listening socket with SO_REUSEADDR (rebinding over TIME_WAIT) and
-/// SO_REUSEPORT (several `serve` processes sharing one port).
-fn bind(addr: SocketAddr, backlog: u32) -> anyhow::Result<TcpListener> {
+/// SO_REUSEPORT (several `serve` processes sharing one port), and
+/// TCP_DEFER_ACCEPT if `defer_accept` is given.
+fn bind(addr: SocketAddr, backlog: u32, defer_accept: Option<Duration>) -> anyhow::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(socket2::Protocol::TCP))
         .context("creating the socket")?;
     socket.set_reuse_address(true).context("setting SO_REUSEADDR")?;
     socket.set_reuse_port(true).context("setting SO_REUSEPORT")?;
+    if let Some(delay) = defer_accept {
+        set_defer_accept(&socket, delay).context("setting TCP_DEFER_ACCEPT")?;
+    }
     socket.set_nonblocking(true).context("making the socket non-blocking")?;
     socket.bind(&addr.into()).context("binding")?;
     // The kernel clamps the backlog to net.core.somaxconn anyway.
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
     socket.listen(backlog).context("listening")?;
     TcpListener::from_std(socket.into()).context("registering the listener with tokio")
+}
+
+/// Sets TCP_DEFER_ACCEPT to `delay` in whole seconds, rounded up: the kernel
+/// keeps a handshake that brought no data as a request socket (SYN_RECV) and
+/// completes it when data arrives or, at the latest, at the first point of its
+/// SYN-ACK retransmission schedule (1, 3, 7, 15, 31, 63 s... after the
+/// handshake) that reaches `delay`: measured 1 s → 1 s, 2 s → 3 s, 5 s → 7 s.
+fn set_defer_accept(socket: &Socket, delay: Duration) -> io::Result<()> {
+    let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+    let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `secs` outlives the call and its size is the length passed; the
+    // descriptor is open for as long as `socket` is borrowed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// How long to wait before the next accept after `err`: nothing for errors
@@ -113,9 +151,9 @@ mod tests {
 
     #[tokio::test]
     async fn two_servers_share_a_port() {
-        let first = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let first = bind("127.0.0.1:0".parse().unwrap(), 16, None).unwrap();
         let addr = first.local_addr().unwrap();
-        let second = bind(addr, 16).expect("SO_REUSEPORT lets a second listener bind");
+        let second = bind(addr, 16, None).expect("SO_REUSEPORT lets a second listener bind");
         assert_eq!(second.local_addr().unwrap(), addr);
     }
 
@@ -127,7 +165,7 @@ mod tests {
             listen: taken.local_addr().unwrap(),
             protocol: crate::protocol::Protocol::Tcp,
             backlog: 16,
-            on_eof: crate::target::OnEof::Close,
+            ..ServeOptions::default()
         };
         let err = serve(opts, CancellationToken::new(), |_| panic!("not ready")).await.unwrap_err();
         let message = format!("{err:#}");
