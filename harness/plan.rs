@@ -331,6 +331,11 @@ impl Plan {
         })
     }
 
+    /// True when a close phase fills send buffers before closing.
+    pub fn fills(&self) -> bool {
+        self.phases.iter().any(|p| matches!(&p.action, Action::Close(c) if c.fill))
+    }
+
     /// Replace the target (`--target`).
     pub fn set_target(&mut self, text: &str) -> Result<(), String> {
         self.target = parse_target(text)?;
@@ -578,7 +583,9 @@ fn sysctls(
                 toml::Value::Integer(n) => n.to_string(),
                 toml::Value::String(s) if !s.trim().is_empty() => s.trim().to_string(),
                 other => {
-                    return Err(check.err(&field, format!("expected a number or a string, found a {}", other.type_str())))
+                    return Err(
+                        check.err(&field, format!("expected a number or a string, found a {}", other.type_str()))
+                    )
                 }
             };
             Ok(Sysctl { name, value })
@@ -651,7 +658,13 @@ fn close_plan(check: &Check, at: &str, c: &CloseSection, protocol: Protocol) -> 
         None => Duration::from_secs(5),
         Some(t) => check.duration(&format!("{at}.timeout"), t)?,
     };
-    Ok(ClosePlan { how, rate: check.rate(&format!("{at}.rate"), c.rate)?, amount, timeout, fill: c.fill.unwrap_or(false) })
+    Ok(ClosePlan {
+        how,
+        rate: check.rate(&format!("{at}.rate"), c.rate)?,
+        amount,
+        timeout,
+        fill: c.fill.unwrap_or(false),
+    })
 }
 
 fn churn_plan(check: &Check, at: &str, c: &ChurnSection, protocol: Protocol) -> Result<ChurnPlan, PlanError> {

@@ -86,7 +86,10 @@ async fn start_embedded(plan: &Plan) -> Result<EmbeddedTarget, Failure> {
         protocol: plan.protocol,
         backlog: plan.embedded.backlog,
         on_eof: plan.embedded.on_eof,
-        ..ServeOptions::default()
+        accept: plan.embedded.accept,
+        defer_accept: plan.embedded.defer_accept,
+        read: plan.embedded.read,
+        shutdown_after: plan.embedded.shutdown_after,
     };
     EmbeddedTarget::spawn(opts)
         .await

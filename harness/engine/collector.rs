@@ -143,8 +143,16 @@ mod tests {
     #[test]
     fn events_fold_into_counts() {
         let mut c = Collector::new();
-        assert_eq!(c.record(Event::Connected { scheduled: Instant::now(), connect_us: 100, handshake_us: Some(300) }), 1);
-        let failed = Event::ConnectFailed { scheduled: Instant::now(), kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: Some(90) };
+        assert_eq!(
+            c.record(Event::Connected { scheduled: Instant::now(), connect_us: 100, handshake_us: Some(300) }),
+            1
+        );
+        let failed = Event::ConnectFailed {
+            scheduled: Instant::now(),
+            kind: ErrorKind::ClosedBeforeConnack,
+            errno: None,
+            connect_us: Some(90),
+        };
         assert_eq!(c.record(failed), 0);
         assert_eq!(c.record(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None }), -1);
         assert_eq!((c.connected, c.connect_outcomes(), c.drops, c.failures()), (1, 2, 1, 2));
@@ -159,7 +167,12 @@ mod tests {
         let mut c = Collector::new();
         c.record(Event::Connected { scheduled: Instant::now(), connect_us: 10, handshake_us: None });
         c.record(Event::Closed { close_us: 10, error: None });
-        let eaddr = Event::ConnectFailed { scheduled: Instant::now(), kind: ErrorKind::AddrNotAvailable, errno: None, connect_us: None };
+        let eaddr = Event::ConnectFailed {
+            scheduled: Instant::now(),
+            kind: ErrorKind::AddrNotAvailable,
+            errno: None,
+            connect_us: None,
+        };
         c.record(eaddr);
         c.record(eaddr);
         assert_eq!(c.connected_before_exhaustion, 1);

@@ -29,6 +29,9 @@ pub struct ConnSpec {
     pub worker: u32,
     /// What a held connection does when the target closes it.
     pub on_eof: OnEof,
+    /// SO_SNDBUF for every socket, when a phase fills send buffers: a small fixed buffer
+    /// instead of autotuning's up to 4 MiB per connection.
+    pub sndbuf: Option<u32>,
 }
 
 /// A connection's outcome or a change of its state, sent to the engine.
@@ -191,6 +194,9 @@ async fn connect(spec: &ConnSpec, attempt: &Attempt) -> io::Result<TcpStream> {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
+    if let Some(bytes) = spec.sndbuf {
+        socket.set_send_buffer_size(bytes)?;
+    }
     if let Some(source) = attempt.source {
         // Choose the port at connect time, for the full 4-tuple: never bind(port 0) first.
         bind_address_no_port(&socket)?;
@@ -373,7 +379,7 @@ async fn hold(
 /// Close as `cmd.how` says; returns the close latency and what went wrong, if anything.
 async fn close(stream: &mut TcpStream, cmd: CloseCommand) -> (u64, Option<(ErrorKind, Option<i32>)>) {
     if cmd.fill {
-        fill_send_buffer(stream);
+        fill_send_buffer(stream).await;
     }
     let result = match cmd.how {
         // Linger 0 makes close() send RST at once; it never blocks.
@@ -392,18 +398,41 @@ async fn close(stream: &mut TcpStream, cmd: CloseCommand) -> (u64, Option<(Error
     (close_us, result.err().map(|e| classify_close_error(&e)))
 }
 
-/// Write zeros until the socket takes no more (the target is not reading): the FIN
-/// that follows waits behind them. Bounded, in case the target reads after all.
-fn fill_send_buffer(stream: &TcpStream) {
+/// Write zeros until the socket takes no more *and* some of it is unsent: the target's
+/// receive window is closed, so the FIN that follows waits behind the data. Bounded in
+/// bytes and time, in case the target reads after all.
+async fn fill_send_buffer(stream: &TcpStream) {
     const MAX_FILL: usize = 64 << 20;
     let zeros = [0u8; 4096];
     let mut written = 0;
+    let deadline = Instant::now() + Duration::from_secs(2);
     while written < MAX_FILL {
         match stream.try_write(&zeros) {
             Ok(n) if n > 0 => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Full for now; done if the kernel holds unsent bytes, else it is still
+                // moving data into the target's receive buffer.
+                if unsent_bytes(stream).unwrap_or(1) > 0 {
+                    break;
+                }
+                if timeout_at(deadline, stream.writable()).await.is_err() {
+                    break;
+                }
+            }
             _ => break,
         }
     }
+}
+
+/// Bytes in the send queue that were never sent (SIOCOUTQNSD).
+fn unsent_bytes(stream: &TcpStream) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: SIOCOUTQNSD writes one int through the pointer, which is valid.
+    if unsafe { libc::ioctl(stream.as_raw_fd(), libc::SIOCOUTQNSD, &mut bytes) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(bytes).unwrap_or(0))
 }
 
 fn classify_close_error(e: &io::Error) -> (ErrorKind, Option<i32>) {
@@ -462,6 +491,7 @@ mod size_tests {
             },
             worker: 0,
             on_eof: OnEof::Close,
+            sndbuf: None,
         });
         let now = Instant::now();
         let attempt = Box::new(Attempt { n: 0, scheduled: now, deadline: now, source: None, then_close: None });

@@ -52,6 +52,13 @@ close = {{ how = "{how}", rate = 10000, timeout = "10s" }}
     report
 }
 
+/// TIME_WAIT counted outside a namespace with tcp_rfc1337 = 1: about 1 in 500 can be
+/// killed by an RST at close time (TIME_WAIT assassination, measured here; see
+/// scenarios/states/time-wait-client.toml), so allow 1% fewer than the connections closed.
+fn assert_time_wait(actual: u64, closed: u64, what: &str) {
+    assert!(actual <= closed && actual * 100 >= closed * 99, "{what}: {actual} TIME_WAIT for {closed} closed");
+}
+
 fn port_of(target: &str) -> &str {
     target.rsplit(':').next().unwrap()
 }
@@ -61,11 +68,12 @@ fn fin_leaves_time_wait_on_the_client() {
     let broker = Mosquitto::start("fin", "");
     let report = ramp_hold_close("fin", &broker.addr(), "fin", "");
     let close = phase(&report, "close");
-    assert_eq!(census(close, "client", "time_wait"), CLIENTS);
+    let time_wait = census(close, "client", "time_wait");
+    assert_time_wait(time_wait, CLIENTS, "client");
     assert_eq!(census(close, "server", "time_wait"), 0);
-    // TIME_WAIT lasts 60 s, so ss still sees the same sockets now.
+    // TIME_WAIT lasts 60 s, so ss still sees the same sockets now: the same count.
     let ss = ss_states(&format!("( dport = :{} )", port_of(&broker.addr())));
-    assert_eq!(ss.get("time_wait").copied().unwrap_or(0), CLIENTS, "ss: {ss:?}");
+    assert_eq!(ss.get("time_wait").copied().unwrap_or(0), time_wait, "ss: {ss:?}");
 }
 
 #[test]
@@ -86,10 +94,11 @@ fn mqtt_disconnect_leaves_time_wait_on_the_broker() {
     let broker = Mosquitto::start("disconnect", "");
     let report = ramp_hold_close("disconnect", &broker.addr(), "mqtt-disconnect", "");
     let close = phase(&report, "close");
-    assert_eq!(census(close, "server", "time_wait"), CLIENTS);
+    let time_wait = census(close, "server", "time_wait");
+    assert_time_wait(time_wait, CLIENTS, "server");
     assert_eq!(census(close, "client", "time_wait"), 0);
     let ss = ss_states(&format!("( sport = :{} )", port_of(&broker.addr())));
-    assert_eq!(ss.get("time_wait").copied().unwrap_or(0), CLIENTS, "ss: {ss:?}");
+    assert_eq!(ss.get("time_wait").copied().unwrap_or(0), time_wait, "ss: {ss:?}");
 }
 
 /// mosquitto closes a connection as soon as it reads EOF, so a half-close passes
@@ -104,7 +113,7 @@ fn half_close_against_mosquitto_ends_in_client_time_wait() {
     let closing = ["fin_wait1", "fin_wait2", "time_wait"].map(|s| census(close, "client", s)).iter().sum::<u64>();
     assert_eq!(closing, CLIENTS, "client census {}", close["census"]["client"]);
     let settled = phase(&report, "settle");
-    assert_eq!(census(settled, "client", "time_wait"), CLIENTS, "{}", settled["census"]["client"]);
+    assert_time_wait(census(settled, "client", "time_wait"), CLIENTS, "client after half-close");
     assert_eq!(census(settled, "server", "close_wait"), 0);
     assert_eq!(census(settled, "server", "time_wait"), 0);
 }

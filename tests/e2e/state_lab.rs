@@ -99,3 +99,51 @@ fn sysctls_outside_a_namespace_are_refused_with_exit_2() {
     assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("only net.* sysctls"));
 }
+
+/// Every scenario under scenarios/states/ produces its state: the run passes (its own
+/// expectations hold) and the report's census has the count this table names.
+#[test]
+fn every_state_scenario_produces_its_state() {
+    // (file, phase, side, state, sockets)
+    let table: [(&str, &str, &str, &str, u64); 11] = [
+        ("syn-sent.toml", "stuck", "client", "syn_sent", 98),
+        ("syn-recv.toml", "deferred", "server", "syn_recv", 500),
+        ("established.toml", "held", "client", "established", 1000),
+        ("fin-wait-1.toml", "stuck", "client", "fin_wait1", 200),
+        ("fin-wait-2.toml", "settled", "client", "fin_wait2", 1000),
+        ("fin-wait-2.toml", "settled", "server", "close_wait", 1000),
+        ("time-wait-client.toml", "client closes first", "client", "time_wait", 1000),
+        ("time-wait-server.toml", "disconnect", "server", "time_wait", 1000),
+        ("closing.toml", "target's FIN arrives", "client", "closing", 200),
+        ("close-wait.toml", "target closed", "client", "close_wait", 500),
+        ("last-ack.toml", "stuck", "client", "last_ack", 200),
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/states");
+    let files: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
+        .expect("scenarios/states")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let covered: std::collections::BTreeSet<String> = table.iter().map(|row| row.0.to_string()).collect();
+    assert_eq!(files, covered, "every state scenario is checked here, and only those");
+
+    let runs: Vec<_> = covered
+        .iter()
+        .map(|file| {
+            let file = file.clone();
+            let path = dir.join(&file);
+            std::thread::spawn(move || {
+                let tmp = TempDir::new(&format!("state-{file}"));
+                let json = tmp.path("out.json");
+                let out = run(&["run", path.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
+                (file, out, report(&json))
+            })
+        })
+        .collect();
+    let results: Vec<_> = runs.into_iter().map(|r| r.join().expect("run thread")).collect();
+    for (file, phase_name, side, state, sockets) in table {
+        let (_, out, report) = results.iter().find(|(f, ..)| f == file).unwrap();
+        assert_exit(out, 0);
+        let p = phase(report, phase_name);
+        assert_eq!(p["census"][side][state], sockets, "{file}: {side} {state} in {}", p["census"]);
+    }
+}
