@@ -82,7 +82,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
 async fn start_embedded(plan: &Plan) -> Result<EmbeddedTarget, Failure> {
     let opts = ServeOptions {
         // In a private namespace the well-known port is free, and outside the ephemeral range.
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, if plan.netns.is_some() { 1883 } else { 0 })),
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, if plan.netns.is_some() { 1883 } else { quiet_port() })),
         protocol: plan.protocol,
         backlog: plan.embedded.backlog,
         on_eof: plan.embedded.on_eof,
@@ -95,6 +95,24 @@ async fn start_embedded(plan: &Plan) -> Result<EmbeddedTarget, Failure> {
         .await
         .context("starting the embedded target (`sockcap serve`)")
         .map_err(Failure::environment)
+}
+
+/// A free loopback port that no socket of any state uses as either end: the census
+/// counts sockets by the target's port, and TIME_WAIT left toward an earlier target on
+/// the same port (60 s) would be counted as this run's. 0 (the kernel's choice) if none
+/// is found in a few tries.
+fn quiet_port() -> u16 {
+    let mut prober = probe::Prober::new();
+    for _ in 0..20 {
+        let Ok(listener) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)) else { break };
+        let Ok(port) = listener.local_addr().map(|a| a.port()) else { break };
+        let mut used = |filter: probe::Filter| prober.census(&filter).map_or(u64::MAX, |c| c.total());
+        let quiet = used(probe::Filter::client(port)) == 0 && used(probe::Filter::server(port)) == 1;
+        if quiet {
+            return port;
+        }
+    }
+    0
 }
 
 /// Run the engine with Ctrl-C handling and the progress line.

@@ -28,12 +28,13 @@ pub struct Collector {
     pub peer_closed: u64,
     /// When the last connect or close success arrived (for the achieved rate).
     pub last_success: Option<Instant>,
-    /// The first EADDRNOTAVAIL of the phase: its scheduled instant, and when it came.
+    /// The first EADDRNOTAVAIL of the phase: when its connect() was called, and when the
+    /// event came.
     pub first_addr_not_available: Option<(Instant, Instant)>,
-    /// Connections established that were scheduled before the first EADDRNOTAVAIL
-    /// (the ones that took the ports).
+    /// Connections established whose connect() was called before the first
+    /// EADDRNOTAVAIL's (the ones that took the ports).
     pub connected_before_exhaustion: u64,
-    /// When a connection scheduled after the first EADDRNOTAVAIL was established.
+    /// When a connection whose connect() came after the first EADDRNOTAVAIL was established.
     pub recovered_at: Option<Instant>,
 }
 
@@ -66,7 +67,7 @@ impl Collector {
     /// Fold one event in; returns the change in connections held open.
     pub fn record(&mut self, event: Event) -> i64 {
         match event {
-            Event::Connected { scheduled, connect_us, handshake_us } => {
+            Event::Connected { started, connect_us, handshake_us } => {
                 self.connect.record_us(connect_us);
                 if let Some(us) = handshake_us {
                     self.handshake.record_us(us);
@@ -75,23 +76,24 @@ impl Collector {
                 self.last_success = Some(Instant::now());
                 match self.first_addr_not_available {
                     None => self.connected_before_exhaustion += 1,
-                    Some((failed, _)) if scheduled < failed => self.connected_before_exhaustion += 1,
+                    Some((failed, _)) if started < failed => self.connected_before_exhaustion += 1,
                     // Connects under way when the ports ran out say nothing of recovery.
-                    Some((_, at)) if scheduled > at && self.recovered_at.is_none() => {
+                    Some((failed, _)) if started > failed && self.recovered_at.is_none() => {
                         self.recovered_at = self.last_success;
                     }
                     Some(_) => {}
                 }
                 1
             }
-            Event::ConnectFailed { scheduled, kind, errno, connect_us } => {
+            Event::ConnectFailed { started, kind, errno, connect_us } => {
                 if let Some(us) = connect_us {
                     self.connect.record_us(us);
                 }
                 self.errors.record(kind, errno);
                 self.connect_failed += 1;
                 if kind == ErrorKind::AddrNotAvailable && self.first_addr_not_available.is_none() {
-                    self.first_addr_not_available = Some((scheduled, Instant::now()));
+                    let now = Instant::now();
+                    self.first_addr_not_available = Some((started.unwrap_or(now), now));
                 }
                 0
             }
@@ -143,12 +145,9 @@ mod tests {
     #[test]
     fn events_fold_into_counts() {
         let mut c = Collector::new();
-        assert_eq!(
-            c.record(Event::Connected { scheduled: Instant::now(), connect_us: 100, handshake_us: Some(300) }),
-            1
-        );
+        assert_eq!(c.record(Event::Connected { started: Instant::now(), connect_us: 100, handshake_us: Some(300) }), 1);
         let failed = Event::ConnectFailed {
-            scheduled: Instant::now(),
+            started: Some(Instant::now()),
             kind: ErrorKind::ClosedBeforeConnack,
             errno: None,
             connect_us: Some(90),
@@ -165,10 +164,10 @@ mod tests {
     #[test]
     fn exhaustion_and_recovery_are_noted() {
         let mut c = Collector::new();
-        c.record(Event::Connected { scheduled: Instant::now(), connect_us: 10, handshake_us: None });
+        c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None });
         c.record(Event::Closed { close_us: 10, error: None });
         let eaddr = Event::ConnectFailed {
-            scheduled: Instant::now(),
+            started: Some(Instant::now()),
             kind: ErrorKind::AddrNotAvailable,
             errno: None,
             connect_us: None,
@@ -177,11 +176,11 @@ mod tests {
         c.record(eaddr);
         assert_eq!(c.connected_before_exhaustion, 1);
         assert!(c.recovered_at.is_none());
-        // a connect scheduled before the ports ran out is no sign of recovery
+        // a connect started before the ports ran out is no sign of recovery
         let early = Instant::now() - std::time::Duration::from_secs(1);
-        c.record(Event::Connected { scheduled: early, connect_us: 10, handshake_us: None });
+        c.record(Event::Connected { started: early, connect_us: 10, handshake_us: None });
         assert!(c.recovered_at.is_none());
-        c.record(Event::Connected { scheduled: Instant::now(), connect_us: 10, handshake_us: None });
+        c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None });
         assert!(c.recovered_at.is_some());
         assert_eq!((c.closed, c.close_outcomes()), (1, 1));
     }

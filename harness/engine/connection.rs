@@ -38,9 +38,11 @@ pub struct ConnSpec {
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
     /// Connected, and (MQTT) CONNACK accepted. Latencies from the scheduled instant.
-    Connected { scheduled: Instant, connect_us: u64, handshake_us: Option<u64> },
+    /// `started`: when connect() was called (the kernel picked the source port then).
+    Connected { started: Instant, connect_us: u64, handshake_us: Option<u64> },
     /// The connection never became usable.
-    ConnectFailed { scheduled: Instant, kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
+    /// `started`: when connect() was called, if it was.
+    ConnectFailed { started: Option<Instant>, kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
     /// An established connection was lost without sockcap closing it.
     Lost { kind: ErrorKind, errno: Option<i32> },
     /// The target closed a connection that the client keeps open (CLOSE_WAIT).
@@ -117,13 +119,13 @@ async fn open_or_churn(
         opened = open_within_deadline(spec, &attempt, &permits) => opened,
     };
     let mut stream = match opened {
-        Ok((stream, connect_us, handshake_us)) => {
-            let _ = events.send(Event::Connected { scheduled: attempt.scheduled, connect_us, handshake_us });
+        Ok((stream, started, connect_us, handshake_us)) => {
+            let _ = events.send(Event::Connected { started, connect_us, handshake_us });
             stream
         }
         Err(failure) => {
             let _ = events.send(Event::ConnectFailed {
-                scheduled: attempt.scheduled,
+                started: failure.started,
                 kind: failure.kind,
                 errno: failure.errno,
                 connect_us: failure.connect_us,
@@ -146,12 +148,18 @@ struct Failure {
     kind: ErrorKind,
     errno: Option<i32>,
     connect_us: Option<u64>,
+    /// When connect() was called, if it was.
+    started: Option<Instant>,
 }
 
 impl Failure {
+    fn new(kind: ErrorKind, connect_us: Option<u64>) -> Failure {
+        Failure { kind, errno: None, connect_us, started: None }
+    }
+
     fn io(err: &io::Error, connect_us: Option<u64>) -> Failure {
         let (kind, errno) = ErrorKind::classify(err);
-        Failure { kind, errno, connect_us }
+        Failure { kind, errno, connect_us, started: None }
     }
 }
 
@@ -163,33 +171,47 @@ async fn open_within_deadline(
     spec: &ConnSpec,
     attempt: &Attempt,
     permits: &Semaphore,
-) -> Result<(TcpStream, u64, Option<u64>), Failure> {
+) -> Result<(TcpStream, Instant, u64, Option<u64>), Failure> {
     // Waiting for a handshake slot counts against the deadline: the clock runs from the
     // scheduled instant whatever holds the connection up.
     let connecting = async {
-        let _permit = permits.acquire().await.map_err(|_| io::Error::other("the run is ending"))?;
+        let Ok(_permit) = permits.acquire().await else {
+            return Err((io::Error::other("the run is ending"), None));
+        };
         connect(spec, attempt).await
     };
-    let stream = match timeout_at(attempt.deadline, connecting).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(Failure::io(&e, None)),
-        Err(_) => return Err(Failure { kind: ErrorKind::TimedOut, errno: None, connect_us: None }),
+    let (stream, started) = match timeout_at(attempt.deadline, connecting).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err((e, started))) => return Err(Failure { started, ..Failure::io(&e, None) }),
+        // (a connect that timed out may or may not have held a port: not counted as started)
+        Err(_) => return Err(Failure::new(ErrorKind::TimedOut, None)),
     };
     let connect_us = micros_since(attempt.scheduled);
     if spec.protocol == Protocol::Tcp {
-        return Ok((stream, connect_us, None));
+        return Ok((stream, started, connect_us, None));
     }
     match timeout_at(attempt.deadline, mqtt_handshake(&stream, spec, attempt.n)).await {
-        Ok(Ok(())) => Ok((stream, connect_us, Some(micros_since(attempt.scheduled)))),
-        Ok(Err(mut failure)) => {
-            failure.connect_us = Some(connect_us);
-            Err(failure)
-        }
-        Err(_) => Err(Failure { kind: ErrorKind::ConnackTimeout, errno: None, connect_us: Some(connect_us) }),
+        Ok(Ok(())) => Ok((stream, started, connect_us, Some(micros_since(attempt.scheduled)))),
+        Ok(Err(failure)) => Err(Failure { connect_us: Some(connect_us), started: Some(started), ..failure }),
+        Err(_) => Err(Failure { started: Some(started), ..Failure::new(ErrorKind::ConnackTimeout, Some(connect_us)) }),
     }
 }
 
-async fn connect(spec: &ConnSpec, attempt: &Attempt) -> io::Result<TcpStream> {
+/// Open the socket and connect; returns (or fails with) the instant connect() was called.
+async fn connect(spec: &ConnSpec, attempt: &Attempt) -> Result<(TcpStream, Instant), (io::Error, Option<Instant>)> {
+    let socket = open_socket(spec, attempt).map_err(|e| (e, None))?;
+    let started = Instant::now();
+    match socket.connect(spec.target).await {
+        Ok(stream) => {
+            stream.set_nodelay(true).map_err(|e| (e, Some(started)))?;
+            Ok((stream, started))
+        }
+        Err(e) => Err((e, Some(started))),
+    }
+}
+
+/// A socket ready to connect: buffer size and source address set.
+fn open_socket(spec: &ConnSpec, attempt: &Attempt) -> io::Result<TcpSocket> {
     let socket = match spec.target {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -202,9 +224,7 @@ async fn connect(spec: &ConnSpec, attempt: &Attempt) -> io::Result<TcpStream> {
         bind_address_no_port(&socket)?;
         socket.bind(SocketAddr::new(source, 0))?;
     }
-    let stream = socket.connect(spec.target).await?;
-    stream.set_nodelay(true)?;
-    Ok(stream)
+    Ok(socket)
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: defer the port choice of a bound socket to connect().
@@ -252,7 +272,7 @@ async fn mqtt_handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(
     loop {
         stream.readable().await.map_err(|e| Failure::io(&e, None))?;
         match stream.try_read(&mut buf[filled..]) {
-            Ok(0) => return Err(Failure { kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: None }),
+            Ok(0) => return Err(Failure::new(ErrorKind::ClosedBeforeConnack, None)),
             Ok(read) => filled += read,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
@@ -267,10 +287,8 @@ async fn mqtt_handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(
         match mqtt::decode(&buf[..filled]) {
             Ok(None) if filled < buf.len() => continue,
             Ok(Some((mqtt::Packet::ConnAck { code: 0, .. }, _))) => return Ok(()),
-            Ok(Some((mqtt::Packet::ConnAck { .. }, _))) => {
-                return Err(Failure { kind: ErrorKind::ConnackRefused, errno: None, connect_us: None })
-            }
-            _ => return Err(Failure { kind: ErrorKind::Protocol, errno: None, connect_us: None }),
+            Ok(Some((mqtt::Packet::ConnAck { .. }, _))) => return Err(Failure::new(ErrorKind::ConnackRefused, None)),
+            _ => return Err(Failure::new(ErrorKind::Protocol, None)),
         }
     }
 }
