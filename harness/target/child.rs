@@ -99,6 +99,19 @@ fn serve_args(opts: &ServeOptions) -> Vec<String> {
 /// stdout. On any failure the child is killed and reaped.
 async fn spawn_command(mut command: Command, ready_timeout: Duration) -> anyhow::Result<EmbeddedTarget> {
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    // A process group of its own: a terminal's Ctrl-C goes to the run, which drains and
+    // reports while the target keeps serving, and stops it afterwards.
+    command.process_group(0);
+    // SAFETY: prctl is async-signal-safe; the closure touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            // Die with the run, however it ends (a second Ctrl-C exits at once).
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let program = command.as_std().get_program().to_owned();
     let mut child = command.spawn().with_context(|| format!("starting the embedded target {program:?}"))?;
     let pid = child.id().context("the embedded target exited as soon as it started")?;

@@ -146,3 +146,46 @@ fn target_vanishing_mid_hold_counts_drops_and_exits_1() {
     assert_eq!(lost, CLIENTS);
     assert!(report["notes"].to_string().contains("were lost"));
 }
+
+/// A terminal's Ctrl-C reaches the whole foreground process group. The embedded target
+/// runs in a group of its own, so the run drains and reports without phantom drops.
+#[test]
+fn ctrl_c_to_the_process_group_leaves_the_embedded_target_serving() {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("ctrl-c-group");
+    let scenario = dir.file(
+        "s.toml",
+        "name = \"held\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n\
+         [[phase]]\nname = \"ramp\"\nconnect = { count = 200, rate = 2000 }\n\
+         [[phase]]\nname = \"hold\"\nhold = \"60s\"\n",
+    );
+    let json = dir.path("out.json");
+    let mut run = sockcap()
+        .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("sockcap run starts");
+    // Wait for the hold phase: the ramp is done when 200 clients are established.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = run.id();
+    loop {
+        // Client sockets established by the run's own process.
+        let est = Command::new("ss").args(["-Htanp", "state", "established"]).output().unwrap();
+        let mine = String::from_utf8_lossy(&est.stdout).matches(&format!("pid={pid},")).count();
+        if mine >= 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ramp did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(Command::new("kill").args(["-INT", "--", &format!("-{pid}")]).status().unwrap().success());
+    let status = wait_with_timeout(&mut run, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130));
+    let report = report(&json);
+    let hold = phase(&report, "hold");
+    assert_eq!(hold["drops"], 0, "{}", hold["errors"]);
+    assert_eq!(hold["census"]["client"]["established"], 200);
+}
