@@ -218,6 +218,14 @@ impl fmt::Display for PlanError {
     }
 }
 
+/// The longest duration a phase may take.
+const MAX_SPAN: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Rates accepted, per second.
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 10_000_000.0;
+/// Most handshakes in flight at once.
+const MAX_INFLIGHT: i64 = 1_000_000;
+
 /// Builds errors for one file.
 struct Check<'a> {
     file: &'a Path,
@@ -229,17 +237,30 @@ impl Check<'_> {
     }
 
     fn duration(&self, field: &str, text: &str) -> Result<Duration, PlanError> {
-        humantime::parse_duration(text.trim()).map_err(|e| {
+        let d = humantime::parse_duration(text.trim()).map_err(|e| {
             self.err(field, format!("`{text}` is not a duration ({e}); write e.g. \"30s\", \"500ms\" or \"2m\""))
-        })
+        })?;
+        if d > MAX_SPAN {
+            return Err(self.err(field, format!("`{text}` is longer than the longest phase sockcap runs (7 days)")));
+        }
+        Ok(d)
     }
 
     fn rate(&self, field: &str, rate: f64) -> Result<f64, PlanError> {
-        if rate.is_finite() && rate > 0.0 {
+        if rate.is_finite() && (MIN_RATE..=MAX_RATE).contains(&rate) {
             Ok(rate)
         } else {
-            Err(self.err(field, format!("rate must be a positive number per second, found {rate}")))
+            Err(self
+                .err(field, format!("rate must be a number per second from {MIN_RATE} to {MAX_RATE}, found {rate:?}")))
         }
+    }
+
+    /// `count` operations at `rate` must fit in the longest phase.
+    fn span(&self, field: &str, count: u64, rate: f64) -> Result<(), PlanError> {
+        if count as f64 / rate > MAX_SPAN.as_secs_f64() {
+            return Err(self.err(field, format!("{count} at {rate}/s takes longer than 7 days; raise the rate")));
+        }
+        Ok(())
     }
 }
 
@@ -271,6 +292,7 @@ impl Plan {
             None => Vec::new(),
             Some(list) => parse_sources(list).map_err(|m| check.err("sources", m))?,
         };
+        check_family(target, &sources).map_err(|m| check.err("sources", m))?;
         let sample_every = match &s.sample_every {
             None => Duration::from_secs(1),
             Some(t) => check.duration("sample_every", t)?,
@@ -314,7 +336,7 @@ impl Plan {
             .phases
             .iter()
             .enumerate()
-            .map(|(i, p)| phase_plan(&check, i, p, protocol, netns.is_some()))
+            .map(|(i, p)| phase_plan(&check, i, p, protocol, target, netns.is_some()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Plan {
             name: s.name,
@@ -338,7 +360,13 @@ impl Plan {
 
     /// Replace the target (`--target`).
     pub fn set_target(&mut self, text: &str) -> Result<(), String> {
-        self.target = parse_target(text)?;
+        let target = parse_target(text)?;
+        check_family(target, &self.sources)?;
+        for phase in &self.phases {
+            check_family(target, phase.sources.as_deref().unwrap_or_default())
+                .map_err(|m| format!("phase `{}`: {m}", phase.name))?;
+        }
+        self.target = target;
         Ok(())
     }
 
@@ -434,6 +462,23 @@ pub fn parse_target(text: &str) -> Result<TargetSpec, String> {
     Err(format!("`{text}` is not a target; write \"embedded\", \"127.0.0.1:1883\" or \"[::1]:1883\""))
 }
 
+/// Source addresses must be of the target's family (an embedded target is IPv4 loopback).
+fn check_family(target: TargetSpec, sources: &[IpAddr]) -> Result<(), String> {
+    let v4 = match target {
+        TargetSpec::Embedded => true,
+        TargetSpec::Addr(a) => a.is_ipv4(),
+    };
+    match sources.iter().find(|s| s.is_ipv4() != v4) {
+        Some(s) => Err(format!(
+            "`{s}` is an {} address but the target is {}; use {} source addresses",
+            if s.is_ipv4() { "IPv4" } else { "IPv6" },
+            if v4 { "IPv4" } else { "IPv6" },
+            if v4 { "IPv4" } else { "IPv6" }
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `["127.0.0.2", "127.0.0.10-127.0.0.20", "::1"]` → addresses.
 pub fn parse_sources(list: &[String]) -> Result<Vec<IpAddr>, String> {
     let mut out = Vec::new();
@@ -517,6 +562,7 @@ fn phase_plan(
     i: usize,
     p: &PhaseSection,
     protocol: Protocol,
+    target: TargetSpec,
     in_netns: bool,
 ) -> Result<PhasePlan, PlanError> {
     let at = format!("phase[{i}]");
@@ -546,7 +592,10 @@ fn phase_plan(
     let mut expect = p
         .expect
         .iter()
-        .map(|(k, v)| Expectation::parse(k, v).map_err(|m| check.err(format!("{at}.expect.{k}"), m)))
+        .map(|(k, v)| {
+            let e = Expectation::parse(k, v).and_then(|e| known_counter(&e.metric).map(|()| e));
+            e.map_err(|m| check.err(format!("{at}.expect.{k}"), m))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     if !expect.iter().any(|e| matches!(e.metric, Metric::Errors(_))) {
         expect.push(Expectation::no_errors());
@@ -555,6 +604,9 @@ fn phase_plan(
         None => None,
         Some(list) => Some(parse_sources(list).map_err(|m| check.err(format!("{at}.sources"), m))?),
     };
+    if let Some(list) = &sources {
+        check_family(target, list).map_err(|m| check.err(format!("{at}.sources"), m))?;
+    }
     let sysctls = match &p.sysctl {
         None => Vec::new(),
         Some(_) if !in_netns => {
@@ -566,6 +618,29 @@ fn phase_plan(
         Some(map) => sysctls(check, &format!("{at}.sysctl"), map)?,
     };
     Ok(PhasePlan { name, action, expect, sources, sysctls })
+}
+
+/// A `kernel.<Counter>` expectation must name a counter this kernel has: a typo would
+/// otherwise read as a zero delta and pass.
+fn known_counter(metric: &Metric) -> Result<(), String> {
+    let Metric::Kernel(name) = metric else { return Ok(()) };
+    let Ok(counters) = probe::KernelCounters::read() else { return Ok(()) };
+    if counters.values.is_empty() || counters.values.contains_key(name) {
+        return Ok(());
+    }
+    let lower = name.to_lowercase();
+    let near: Vec<&str> = counters
+        .values
+        .keys()
+        .filter(|k| {
+            let k = k.to_lowercase();
+            k.contains(&lower[..lower.len().min(6)]) || lower.contains(&k)
+        })
+        .map(String::as_str)
+        .take(5)
+        .collect();
+    let hint = if near.is_empty() { String::new() } else { format!(" (close: {})", near.join(", ")) };
+    Err(format!("`{name}` is not a counter of /proc/net/snmp Tcp or /proc/net/netstat TcpExt{hint}"))
 }
 
 /// Sysctls a scenario may set: per-network-namespace ones only (`net.*`), named in
@@ -621,12 +696,14 @@ fn connect_plan(check: &Check, at: &str, c: &ConnectSection) -> Result<ConnectPl
         return Err(check.err(format!("{at}.timeout"), "the handshake timeout must be longer than zero"));
     }
     let max_inflight = c.max_inflight.unwrap_or(2000);
-    if max_inflight <= 0 {
-        return Err(check.err(format!("{at}.max_inflight"), "max_inflight must be at least 1"));
+    if !(1..=MAX_INFLIGHT).contains(&max_inflight) {
+        return Err(check.err(format!("{at}.max_inflight"), format!("max_inflight must be 1 to {MAX_INFLIGHT}")));
     }
+    let rate = check.rate(&format!("{at}.rate"), c.rate)?;
+    check.span(&format!("{at}.rate"), c.count as u64, rate)?;
     Ok(ConnectPlan {
         count: c.count as u64,
-        rate: check.rate(&format!("{at}.rate"), c.rate)?,
+        rate,
         timeout,
         max_inflight: max_inflight as usize,
         wait: c.wait.unwrap_or(true),
@@ -658,13 +735,11 @@ fn close_plan(check: &Check, at: &str, c: &CloseSection, protocol: Protocol) -> 
         None => Duration::from_secs(5),
         Some(t) => check.duration(&format!("{at}.timeout"), t)?,
     };
-    Ok(ClosePlan {
-        how,
-        rate: check.rate(&format!("{at}.rate"), c.rate)?,
-        amount,
-        timeout,
-        fill: c.fill.unwrap_or(false),
-    })
+    let rate = check.rate(&format!("{at}.rate"), c.rate)?;
+    if let CloseAmount::Count(n) = amount {
+        check.span(&format!("{at}.rate"), n, rate)?;
+    }
+    Ok(ClosePlan { how, rate, amount, timeout, fill: c.fill.unwrap_or(false) })
 }
 
 fn churn_plan(check: &Check, at: &str, c: &ChurnSection, protocol: Protocol) -> Result<ChurnPlan, PlanError> {
@@ -694,6 +769,7 @@ fn churn_plan(check: &Check, at: &str, c: &ChurnSection, protocol: Protocol) -> 
         None => Duration::from_secs(10),
         Some(t) => check.duration(&format!("{at}.timeout"), t)?,
     };
+    check.span(&format!("{at}.rate"), count, rate)?;
     Ok(ChurnPlan { rate, count, how, timeout })
 }
 
@@ -754,6 +830,32 @@ close = { how = "fin", rate = 100, fraction = 0.5 }
         assert_eq!(err.field, "phase[0].expect.established");
         let err = load(&GOOD.replace("127.0.0.1:1883", "broker")).unwrap_err();
         assert_eq!(err.field, "target");
+    }
+
+    #[test]
+    fn absurd_numbers_are_refused_not_crashed_on() {
+        let err = load(&GOOD.replace("rate = 50", "rate = 1e-300")).unwrap_err();
+        assert_eq!(err.field, "phase[0].connect.rate");
+        let err = load(&GOOD.replace("rate = 50", "rate = 50, max_inflight = 4000000000000000000")).unwrap_err();
+        assert_eq!(err.field, "phase[0].connect.max_inflight");
+        let err = load(&GOOD.replace("hold = \"2s\"", "hold = \"1000y\"")).unwrap_err();
+        assert_eq!(err.field, "phase[1].hold");
+        let err = load(&GOOD.replace("count = 100, rate = 50", "count = 100000000, rate = 0.01")).unwrap_err();
+        assert!(err.message.contains("longer than 7 days"), "{err}");
+    }
+
+    #[test]
+    fn sources_must_match_the_target_family() {
+        let text = GOOD.replace("[mqtt]", "sources = [\"::1\"]\n[mqtt]");
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.field, "sources");
+    }
+
+    #[test]
+    fn kernel_counters_must_exist() {
+        let err = load(&GOOD.replace("established = \">= 100\"", "\"kernel.ListenOverflowz\" = \"== 0\"")).unwrap_err();
+        assert_eq!(err.field, "phase[0].expect.kernel.ListenOverflowz");
+        assert!(load(&GOOD.replace("established = \">= 100\"", "\"kernel.ListenOverflows\" = \"== 0\"")).is_ok());
     }
 
     #[test]

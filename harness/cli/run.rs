@@ -17,6 +17,7 @@ use crate::target::{EmbeddedTarget, ServeOptions};
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
+    check_output_dirs(&args)?;
     if let Some(target) = &args.target {
         plan.set_target(target).map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
     }
@@ -63,20 +64,39 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         Ok::<RunReport, Failure>(report)
     })?;
     print!("{}", report::text::render(&report));
+    // Try every file even when one fails: each is what was measured.
+    let mut unwritten = Vec::new();
     if let Some(path) = &args.json {
-        report::json::write(&report, path).map_err(Failure::failed)?;
+        unwritten.extend(report::json::write(&report, path).err().map(|e| format!("--json: {e:#}")));
     }
     if let Some(path) = &args.junit {
-        report::junit::write(&report, path).map_err(Failure::failed)?;
+        unwritten.extend(report::junit::write(&report, path).err().map(|e| format!("--junit: {e:#}")));
     }
     if let Some(path) = &args.html {
-        report::html::write(&report, path).map_err(Failure::failed)?;
+        unwritten.extend(report::html::write(&report, path).err().map(|e| format!("--html: {e:#}")));
+    }
+    if !unwritten.is_empty() {
+        return Err(Failure::environment(anyhow::anyhow!("{}", unwritten.join("\n"))));
     }
     Ok(match (report.outcome, report.passed) {
         (Outcome::Interrupted, _) => exit::INTERRUPTED,
         (Outcome::Completed, true) => exit::PASSED,
         (Outcome::Completed, false) => exit::FAILED,
     })
+}
+
+/// The directories of the report files must exist before the run, not after it.
+fn check_output_dirs(args: &RunArgs) -> Result<(), Failure> {
+    let outputs = [("--json", &args.json), ("--junit", &args.junit), ("--html", &args.html)];
+    for (flag, path) in outputs.iter().filter_map(|(f, p)| p.as_ref().map(|p| (f, p))) {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            let why =
+                format!("{flag} {}: the directory {} does not exist; create it first", path.display(), dir.display());
+            return Err(Failure::bad_input(anyhow::anyhow!(why)));
+        }
+    }
+    Ok(())
 }
 
 async fn start_embedded(plan: &Plan) -> Result<EmbeddedTarget, Failure> {

@@ -29,11 +29,6 @@ impl Censuses {
         Censuses { prober: Arc::new(Mutex::new(prober)), client, server }
     }
 
-    /// True when the server side is counted too.
-    pub fn has_server_side(&self) -> bool {
-        self.server.is_some()
-    }
-
     /// Take both censuses. A failed census counts nothing, with the reason returned.
     pub async fn take(&self) -> (CensusPair, Option<String>) {
         let this = self.clone();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -116,12 +116,12 @@ async fn open_or_churn(
     let opened = tokio::select! {
         biased;
         _ = stop.cancelled() => return None,
-        opened = open_within_deadline(spec, &attempt, &permits) => opened,
+        opened = open_within_deadline(spec, &attempt, permits) => opened,
     };
-    let mut stream = match opened {
-        Ok((stream, started, connect_us, handshake_us)) => {
+    let (mut stream, permit) = match opened {
+        Ok((stream, permit, started, connect_us, handshake_us)) => {
             let _ = events.send(Event::Connected { started, connect_us, handshake_us });
-            stream
+            (stream, permit)
         }
         Err(failure) => {
             let _ = events.send(Event::ConnectFailed {
@@ -133,13 +133,15 @@ async fn open_or_churn(
             return None;
         }
     };
-    drop(permits);
+    // A churn cycle keeps its slot through the close; a held connection frees it now.
     if let Some(cmd) = attempt.then_close {
         let cmd = CloseCommand { scheduled: Instant::now(), ..cmd };
         let (close_us, error) = close(&mut stream, cmd).await;
         let _ = events.send(Event::Closed { close_us, error });
+        drop(permit);
         return None;
     }
+    drop(permit);
     Some(stream)
 }
 
@@ -167,20 +169,19 @@ fn micros_since(start: Instant) -> u64 {
     Instant::now().saturating_duration_since(start).as_micros() as u64
 }
 
-async fn open_within_deadline(
-    spec: &ConnSpec,
-    attempt: &Attempt,
-    permits: &Semaphore,
-) -> Result<(TcpStream, Instant, u64, Option<u64>), Failure> {
+/// A connection open and its handshake done, with the slot it holds (`max_inflight`).
+type Opened = (TcpStream, OwnedSemaphorePermit, Instant, u64, Option<u64>);
+
+async fn open_within_deadline(spec: &ConnSpec, attempt: &Attempt, permits: Arc<Semaphore>) -> Result<Opened, Failure> {
     // Waiting for a handshake slot counts against the deadline: the clock runs from the
     // scheduled instant whatever holds the connection up.
     let connecting = async {
-        let Ok(_permit) = permits.acquire().await else {
+        let Ok(permit) = permits.acquire_owned().await else {
             return Err((io::Error::other("the run is ending"), None));
         };
-        connect(spec, attempt).await
+        connect(spec, attempt).await.map(|(stream, started)| (stream, started, permit))
     };
-    let (stream, started) = match timeout_at(attempt.deadline, connecting).await {
+    let (stream, started, permit) = match timeout_at(attempt.deadline, connecting).await {
         Ok(Ok(opened)) => opened,
         Ok(Err((e, started))) => return Err(Failure { started, ..Failure::io(&e, None) }),
         // (a connect that timed out may or may not have held a port: not counted as started)
@@ -188,10 +189,10 @@ async fn open_within_deadline(
     };
     let connect_us = micros_since(attempt.scheduled);
     if spec.protocol == Protocol::Tcp {
-        return Ok((stream, started, connect_us, None));
+        return Ok((stream, permit, started, connect_us, None));
     }
     match timeout_at(attempt.deadline, mqtt_handshake(&stream, spec, attempt.n)).await {
-        Ok(Ok(())) => Ok((stream, started, connect_us, Some(micros_since(attempt.scheduled)))),
+        Ok(Ok(())) => Ok((stream, permit, started, connect_us, Some(micros_since(attempt.scheduled)))),
         Ok(Err(failure)) => Err(Failure { connect_us: Some(connect_us), started: Some(started), ..failure }),
         Err(_) => Err(Failure { started: Some(started), ..Failure::new(ErrorKind::ConnackTimeout, Some(connect_us)) }),
     }

@@ -292,6 +292,7 @@ impl<'p> Engine<'p> {
             achieved_rate_per_s: rate(succeeded, active),
             open_at_end: self.open,
             drops: collected.drops,
+            peer_closed: collected.peer_closed,
             census,
             samples,
             latency_us: Latencies {

@@ -50,11 +50,6 @@ impl Pacer {
     pub fn finished(&self) -> bool {
         self.issued >= self.total
     }
-
-    /// Stop issuing: the remaining operations are dropped (interrupted run).
-    pub fn stop(&mut self) {
-        self.total = self.issued;
-    }
 }
 
 #[cfg(test)]

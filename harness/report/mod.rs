@@ -115,6 +115,10 @@ pub struct PhaseReport {
     pub open_at_end: u64,
     /// Established connections lost during the phase without sockcap closing them.
     pub drops: u64,
+    /// Connections the target closed that the client keeps open (CLOSE_WAIT), with
+    /// `[client] on_eof = "hold"`.
+    #[serde(default)]
+    pub peer_closed: u64,
     /// State census when the phase ended.
     pub census: CensusPair,
     /// Census sampled during the phase.

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 pub enum WriteError {
     #[error("{} is not a file name; give a path such as report.json", .0.display())]
     NotAFile(PathBuf),
-    #[error("writing {}: {source} (is the directory there and writable?)", .path.display())]
+    #[error("writing {} (is the directory there and writable?)", .path.display())]
     Write { path: PathBuf, source: io::Error },
-    #[error("renaming {} to {}: {source}", .from.display(), .to.display())]
+    #[error("renaming {} to {}", .from.display(), .to.display())]
     Rename { from: PathBuf, to: PathBuf, source: io::Error },
 }
 
@@ -32,7 +32,7 @@ pub fn atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<(
     };
     if let Err(source) = write_tmp() {
         let _ = fs::remove_file(&tmp);
-        return Err(WriteError::Write { path: tmp, source });
+        return Err(WriteError::Write { path: path.to_path_buf(), source });
     }
     fs::rename(&tmp, path).map_err(|source| {
         let _ = fs::remove_file(&tmp);

@@ -1,6 +1,7 @@
 //! Faults on the target's side are counted and reported, and end in exit 1 with
 //! the report written: a refused connect, a broker that closes before CONNACK
-//! (as mosquitto does at its descriptor limit), a target that vanishes mid-run.
+//! (as mosquitto does at its descriptor limit), a broker that refuses the session.
+//! (A target that vanishes mid-run is in probe_cmd.rs, which starts its own target.)
 
 use crate::support::{assert_exit, free_port, phase, run_scenario, Mosquitto};
 
