@@ -9,7 +9,7 @@
 use probe::TcpState;
 
 use crate::report::{ExpectationResult, PhaseReport};
-use crate::stats::ErrorKind;
+use crate::stats::{parse_latency_us, ErrorKind, LatencyText};
 
 /// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,17 +262,11 @@ fn split_op(s: &str) -> Result<(Op, String), String> {
 fn parse_threshold(metric: &Metric, text: &str) -> Result<f64, String> {
     let text = text.trim().replace('_', "");
     if let Metric::Latency(..) = metric {
-        let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration; write e.g. \"< 20ms\""))?;
-        let scale = match unit.trim() {
-            "us" | "µs" => 1.0,
-            "ms" => 1_000.0,
-            "s" => 1_000_000.0,
-            "" => return Err(format!("`{text}` has no unit; latencies need one: \"< {text}ms\" (us, ms or s)")),
-            other => return Err(format!("unknown unit `{other}`; use us, ms or s")),
-        };
-        return Ok(number * scale);
+        return parse_latency_us(&text).map_err(|e| match e {
+            LatencyText::NotANumber => format!("`{text}` is not a duration; write e.g. \"< 20ms\""),
+            LatencyText::NoUnit => format!("`{text}` has no unit; latencies need one: \"< {text}ms\" (us, ms or s)"),
+            LatencyText::UnknownUnit(u) => format!("unknown unit `{u}`; use us, ms or s"),
+        });
     }
     text.parse::<f64>()
         .ok()

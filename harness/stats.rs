@@ -136,6 +136,31 @@ impl ErrorCounts {
     }
 }
 
+/// Why a written latency (`20ms`, `500us`, `1.5s`) could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LatencyText {
+    NotANumber,
+    /// A number without a unit: callers say which units fit.
+    NoUnit,
+    UnknownUnit(String),
+}
+
+/// A latency written with a unit (`us`/`µs`, `ms`, `s`; `_` separators allowed), in µs.
+pub fn parse_latency_us(text: &str) -> Result<f64, LatencyText> {
+    let text = text.trim().replace('_', "");
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number = number.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or(LatencyText::NotANumber)?;
+    let scale = match unit.trim() {
+        "us" | "µs" => 1.0,
+        "ms" => 1_000.0,
+        "s" => 1_000_000.0,
+        "" => return Err(LatencyText::NoUnit),
+        other => return Err(LatencyText::UnknownUnit(other.to_string())),
+    };
+    Ok(number * scale)
+}
+
 /// Largest latency a histogram records exactly; larger values are clamped to it.
 pub const MAX_LATENCY_US: u64 = 60_000_000;
 

@@ -29,7 +29,7 @@ use probe::TcpState;
 
 use super::{PhaseReport, RunReport};
 use crate::expect::{LatencyKind, Metric, Percentile, Side};
-use crate::stats::{ErrorKind, HdrError, Latency, LatencySummary};
+use crate::stats::{parse_latency_us, ErrorKind, HdrError, Latency, LatencySummary, LatencyText};
 
 /// Which direction of change is a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,17 +107,13 @@ fn non_negative(text: &str) -> Option<f64> {
 }
 
 fn parse_duration_us(text: &str) -> Result<f64, String> {
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number = non_negative(number).ok_or_else(|| format!("`{text}` is not a duration; write e.g. 2ms or 10%"))?;
-    let scale = match unit.trim() {
-        "us" | "µs" => 1.0,
-        "ms" => 1_000.0,
-        "s" => 1_000_000.0,
-        "" => return Err(format!("`{text}` has no unit; a latency limit is a percentage (10%) or a duration (2ms)")),
-        other => return Err(format!("unknown unit `{other}`; use us, ms or s")),
-    };
-    Ok(number * scale)
+    parse_latency_us(text).map_err(|e| match e {
+        LatencyText::NotANumber => format!("`{text}` is not a duration; write e.g. 2ms or 10%"),
+        LatencyText::NoUnit => {
+            format!("`{text}` has no unit; a latency limit is a percentage (10%) or a duration (2ms)")
+        }
+        LatencyText::UnknownUnit(u) => format!("unknown unit `{u}`; use us, ms or s"),
+    })
 }
 
 /// Microseconds as a limit is written: `1ms`, `250us`, `1.5s`.
