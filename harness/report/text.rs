@@ -57,6 +57,7 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     let work = match p.kind.as_str() {
         "connect" => format!("{}/{} connected, {}/s", p.succeeded, p.planned, fmt_rate(p.achieved_rate_per_s)),
         "close" => format!("{}/{} closed, {}/s", p.succeeded, p.planned, fmt_rate(p.achieved_rate_per_s)),
+        "churn" => format!("{}/{} connect+close cycles, {}/s", p.succeeded, p.planned, fmt_rate(p.achieved_rate_per_s)),
         _ => format!("{} held", p.open_at_end),
     };
     let _ = writeln!(
