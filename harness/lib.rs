@@ -13,5 +13,6 @@ pub mod plan;
 pub mod protocol;
 pub mod report;
 pub mod scenario;
+pub mod socket;
 pub mod stats;
 pub mod target;

@@ -222,31 +222,10 @@ fn open_socket(spec: &ConnSpec, attempt: &Attempt) -> io::Result<TcpSocket> {
     }
     if let Some(source) = attempt.source {
         // Choose the port at connect time, for the full 4-tuple: never bind(port 0) first.
-        bind_address_no_port(&socket)?;
+        crate::socket::set_int_option(&socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
         socket.bind(SocketAddr::new(source, 0))?;
     }
     Ok(socket)
-}
-
-/// IP_BIND_ADDRESS_NO_PORT: defer the port choice of a bound socket to connect().
-fn bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let one: libc::c_int = 1;
-    // SAFETY: the descriptor is open for the socket's lifetime and `one` outlives the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 fn client_id(template: &str, worker: u32, n: u64) -> String {
@@ -398,7 +377,7 @@ async fn hold(
 /// Close as `cmd.how` says; returns the close latency and what went wrong, if anything.
 async fn close(stream: &mut TcpStream, cmd: CloseCommand) -> (u64, Option<(ErrorKind, Option<i32>)>) {
     if cmd.fill {
-        fill_send_buffer(stream).await;
+        crate::socket::fill_send_buffer(stream).await;
     }
     let result = match cmd.how {
         // Linger 0 makes close() send RST at once; it never blocks.
@@ -415,43 +394,6 @@ async fn close(stream: &mut TcpStream, cmd: CloseCommand) -> (u64, Option<(Error
     };
     let close_us = micros_since(cmd.scheduled);
     (close_us, result.err().map(|e| classify_close_error(&e)))
-}
-
-/// Write zeros until the socket takes no more *and* some of it is unsent: the target's
-/// receive window is closed, so the FIN that follows waits behind the data. Bounded in
-/// bytes and time, in case the target reads after all.
-async fn fill_send_buffer(stream: &TcpStream) {
-    const MAX_FILL: usize = 64 << 20;
-    let zeros = [0u8; 4096];
-    let mut written = 0;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while written < MAX_FILL {
-        match stream.try_write(&zeros) {
-            Ok(n) if n > 0 => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Full for now; done if the kernel holds unsent bytes, else it is still
-                // moving data into the target's receive buffer.
-                if unsent_bytes(stream).unwrap_or(1) > 0 {
-                    break;
-                }
-                if timeout_at(deadline, stream.writable()).await.is_err() {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-}
-
-/// Bytes in the send queue that were never sent (SIOCOUTQNSD).
-fn unsent_bytes(stream: &TcpStream) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let mut bytes: libc::c_int = 0;
-    // SAFETY: SIOCOUTQNSD writes one int through the pointer, which is valid.
-    if unsafe { libc::ioctl(stream.as_raw_fd(), libc::SIOCOUTQNSD, &mut bytes) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(usize::try_from(bytes).unwrap_or(0))
 }
 
 fn classify_close_error(e: &io::Error) -> (ErrorKind, Option<i32>) {

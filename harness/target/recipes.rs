@@ -110,35 +110,17 @@ async fn wait_for_state(filter: Filter, state: TcpState, n: u64) -> StateCounts 
     wait_for(filter, &format!("{n} sockets in {state:?}"), |c| c.get(state) == n).await
 }
 
-/// Bytes in the send queue that were never sent (SIOCOUTQNSD).
+/// Bytes in the send queue that were never sent.
 fn unsent(stream: &TcpStream) -> usize {
-    use std::os::fd::AsRawFd;
-    let mut bytes: libc::c_int = 0;
-    // SAFETY: SIOCOUTQNSD writes one int through the pointer, which is valid.
-    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::SIOCOUTQNSD, &mut bytes) };
-    assert_eq!(rc, 0, "SIOCOUTQNSD: {}", std::io::Error::last_os_error());
-    usize::try_from(bytes).unwrap()
+    crate::socket::unsent_bytes(stream).expect("SIOCOUTQNSD")
 }
 
-/// Writes until the socket takes no more and some of it is unsent: the peer's
-/// receive window is closed, so a FIN queued now stays behind the data.
-/// Returns the bytes written.
+/// Fills the send buffer as the engine does, and insists the window closed: some
+/// of the data must stay unsent, so a FIN queued now stays behind it.
 pub(super) async fn fill(stream: &TcpStream) -> usize {
-    let chunk = [0x5A; 64 * 1024];
-    let mut written = 0;
-    loop {
-        match stream.try_write(&chunk) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if unsent(stream) > 0 {
-                    return written;
-                }
-                // Full of data in flight: wait for the ACKs.
-                tokio::time::timeout(PATIENCE, stream.writable()).await.expect("the window opens").unwrap();
-            }
-            Err(e) => panic!("filling: {e}"),
-        }
-    }
+    let written = crate::socket::fill_send_buffer(stream).await;
+    assert!(unsent(stream) > 0, "the window did not close after {written} bytes");
+    written
 }
 
 /// Waits for the target's FIN: the read returns end of stream.

@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,22 +104,7 @@ fn bind(addr: SocketAddr, backlog: u32, defer_accept: Option<Duration>) -> anyho
 fn set_defer_accept(socket: &Socket, delay: Duration) -> io::Result<()> {
     let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
     let secs = libc::c_int::try_from(secs).unwrap_or(libc::c_int::MAX);
-    // SAFETY: `secs` outlives the call and its size is the length passed; the
-    // descriptor is open for as long as `socket` is borrowed.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            std::ptr::from_ref(&secs).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    crate::socket::set_int_option(socket, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, secs)
 }
 
 /// How long to wait before the next accept after `err`: nothing for errors

@@ -1,0 +1,73 @@
+//! Socket operations that tokio and socket2 do not offer, shared by the client engine,
+//! the embedded target and their tests: integer socket options by number
+//! (IP_BIND_ADDRESS_NO_PORT, TCP_DEFER_ACCEPT), the count of unsent bytes, and filling
+//! a send buffer until the peer's window is closed.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+
+/// setsockopt(level, name) with an int value.
+pub fn set_int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` outlives the call and its size is the length passed; the descriptor
+    // is open for as long as `socket` is borrowed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Bytes in the send queue that were never sent (SIOCOUTQNSD).
+pub fn unsent_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: SIOCOUTQNSD writes one int through the pointer, which is valid.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCOUTQNSD, &mut bytes) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(bytes).unwrap_or(0))
+}
+
+/// Write zeros until the socket takes no more *and* some of it is unsent: the peer's
+/// receive window is closed, so a FIN queued next waits behind the data. Bounded in bytes
+/// and time, in case the peer reads after all. Returns the bytes written.
+pub async fn fill_send_buffer(stream: &TcpStream) -> usize {
+    const MAX_FILL: usize = 64 << 20;
+    let zeros = [0u8; 4096];
+    let mut written = 0;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while written < MAX_FILL {
+        match stream.try_write(&zeros) {
+            Ok(n) if n > 0 => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Full for now; done if the kernel holds unsent bytes, else it is still
+                // moving data into the peer's receive buffer.
+                if unsent_bytes(stream).unwrap_or(1) > 0 {
+                    break;
+                }
+                if timeout_at(deadline, stream.writable()).await.is_err() {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    written
+}
