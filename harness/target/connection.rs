@@ -397,49 +397,13 @@ mod tests {
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::sync::oneshot;
-    use tokio::task::JoinHandle;
 
     use super::*;
-    use crate::target::{serve, ServeOptions, ServeSummary};
+    use crate::target::{ServeOptions, ServeSummary};
 
     const PATIENCE: Duration = Duration::from_secs(5);
 
-    struct Server {
-        addr: SocketAddr,
-        shutdown: CancellationToken,
-        task: JoinHandle<anyhow::Result<ServeSummary>>,
-    }
-
-    impl Server {
-        async fn start(protocol: Protocol) -> Server {
-            Server::start_with(ServeOptions { protocol, backlog: 64, ..ServeOptions::default() }).await
-        }
-
-        async fn start_with(opts: ServeOptions) -> Server {
-            let shutdown = CancellationToken::new();
-            let (ready_tx, ready_rx) = oneshot::channel();
-            let task = tokio::spawn(serve(opts, shutdown.clone(), move |addr| {
-                ready_tx.send(addr).unwrap();
-            }));
-            let addr = ready_rx.await.expect("the server reports its address");
-            assert_ne!(addr.port(), 0);
-            Server { addr, shutdown, task }
-        }
-
-        async fn connect(&self) -> TcpStream {
-            TcpStream::connect(self.addr).await.unwrap()
-        }
-
-        async fn stop(self) -> ServeSummary {
-            self.shutdown.cancel();
-            tokio::time::timeout(PATIENCE, self.task)
-                .await
-                .expect("serve returns promptly on shutdown")
-                .unwrap()
-                .unwrap()
-        }
-    }
+    use crate::target::testing::TestServer as Server;
 
     fn connect_packet(client_id: &str) -> Vec<u8> {
         let mut out = Vec::new();

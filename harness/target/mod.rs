@@ -27,6 +27,8 @@ mod connection;
 #[cfg(test)]
 mod recipes;
 mod server;
+#[cfg(test)]
+mod testing;
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};

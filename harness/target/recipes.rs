@@ -17,17 +17,15 @@
 //! holds is unsent (the target's receive window is closed), so a FIN queued
 //! after it cannot leave. A filling client fixes a small SO_SNDBUF first.
 
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::time::Duration;
 
 use probe::{Filter, Prober, StateCounts, TcpState};
 use socket2::SockRef;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use super::{serve, ServeOptions, ServeSummary};
+use super::testing::TestServer;
+use super::{ServeOptions, ServeSummary};
 use crate::protocol::Protocol;
 
 /// How long a state may take to appear before the test fails.
@@ -40,50 +38,18 @@ const N: usize = 4;
 /// lets a write overshoot it: about 47 KB stays unsent on loopback).
 const SMALL_SEND_BUFFER: u32 = 4096;
 
-struct Target {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<ServeSummary>>,
+/// A `tcp` target with `opts`' misbehaviours on a free loopback port.
+async fn start(opts: ServeOptions) -> TestServer {
+    TestServer::start_with(ServeOptions { protocol: Protocol::Tcp, ..opts }).await
 }
 
-impl Target {
-    /// A `tcp` target with `opts`' misbehaviours on a free loopback port.
-    async fn start(opts: ServeOptions) -> Target {
-        let opts = ServeOptions { protocol: Protocol::Tcp, ..opts };
-        let shutdown = CancellationToken::new();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let task = tokio::spawn(serve(opts, shutdown.clone(), move |addr| ready_tx.send(addr).unwrap()));
-        let addr = ready_rx.await.expect("the target reports its address");
-        Target { addr, shutdown, task }
-    }
-
-    /// Client-side sockets: those whose peer is the target's port.
-    fn clients(&self) -> Filter {
-        Filter::client(self.addr.port())
-    }
-
-    /// Server-side sockets: the listener, its request sockets and connections.
-    fn server(&self) -> Filter {
-        Filter::server(self.addr.port())
-    }
-
-    async fn connect(&self) -> TcpStream {
-        tokio::time::timeout(PATIENCE, TcpStream::connect(self.addr)).await.expect("connects").unwrap()
-    }
-
-    /// A client whose send buffer is fixed at its minimum, as a client that
-    /// fills the window should be: autotuned, it would take up to
-    /// `tcp_wmem[2]` (4 MiB) of unsent data per connection.
-    async fn connect_to_fill(&self) -> TcpStream {
-        let socket = TcpSocket::new_v4().unwrap();
-        socket.set_send_buffer_size(SMALL_SEND_BUFFER).unwrap();
-        tokio::time::timeout(PATIENCE, socket.connect(self.addr)).await.expect("connects").unwrap()
-    }
-
-    async fn stop(self) -> ServeSummary {
-        self.shutdown.cancel();
-        tokio::time::timeout(PATIENCE, self.task).await.expect("serve returns promptly on shutdown").unwrap().unwrap()
-    }
+/// A client whose send buffer is fixed at its minimum, as a client that fills the
+/// window should be: autotuned, it would take up to `tcp_wmem[2]` (4 MiB) of unsent
+/// data per connection.
+async fn connect_to_fill(target: &TestServer) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(SMALL_SEND_BUFFER).unwrap();
+    tokio::time::timeout(PATIENCE, socket.connect(target.addr)).await.expect("connects").unwrap()
 }
 
 /// Counts matching sockets by state.
@@ -146,7 +112,7 @@ fn half_close(stream: &TcpStream) {
 /// tcp_syn_retries gives up after about 2 minutes).
 #[tokio::test]
 async fn no_accept_leaves_clients_in_syn_sent() {
-    let target = Target::start(ServeOptions { backlog: 1, accept: false, ..ServeOptions::default() }).await;
+    let target = start(ServeOptions { backlog: 1, accept: false, ..ServeOptions::default() }).await;
     let addr = target.addr;
     let connects: Vec<_> =
         (0..10).map(|_| tokio::spawn(async move { TcpSocket::new_v4().unwrap().connect(addr).await })).collect();
@@ -175,7 +141,7 @@ async fn no_accept_leaves_clients_in_syn_sent() {
 #[tokio::test]
 async fn defer_accept_keeps_silent_clients_in_syn_recv() {
     let opts = ServeOptions { defer_accept: Some(Duration::from_secs(30)), ..ServeOptions::default() };
-    let target = Target::start(opts).await;
+    let target = start(opts).await;
     let mut silent = Vec::new();
     for _ in 0..N {
         silent.push(target.connect().await);
@@ -202,10 +168,10 @@ async fn defer_accept_keeps_silent_clients_in_syn_recv() {
 /// client keeps the socket (shutdown) or not (close).
 #[tokio::test]
 async fn no_read_keeps_the_client_fin_queued_in_fin_wait_1() {
-    let target = Target::start(ServeOptions { read: false, ..ServeOptions::default() }).await;
+    let target = start(ServeOptions { read: false, ..ServeOptions::default() }).await;
     let mut kept = Vec::new();
     for i in 0..N {
-        let client = target.connect_to_fill().await;
+        let client = connect_to_fill(&target).await;
         assert!(fill(&client).await > 0);
         if i % 2 == 0 {
             half_close(&client);
@@ -228,10 +194,10 @@ async fn no_read_keeps_the_client_fin_queued_in_fin_wait_1() {
 #[tokio::test]
 async fn no_read_and_shutdown_after_leave_the_client_closing() {
     let opts = ServeOptions { read: false, shutdown_after: Some(Duration::from_secs(1)), ..ServeOptions::default() };
-    let target = Target::start(opts).await;
+    let target = start(opts).await;
     let mut kept = Vec::new();
     for _ in 0..N {
-        let client = target.connect_to_fill().await;
+        let client = connect_to_fill(&target).await;
         fill(&client).await;
         half_close(&client);
         kept.push(client);
@@ -251,10 +217,10 @@ async fn no_read_and_shutdown_after_leave_the_client_closing() {
 #[tokio::test]
 async fn no_read_and_shutdown_after_leave_the_client_in_last_ack() {
     let opts = ServeOptions { read: false, shutdown_after: Some(Duration::ZERO), ..ServeOptions::default() };
-    let target = Target::start(opts).await;
+    let target = start(opts).await;
     let mut clients = Vec::new();
     for _ in 0..N {
-        let client = target.connect_to_fill().await;
+        let client = connect_to_fill(&target).await;
         read_eof(&client).await;
         clients.push(client);
     }
@@ -282,7 +248,7 @@ async fn no_read_and_shutdown_after_leave_the_client_in_last_ack() {
 #[tokio::test]
 async fn shutdown_after_puts_time_wait_on_the_server() {
     let opts = ServeOptions { shutdown_after: Some(Duration::from_millis(200)), ..ServeOptions::default() };
-    let target = Target::start(opts).await;
+    let target = start(opts).await;
     let mut clients = Vec::new();
     for _ in 0..N {
         clients.push(target.connect().await);
