@@ -198,6 +198,17 @@ pub enum CloseAmount {
     Fraction(f64),
 }
 
+impl CloseAmount {
+    /// How many of `held` connections this closes.
+    pub fn of(self, held: u64) -> u64 {
+        match self {
+            CloseAmount::All => held,
+            CloseAmount::Count(n) => n.min(held),
+            CloseAmount::Fraction(f) => ((held as f64) * f).round() as u64,
+        }
+    }
+}
+
 /// A scenario that cannot run, with where and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub struct PlanError {
@@ -370,34 +381,26 @@ impl Plan {
         Ok(())
     }
 
-    /// The most connections held at once (churn cycles excluded: spreading them over
-    /// sources would hide the exhaustion a churn phase is there to show).
-    pub fn peak_held(&self) -> u64 {
-        let churnless = Plan {
-            phases: self.phases.iter().filter(|p| !matches!(p.action, Action::Churn(_))).cloned().collect(),
-            ..self.clone()
-        };
-        churnless.peak_connections()
+    /// The most connections open at once, assuming every connect succeeds (the
+    /// descriptors a run needs).
+    pub fn peak_connections(&self) -> u64 {
+        self.peak(true)
     }
 
-    /// The most connections open at once, assuming every connect succeeds.
-    pub fn peak_connections(&self) -> u64 {
+    /// The most connections open at once; with `churn` false, churn cycles are left out
+    /// (spreading them over sources would hide the exhaustion a churn phase shows).
+    fn peak(&self, churn: bool) -> u64 {
         let (mut held, mut peak) = (0u64, 0u64);
         for phase in &self.phases {
             match &phase.action {
                 Action::Connect(c) => held += c.count,
                 // Half-closed sockets stay open until the target closes: count them as held.
                 Action::Close(c) if c.how == CloseMode::HalfClose => {}
-                Action::Close(c) => {
-                    held -= match c.amount {
-                        CloseAmount::All => held,
-                        CloseAmount::Count(n) => n.min(held),
-                        CloseAmount::Fraction(f) => ((held as f64) * f).round() as u64,
-                    }
-                }
-                // A churn cycle closes each connection at once; its TIME_WAIT holds no descriptor.
+                Action::Close(c) => held -= c.amount.of(held),
                 Action::Hold(_) | Action::Sleep(_) => {}
-                Action::Churn(c) => peak = peak.max(held + (c.rate as u64).min(c.count)),
+                // A cycle closes its connection at once; at most about a second's worth is open.
+                Action::Churn(c) if churn => peak = peak.max(held + (c.rate as u64).min(c.count)),
+                Action::Churn(_) => {}
             }
             peak = peak.max(held);
         }
@@ -416,7 +419,7 @@ impl Plan {
             return Vec::new();
         }
         let per_source = u64::from((ephemeral_ports / 2).max(1)) * 4 / 5;
-        let needed = self.peak_held().div_ceil(per_source).max(1);
+        let needed = self.peak(false).div_ceil(per_source).max(1);
         if needed == 1 {
             return Vec::new();
         }

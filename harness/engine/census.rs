@@ -31,34 +31,37 @@ impl Censuses {
 
     /// Take both censuses. A failed census counts nothing, with the reason returned.
     pub async fn take(&self) -> (CensusPair, Option<String>) {
-        let this = self.clone();
-        let task = tokio::task::spawn_blocking(move || this.take_blocking());
-        task.await.unwrap_or_else(|e| (CensusPair::default(), Some(format!("census task failed: {e}"))))
-    }
-
-    fn take_blocking(&self) -> (CensusPair, Option<String>) {
-        let mut prober = self.prober.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut problem = None;
-        let mut count = |filter: &Filter| {
-            prober.census(filter).unwrap_or_else(|e| {
-                problem = Some(format!("census failed: {e}"));
-                StateCounts::default()
-            })
-        };
-        let client = count(&self.client);
-        let server = self.server.as_ref().map(&mut count);
-        (CensusPair { client, server }, problem)
+        let (client, server) = (self.client, self.server);
+        let taken = self.with_prober(move |prober| {
+            let mut problem = None;
+            let mut count = |filter: &Filter| {
+                prober.census(filter).unwrap_or_else(|e| {
+                    problem = Some(format!("census failed: {e}"));
+                    StateCounts::default()
+                })
+            };
+            let client = count(&client);
+            let server = server.as_ref().map(&mut count);
+            (CensusPair { client, server }, problem)
+        });
+        taken.await.unwrap_or_else(|e| (CensusPair::default(), Some(e)))
     }
 
     /// The client-side census of the sockets from one source address (all when `None`).
-    pub async fn client_from(&self, source: Option<IpAddr>) -> probe::StateCounts {
-        let this = self.clone();
+    pub async fn client_from(&self, source: Option<IpAddr>) -> StateCounts {
         let filter = Filter { local_addr: source, ..self.client };
-        let task = tokio::task::spawn_blocking(move || {
-            let mut prober = this.prober.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            prober.census(&filter).unwrap_or_default()
-        });
-        task.await.unwrap_or_default()
+        self.with_prober(move |prober| prober.census(&filter).unwrap_or_default()).await.unwrap_or_default()
+    }
+
+    /// Run `f` with the prober on the blocking pool (a netlink dump blocks).
+    async fn with_prober<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Prober) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let prober = Arc::clone(&self.prober);
+        tokio::task::spawn_blocking(move || f(&mut prober.lock().unwrap_or_else(|poisoned| poisoned.into_inner())))
+            .await
+            .map_err(|e| format!("census task failed: {e}"))
     }
 
     /// The backend name and its warning, if any.

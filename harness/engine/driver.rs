@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::collector::Collector;
 use super::connection::CloseCommand;
 use super::pacing::Pacer;
-use crate::plan::{Action, CloseAmount, CloseMode};
+use crate::plan::{Action, CloseMode};
 
 /// How long past its last deadline a phase waits for outcomes that never came
 /// (a guard: every connection task reports within its own timeouts).
@@ -70,20 +70,13 @@ impl Driver {
                 }),
                 sources,
             },
-            Action::Close(c) => {
-                let count = match c.amount {
-                    CloseAmount::All => held,
-                    CloseAmount::Count(n) => n.min(held),
-                    CloseAmount::Fraction(f) => ((held as f64) * f).round() as u64,
-                };
-                Driver::Close {
-                    pacer: Pacer::new(start, c.rate, count),
-                    how: c.how,
-                    timeout: c.timeout,
-                    fill: c.fill,
-                    sent: 0,
-                }
-            }
+            Action::Close(c) => Driver::Close {
+                pacer: Pacer::new(start, c.rate, c.amount.of(held)),
+                how: c.how,
+                timeout: c.timeout,
+                fill: c.fill,
+                sent: 0,
+            },
             Action::Hold(d) | Action::Sleep(d) => Driver::Wait { until: start + *d },
         }
     }

@@ -204,16 +204,9 @@ impl<'p> Engine<'p> {
         }
         // The census as the phase begins, taken before its clock starts so that pacing
         // does not absorb the census's time.
-        let (first, problem) = self.censuses.take().await;
-        self.note_once(problem);
-        let mut samples = vec![CensusSample {
-            t_ms: self.ms_since_start(),
-            client: first.client,
-            server: first.server,
-            succeeded: 0,
-            failed: 0,
-            open: self.open,
-        }];
+        let first = self.sample(0, 0).await;
+        let mut last_census = Some(first.client);
+        let mut samples = vec![first];
         let counters_before = KernelCounters::read().unwrap_or_default();
         let start = Instant::now();
         let mut driver = self.driver_for(phase, start);
@@ -224,7 +217,6 @@ impl<'p> Engine<'p> {
         sampler.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut ticker = interval_at(start, PROGRESS_EVERY);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        let mut last_census = Some(first.client);
         let give_up_at = driver.give_up_at();
         while !driver.finished(&collected) {
             let next_due = driver.next_due();
@@ -241,17 +233,9 @@ impl<'p> Engine<'p> {
                 }
                 _ = sleep_until(next_due.unwrap_or(start)), if next_due.is_some() => self.issue_due(&mut driver),
                 _ = sampler.tick() => {
-                    let (pair, problem) = self.censuses.take().await;
-                    self.note_once(problem);
-                    last_census = Some(pair.client);
-                    samples.push(CensusSample {
-                        t_ms: self.ms_since_start(),
-                        client: pair.client,
-                        server: pair.server,
-                        succeeded: driver.succeeded(&collected),
-                        failed: collected.failures(),
-                        open: self.open,
-                    });
+                    let sample = self.sample(driver.succeeded(&collected), collected.failures()).await;
+                    last_census = Some(sample.client);
+                    samples.push(sample);
                 }
                 _ = ticker.tick() => self.publish(index, phase, &driver, &collected, start, last_census),
                 _ = sleep_until(give_up_at.unwrap_or(start)), if give_up_at.is_some() => {
@@ -386,6 +370,20 @@ impl<'p> Engine<'p> {
             established,
             time_wait,
         });
+    }
+
+    /// A census now, with the phase's running counts.
+    async fn sample(&mut self, succeeded: u64, failed: u64) -> CensusSample {
+        let (pair, problem) = self.censuses.take().await;
+        self.note_once(problem);
+        CensusSample {
+            t_ms: self.ms_since_start(),
+            client: pair.client,
+            server: pair.server,
+            succeeded,
+            failed,
+            open: self.open,
+        }
     }
 
     fn note_once(&mut self, problem: Option<String>) {
