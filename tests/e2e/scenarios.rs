@@ -5,7 +5,7 @@ use std::path::Path;
 
 use sockcap::plan::Plan;
 
-use crate::support::{assert_exit, run, TempDir};
+use crate::support::{assert_exit, refused_scenario, run, TempDir};
 
 #[test]
 fn every_scenario_file_parses() {
@@ -27,29 +27,21 @@ fn every_scenario_file_parses() {
 
 #[test]
 fn unknown_key_exits_2_naming_file_and_key() {
-    let dir = TempDir::new("bad-key");
-    let file = dir.file(
-        "bad.toml",
+    let stderr = refused_scenario(
+        "bad-key.toml",
         "name = \"x\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\n[[phase]]\nconect = { count = 1, rate = 1 }\n",
     );
-    let out = run(&["run", file.to_str().unwrap()]);
-    assert_exit(&out, 2);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("bad-key.toml"), "{stderr}");
     assert!(stderr.contains("line 5"), "{stderr}");
     assert!(stderr.contains("unknown field `conect`"), "{stderr}");
 }
 
 #[test]
 fn bad_value_exits_2_naming_field_and_fix() {
-    let dir = TempDir::new("bad-value");
-    let file = dir.file(
-        "bad.toml",
+    let stderr = refused_scenario(
+        "bad-value.toml",
         "name = \"x\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\n[[phase]]\nhold = \"ten seconds\"\n",
     );
-    let out = run(&["run", file.to_str().unwrap()]);
-    assert_exit(&out, 2);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("field `phase[0].hold`"), "{stderr}");
     assert!(stderr.contains("write e.g. \"30s\""), "{stderr}");
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{assert_exit, phase, report, run, TempDir};
+use crate::support::{assert_exit, phase, refused_scenario, report, run, TempDir};
 
 /// Tests that need a network namespace of their own are marked
 /// `#[cfg_attr(sockcap_not_root, ignore = ...)]`: a build by another user than root (see
@@ -80,21 +80,16 @@ fn netns_without_privilege_exits_3_saying_why() {
 
 #[test]
 fn sysctls_outside_a_namespace_are_refused_with_exit_2() {
-    let dir = TempDir::new("sysctl-no-netns");
-    let file = dir.file(
-        "s.toml",
+    let stderr = refused_scenario(
+        "sysctl-no-netns.toml",
         "name = \"x\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n[[phase]]\nsysctl = { tcp_tw_reuse = 0 }\nsleep = \"1s\"\n",
     );
-    let out = run(&["run", file.to_str().unwrap()]);
-    assert_exit(&out, 2);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("add a [netns] section"));
-    let file = dir.file(
-        "t.toml",
+    assert!(stderr.contains("add a [netns] section"), "{stderr}");
+    let stderr = refused_scenario(
+        "host-sysctl.toml",
         "name = \"x\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n[netns]\nsysctl = { \"fs.file-max\" = 1 }\n[[phase]]\nsleep = \"1s\"\n",
     );
-    let out = run(&["run", file.to_str().unwrap()]);
-    assert_exit(&out, 2);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("only net.* sysctls"));
+    assert!(stderr.contains("only net.* sysctls"), "{stderr}");
 }
 
 /// Every scenario under scenarios/states/ produces its state: the run passes (its own

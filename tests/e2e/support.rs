@@ -198,3 +198,12 @@ pub fn run_scenario(tag: &str, toml: &str, extra: &[&str]) -> (Output, Value) {
     let report = report(&json);
     (out, report)
 }
+
+/// Write `toml` as `name` and run it; it must be refused with exit 2. Returns stderr.
+pub fn refused_scenario(name: &str, toml: &str) -> String {
+    let dir = TempDir::new(name.trim_end_matches(".toml"));
+    let file = dir.file(name, toml);
+    let out = run(&["run", file.to_str().unwrap()]);
+    assert_exit(&out, 2);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
