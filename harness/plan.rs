@@ -12,7 +12,7 @@ use crate::protocol::Protocol;
 use crate::scenario::{
     ChurnSection, CloseSection, ConnectSection, EmbeddedSection, MqttSection, PhaseSection, Scenario,
 };
-use crate::target::OnEof;
+use crate::target::{OnEof, ServeOptions};
 
 /// A scenario that can run.
 #[derive(Debug, Clone)]
@@ -27,8 +27,9 @@ pub struct Plan {
     /// Census sampling interval during phases.
     pub sample_every: Duration,
     pub mqtt: MqttOptions,
-    /// Options for the embedded target, when `target = "embedded"`.
-    pub embedded: EmbeddedOptions,
+    /// The embedded target's options, when `target = "embedded"` (its listen address is
+    /// chosen when it starts).
+    pub embedded: ServeOptions,
     /// What a client connection does when the target closes it.
     pub client_on_eof: OnEof,
     /// Run in a private network namespace with these sysctls (`[netns]` or `--netns`).
@@ -49,17 +50,6 @@ impl Sysctl {
     pub fn path(&self) -> PathBuf {
         Path::new("/proc/sys").join(self.name.replace('.', "/"))
     }
-}
-
-/// How the embedded target behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EmbeddedOptions {
-    pub on_eof: OnEof,
-    pub backlog: u32,
-    pub accept: bool,
-    pub defer_accept: Option<Duration>,
-    pub read: bool,
-    pub shutdown_after: Option<Duration>,
 }
 
 /// Where the clients connect.
@@ -321,7 +311,7 @@ impl Plan {
             return Err(check
                 .err("embedded", "an [embedded] section needs target = \"embedded\"; remove it or change the target"));
         }
-        let embedded = embedded_options(&check, s.embedded.as_ref())?;
+        let embedded = embedded_options(&check, s.embedded.as_ref(), protocol)?;
         let client_on_eof = match s.client.as_ref().and_then(|c| c.on_eof.as_deref()) {
             None | Some("close") => OnEof::Close,
             Some("hold") => OnEof::Hold,
@@ -534,7 +524,7 @@ fn mqtt_options(check: &Check, m: Option<&MqttSection>) -> Result<MqttOptions, P
     })
 }
 
-fn embedded_options(check: &Check, e: Option<&EmbeddedSection>) -> Result<EmbeddedOptions, PlanError> {
+fn embedded_options(check: &Check, e: Option<&EmbeddedSection>, protocol: Protocol) -> Result<ServeOptions, PlanError> {
     let on_eof = match e.and_then(|e| e.on_eof.as_deref()) {
         None | Some("close") => OnEof::Close,
         Some("hold") => OnEof::Hold,
@@ -550,7 +540,9 @@ fn embedded_options(check: &Check, e: Option<&EmbeddedSection>) -> Result<Embedd
     let duration = |field: &str, value: Option<&String>| -> Result<Option<Duration>, PlanError> {
         value.map(|t| check.duration(&format!("embedded.{field}"), t)).transpose()
     };
-    Ok(EmbeddedOptions {
+    Ok(ServeOptions {
+        listen: ServeOptions::default().listen,
+        protocol,
         on_eof,
         backlog,
         accept: e.and_then(|e| e.accept).unwrap_or(true),

@@ -100,17 +100,9 @@ fn check_output_dirs(args: &RunArgs) -> Result<(), Failure> {
 }
 
 async fn start_embedded(plan: &Plan) -> Result<EmbeddedTarget, Failure> {
-    let opts = ServeOptions {
-        // In a private namespace the well-known port is free, and outside the ephemeral range.
-        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, if plan.netns.is_some() { 1883 } else { quiet_port() })),
-        protocol: plan.protocol,
-        backlog: plan.embedded.backlog,
-        on_eof: plan.embedded.on_eof,
-        accept: plan.embedded.accept,
-        defer_accept: plan.embedded.defer_accept,
-        read: plan.embedded.read,
-        shutdown_after: plan.embedded.shutdown_after,
-    };
+    // In a private namespace the well-known port is free, and outside the ephemeral range.
+    let port = if plan.netns.is_some() { 1883 } else { quiet_port() };
+    let opts = ServeOptions { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), ..plan.embedded };
     EmbeddedTarget::spawn(opts)
         .await
         .context("starting the embedded target (`sockcap serve`)")
