@@ -618,15 +618,17 @@ fn phase_plan(
 /// A `kernel.<Counter>` expectation must name a counter this kernel has: a typo would
 /// otherwise read as a zero delta and pass.
 fn known_counter(metric: &Metric) -> Result<(), String> {
+    // The kernel's counter names, read once.
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let Metric::Kernel(name) = metric else { return Ok(()) };
-    let Ok(counters) = probe::KernelCounters::read() else { return Ok(()) };
-    if counters.values.is_empty() || counters.values.contains_key(name) {
+    let names =
+        NAMES.get_or_init(|| probe::KernelCounters::read().map(|c| c.values.into_keys().collect()).unwrap_or_default());
+    if names.is_empty() || names.contains(name) {
         return Ok(());
     }
     let lower = name.to_lowercase();
-    let near: Vec<&str> = counters
-        .values
-        .keys()
+    let near: Vec<&str> = names
+        .iter()
         .filter(|k| {
             let k = k.to_lowercase();
             k.contains(&lower[..lower.len().min(6)]) || lower.contains(&k)
