@@ -67,3 +67,14 @@ fn more_connections_than_descriptors_exits_3_before_connecting() {
     assert!(stderr.contains("needs 5000100 descriptors"), "{stderr}");
     assert!(stderr.contains("ulimit -Hn"), "{stderr}");
 }
+
+#[test]
+fn a_report_path_in_a_missing_directory_exits_2_before_the_run() {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/states/established.toml");
+    let out = run(&["run", scenario.to_str().unwrap(), "--json", "/nonexistent-sockcap-dir/out.json"]);
+    assert_exit(&out, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--json") && stderr.contains("does not exist"), "{stderr}");
+    // Refused before the run: no report was printed.
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+}
