@@ -14,5 +14,6 @@ pub mod protocol;
 pub mod report;
 pub mod scenario;
 pub mod socket;
+pub mod sources;
 pub mod stats;
 pub mod target;

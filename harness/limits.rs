@@ -22,6 +22,16 @@ pub fn raise_nofile() -> std::io::Result<NofileRaise> {
     Ok(NofileRaise { soft_before, soft_after, hard })
 }
 
+/// Connections one process may hold under a descriptor limit: the limit minus [`RESERVE`].
+pub fn per_process(nofile_limit: u64) -> u64 {
+    nofile_limit.saturating_sub(RESERVE).max(1)
+}
+
+/// Processes needed to hold `connections` under a per-process descriptor limit.
+pub fn workers_needed(connections: u64, nofile_limit: u64) -> u64 {
+    connections.div_ceil(per_process(nofile_limit)).max(1)
+}
+
 /// The machine cannot run this scenario as it is set up.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
@@ -59,5 +69,9 @@ mod tests {
         let err = check_descriptors(50_000, &limits).unwrap_err().to_string();
         assert!(err.contains("needs 50100 descriptors"), "{err}");
         assert!(err.contains("at most 19900"), "{err}");
+        assert_eq!(workers_needed(19_900, 20_000), 1);
+        assert_eq!(workers_needed(19_901, 20_000), 2);
+        assert_eq!(workers_needed(100_000, 20_000), 6);
+        assert_eq!(workers_needed(0, 20_000), 1);
     }
 }

@@ -397,23 +397,18 @@ impl Plan {
         peak
     }
 
-    /// Client source addresses: as given, or for a loopback IPv4 target with more
-    /// connections than one (source, destination) pair connects quickly (the kernel's
-    /// port search slows past half the ephemeral range), enough 127.0.0.x addresses.
-    pub fn effective_sources(&self, target: SocketAddr, ephemeral_ports: u32) -> Vec<IpAddr> {
+    /// The most connections held open at once, churn cycles left out: what the source
+    /// ports must carry (see [`crate::sources`]).
+    pub fn peak_held(&self) -> u64 {
+        self.peak(false)
+    }
+
+    /// Client source addresses: as given, or chosen by [`crate::sources::auto`].
+    pub fn effective_sources(&self, target: SocketAddr, ports: (u16, u16)) -> Vec<IpAddr> {
         if !self.sources.is_empty() {
             return self.sources.clone();
         }
-        let IpAddr::V4(v4) = target.ip() else { return Vec::new() };
-        if !v4.is_loopback() {
-            return Vec::new();
-        }
-        let per_source = u64::from((ephemeral_ports / 2).max(1)) * 4 / 5;
-        let needed = self.peak(false).div_ceil(per_source).max(1);
-        if needed == 1 {
-            return Vec::new();
-        }
-        (0..needed.min(250) as u8).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + i))).collect()
+        crate::sources::auto(self.peak_held(), target, ports)
     }
 }
 
@@ -873,10 +868,10 @@ close = { how = "fin", rate = 100, fraction = 0.5 }
     fn loopback_targets_spread_over_sources() {
         let mut plan = load(GOOD).unwrap();
         let target: SocketAddr = "127.0.0.1:1883".parse().unwrap();
-        assert!(plan.effective_sources(target, 28_232).is_empty());
+        assert!(plan.effective_sources(target, crate::sources::DEFAULT_RANGE).is_empty());
         if let Action::Connect(c) = &mut plan.phases[0].action {
             c.count = 30_000;
         }
-        assert_eq!(plan.effective_sources(target, 28_232).len(), 3);
+        assert_eq!(plan.effective_sources(target, crate::sources::DEFAULT_RANGE).len(), 3);
     }
 }

@@ -46,7 +46,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             (None, TargetSpec::Addr(addr)) => addr,
             (None, TargetSpec::Embedded) => unreachable!("an embedded target was started above"),
         };
-        let ports = probe::Limits::read().ephemeral_ports().unwrap_or(28_232);
+        let ports = probe::Limits::read().ip_local_port_range.unwrap_or(crate::sources::DEFAULT_RANGE);
         let ctx = RunContext {
             target,
             embedded: embedded.is_some(),
