@@ -371,6 +371,16 @@ impl Plan {
         Ok(())
     }
 
+    /// Replace the client source addresses (`--sources`, comma-separated items as in
+    /// the scenario's `sources`).
+    pub fn set_sources(&mut self, list: &str) -> Result<(), String> {
+        let items: Vec<String> = list.split(',').map(str::to_string).collect();
+        let sources = parse_sources(&items)?;
+        check_family(self.target, &sources)?;
+        self.sources = sources;
+        Ok(())
+    }
+
     /// The most connections open at once, assuming every connect succeeds (the
     /// descriptors a run needs).
     pub fn peak_connections(&self) -> u64 {
@@ -395,6 +405,17 @@ impl Plan {
             peak = peak.max(held);
         }
         peak
+    }
+
+    /// Connections started by the phases before phase `index`, in all shards together:
+    /// the number of that phase's first connection.
+    pub fn connections_before(&self, index: usize) -> u64 {
+        let started = |p: &PhasePlan| match &p.action {
+            Action::Connect(c) => c.count,
+            Action::Churn(c) => c.count,
+            Action::Close(_) | Action::Hold(_) | Action::Sleep(_) => 0,
+        };
+        self.phases.iter().take(index).map(started).sum()
     }
 
     /// The most connections held open at once, churn cycles left out: what the source

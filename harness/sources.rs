@@ -10,6 +10,13 @@
 //! unique for the first S × R connections of a run, across worker processes and hosts
 //! alike, since `g` is global. Without source addresses the kernel chooses (one pair,
 //! at most R connections).
+//!
+//! Churn phases leave the port to the kernel (bind(address) with IP_BIND_ADDRESS_NO_PORT,
+//! the port chosen at connect): measured here, a connect from an explicitly bound port
+//! takes over a TIME_WAIT socket of the same 4-tuple at once, even with tcp_tw_reuse = 0
+//! (the kernel's TIME_WAIT check waives its one-second rule for bound sockets when
+//! timestamps are on), so explicit ports would hide the very exhaustion a churn phase
+//! is there to show.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -36,12 +43,13 @@ impl Sources {
     }
 
     /// The local address connection `g` binds, or `None` for the kernel's choice.
-    pub fn local_for(&self, g: u64) -> Option<SocketAddr> {
+    /// With `kernel_port` the port is 0: the kernel picks it at connect time.
+    pub fn local_for(&self, g: u64, kernel_port: bool) -> Option<SocketAddr> {
         if self.addrs.is_empty() {
             return None;
         }
         let s = self.addrs.len() as u64;
-        let port = u64::from(self.ports.0) + (g / s) % self.range_size();
+        let port = if kernel_port { 0 } else { u64::from(self.ports.0) + (g / s) % self.range_size() };
         Some(SocketAddr::new(self.addrs[(g % s) as usize], port as u16))
     }
 
@@ -126,14 +134,15 @@ mod tests {
     #[test]
     fn connections_get_distinct_address_port_pairs() {
         let sources = Sources::new(vec![v4("127.0.0.2"), v4("127.0.0.3")], (1000, 1009));
-        assert_eq!(sources.local_for(0), Some("127.0.0.2:1000".parse().unwrap()));
-        assert_eq!(sources.local_for(1), Some("127.0.0.3:1000".parse().unwrap()));
-        assert_eq!(sources.local_for(2), Some("127.0.0.2:1001".parse().unwrap()));
-        let pairs: std::collections::HashSet<_> = (0..20).map(|g| sources.local_for(g).unwrap()).collect();
+        assert_eq!(sources.local_for(0, false), Some("127.0.0.2:1000".parse().unwrap()));
+        assert_eq!(sources.local_for(1, false), Some("127.0.0.3:1000".parse().unwrap()));
+        assert_eq!(sources.local_for(2, false), Some("127.0.0.2:1001".parse().unwrap()));
+        let pairs: std::collections::HashSet<_> = (0..20).map(|g| sources.local_for(g, false).unwrap()).collect();
         assert_eq!(pairs.len(), 20);
         // the 21st wraps around to the first pair
-        assert_eq!(sources.local_for(20), sources.local_for(0));
-        assert_eq!(Sources::new(Vec::new(), DEFAULT_RANGE).local_for(5), None);
+        assert_eq!(sources.local_for(20, false), sources.local_for(0, false));
+        assert_eq!(Sources::new(Vec::new(), DEFAULT_RANGE).local_for(5, false), None);
+        assert_eq!(sources.local_for(3, true), Some("127.0.0.3:0".parse().unwrap()));
     }
 
     #[test]

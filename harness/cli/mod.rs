@@ -7,6 +7,7 @@ mod probe_cmd;
 mod progress;
 mod run;
 mod serve;
+mod worker;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +71,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Compare two JSON reports phase by phase (exit 1 when a figure regressed past its limit).
     Compare(compare::CompareArgs),
+    /// One worker process of a run (started by `sockcap run`, not by hand).
+    #[command(hide = true)]
+    Worker(WorkerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,6 +99,51 @@ pub struct RunArgs {
     /// with the kernel's default sysctls unless the scenario sets some).
     #[arg(long)]
     pub netns: bool,
+    /// Client source addresses instead of the scenario's `sources`, comma-separated:
+    /// "127.0.0.2-127.0.0.40,127.0.1.1".
+    #[arg(long, value_name = "LIST")]
+    pub sources: Option<String>,
+    /// Worker processes holding the connections: "auto" (as many as the descriptor
+    /// limit requires) or a number.
+    #[arg(long, default_value = "auto", value_parser = parse_workers)]
+    pub workers: Workers,
+}
+
+/// How many worker processes a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workers {
+    /// As many as needed to stay under the per-process descriptor limit.
+    Auto,
+    Count(u32),
+}
+
+fn parse_workers(text: &str) -> Result<Workers, String> {
+    match text {
+        "auto" => Ok(Workers::Auto),
+        n => match n.parse::<u32>() {
+            Ok(n) if (1..=1024).contains(&n) => Ok(Workers::Count(n)),
+            _ => Err(format!("`{n}`: write \"auto\" or a number of processes from 1 to 1024")),
+        },
+    }
+}
+
+/// `sockcap worker`: one shard of a run, driven by a coordinator over stdin/stdout.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The scenario file (TOML).
+    pub scenario: PathBuf,
+    /// The target address, resolved by the coordinator.
+    #[arg(long)]
+    pub target: SocketAddr,
+    /// This worker's shard, INDEX/COUNT.
+    #[arg(long, value_parser = crate::engine::pacing::Shard::parse)]
+    pub shard: crate::engine::pacing::Shard,
+    /// The source ports per address, LO-HI.
+    #[arg(long)]
+    pub ports: String,
+    /// Source addresses, comma-separated (none: the kernel's choice).
+    #[arg(long)]
+    pub sources: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -163,6 +212,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Probe(args) => probe_cmd::probe(args),
         Command::Serve(args) => serve::serve(args),
         Command::Compare(args) => compare::compare(args),
+        Command::Worker(args) => worker::worker(args),
     }
 }
 

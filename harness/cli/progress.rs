@@ -108,7 +108,8 @@ fn status(p: &Progress, rate: Option<f64>) -> String {
         (Some(e), Some(t)) => format!(", census: established {e}, time_wait {t}"),
         _ => String::new(),
     };
-    format!("{head}, errors {}, open {}{census}", p.failed, p.open)
+    let workers = if p.workers > 1 { format!(" in {} workers", p.workers) } else { String::new() };
+    format!("{head}, errors {}, open {}{workers}{census}", p.failed, p.open)
 }
 
 /// Successes per second over the last [`RATE_WINDOW`] of the current phase.

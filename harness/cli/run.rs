@@ -3,16 +3,21 @@
 
 use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{exit, progress, Failure, RunArgs};
+use super::{exit, progress, Failure, RunArgs, Workers};
+use crate::engine::crew::Crew;
+use crate::engine::pacing::Shard;
+use crate::engine::worker::WorkerContext;
 use crate::engine::{self, RunContext};
 use crate::limits;
 use crate::plan::{Plan, TargetSpec};
 use crate::report::{self, Outcome, RunReport};
+use crate::sources::Sources;
 use crate::target::{EmbeddedTarget, ServeOptions};
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
@@ -20,6 +25,9 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     check_output_dirs(&args)?;
     if let Some(target) = &args.target {
         plan.set_target(target).map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
+    }
+    if let Some(list) = &args.sources {
+        plan.set_sources(list).map_err(|m| Failure::bad_input(anyhow::anyhow!("--sources: {m}")))?;
     }
     if args.netns && plan.netns.is_none() {
         if plan.target != TargetSpec::Embedded {
@@ -29,12 +37,28 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         plan.netns = Some(Vec::new());
     }
     if let Some(sysctls) = &plan.netns {
-        // Before the runtime exists: its threads and the embedded target inherit the namespace.
+        // Before the runtime exists: its threads, the workers and the embedded target
+        // inherit the namespace.
         crate::netns::enter(sysctls).map_err(Failure::environment)?;
     }
     let nofile = limits::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
-    let needed = limits::check_descriptors(plan.peak_connections(), &nofile).map_err(Failure::environment)?;
+    let peak = plan.peak_connections();
+    let workers = match args.workers {
+        Workers::Auto => limits::workers_needed(peak, nofile.soft_after),
+        Workers::Count(n) => u64::from(n),
+    };
+    let needed = limits::check_descriptors(peak.div_ceil(workers), &nofile).map_err(Failure::environment)?;
+    // The embedded target listens on 127.0.0.1; its port is not known yet and does not
+    // change the sources or their budget.
+    let nominal_target = match plan.target {
+        TargetSpec::Addr(addr) => addr,
+        TargetSpec::Embedded => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    };
+    let ports = probe::Limits::read().ip_local_port_range.unwrap_or(crate::sources::DEFAULT_RANGE);
+    let sources = Sources::new(plan.effective_sources(nominal_target, ports), ports);
+    crate::sources::check_budget(plan.peak_held(), &sources, nominal_target)
+        .map_err(|e| Failure::environment(anyhow::Error::new(e)))?;
     let rt = super::runtime()?;
     let report = rt.block_on(async {
         let embedded = match plan.target {
@@ -46,16 +70,14 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             (None, TargetSpec::Addr(addr)) => addr,
             (None, TargetSpec::Embedded) => unreachable!("an embedded target was started above"),
         };
-        let ports = probe::Limits::read().ip_local_port_range.unwrap_or(crate::sources::DEFAULT_RANGE);
-        let ctx = RunContext {
-            target,
-            embedded: embedded.is_some(),
-            sources: plan.effective_sources(target, ports),
-            nofile,
-            descriptors_needed: needed,
-            worker: 0,
+        let crew = if workers == 1 {
+            let ctx = WorkerContext { target, sources: sources.clone(), shard: Shard::ALL };
+            Crew::in_process(Arc::new(plan.clone()), ctx)
+        } else {
+            Crew::processes(&plan.file, target, &sources, workers as u32).map_err(Failure::environment)?
         };
-        let report = run_engine(&plan, ctx, args.quiet).await;
+        let ctx = RunContext { target, embedded: embedded.is_some(), sources, nofile, descriptors_needed: needed };
+        let report = run_engine(&plan, ctx, crew, args.quiet).await;
         if let Some(embedded) = embedded {
             if let Err(e) = embedded.stop().await {
                 eprintln!("sockcap: stopping the embedded target: {e:#}");
@@ -80,6 +102,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     }
     Ok(match (report.outcome, report.passed) {
         (Outcome::Interrupted, _) => exit::INTERRUPTED,
+        (Outcome::Failed, _) => exit::FAILED,
         (Outcome::Completed, true) => exit::PASSED,
         (Outcome::Completed, false) => exit::FAILED,
     })
@@ -128,12 +151,12 @@ fn quiet_port() -> u16 {
 }
 
 /// Run the engine with Ctrl-C handling and the progress line.
-async fn run_engine(plan: &Plan, ctx: RunContext, quiet: bool) -> RunReport {
+async fn run_engine(plan: &Plan, ctx: RunContext, crew: Crew, quiet: bool) -> RunReport {
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(watch_ctrl_c(shutdown.clone()));
     let (progress_tx, progress_rx) = watch::channel(engine::Progress::default());
     let renderer = (!quiet).then(|| tokio::spawn(progress::render(progress_rx, std::io::stderr().is_terminal())));
-    let report = engine::run(plan, ctx, shutdown, progress_tx).await;
+    let report = engine::run(plan, ctx, crew, shutdown, progress_tx).await;
     signals.abort();
     if let Some(renderer) = renderer {
         let _ = renderer.await;

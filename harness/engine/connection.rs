@@ -4,7 +4,7 @@
 //! on `readable()` and reads into a small stack array).
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,7 +71,9 @@ pub struct Attempt {
     pub scheduled: Instant,
     /// Scheduled instant plus the handshake timeout.
     pub deadline: Instant,
-    pub source: Option<IpAddr>,
+    /// The local address and port to bind (see [`crate::sources`]); port 0: the kernel
+    /// picks the port at connect; `None`: the kernel picks both.
+    pub source: Option<SocketAddr>,
     /// Close as soon as connected (a churn cycle); `scheduled` is replaced by that instant.
     pub then_close: Option<CloseCommand>,
 }
@@ -220,10 +222,21 @@ fn open_socket(spec: &ConnSpec, attempt: &Attempt) -> io::Result<TcpSocket> {
     if let Some(bytes) = spec.sndbuf {
         socket.set_send_buffer_size(bytes)?;
     }
-    if let Some(source) = attempt.source {
-        // Choose the port at connect time, for the full 4-tuple: never bind(port 0) first.
-        crate::socket::set_int_option(&socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
-        socket.bind(SocketAddr::new(source, 0))?;
+    match attempt.source {
+        // The kernel picks the port at connect time, for the full 4-tuple: never
+        // bind(port 0) without IP_BIND_ADDRESS_NO_PORT.
+        Some(local) if local.port() == 0 => {
+            crate::socket::set_int_option(&socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
+            socket.bind(local)?;
+        }
+        // A port sockcap chose itself: the connect rate stays flat however full the
+        // range is, where the kernel's own search slows past half of it. SO_REUSEADDR
+        // lets the same (address, port) serve other destinations.
+        Some(local) => {
+            socket.set_reuseaddr(true)?;
+            socket.bind(local)?;
+        }
+        None => {}
     }
     Ok(socket)
 }

@@ -12,8 +12,9 @@ use tokio::time::Instant;
 
 use super::collector::Collector;
 use super::connection::CloseCommand;
-use super::pacing::Pacer;
-use crate::plan::{Action, CloseMode};
+use super::pacing::{Pacer, Shard};
+use crate::plan::{Action, CloseAmount, CloseMode};
+use crate::sources::Sources;
 
 /// How long past its last deadline a phase waits for outcomes that never came
 /// (a guard: every connection task reports within its own timeouts).
@@ -34,8 +35,8 @@ pub enum Driver {
         wait: bool,
         /// Churn: close each connection as soon as it is established.
         then_close: Option<CloseCommand>,
-        /// Source addresses, round-robin (empty: the kernel's choice).
-        sources: Vec<IpAddr>,
+        /// Where each connection binds.
+        sources: Sources,
     },
     /// Send close orders to held connections.
     Close { pacer: Pacer, how: CloseMode, timeout: Duration, fill: bool, sent: u64 },
@@ -44,12 +45,13 @@ pub enum Driver {
 }
 
 impl Driver {
-    /// The driver for `action`, starting at `start`. `held` is how many connections are
-    /// held open now (for close phases); `sources` the phase's source addresses.
-    pub fn new(action: &Action, start: Instant, held: u64, sources: Vec<IpAddr>) -> Driver {
+    /// This shard's driver for `action`, starting at `start`. `held` is how many
+    /// connections this process holds open now (for close phases); `sources` where the
+    /// phase's connections bind.
+    pub fn new(action: &Action, start: Instant, held: u64, sources: Sources, shard: Shard) -> Driver {
         match action {
             Action::Connect(c) => Driver::Connect {
-                pacer: Pacer::new(start, c.rate, c.count),
+                pacer: Pacer::new(start, c.rate, shard.share(c.count), shard),
                 timeout: c.timeout,
                 permits: Arc::new(Semaphore::new(c.max_inflight)),
                 wait: c.wait,
@@ -57,7 +59,7 @@ impl Driver {
                 sources,
             },
             Action::Churn(c) => Driver::Connect {
-                pacer: Pacer::new(start, c.rate, c.count),
+                pacer: Pacer::new(start, c.rate, shard.share(c.count), shard),
                 timeout: c.timeout,
                 // One cycle holds its slot from connect to close: bound them like handshakes.
                 permits: Arc::new(Semaphore::new(2000)),
@@ -71,7 +73,8 @@ impl Driver {
                 sources,
             },
             Action::Close(c) => Driver::Close {
-                pacer: Pacer::new(start, c.rate, c.amount.of(held)),
+                // A count is split like connects; a fraction applies to what each holds.
+                pacer: Pacer::new(start, c.rate, close_share(c.amount, held, shard), shard),
                 how: c.how,
                 timeout: c.timeout,
                 fill: c.fill,
@@ -154,8 +157,16 @@ impl Driver {
     /// The one source address this phase connects from, if it has exactly one.
     pub fn single_source(&self) -> Option<IpAddr> {
         match self {
-            Driver::Connect { sources, .. } if sources.len() == 1 => Some(sources[0]),
+            Driver::Connect { sources, .. } if sources.addrs.len() == 1 => Some(sources.addrs[0]),
             _ => None,
         }
+    }
+}
+
+/// The closes of a phase that fall to a shard holding `held` connections.
+fn close_share(amount: CloseAmount, held: u64, shard: Shard) -> u64 {
+    match amount {
+        CloseAmount::Count(n) => shard.share(n).min(held),
+        CloseAmount::All | CloseAmount::Fraction(_) => amount.of(held),
     }
 }

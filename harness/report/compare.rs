@@ -380,8 +380,14 @@ pub fn compare(
         ));
     }
     for (which, report) in [(Which::Baseline, baseline), (Which::Current, current)] {
-        if report.outcome == super::Outcome::Interrupted {
-            notes.push(format!("the {which} run was interrupted; its last phase is partial"));
+        match report.outcome {
+            super::Outcome::Interrupted => {
+                notes.push(format!("the {which} run was interrupted; its last phase is partial"))
+            }
+            super::Outcome::Failed => {
+                notes.push(format!("a worker of the {which} run died; its last phase is partial"))
+            }
+            super::Outcome::Completed => {}
         }
         let failed = report.failures().count();
         if failed > 0 {

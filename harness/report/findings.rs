@@ -94,5 +94,8 @@ pub fn findings(report: &RunReport) -> Vec<String> {
     if report.outcome == crate::report::Outcome::Interrupted {
         out.push("the run was interrupted: phases after the last one shown did not run".to_string());
     }
+    if report.outcome == crate::report::Outcome::Failed {
+        out.push("a worker process died (see the note naming it): phases after the last one shown did not run".into());
+    }
     out
 }

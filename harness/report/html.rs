@@ -364,6 +364,7 @@ impl fmt::Display for Esc<'_> {
 fn verdict_word(r: &RunReport) -> &'static str {
     match (r.outcome, r.passed) {
         (Outcome::Interrupted, _) => "INTERRUPTED",
+        (Outcome::Failed, _) => "FAILED",
         (Outcome::Completed, true) => "PASSED",
         (Outcome::Completed, false) => "FAILED",
     }

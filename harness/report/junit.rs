@@ -34,7 +34,8 @@ pub fn write(report: &RunReport, path: &Path) -> Result<(), WriteError> {
 
 /// The JUnit XML document for a report.
 pub fn render(report: &RunReport) -> String {
-    let interrupted = report.outcome == Outcome::Interrupted;
+    // Cut short by Ctrl-C or by a worker that died: one more failing test case.
+    let interrupted = report.outcome != Outcome::Completed;
     let tests: usize = report.phases.iter().map(|p| p.expectations.len()).sum::<usize>() + usize::from(interrupted);
     let failures = report.failures().count();
     let errors = usize::from(interrupted);
@@ -58,7 +59,7 @@ pub fn render(report: &RunReport) -> String {
             "  <testsuite name=\"run\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0.000\" timestamp=\"{}\">",
             escape(&report.started_at)
         );
-        interrupted_case(&mut out, &classname(&report.scenario.name, "run"), "before the first phase");
+        interrupted_case(&mut out, report.outcome, &classname(&report.scenario.name, "run"), "before the first phase");
         out.push_str("  </testsuite>\n");
     }
     out.push_str("</testsuites>\n");
@@ -107,7 +108,7 @@ fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bo
         testcase(out, &class, &phase.name, e);
     }
     if interrupted_here {
-        interrupted_case(out, &class, &format!("during phase `{}`", phase.name));
+        interrupted_case(out, report.outcome, &class, &format!("during phase `{}`", phase.name));
     }
     let _ = writeln!(out, "    <system-out>{}</system-out>", escape(&summary_line(phase)));
     if last && !report.notes.is_empty() {
@@ -140,10 +141,14 @@ fn testcase(out: &mut String, class: &str, phase: &str, e: &ExpectationResult) {
     out.push_str("    </testcase>\n");
 }
 
-fn interrupted_case(out: &mut String, class: &str, when: &str) {
+fn interrupted_case(out: &mut String, outcome: Outcome, class: &str, when: &str) {
     let _ = writeln!(out, "    <testcase name=\"run completed\" classname=\"{}\" time=\"0\">", escape(class));
-    let message = format!("the run was interrupted {when}; the phases after it did not run");
-    let _ = writeln!(out, "      <error message=\"{}\" type=\"interrupted\"/>", escape(&message));
+    let (why, kind) = match outcome {
+        Outcome::Failed => ("a worker process died", "worker_failed"),
+        Outcome::Interrupted | Outcome::Completed => ("the run was interrupted", "interrupted"),
+    };
+    let message = format!("{why} {when}; the phases after it did not run");
+    let _ = writeln!(out, "      <error message=\"{}\" type=\"{kind}\"/>", escape(&message));
     out.push_str("    </testcase>\n");
 }
 

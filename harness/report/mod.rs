@@ -12,6 +12,7 @@ pub mod findings;
 pub mod html;
 pub mod json;
 pub mod junit;
+pub mod merge;
 pub mod text;
 pub mod write;
 
@@ -63,6 +64,9 @@ pub enum Outcome {
     Completed,
     /// Stopped by Ctrl-C; phases after the current one did not run.
     Interrupted,
+    /// A worker process died; the report holds what was measured until then, and
+    /// phases after the current one did not run.
+    Failed,
 }
 
 /// What ran, against what.
@@ -80,6 +84,13 @@ pub struct ScenarioInfo {
     /// True when the run had a private network namespace of its own.
     #[serde(default)]
     pub netns: bool,
+    /// Worker processes that ran the connections (1: the run was in one process).
+    #[serde(default = "one")]
+    pub workers: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Limits before and after sockcap raised RLIMIT_NOFILE, and the sysctls in force.
@@ -207,6 +218,34 @@ pub struct ExpectationResult {
     pub passed: bool,
     /// True for expectations sockcap adds itself (`errors == 0` where a phase names no error expectation).
     pub implicit: bool,
+}
+
+impl PhaseReport {
+    /// A phase that measured nothing (no worker reported it).
+    pub fn empty(name: &str, kind: &str) -> PhaseReport {
+        PhaseReport {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            started_ms: 0,
+            duration_ms: 0,
+            planned: 0,
+            attempted: 0,
+            succeeded: 0,
+            achieved_rate_per_s: 0.0,
+            open_at_end: 0,
+            drops: 0,
+            peer_closed: 0,
+            census: CensusPair::default(),
+            samples: Vec::new(),
+            latency_us: Latencies::default(),
+            errors: BTreeMap::new(),
+            other_errnos: BTreeMap::new(),
+            kernel: BTreeMap::new(),
+            sockstat: SockStat::default(),
+            exhaustion: None,
+            expectations: Vec::new(),
+        }
+    }
 }
 
 impl RunReport {

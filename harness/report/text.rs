@@ -136,6 +136,7 @@ fn verdict(out: &mut String, r: &RunReport) {
     let outcome = match r.outcome {
         crate::report::Outcome::Completed => "",
         crate::report::Outcome::Interrupted => " (interrupted)",
+        crate::report::Outcome::Failed => " (a worker failed)",
     };
     if r.passed {
         let _ = writeln!(out, "PASSED{outcome}: {} phases, {checked} expectations held", r.phases.len());

@@ -1,0 +1,66 @@
+//! `sockcap worker`: one shard of a run, started by `sockcap run` (the coordinator)
+//! when the connections need more descriptors than one process may hold. Orders
+//! arrive as JSON lines on stdin, messages leave as JSON lines on stdout (see
+//! [`crate::engine::link`]); anything for a human goes to stderr.
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{exit, Failure, WorkerArgs};
+use crate::engine::link::{Order, WorkerMsg};
+use crate::engine::worker::{self, WorkerContext, WorkerLink};
+use crate::limits;
+use crate::plan::{parse_sources, Plan};
+use crate::sources::Sources;
+
+pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
+    let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
+    plan.set_target(&args.target.to_string()).map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
+    let ports = probe::limits::parse_port_range(&args.ports.replace('-', " "))
+        .ok_or_else(|| Failure::bad_input(anyhow::anyhow!("--ports {}: write LO-HI", args.ports)))?;
+    let addrs = match &args.sources {
+        Some(list) => parse_sources(&list.split(',').map(str::to_string).collect::<Vec<_>>())
+            .map_err(|m| Failure::bad_input(anyhow::anyhow!("--sources: {m}")))?,
+        None => Vec::new(),
+    };
+    let nofile = limits::raise_nofile()
+        .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
+    let share = args.shard.share(plan.peak_connections());
+    limits::check_descriptors(share, &nofile).map_err(Failure::environment)?;
+    let ctx = WorkerContext { target: args.target, sources: Sources::new(addrs, ports), shard: args.shard };
+    super::runtime()?.block_on(serve_coordinator(&plan, ctx)).map_err(Failure::environment)?;
+    Ok(exit::PASSED)
+}
+
+/// Run the worker with its link on stdin and stdout.
+async fn serve_coordinator(plan: &Plan, ctx: WorkerContext) -> anyhow::Result<()> {
+    let (orders_tx, orders) = mpsc::unbounded_channel();
+    let (out, mut msgs) = mpsc::unbounded_channel::<WorkerMsg>();
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<Order>(&line) {
+                Ok(order) => {
+                    let _ = orders_tx.send(order);
+                }
+                Err(e) => eprintln!("sockcap worker: ignoring a line that is not an order ({e}): {line:.120}"),
+            }
+        }
+        // EOF: the coordinator is gone; dropping the sender tells the worker to stop.
+    });
+    let writer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(msg) = msgs.recv().await {
+            let mut line = serde_json::to_vec(&msg).context("serializing a worker message")?;
+            line.push(b'\n');
+            stdout.write_all(&line).await.context("writing to the coordinator")?;
+            stdout.flush().await.context("writing to the coordinator")?;
+        }
+        anyhow::Ok(())
+    });
+    worker::run(plan, ctx, WorkerLink { orders, out }, CancellationToken::new()).await;
+    reader.abort();
+    writer.await.context("the worker's writer task")?
+}

@@ -1,0 +1,208 @@
+//! The coordinator's workers: one in this process, or `sockcap worker` child
+//! processes spoken to in JSON lines (orders on stdin, messages on stdout).
+//!
+//! Child workers have a process group of their own (a terminal's Ctrl-C reaches the
+//! coordinator only, which orders them to stop and still collects their phase
+//! reports) and PR_SET_PDEATHSIG, so none outlives the coordinator however it ends.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::link::{Order, WorkerMsg};
+use super::pacing::Shard;
+use super::worker::{self, WorkerContext, WorkerLink};
+use crate::plan::Plan;
+use crate::sources::Sources;
+
+/// What reaches the coordinator from worker `i`.
+#[derive(Debug)]
+pub enum Inbound {
+    Msg(WorkerMsg),
+    /// The worker is gone; `failure` says why when it did not end cleanly.
+    Ended {
+        failure: Option<String>,
+    },
+}
+
+/// The workers of a run.
+#[derive(Debug)]
+pub struct Crew {
+    orders: Vec<mpsc::UnboundedSender<Order>>,
+    inbox: mpsc::UnboundedReceiver<(usize, Inbound)>,
+    names: Vec<String>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Crew {
+    /// One worker running the whole plan in this process.
+    pub fn in_process(plan: Arc<Plan>, ctx: WorkerContext) -> Crew {
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
+        let (orders_tx, orders) = mpsc::unbounded_channel();
+        let (out, mut msgs) = mpsc::unbounded_channel();
+        let worker = tokio::spawn(async move {
+            worker::run(&plan, ctx, WorkerLink { orders, out }, CancellationToken::new()).await;
+        });
+        let forward = tokio::spawn(async move {
+            while let Some(msg) = msgs.recv().await {
+                let _ = inbox_tx.send((0, Inbound::Msg(msg)));
+            }
+            let failure = worker.await.err().map(|e| format!("the worker task failed: {e}"));
+            let _ = inbox_tx.send((0, Inbound::Ended { failure }));
+        });
+        Crew { orders: vec![orders_tx], inbox, names: vec!["the worker".into()], tasks: vec![forward] }
+    }
+
+    /// `count` worker processes (`sockcap worker`), shard `i/count` each.
+    pub fn processes(scenario: &Path, target: SocketAddr, sources: &Sources, count: u32) -> anyhow::Result<Crew> {
+        let exe = std::env::current_exe().context("locating the sockcap executable to start worker processes")?;
+        let (inbox_tx, inbox) = mpsc::unbounded_channel();
+        let mut crew = Crew { orders: Vec::new(), inbox, names: Vec::new(), tasks: Vec::new() };
+        for index in 0..count {
+            let shard = Shard { index, count };
+            let mut command = Command::new(&exe);
+            command.args(worker_args(scenario, target, sources, shard));
+            let child = spawn_worker(command).with_context(|| format!("starting worker {index} ({exe:?})"))?;
+            let name = format!("worker {index} (pid {})", child.id().unwrap_or(0));
+            crew.attach(child, name, inbox_tx.clone());
+        }
+        Ok(crew)
+    }
+
+    fn attach(&mut self, mut child: Child, name: String, inbox: mpsc::UnboundedSender<(usize, Inbound)>) {
+        let i = self.names.len();
+        let (orders_tx, mut orders) = mpsc::unbounded_channel::<Order>();
+        let mut stdin = child.stdin.take().expect("worker stdin is piped");
+        let stdout = child.stdout.take().expect("worker stdout is piped");
+        let writer = tokio::spawn(async move {
+            while let Some(order) = orders.recv().await {
+                let mut line = serde_json::to_vec(&order).expect("orders serialize");
+                line.push(b'\n');
+                if stdin.write_all(&line).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let reader = tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut done = false;
+            let mut garbled = None;
+            while let Ok(Some(line)) = lines.next_line().await {
+                match serde_json::from_str::<WorkerMsg>(&line) {
+                    Ok(msg) => {
+                        done |= matches!(msg, WorkerMsg::Done { .. });
+                        let _ = inbox.send((i, Inbound::Msg(msg)));
+                    }
+                    Err(e) => garbled = Some(format!("sent a line that is not a worker message ({e}): {line:.120}")),
+                }
+            }
+            let status = child.wait().await;
+            let failure = match (status, done, garbled) {
+                (_, _, Some(why)) => Some(why),
+                (Ok(status), true, None) if status.success() => None,
+                (Ok(status), _, None) => Some(format!("exited with {status}")),
+                (Err(e), _, None) => Some(format!("could not be waited for: {e}")),
+            };
+            let _ = inbox.send((i, Inbound::Ended { failure }));
+        });
+        self.orders.push(orders_tx);
+        self.names.push(name);
+        self.tasks.extend([writer, reader]);
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// How a worker is named in messages, e.g. "worker 2 (pid 4242)".
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    pub fn broadcast(&self, order: Order) {
+        for orders in &self.orders {
+            let _ = orders.send(order.clone());
+        }
+    }
+
+    /// The next message of any worker; `None` once every worker is gone.
+    pub async fn recv(&mut self) -> Option<(usize, Inbound)> {
+        self.inbox.recv().await
+    }
+
+    /// Stop talking: a worker process reading stdin sees EOF and stops.
+    pub fn hang_up(&mut self) {
+        self.orders.clear();
+    }
+}
+
+impl Drop for Crew {
+    fn drop(&mut self) {
+        // Dropping a reader task drops its child, which kills it (kill_on_drop).
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The `sockcap worker` command line for one shard.
+fn worker_args(scenario: &Path, target: SocketAddr, sources: &Sources, shard: Shard) -> Vec<String> {
+    let mut args = vec![
+        "worker".to_string(),
+        scenario.display().to_string(),
+        "--target".into(),
+        target.to_string(),
+        "--shard".into(),
+        shard.to_string(),
+        "--ports".into(),
+        format!("{}-{}", sources.ports.0, sources.ports.1),
+    ];
+    if !sources.addrs.is_empty() {
+        let list: Vec<String> = sources.addrs.iter().map(ToString::to_string).collect();
+        args.extend(["--sources".into(), list.join(",")]);
+    }
+    args
+}
+
+fn spawn_worker(mut command: Command) -> std::io::Result<Child> {
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+    command.process_group(0);
+    // SAFETY: prctl is async-signal-safe; the closure touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_command_lines_carry_the_shard_and_sources() {
+        let sources = Sources::new(vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()], (1000, 2000));
+        let args =
+            worker_args(Path::new("s.toml"), "127.0.0.1:1883".parse().unwrap(), &sources, Shard { index: 1, count: 3 });
+        assert_eq!(
+            args.join(" "),
+            "worker s.toml --target 127.0.0.1:1883 --shard 1/3 --ports 1000-2000 --sources 127.0.0.2,127.0.0.3"
+        );
+    }
+}

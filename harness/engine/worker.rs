@@ -1,0 +1,330 @@
+//! A worker: runs its [`Shard`] of every phase of a plan — starts, holds and closes its
+//! connections — and reports each phase as a [`PhaseReport`] without census (the
+//! coordinator takes the census for all workers at once). It waits for the
+//! coordinator's order before each phase, so that no worker starts phase k+1 before
+//! every worker has finished phase k.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use probe::Prober;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::census::Censuses;
+use super::collector::Collector;
+use super::connection::{self, Attempt, CloseCommand, ConnSpec, Event};
+use super::driver::Driver;
+use super::link::{instant_of_unix_us, Order, WorkerMsg, WorkerProgress};
+use super::pacing::Shard;
+use crate::plan::{PhasePlan, Plan};
+use crate::report::{Exhaustion, Latencies, PhaseReport};
+use crate::sources::Sources;
+
+/// What a worker needs besides the plan.
+#[derive(Debug, Clone)]
+pub struct WorkerContext {
+    /// The address to connect to (the embedded target's bound address when embedded).
+    pub target: SocketAddr,
+    /// Where connections bind, by connection number.
+    pub sources: Sources,
+    /// This worker's share of every phase; its index is also `{worker}` in client ids.
+    pub shard: Shard,
+}
+
+/// The worker's end of the link: orders in, messages out.
+#[derive(Debug)]
+pub struct WorkerLink {
+    pub orders: mpsc::UnboundedReceiver<Order>,
+    pub out: mpsc::UnboundedSender<WorkerMsg>,
+}
+
+/// SO_SNDBUF when a phase fills send buffers: about 175 KB per filled connection
+/// (measured: ~128 KB lands in the target's receive buffer, ~47 KB stays unsent).
+const FILL_SNDBUF: u32 = 4096;
+
+/// How often the worker's running counts go to the coordinator.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+/// How long connection tasks get to finish when the run ends.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Run the worker's share of every phase, each when the coordinator orders it; stops
+/// at a [`Order::Stop`], when the coordinator goes away, or when `shutdown` fires, and
+/// closes its connections at [`Order::Finish`].
+pub async fn run(plan: &Plan, ctx: WorkerContext, link: WorkerLink, shutdown: CancellationToken) {
+    let WorkerLink { mut orders, out } = link;
+    let (start_tx, mut starts) = mpsc::unbounded_channel();
+    let finish = CancellationToken::new();
+    let (stop, finish_order) = (shutdown.clone(), finish.clone());
+    let order_reader = tokio::spawn(async move {
+        while let Some(order) = orders.recv().await {
+            match order {
+                Order::Start { phase, at_unix_us } => {
+                    let _ = start_tx.send((phase, at_unix_us));
+                }
+                Order::Stop => stop.cancel(),
+                Order::Finish => finish_order.cancel(),
+            }
+        }
+        // The coordinator is gone: nobody will read what comes next.
+        stop.cancel();
+        finish_order.cancel();
+    });
+    let mut worker = Worker::new(plan, &ctx, out.clone());
+    for (index, phase) in plan.phases.iter().enumerate() {
+        let _ = out.send(WorkerMsg::Ready { phase: index });
+        let start = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            start = starts.recv() => match start {
+                Some((phase, at)) if phase == index => instant_of_unix_us(at),
+                _ => break,
+            },
+        };
+        let report = worker.run_phase(index, phase, start, &shutdown).await;
+        let _ = out.send(WorkerMsg::Phase { phase: index, report: Box::new(report) });
+        if shutdown.is_cancelled() {
+            break;
+        }
+    }
+    // Keep the connections until the coordinator has taken its last census.
+    finish.cancelled().await;
+    worker.finish().await;
+    order_reader.abort();
+    let _ = out.send(WorkerMsg::Done { notes: worker.notes });
+}
+
+/// The state of a worker between phases.
+struct Worker<'p> {
+    plan: &'p Plan,
+    spec: Arc<ConnSpec>,
+    sources: Sources,
+    shard: Shard,
+    out: mpsc::UnboundedSender<WorkerMsg>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    /// Close handles of held connections, oldest first (some may have died since).
+    held: VecDeque<oneshot::Sender<CloseCommand>>,
+    /// Connections open right now, as far as the events tell.
+    open: u64,
+    conn_stop: CancellationToken,
+    tracker: TaskTracker,
+    /// For the TIME_WAIT count at the moment the ports run out.
+    censuses: Censuses,
+    notes: Vec<String>,
+}
+
+impl<'p> Worker<'p> {
+    fn new(plan: &'p Plan, ctx: &WorkerContext, out: mpsc::UnboundedSender<WorkerMsg>) -> Worker<'p> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let spec = Arc::new(ConnSpec {
+            target: ctx.target,
+            protocol: plan.protocol,
+            mqtt: plan.mqtt.clone(),
+            worker: ctx.shard.index,
+            on_eof: plan.client_on_eof,
+            sndbuf: plan.fills().then_some(FILL_SNDBUF),
+        });
+        Worker {
+            plan,
+            spec,
+            sources: ctx.sources.clone(),
+            shard: ctx.shard,
+            out,
+            events_tx,
+            events_rx,
+            held: VecDeque::new(),
+            open: 0,
+            conn_stop: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            censuses: Censuses::new(Prober::new(), ctx.target),
+            notes: Vec::new(),
+        }
+    }
+
+    fn driver_for(&mut self, phase: &PhasePlan, start: Instant) -> Driver {
+        self.held.retain(|h| !h.is_closed());
+        let sources = match &phase.sources {
+            Some(addrs) => Sources::new(addrs.clone(), self.sources.ports),
+            None => self.sources.clone(),
+        };
+        Driver::new(&phase.action, start, self.held.len() as u64, sources, self.shard)
+    }
+
+    async fn run_phase(
+        &mut self,
+        index: usize,
+        phase: &PhasePlan,
+        start: Instant,
+        shutdown: &CancellationToken,
+    ) -> PhaseReport {
+        sleep_until(start).await;
+        let mut driver = self.driver_for(phase, start);
+        // Connection numbers are global: the phase's first is the count of every
+        // connection the phases before it started, in every shard.
+        let first_n = self.plan.connections_before(index);
+        let mut exhaustion_census = None;
+        let mut collected = Collector::new();
+        let mut ticker = interval_at(start, PROGRESS_EVERY);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let give_up_at = driver.give_up_at();
+        while !driver.finished(&collected) {
+            let next_due = driver.next_due();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(event) = self.events_rx.recv() => {
+                    self.apply(&mut collected, event);
+                    if collected.first_addr_not_available.is_some() && exhaustion_census.is_none() {
+                        // The ports just ran out: count the TIME_WAIT that holds them, now.
+                        let source = driver.single_source();
+                        exhaustion_census = Some((self.censuses.client_from(source).await, probe::Limits::read()));
+                    }
+                }
+                _ = sleep_until(next_due.unwrap_or(start)), if next_due.is_some() => {
+                    self.issue_due(&mut driver, first_n);
+                }
+                _ = ticker.tick() => self.publish(index, &driver, &collected),
+                _ = sleep_until(give_up_at.unwrap_or(start)), if give_up_at.is_some() => {
+                    let missing = driver.attempted().saturating_sub(driver.outcomes(&collected));
+                    self.notes.push(format!("phase `{}`: {missing} operations never reported an outcome", phase.name));
+                    break;
+                }
+            }
+        }
+        // Events already queued belong to this phase.
+        while let Ok(event) = self.events_rx.try_recv() {
+            self.apply(&mut collected, event);
+        }
+        self.publish(index, &driver, &collected);
+        let duration = start.elapsed();
+        let active = collected.last_success.map_or(duration, |t| t.saturating_duration_since(start));
+        let succeeded = driver.succeeded(&collected);
+        let exhaustion = collected.first_addr_not_available.map(|(_, at)| Exhaustion {
+            after_connections: collected.connected_before_exhaustion,
+            after_ms: at.saturating_duration_since(start).as_millis() as u64,
+            time_wait: exhaustion_census.as_ref().map_or(0, |(c, _)| c.get(probe::TcpState::TimeWait)),
+            recovered_after_ms: collected.recovered_at.map(|r| r.saturating_duration_since(at).as_millis() as u64),
+            failed: collected.errors.get(crate::stats::ErrorKind::AddrNotAvailable),
+            ip_local_port_range: exhaustion_census.as_ref().and_then(|(_, l)| l.ip_local_port_range),
+            tcp_tw_reuse: exhaustion_census.as_ref().and_then(|(_, l)| l.tcp_tw_reuse),
+        });
+        PhaseReport {
+            name: phase.name.clone(),
+            kind: phase.action.kind().to_string(),
+            started_ms: 0,
+            duration_ms: duration.as_millis() as u64,
+            planned: driver.planned(),
+            attempted: driver.attempted(),
+            succeeded,
+            achieved_rate_per_s: rate(succeeded, active),
+            open_at_end: self.open,
+            drops: collected.drops,
+            peer_closed: collected.peer_closed,
+            census: Default::default(),
+            samples: Vec::new(),
+            latency_us: Latencies {
+                connect: collected.connect.summary(),
+                handshake: collected.handshake.summary(),
+                close: collected.close.summary(),
+            },
+            errors: collected.errors.to_map(),
+            other_errnos: collected.errors.other_errnos.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            kernel: Default::default(),
+            sockstat: Default::default(),
+            exhaustion,
+            expectations: Vec::new(),
+        }
+    }
+
+    fn apply(&mut self, collected: &mut Collector, event: Event) {
+        let change = collected.record(event);
+        self.open = self.open.saturating_add_signed(change);
+    }
+
+    /// Start every operation whose scheduled instant has come.
+    fn issue_due(&mut self, driver: &mut Driver, first_n: u64) {
+        let now = Instant::now();
+        match driver {
+            Driver::Connect { pacer, timeout, permits, then_close, sources, .. } => {
+                for (i, scheduled) in pacer.take_due(now) {
+                    let n = first_n + i;
+                    let attempt = Attempt {
+                        n,
+                        scheduled,
+                        deadline: scheduled + *timeout,
+                        // Churn: the kernel's port choice (see crate::sources).
+                        source: sources.local_for(n, then_close.is_some()),
+                        then_close: *then_close,
+                    };
+                    self.spawn_connection(Box::new(attempt), permits);
+                }
+            }
+            Driver::Close { pacer, how, timeout, fill, sent } => {
+                for (_, scheduled) in pacer.take_due(now) {
+                    let cmd = CloseCommand { how: *how, scheduled, timeout: *timeout, fill: *fill };
+                    // A connection that died since the phase began is skipped.
+                    while let Some(handle) = self.held.pop_front() {
+                        if handle.send(cmd).is_ok() {
+                            *sent += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            Driver::Wait { .. } => {}
+        }
+    }
+
+    fn spawn_connection(&mut self, attempt: Box<Attempt>, permits: &Arc<Semaphore>) {
+        let (close_tx, close_rx) = oneshot::channel();
+        if attempt.then_close.is_none() {
+            self.held.push_back(close_tx);
+        }
+        self.tracker.spawn(connection::run(
+            self.spec.clone(),
+            attempt,
+            permits.clone(),
+            self.events_tx.clone(),
+            close_rx,
+            self.conn_stop.clone(),
+        ));
+    }
+
+    fn publish(&self, index: usize, driver: &Driver, collected: &Collector) {
+        let _ = self.out.send(WorkerMsg::Progress(WorkerProgress {
+            phase: index,
+            planned: driver.planned(),
+            attempted: driver.attempted(),
+            succeeded: driver.succeeded(collected),
+            failed: collected.failures(),
+            open: self.open,
+        }));
+    }
+
+    /// Close every connection still open and wait for the tasks, under a deadline.
+    async fn finish(&mut self) {
+        self.conn_stop.cancel();
+        self.held.clear();
+        self.tracker.close();
+        if tokio::time::timeout(DRAIN_DEADLINE, self.tracker.wait()).await.is_err() {
+            self.notes.push(format!(
+                "{} connection tasks did not end within {}s of the run's end",
+                self.tracker.len(),
+                DRAIN_DEADLINE.as_secs()
+            ));
+        }
+    }
+}
+
+fn rate(n: u64, over: Duration) -> f64 {
+    let secs = over.as_secs_f64();
+    if n == 0 || secs <= 0.0 {
+        return 0.0;
+    }
+    ((n as f64 / secs) * 10.0).round() / 10.0
+}

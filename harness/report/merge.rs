@@ -1,0 +1,118 @@
+//! Merging phase reports measured by several workers (processes, or hosts) into one,
+//! exactly: counts are summed, histograms are decoded from their serialized form and
+//! added, so the merged percentiles are those of all samples together.
+//!
+//! What the coordinator observes itself for the whole machine (census, samples, kernel
+//! counters, sockstat) it sets on the merged report afterwards; here those are summed,
+//! which is right for reports of different machines.
+
+use std::collections::BTreeMap;
+
+use super::{CensusPair, Exhaustion, Latencies, PhaseReport};
+use crate::stats::{HdrError, Latency, LatencySummary};
+
+/// One report for the phase measured in `parts` (at least one; the first names it).
+/// Expectations are left empty: judge them on the merged figures.
+pub fn phases(parts: &[PhaseReport]) -> Result<PhaseReport, HdrError> {
+    let first = parts.first().expect("merging at least one phase report");
+    let sum = |f: fn(&PhaseReport) -> u64| parts.iter().map(f).sum::<u64>();
+    let rate = parts.iter().map(|p| p.achieved_rate_per_s).sum::<f64>();
+    Ok(PhaseReport {
+        name: first.name.clone(),
+        kind: first.kind.clone(),
+        started_ms: parts.iter().map(|p| p.started_ms).min().unwrap_or(0),
+        duration_ms: parts.iter().map(|p| p.duration_ms).max().unwrap_or(0),
+        planned: sum(|p| p.planned),
+        attempted: sum(|p| p.attempted),
+        succeeded: sum(|p| p.succeeded),
+        achieved_rate_per_s: (rate * 10.0).round() / 10.0,
+        open_at_end: sum(|p| p.open_at_end),
+        drops: sum(|p| p.drops),
+        peer_closed: sum(|p| p.peer_closed),
+        census: census(parts.iter().map(|p| &p.census)),
+        samples: Vec::new(),
+        latency_us: Latencies {
+            connect: latency(parts.iter().map(|p| &p.latency_us.connect))?,
+            handshake: latency(parts.iter().map(|p| &p.latency_us.handshake))?,
+            close: latency(parts.iter().map(|p| &p.latency_us.close))?,
+        },
+        errors: add_maps(parts.iter().map(|p| &p.errors)),
+        other_errnos: add_maps(parts.iter().map(|p| &p.other_errnos)),
+        kernel: add_maps(parts.iter().map(|p| &p.kernel)),
+        sockstat: first.sockstat,
+        exhaustion: exhaustion(parts.iter().filter_map(|p| p.exhaustion.as_ref())),
+        expectations: Vec::new(),
+    })
+}
+
+fn latency<'a>(parts: impl Iterator<Item = &'a LatencySummary>) -> Result<LatencySummary, HdrError> {
+    let mut merged = Latency::new();
+    for part in parts.filter(|p| p.count > 0) {
+        merged.merge(&Latency::from_hdr(&part.hdr)?);
+    }
+    Ok(merged.summary())
+}
+
+fn census<'a>(parts: impl Iterator<Item = &'a CensusPair>) -> CensusPair {
+    let mut merged = CensusPair::default();
+    for part in parts {
+        merged.client.merge(&part.client);
+        if let Some(server) = &part.server {
+            merged.server.get_or_insert_with(Default::default).merge(server);
+        }
+    }
+    merged
+}
+
+fn add_maps<'a, V>(maps: impl Iterator<Item = &'a BTreeMap<String, V>>) -> BTreeMap<String, V>
+where
+    V: Copy + Default + std::ops::AddAssign + 'a,
+{
+    let mut merged = BTreeMap::new();
+    for (key, value) in maps.flatten() {
+        *merged.entry(key.clone()).or_default() += *value;
+    }
+    merged
+}
+
+/// The ports ran out in at least one part: the earliest moment, the connections that
+/// came before it everywhere, the largest TIME_WAIT count seen.
+fn exhaustion<'a>(parts: impl Iterator<Item = &'a Exhaustion>) -> Option<Exhaustion> {
+    parts.copied().reduce(|a, b| Exhaustion {
+        after_connections: a.after_connections + b.after_connections,
+        after_ms: a.after_ms.min(b.after_ms),
+        time_wait: a.time_wait.max(b.time_wait),
+        recovered_after_ms: match (a.recovered_after_ms, b.recovered_after_ms) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            _ => None,
+        },
+        failed: a.failed + b.failed,
+        ip_local_port_range: a.ip_local_port_range.or(b.ip_local_port_range),
+        tcp_tw_reuse: a.tcp_tw_reuse.or(b.tcp_tw_reuse),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::test_support::sample_report;
+
+    #[test]
+    fn counts_add_and_histograms_merge_exactly() {
+        let report = sample_report();
+        let one = report.phases[0].clone();
+        let mut two = one.clone();
+        let mut latency = Latency::new();
+        (1..=1000).for_each(|us| latency.record_us(us * 100));
+        two.latency_us.connect = latency.summary();
+        two.errors.insert("refused".into(), 3);
+        let merged = phases(&[one.clone(), two.clone()]).unwrap();
+        assert_eq!(merged.succeeded, one.succeeded + two.succeeded);
+        assert_eq!(merged.latency_us.connect.count, one.latency_us.connect.count + 1000);
+        assert_eq!(merged.errors["refused"], one.errors.get("refused").copied().unwrap_or(0) + 3);
+        let mut expected = Latency::from_hdr(&one.latency_us.connect.hdr).unwrap();
+        expected.merge(&latency);
+        assert_eq!(merged.latency_us.connect, expected.summary());
+        assert!(merged.expectations.is_empty());
+    }
+}
