@@ -76,6 +76,35 @@ pub fn auto(held: u64, target: SocketAddr, ports: (u16, u16)) -> Vec<IpAddr> {
     (0..needed as u32).map(|i| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + i))).collect()
 }
 
+/// Addresses written as `sources` items: runs of consecutive IPv4 addresses as one
+/// range ("127.0.0.2-127.0.0.40"), comma-separated.
+pub fn compact(addrs: &[IpAddr]) -> String {
+    let mut items: Vec<String> = Vec::new();
+    let mut run: Option<(Ipv4Addr, Ipv4Addr)> = None;
+    let flush = |run: &mut Option<(Ipv4Addr, Ipv4Addr)>, items: &mut Vec<String>| {
+        if let Some((a, b)) = run.take() {
+            items.push(if a == b { a.to_string() } else { format!("{a}-{b}") });
+        }
+    };
+    for addr in addrs {
+        match (addr, run) {
+            (IpAddr::V4(v4), Some((a, b))) if u32::from(b).checked_add(1) == Some(u32::from(*v4)) => {
+                run = Some((a, *v4));
+            }
+            (IpAddr::V4(v4), _) => {
+                flush(&mut run, &mut items);
+                run = Some((*v4, *v4));
+            }
+            (IpAddr::V6(v6), _) => {
+                flush(&mut run, &mut items);
+                items.push(v6.to_string());
+            }
+        }
+    }
+    flush(&mut run, &mut items);
+    items.join(",")
+}
+
 /// More connections open at once toward one destination than the source ports allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -155,6 +184,16 @@ mod tests {
         assert!(auto(100_000, "10.0.0.1:1883".parse().unwrap(), DEFAULT_RANGE).is_empty());
         // past 127.0.0.255 the addresses carry on into 127.0.1.x
         assert_eq!(auto(5_000_000, target, DEFAULT_RANGE)[300], v4("127.0.1.46"));
+    }
+
+    #[test]
+    fn address_lists_compact_into_ranges() {
+        let addrs =
+            crate::plan::parse_sources(&["127.0.0.2-127.0.1.5".into(), "::1".into(), "10.0.0.1".into()]).unwrap();
+        let text = compact(&addrs);
+        assert_eq!(text, "127.0.0.2-127.0.1.5,::1,10.0.0.1");
+        let items: Vec<String> = text.split(',').map(str::to_string).collect();
+        assert_eq!(crate::plan::parse_sources(&items).unwrap(), addrs);
     }
 
     #[test]

@@ -170,8 +170,7 @@ fn worker_args(scenario: &Path, target: SocketAddr, sources: &Sources, shard: Sh
         format!("{}-{}", sources.ports.0, sources.ports.1),
     ];
     if !sources.addrs.is_empty() {
-        let list: Vec<String> = sources.addrs.iter().map(ToString::to_string).collect();
-        args.extend(["--sources".into(), list.join(",")]);
+        args.extend(["--sources".into(), crate::sources::compact(&sources.addrs)]);
     }
     args
 }
@@ -202,7 +201,7 @@ mod tests {
             worker_args(Path::new("s.toml"), "127.0.0.1:1883".parse().unwrap(), &sources, Shard { index: 1, count: 3 });
         assert_eq!(
             args.join(" "),
-            "worker s.toml --target 127.0.0.1:1883 --shard 1/3 --ports 1000-2000 --sources 127.0.0.2,127.0.0.3"
+            "worker s.toml --target 127.0.0.1:1883 --shard 1/3 --ports 1000-2000 --sources 127.0.0.2-127.0.0.3"
         );
     }
 }

@@ -384,6 +384,8 @@ impl<'p> Coordinator<'p> {
     async fn finish(&mut self) {
         self.stop();
         self.crew.broadcast(Order::Finish);
+        // Nothing more to order: a worker process sees its stdin end.
+        self.crew.hang_up();
         let all_gone = async {
             while !self.workers.iter().all(|w| w.gone) {
                 match self.crew.recv().await {

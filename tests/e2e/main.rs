@@ -10,3 +10,4 @@ mod report_formats;
 mod scenarios;
 mod state_lab;
 mod support;
+mod workers;

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{assert_exit, phase, report, sockcap, ss_states, TempDir};
+use crate::support::{
+    assert_exit, phase, report, sockcap, ss_states, wait_for_established, wait_with_timeout, TempDir,
+};
 
 /// `sockcap serve` started by the test; killed on drop.
 struct Served {
@@ -47,33 +49,6 @@ fn run_in_background(scenario: &std::path::Path, json: &std::path::Path) -> Chil
         .stderr(Stdio::piped())
         .spawn()
         .expect("sockcap run starts")
-}
-
-/// Wait until `ss` sees `n` established client sockets toward `port`.
-fn wait_for_established(port: u16, n: u64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let seen = ss_states(&format!("( dport = :{port} )")).get("established").copied().unwrap_or(0);
-        if seen == n {
-            return;
-        }
-        assert!(Instant::now() < deadline, "ss saw {seen} of {n} established toward :{port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_with_timeout(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sockcap did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn hold_scenario(dir: &TempDir, port: u16, clients: u64, hold: &str) -> std::path::PathBuf {

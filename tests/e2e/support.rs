@@ -207,3 +207,30 @@ pub fn refused_scenario(name: &str, toml: &str) -> String {
     assert_exit(&out, 2);
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Wait until `ss` sees `n` established client sockets toward `port`.
+pub fn wait_for_established(port: u16, n: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = ss_states(&format!("( dport = :{port} )")).get("established").copied().unwrap_or(0);
+        if seen == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "ss saw {seen} of {n} established toward :{port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn wait_with_timeout(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sockcap did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
