@@ -371,6 +371,14 @@ impl Plan {
         Ok(())
     }
 
+    /// Replace the client source addresses (`--sources`).
+    pub fn set_sources(&mut self, list: &[String]) -> Result<(), String> {
+        let sources = parse_sources(list)?;
+        check_family(self.target, &sources)?;
+        self.sources = sources;
+        Ok(())
+    }
+
     /// The most connections open at once, assuming every connect succeeds (the
     /// descriptors a run needs).
     pub fn peak_connections(&self) -> u64 {

@@ -3,6 +3,7 @@
 //! result so nothing below `main` calls `process::exit` (except a second Ctrl-C).
 
 mod compare;
+mod preflight;
 mod probe_cmd;
 mod progress;
 mod run;
@@ -70,6 +71,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Compare two JSON reports phase by phase (exit 1 when a figure regressed past its limit).
     Compare(compare::CompareArgs),
+    /// Check a scenario's budget (descriptors, ports, memory, TIME_WAIT, accept queue, the
+    /// target's descriptors) before running it (exit 0 fits, 3 does not).
+    Preflight(preflight::PreflightArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -163,6 +167,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Probe(args) => probe_cmd::probe(args),
         Command::Serve(args) => serve::serve(args),
         Command::Compare(args) => compare::compare(args),
+        Command::Preflight(args) => preflight::preflight(args),
     }
 }
 
