@@ -10,6 +10,7 @@ pub mod expect;
 pub mod limits;
 pub mod netns;
 pub mod plan;
+pub mod preflight;
 pub mod protocol;
 pub mod report;
 pub mod scenario;

@@ -3,6 +3,7 @@
 //! result so nothing below `main` calls `process::exit` (except a second Ctrl-C).
 
 mod compare;
+mod preflight;
 mod probe_cmd;
 mod progress;
 mod run;
@@ -71,6 +72,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Compare two JSON reports phase by phase (exit 1 when a figure regressed past its limit).
     Compare(compare::CompareArgs),
+    /// Check a scenario's budget (descriptors, ports, memory, TIME_WAIT, accept queue, the
+    /// target's descriptors) before running it (exit 0 fits, 3 does not).
+    Preflight(preflight::PreflightArgs),
     /// One worker process of a run (started by `sockcap run`, not by hand).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -115,6 +119,16 @@ pub enum Workers {
     /// As many as needed to stay under the per-process descriptor limit.
     Auto,
     Count(u32),
+}
+
+impl Workers {
+    /// The forced count, or `None` for auto.
+    pub fn forced(self) -> Option<u64> {
+        match self {
+            Workers::Auto => None,
+            Workers::Count(n) => Some(u64::from(n)),
+        }
+    }
 }
 
 fn parse_workers(text: &str) -> Result<Workers, String> {
@@ -212,6 +226,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Probe(args) => probe_cmd::probe(args),
         Command::Serve(args) => serve::serve(args),
         Command::Compare(args) => compare::compare(args),
+        Command::Preflight(args) => preflight::preflight(args),
         Command::Worker(args) => worker::worker(args),
     }
 }

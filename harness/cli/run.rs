@@ -9,15 +9,15 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{exit, progress, Failure, RunArgs, Workers};
+use super::{exit, progress, Failure, RunArgs};
 use crate::engine::crew::Crew;
 use crate::engine::pacing::Shard;
 use crate::engine::worker::WorkerContext;
 use crate::engine::{self, RunContext};
 use crate::limits;
+use crate::preflight;
 use crate::plan::{Plan, TargetSpec};
 use crate::report::{self, Outcome, RunReport};
-use crate::sources::Sources;
 use crate::target::{EmbeddedTarget, ServeOptions};
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
@@ -43,22 +43,28 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     }
     let nofile = limits::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
-    let peak = plan.peak_connections();
-    let workers = match args.workers {
-        Workers::Auto => limits::workers_needed(peak, nofile.soft_after),
-        Workers::Count(n) => u64::from(n),
-    };
-    let needed = limits::check_descriptors(peak.div_ceil(workers), &nofile).map_err(Failure::environment)?;
-    // The embedded target listens on 127.0.0.1; its port is not known yet and does not
-    // change the sources or their budget.
+    // The same budget as `sockcap preflight`: refuse what cannot run on this side
+    // (descriptors, files, ports, memory) before any socket opens; note the target's.
     let nominal_target = match plan.target {
-        TargetSpec::Addr(addr) => addr,
-        TargetSpec::Embedded => SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        TargetSpec::Addr(addr) => Some(addr),
+        TargetSpec::Embedded => None,
     };
-    let ports = probe::Limits::read().ip_local_port_range.unwrap_or(crate::sources::DEFAULT_RANGE);
-    let sources = Sources::new(plan.effective_sources(nominal_target, ports), ports);
-    crate::sources::check_budget(plan.peak_held(), &sources, nominal_target)
-        .map_err(|e| Failure::environment(anyhow::Error::new(e)))?;
+    let env = preflight::Environment::read(&plan, nominal_target, nofile, args.workers.forced());
+    let budget = preflight::assess(&plan, &env);
+    if let Some(blocker) = budget.client_blocker() {
+        let fix = blocker.fix.as_deref().map(|f| format!("\nFix: {f}")).unwrap_or_default();
+        let why = format!("{}: {}{fix}\n(`sockcap preflight` shows the whole budget)", blocker.name.as_str(), blocker.summary);
+        return Err(Failure::environment(anyhow::anyhow!(why)));
+    }
+    let notes: Vec<String> = budget
+        .checks
+        .iter()
+        .filter(|c| c.side == preflight::Side::Target && c.verdict == preflight::Verdict::Blocks)
+        .map(|c| format!("preflight, {}: {}", c.name.as_str(), c.summary))
+        .collect();
+    let workers = budget.workers;
+    let needed = budget.peak_connections.div_ceil(workers) + limits::RESERVE;
+    let sources = env.sources;
     let rt = super::runtime()?;
     let report = rt.block_on(async {
         let embedded = match plan.target {
@@ -76,7 +82,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         } else {
             Crew::processes(&plan.file, target, &sources, workers as u32).map_err(Failure::environment)?
         };
-        let ctx = RunContext { target, embedded: embedded.is_some(), sources, nofile, descriptors_needed: needed };
+        let ctx =
+            RunContext { target, embedded: embedded.is_some(), sources, nofile, descriptors_needed: needed, notes };
         let report = run_engine(&plan, ctx, crew, args.quiet).await;
         if let Some(embedded) = embedded {
             if let Err(e) = embedded.stop().await {

@@ -50,7 +50,10 @@ pub struct RunContext {
     /// Where client connections bind.
     pub sources: Sources,
     pub nofile: NofileRaise,
+    /// Descriptors each process needs at its peak (its connections plus a reserve).
     pub descriptors_needed: u64,
+    /// Findings from before the run (the preflight's target-side verdicts).
+    pub notes: Vec<String>,
 }
 
 /// A live view of the run, for the progress line.
@@ -176,7 +179,7 @@ struct Coordinator<'p> {
 impl<'p> Coordinator<'p> {
     fn new(plan: &'p Plan, ctx: &RunContext, crew: Crew, progress: watch::Sender<Progress>) -> Coordinator<'p> {
         let prober = Prober::new();
-        let mut notes = Vec::new();
+        let mut notes = ctx.notes.clone();
         if let Some(warning) = prober.warning() {
             notes.push(warning.to_string());
         }

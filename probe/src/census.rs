@@ -12,6 +12,10 @@
 //! When netlink is refused (no permission, no sock_diag support), the prober falls back to
 //! /proc/net/tcp and /proc/net/tcp6 ([`parse_proc_net_tcp`]) and says so in
 //! [`Prober::warning`]; [`Prober::proc_net`] asks for that backend directly.
+//!
+//! [`Prober::listening`] finds the listening sockets of a port with their inodes (a dump of
+//! the LISTEN state alone, or [`parse_listening`] on the fallback), which is how
+//! [`crate::process`] finds the processes behind a port.
 
 mod netlink;
 mod procnet;
@@ -23,7 +27,7 @@ use std::io::{self, BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-pub use self::procnet::parse_proc_net_tcp;
+pub use self::procnet::{parse_listening, parse_proc_net_tcp};
 use crate::state::{StateCounts, TcpState};
 
 /// Which sockets to count. Every `Some` field must match; the kernel does the filtering
@@ -134,6 +138,36 @@ pub struct Census {
     pub peers: Vec<PeerCount>,
     /// Wall time the census took, dumps and counting included.
     pub elapsed: Duration,
+}
+
+/// A listening TCP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ListeningSocket {
+    /// The address and port it listens on (an unspecified address listens on all).
+    pub local: SocketAddr,
+    /// Its inode: `INODE` in the `socket:[INODE]` links under /proc/PID/fd of the
+    /// processes that hold it.
+    pub inode: u64,
+    /// Its accept queue's capacity: the backlog given to listen(2), capped by
+    /// net.core.somaxconn (`None` from /proc/net/tcp, which does not show it).
+    pub backlog: Option<u32>,
+}
+
+impl ListeningSocket {
+    /// Whether a connection to `addr` reaches this listener: the same port, and the same
+    /// address or a wildcard one. An IPv6 wildcard is taken to accept IPv4 connections
+    /// too (Linux's default, `net.ipv6.bindv6only = 0`; an IPV6_V6ONLY listener does not).
+    pub fn accepts(&self, addr: SocketAddr) -> bool {
+        if self.local.port() != addr.port() {
+            return false;
+        }
+        let (mine, theirs) = (self.local.ip().to_canonical(), addr.ip().to_canonical());
+        match mine {
+            IpAddr::V4(ip) if ip.is_unspecified() => theirs.is_ipv4(),
+            IpAddr::V6(ip) if ip.is_unspecified() => true,
+            _ => mine == theirs,
+        }
+    }
 }
 
 /// A reusable census taker: holds its netlink socket between censuses.
@@ -259,6 +293,32 @@ impl Prober {
         let states = tally.states;
         let peers = tally.top_peers(top);
         Ok(Census { states, peers, elapsed: started.elapsed() })
+    }
+
+    /// The listening sockets on `port` (IPv4 and IPv6, any address), with their inodes.
+    pub fn listening(&mut self, port: u16) -> Result<Vec<ListeningSocket>, CensusError> {
+        if let Some(diag) = &mut self.diag {
+            let mut found = Vec::new();
+            let listener = |m: sockdiag::DiagMsg<'_>| {
+                found.push(ListeningSocket { local: m.local(), inode: m.inode(), backlog: Some(m.wqueue()) })
+            };
+            match diag.dump_tcp_in(sockdiag::LISTEN_ONLY, &Filter::server(port), listener) {
+                Ok(()) => return Ok(found),
+                Err(netlink::DumpError::Io(e)) if netlink::is_refusal(&e) => *self = Prober::refused(&e),
+                Err(netlink::DumpError::Io(e)) => return Err(CensusError::Netlink(e)),
+                Err(netlink::DumpError::Malformed(what)) => return Err(CensusError::Parse(what.to_owned())),
+            }
+        }
+        let mut found = Vec::new();
+        for path in [PROC_NET_TCP, PROC_NET_TCP6] {
+            let text = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && path == PROC_NET_TCP6 => continue,
+                Err(source) => return Err(CensusError::Proc { path: path.to_owned(), source }),
+            };
+            found.extend(parse_listening(&text, port).map_err(|e| CensusError::Parse(e.to_string()))?);
+        }
+        Ok(found)
     }
 
     /// Count with the backend in use, falling back to /proc if netlink refuses the dump.
@@ -473,7 +533,7 @@ mod tests {
             let mut one_walk = Tally::new(None);
             diag.dump_tcp(filter, |m| one_walk.add(m.state(), |_| lo)).unwrap();
             let mut per_family = Tally::new(None);
-            diag.dump_per_family(filter, |m| per_family.add(m.state(), |_| lo)).unwrap();
+            diag.dump_per_family(sockdiag::ALL_STATES, filter, |m| per_family.add(m.state(), |_| lo)).unwrap();
             let mut proc = Tally::new(None);
             proc_net_census(filter, &mut proc).unwrap();
             assert_eq!(one_walk.states, per_family.states, "{filter:?}");
@@ -508,6 +568,40 @@ mod tests {
         assert!(netlink::is_refusal(&io::Error::from_raw_os_error(libc::EPROTONOSUPPORT)));
         assert!(!netlink::is_refusal(&io::Error::from_raw_os_error(libc::ENOBUFS)));
         assert_eq!(Prober::proc_net().warning(), None);
+    }
+
+    #[test]
+    fn listeners_accept_their_address_or_any() {
+        let at = |s: &str| ListeningSocket { local: s.parse().unwrap(), inode: 1, backlog: None };
+        let to = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(at("127.0.0.1:1883").accepts(to("127.0.0.1:1883")));
+        assert!(!at("127.0.0.1:1883").accepts(to("127.0.0.2:1883")));
+        assert!(!at("127.0.0.1:1883").accepts(to("127.0.0.1:1884")));
+        assert!(at("0.0.0.0:1883").accepts(to("127.0.0.2:1883")));
+        assert!(!at("0.0.0.0:1883").accepts(to("[::1]:1883")));
+        assert!(at("[::]:1883").accepts(to("127.0.0.1:1883")));
+        assert!(at("[::]:1883").accepts(to("[::1]:1883")));
+        assert!(at("[::ffff:127.0.0.1]:1883").accepts(to("127.0.0.1:1883")));
+        assert!(!at("[::1]:1883").accepts(to("127.0.0.1:1883")));
+    }
+
+    /// A listener of this process is found on its port with the inode /proc shows, and
+    /// (through sock_diag) its backlog.
+    #[test]
+    fn listening_sockets_carry_their_inode() {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into()).unwrap();
+        socket.listen(37).unwrap();
+        let listener = TcpListener::from(socket);
+        let port = listener.local_addr().unwrap().port();
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", listener.as_raw_fd())).unwrap();
+        for (mut prober, backlog) in [(Prober::new(), Some(37)), (Prober::proc_net(), None)] {
+            let found = prober.listening(port).unwrap();
+            assert_eq!(found.len(), 1, "{:?}: {found:?}", prober.backend());
+            assert_eq!(found[0].local, listener.local_addr().unwrap());
+            assert_eq!(link.to_str().unwrap(), format!("socket:[{}]", found[0].inode));
+            assert_eq!(found[0].backlog, backlog);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`counters`]: /proc/net/snmp `Tcp` and /proc/net/netstat `TcpExt` counters, and deltas.
 //! - [`sockstat`]: socket totals from /proc/net/sockstat.
 //! - [`limits`]: descriptor limits and the TCP sysctls in force.
+//! - [`process`]: the processes listening on a port, their descriptors and RLIMIT_NOFILE.
 //!
 //! Parsers are pure functions over bytes or text, tested with recorded input; the I/O
 //! that feeds them lives beside them. The probe knows nothing of the harness.
@@ -13,12 +14,14 @@
 pub mod census;
 pub mod counters;
 pub mod limits;
+pub mod process;
 pub mod sockstat;
 pub mod state;
 
-pub use census::{Backend, Census, CensusError, Filter, PeerCount, Prober};
+pub use census::{Backend, Census, CensusError, Filter, ListeningSocket, PeerCount, Prober};
 pub use counters::KernelCounters;
 pub use limits::Limits;
+pub use process::{listeners_for, listeners_of, Listeners, ProcessFds};
 pub use sockstat::SockStat;
 pub use state::{StateCounts, TcpState};
 

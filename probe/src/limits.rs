@@ -1,7 +1,9 @@
 //! Limits that cap how many connections a machine can open, and the TCP sysctls in force.
 //!
 //! The descriptor limits come from getrlimit(2); the rest from /proc/sys, whose files hold
-//! one number (or, for `ip_local_port_range`, two) and a newline.
+//! one number (or, for `ip_local_port_range`, two) and a newline. What is in use against
+//! the machine-wide ceilings comes from /proc/sys/fs/file-nr ([`files_open`]) and
+//! /proc/meminfo ([`mem_available`]).
 
 /// Descriptor limits of this process and the TCP sysctls of its network namespace.
 /// A value that could not be read is `None`.
@@ -53,6 +55,36 @@ impl Limits {
     }
 }
 
+/// Open files machine-wide (the first number of /proc/sys/fs/file-nr), against fs.file-max.
+pub fn files_open() -> Option<u64> {
+    sysctl("fs/file-nr").as_deref().and_then(parse_file_nr)
+}
+
+/// MemAvailable of /proc/meminfo, in bytes: what can be allocated without swapping.
+pub fn mem_available() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo").ok().as_deref().and_then(parse_mem_available)
+}
+
+/// /proc/sys/fs/file-nr: allocated, free (always 0 since 2.6), maximum: `"473\t0\t2470938\n"`.
+/// The allocated count.
+pub fn parse_file_nr(text: &str) -> Option<u64> {
+    let mut fields = text.split_ascii_whitespace().map(str::parse::<u64>);
+    match (fields.next(), fields.next(), fields.next(), fields.next()) {
+        (Some(Ok(open)), Some(Ok(_)), Some(Ok(_)), None) => Some(open),
+        _ => None,
+    }
+}
+
+/// The `MemAvailable:` line of /proc/meminfo (`"MemAvailable:   23456789 kB"`), in bytes.
+pub fn parse_mem_available(text: &str) -> Option<u64> {
+    let rest = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?;
+    let mut fields = rest.split_ascii_whitespace();
+    match (fields.next().map(str::parse::<u64>), fields.next(), fields.next()) {
+        (Some(Ok(kib)), Some("kB"), None) => kib.checked_mul(1024),
+        _ => None,
+    }
+}
+
 /// RLIMIT_NOFILE as (soft, hard).
 fn nofile() -> Option<(u64, u64)> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -94,6 +126,18 @@ mod tests {
     }
 
     #[test]
+    fn recorded_usage_text() {
+        // As read on Linux 6.18 (x86_64).
+        assert_eq!(parse_file_nr("473\t0\t2470938\n"), Some(473));
+        assert_eq!(parse_file_nr("473\t0\n"), None);
+        let meminfo = "MemTotal:       24731708 kB\nMemFree:        10282148 kB\nMemAvailable:   23225544 kB\n\
+                       Buffers:          273864 kB\n";
+        assert_eq!(parse_mem_available(meminfo), Some(23_225_544 * 1024));
+        assert_eq!(parse_mem_available("MemTotal:       24554540 kB\n"), None);
+        assert_eq!(parse_mem_available("MemAvailable:   many kB\n"), None);
+    }
+
+    #[test]
     fn malformed_sysctl_text() {
         assert_eq!(parse_port_range("32768\n"), None);
         assert_eq!(parse_port_range("60999\t32768\n"), None);
@@ -117,5 +161,7 @@ mod tests {
         assert!(limits.ip_local_port_range.is_some());
         assert!(limits.somaxconn.is_some());
         assert!(limits.file_max.is_some());
+        assert!(files_open().unwrap() > 0);
+        assert!(mem_available().unwrap() > 0);
     }
 }

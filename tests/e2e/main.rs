@@ -5,6 +5,7 @@
 mod close_modes;
 mod faults;
 mod html_report;
+mod preflight;
 mod probe_cmd;
 mod report_formats;
 mod scenarios;

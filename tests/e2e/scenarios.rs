@@ -55,17 +55,24 @@ fn bad_target_override_exits_2() {
 }
 
 #[test]
-fn more_connections_than_descriptors_exits_3_before_connecting() {
+fn a_run_the_machine_cannot_hold_exits_3_before_connecting() {
     let dir = TempDir::new("too-many");
-    let file = dir.file(
-        "big.toml",
-        "name = \"x\"\ntarget = \"127.0.0.1:9\"\nprotocol = \"tcp\"\n[[phase]]\nconnect = { count = 5000000, rate = 1000 }\n",
-    );
+    let big = |count: u64| {
+        format!("name = \"x\"\ntarget = \"127.0.0.1:9\"\nprotocol = \"tcp\"\n[[phase]]\nconnect = {{ count = {count}, rate = 1000 }}\n")
+    };
+    // Five million loopback connections need more memory than the machine has.
+    let file = dir.file("big.toml", &big(5_000_000));
     let out = run(&["run", file.to_str().unwrap()]);
     assert_exit(&out, 3);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("needs 5000100 descriptors"), "{stderr}");
-    assert!(stderr.contains("ulimit -Hn"), "{stderr}");
+    assert!(stderr.contains("memory: 5,000,000 connections"), "{stderr}");
+    assert!(stderr.contains("Fix: lower the connect counts"), "{stderr}");
+    // 25,000 connections in one forced process exceed its descriptors.
+    let file = dir.file("one.toml", &big(25_000));
+    let out = run(&["run", file.to_str().unwrap(), "--workers", "1"]);
+    assert_exit(&out, 3);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("descriptors:") && stderr.contains("--workers"), "{stderr}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -83,6 +84,16 @@ impl Mosquitto {
     /// (anonymous clients are allowed unless `extra` says otherwise).
     pub fn start(tag: &str, extra: &str) -> Mosquitto {
         raise_nofile();
+        Mosquitto::spawn(tag, extra, None)
+    }
+
+    /// [`Mosquitto::start`] with RLIMIT_NOFILE set to `nofile` (soft and hard) in the
+    /// child, so its descriptor limit does not depend on the machine's.
+    pub fn start_with_nofile(tag: &str, extra: &str, nofile: u64) -> Mosquitto {
+        Mosquitto::spawn(tag, extra, Some(nofile))
+    }
+
+    fn spawn(tag: &str, extra: &str, nofile: Option<u64>) -> Mosquitto {
         let dir = TempDir::new(&format!("mosquitto-{tag}"));
         let port = free_port();
         let anonymous = if extra.contains("allow_anonymous") { "" } else { "allow_anonymous true\n" };
@@ -91,20 +102,29 @@ impl Mosquitto {
             &format!("listener {port} 127.0.0.1\n{anonymous}persistence false\nlog_dest stderr\n{extra}\n"),
         );
         let log = std::fs::File::create(dir.path("mosquitto.log")).expect("log file");
-        let child = Command::new(mosquitto_binary())
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto starts (apt-get install -y mosquitto)");
+        let mut command = Command::new(mosquitto_binary());
+        command.arg("-c").arg(&conf).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        if let Some(n) = nofile {
+            let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+            // SAFETY: setrlimit is async-signal-safe, and `limit` is a plain value copied in.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
+        let child = command.spawn().expect("mosquitto starts (apt-get install -y mosquitto)");
         wait_for_listener(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10));
         Mosquitto { port, child, _dir: dir }
     }
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

@@ -73,12 +73,23 @@ impl SockDiag {
         })
     }
 
-    /// Dump the IPv4 and IPv6 TCP sockets that match `filter`, calling `visit` for each:
-    /// in one walk if the kernel takes the compatibility request, else one per family.
-    pub(crate) fn dump_tcp(&mut self, filter: &Filter, mut visit: impl FnMut(DiagMsg<'_>)) -> Result<(), DumpError> {
+    /// Dump the IPv4 and IPv6 TCP sockets that match `filter`, in every state, calling
+    /// `visit` for each: in one walk if the kernel takes the compatibility request, else one
+    /// per family.
+    pub(crate) fn dump_tcp(&mut self, filter: &Filter, visit: impl FnMut(DiagMsg<'_>)) -> Result<(), DumpError> {
+        self.dump_tcp_in(sockdiag::ALL_STATES, filter, visit)
+    }
+
+    /// [`SockDiag::dump_tcp`] for the sockets in `states` only (a mask of `1 << state`).
+    pub(crate) fn dump_tcp_in(
+        &mut self,
+        states: u32,
+        filter: &Filter,
+        mut visit: impl FnMut(DiagMsg<'_>),
+    ) -> Result<(), DumpError> {
         if self.both_families {
             let mut seen = false;
-            match self.dump(Dump::BothFamilies, filter, |m| {
+            match self.dump(Dump::BothFamilies, states, filter, |m| {
                 seen = true;
                 visit(m)
             }) {
@@ -86,26 +97,33 @@ impl SockDiag {
                 other => return other,
             }
         }
-        self.dump_per_family(filter, visit)
+        self.dump_per_family(states, filter, visit)
     }
 
     /// One `SOCK_DIAG_BY_FAMILY` dump per family; IPv4 is skipped when the filter names an
     /// IPv6 address (IPv6 holds IPv4-mapped sockets too, so it is always asked).
     pub(crate) fn dump_per_family(
         &mut self,
+        states: u32,
         filter: &Filter,
         mut visit: impl FnMut(DiagMsg<'_>),
     ) -> Result<(), DumpError> {
         let families: &[u8] = if filter.wants_ipv4() { &[AF_INET, AF_INET6] } else { &[AF_INET6] };
         for &family in families {
-            self.dump(Dump::Family(family), filter, &mut visit)?;
+            self.dump(Dump::Family(family), states, filter, &mut visit)?;
         }
         Ok(())
     }
 
     /// One dump, calling `visit` for each socket.
-    fn dump(&mut self, dump: Dump, filter: &Filter, mut visit: impl FnMut(DiagMsg<'_>)) -> Result<(), DumpError> {
-        self.exchange(dump, filter, |datagram, seq| {
+    fn dump(
+        &mut self,
+        dump: Dump,
+        states: u32,
+        filter: &Filter,
+        mut visit: impl FnMut(DiagMsg<'_>),
+    ) -> Result<(), DumpError> {
+        self.exchange(dump, states, filter, |datagram, seq| {
             sockdiag::parse_reply(datagram, seq, &mut visit).map_err(|e| match e {
                 ReplyError::Kernel(errno) => DumpError::Io(io::Error::from_raw_os_error(errno)),
                 ReplyError::Malformed(what) => DumpError::Malformed(what),
@@ -117,7 +135,7 @@ impl SockDiag {
     #[cfg(test)]
     pub(crate) fn dump_datagrams(&mut self, dump: Dump, filter: &Filter) -> Result<Vec<Vec<u8>>, DumpError> {
         let mut datagrams = Vec::new();
-        self.exchange(dump, filter, |datagram, seq| {
+        self.exchange(dump, sockdiag::ALL_STATES, filter, |datagram, seq| {
             datagrams.push(datagram.to_vec());
             sockdiag::parse_reply(datagram, seq, |_| {}).map_err(|_| DumpError::Malformed("error reply"))
         })?;
@@ -130,10 +148,11 @@ impl SockDiag {
     fn exchange(
         &mut self,
         dump: Dump,
+        states: u32,
         filter: &Filter,
         on_datagram: impl FnMut(&[u8], u32) -> Result<Progress, DumpError>,
     ) -> Result<(), DumpError> {
-        let result = self.try_exchange(dump, filter, on_datagram);
+        let result = self.try_exchange(dump, states, filter, on_datagram);
         if result.is_err() {
             self.socket = None;
         }
@@ -143,6 +162,7 @@ impl SockDiag {
     fn try_exchange(
         &mut self,
         dump: Dump,
+        states: u32,
         filter: &Filter,
         mut on_datagram: impl FnMut(&[u8], u32) -> Result<Progress, DumpError>,
     ) -> Result<(), DumpError> {
@@ -152,7 +172,7 @@ impl SockDiag {
         let socket = self.socket.as_ref().expect("opened above");
         self.seq = self.seq.wrapping_add(1);
         self.request.clear();
-        sockdiag::dump_request(dump, filter, self.seq, &mut self.request);
+        sockdiag::dump_request(dump, filter, states, self.seq, &mut self.request);
         retry_eintr(|| socket.send(&self.request, 0)).map_err(DumpError::Io)?;
 
         loop {

@@ -1,5 +1,6 @@
 //! /proc/net/tcp and /proc/net/tcp6, the census fallback when sock_diag is refused: a
-//! line parser that reads only the address, port and state columns.
+//! line parser that reads only the address, port and state columns (and, for the
+//! listening sockets of a port, the inode column).
 //!
 //! Each line is `sl: local rem st ...` with `local` and `rem` as `ADDR:PORT` in hex. The
 //! kernel prints each 32-bit word of the (network-order) address as a host-order integer,
@@ -10,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use crate::state::{StateCounts, TcpState};
 use crate::ParseError;
 
-use super::Filter;
+use super::{Filter, ListeningSocket};
 
 /// One socket line of /proc/net/tcp{,6}, as much as a census needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,25 @@ pub fn parse_proc_net_tcp(text: &str, filter: &Filter, counts: &mut StateCounts)
         }
     }
     Ok(())
+}
+
+/// The listening sockets on `port` in a /proc/net/tcp or /proc/net/tcp6 text, with their
+/// inodes (the tenth column, decimal).
+pub fn parse_listening(text: &str, port: u16) -> Result<Vec<ListeningSocket>, ParseError> {
+    let mut found = Vec::new();
+    for line in text.lines() {
+        let Some(entry) = parse_line(line.as_bytes())? else { continue };
+        if entry.local.port() != port || TcpState::from_kernel(entry.state) != Some(TcpState::Listen) {
+            continue;
+        }
+        let inode = line
+            .split_ascii_whitespace()
+            .nth(9)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| ParseError::new("/proc/net/tcp line without an inode", line))?;
+        found.push(ListeningSocket { local: entry.local, inode, backlog: None });
+    }
+    Ok(found)
 }
 
 /// Parse one line; `None` for the header and blank lines.
@@ -143,6 +163,18 @@ mod tests {
         // An IPv4 address matches only IPv4-mapped addresses in tcp6.
         let v4 = Filter { local_addr: Some(Ipv4Addr::LOCALHOST.into()), ..Filter::default() };
         assert_eq!(census(TCP6, v4), []);
+    }
+
+    #[test]
+    fn recorded_listeners_and_inodes() {
+        let v4 = parse_listening(TCP, 37887).unwrap();
+        let at = |addr: &str, inode| ListeningSocket { local: addr.parse().unwrap(), inode, backlog: None };
+        assert_eq!(v4, [at("127.0.0.1:37887", 1_801_539)]);
+        assert_eq!(parse_listening(TCP6, 37887).unwrap(), [at("[::1]:37887", 1_801_545)]);
+        // the clients' ends are on other ports; nothing listens on theirs
+        assert!(parse_listening(TCP, 51450).unwrap().is_empty());
+        let cut = "   0: 0100007F:93FF 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0";
+        assert!(parse_listening(cut, 37887).is_err());
     }
 
     #[test]

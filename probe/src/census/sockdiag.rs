@@ -47,6 +47,9 @@ const INET_DIAG_BC_D_EQ: u8 = 12;
 /// Every TCP state, 1 (ESTABLISHED) to 12 (NEW_SYN_RECV), as a request state mask:
 /// TIME_WAIT sockets and SYN_RECV request sockets are dumped too.
 pub(crate) const ALL_STATES: u32 = 0x1ffe;
+/// Only listening sockets (TCP_LISTEN is 10), as a request state mask: the kernel then
+/// walks the listening hash alone.
+pub(crate) const LISTEN_ONLY: u32 = 1 << 10;
 
 /// Which TCP sockets one dump request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,14 +60,15 @@ pub(crate) enum Dump {
     Family(u8),
 }
 
-/// Append a dump request for the TCP sockets that match `filter` to `out`.
+/// Append a dump request for the TCP sockets in `states` (a mask of `1 << state`, such as
+/// [`ALL_STATES`]) that match `filter` to `out`.
 ///
 /// Ports go twice: into the request's socket id, which `inet_diag_dump_icsk` compares
 /// before anything else (a cheap pre-filter over the established hash, including
 /// TIME_WAIT and request sockets), and into the bytecode, which is the kernel's documented
 /// filter. Addresses go only into the bytecode (`S_COND`/`D_COND` with a full-length
 /// prefix). An IPv4 address also matches IPv4-mapped addresses of IPv6 sockets, as in `ss`.
-pub(crate) fn dump_request(dump: Dump, filter: &Filter, seq: u32, out: &mut Vec<u8>) {
+pub(crate) fn dump_request(dump: Dump, filter: &Filter, states: u32, seq: u32, out: &mut Vec<u8>) {
     let start = out.len();
     let bytecode = bytecode(filter);
     let attr_len = if bytecode.is_empty() { 0 } else { NLA_HDR_LEN + bytecode.len() };
@@ -87,14 +91,14 @@ pub(crate) fn dump_request(dump: Dump, filter: &Filter, seq: u32, out: &mut Vec<
             // the socket id; states; idiag_dbs (unused). The protocol is in the type.
             out.extend_from_slice(&[AF_UNSPEC, 0, 0, 0]);
             socket_id(filter, out);
-            out.extend_from_slice(&ALL_STATES.to_ne_bytes());
+            out.extend_from_slice(&states.to_ne_bytes());
             out.extend_from_slice(&0u32.to_ne_bytes());
         }
         Dump::Family(family) => {
             // struct inet_diag_req_v2: family, protocol, idiag_ext (none), pad; states;
             // the socket id.
             out.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
-            out.extend_from_slice(&ALL_STATES.to_ne_bytes());
+            out.extend_from_slice(&states.to_ne_bytes());
             socket_id(filter, out);
         }
     }
@@ -272,6 +276,19 @@ impl<'a> DiagMsg<'a> {
     /// `id.idiag_dport` and `id.idiag_dst`.
     pub(crate) fn remote(&self) -> SocketAddr {
         SocketAddr::new(self.remote_addr(), u16::from_be_bytes([self.0[6], self.0[7]]))
+    }
+
+    /// `idiag_wqueue`: for a listening socket, its accept queue's capacity (the backlog
+    /// given to listen(2), capped by net.core.somaxconn), as `ss -l` shows in Send-Q.
+    pub(crate) fn wqueue(&self) -> u32 {
+        u32::from_ne_bytes([self.0[60], self.0[61], self.0[62], self.0[63]])
+    }
+
+    /// `idiag_inode`: the socket's inode, the `INODE` of `socket:[INODE]` in the
+    /// `/proc/PID/fd` links of the processes holding it (0 for TIME_WAIT and request
+    /// sockets, which no descriptor holds).
+    pub(crate) fn inode(&self) -> u64 {
+        u64::from(u32::from_ne_bytes([self.0[68], self.0[69], self.0[70], self.0[71]]))
     }
 
     /// `id.idiag_src`.
@@ -473,6 +490,44 @@ mod tests {
         assert_eq!(rows, [v4[0], v6[0], v4[1], v4[2], v4[3], v6[1]]);
     }
 
+    /// Sockets that a descriptor holds carry their inode (as /proc/net/tcp{,6} list it);
+    /// TIME_WAIT and request sockets carry 0.
+    #[test]
+    fn golden_inodes() {
+        let mut inodes = Vec::new();
+        parse_reply(&REPLY_BOTH, 1, |m| inodes.push((m.family(), m.state(), m.inode()))).unwrap();
+        let mut backlogs = Vec::new();
+        parse_reply(&REPLY_BOTH, 1, |m| backlogs.extend((m.state() == TcpState::Listen as u8).then(|| m.wqueue())))
+            .unwrap();
+        // both listeners were made with listen(128)
+        assert_eq!(backlogs, [128, 128]);
+        let (listen, est, tw, syn_recv) =
+            (TcpState::Listen as u8, TcpState::Established as u8, TcpState::TimeWait as u8, TcpState::SynRecv as u8);
+        assert_eq!(
+            inodes,
+            [
+                (AF_INET, listen, 1_801_539),
+                (AF_INET6, listen, 1_801_545),
+                (AF_INET, syn_recv, 0),
+                (AF_INET, est, 1_801_541),
+                (AF_INET, tw, 0),
+                (AF_INET6, est, 1_801_547),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_listeners_request_asks_for_the_listen_state_alone() {
+        let mut req = Vec::new();
+        dump_request(Dump::Family(AF_INET), &Filter::server(1883), LISTEN_ONLY, 1, &mut req);
+        let states = &req[NLMSG_HDR_LEN + 4..NLMSG_HDR_LEN + 8];
+        assert_eq!(states, (1u32 << TcpState::Listen as u8).to_ne_bytes());
+        let mut compat = Vec::new();
+        dump_request(Dump::BothFamilies, &Filter::server(1883), LISTEN_ONLY, 1, &mut compat);
+        // inet_diag_req: family and lengths (4), socket id (48), then the states
+        assert_eq!(&compat[NLMSG_HDR_LEN + 52..NLMSG_HDR_LEN + 56], (1u32 << 10).to_ne_bytes());
+    }
+
     #[test]
     fn golden_reply_ipv4() {
         let (rows, progress) = rows(&REPLY_V4, 2);
@@ -500,6 +555,8 @@ mod tests {
                 assert_eq!(typed.socket_id.destination_port, m.remote().port());
                 assert_eq!(typed.socket_id.source_address, m.local_addr());
                 assert_eq!(typed.socket_id.destination_address, m.remote_addr());
+                assert_eq!(u64::from(typed.inode), m.inode());
+                assert_eq!(typed.send_queue, m.wqueue());
                 seen += 1;
             })
             .unwrap();
@@ -554,7 +611,7 @@ mod tests {
             ..Filter::default()
         };
         let mut req = Vec::new();
-        dump_request(Dump::Family(AF_INET), &filter, 7, &mut req);
+        dump_request(Dump::Family(AF_INET), &filter, ALL_STATES, 7, &mut req);
         let ne16 = |v: u16| v.to_ne_bytes();
         let ne32 = |v: u32| v.to_ne_bytes();
         let mut expected: Vec<u8> = Vec::new();
@@ -591,7 +648,7 @@ mod tests {
     #[test]
     fn golden_request_both_families() {
         let mut req = Vec::new();
-        dump_request(Dump::BothFamilies, &Filter::client(1883), 9, &mut req);
+        dump_request(Dump::BothFamilies, &Filter::client(1883), ALL_STATES, 9, &mut req);
         let mut expected: Vec<u8> = Vec::new();
         // nlmsghdr: length, TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq 9, pid 0
         expected.extend(88u32.to_ne_bytes());
@@ -622,7 +679,8 @@ mod tests {
     #[test]
     fn request_agrees_with_netlink_packet_sock_diag() {
         let mut req = Vec::new();
-        dump_request(Dump::Family(AF_INET6), &Filter { remote_port: Some(1883), ..Filter::default() }, 1, &mut req);
+        let filter = Filter { remote_port: Some(1883), ..Filter::default() };
+        dump_request(Dump::Family(AF_INET6), &filter, ALL_STATES, 1, &mut req);
         let mut socket_id = SocketId::new_v6();
         socket_id.destination_port = 1883;
         let typed = InetRequest {
@@ -640,7 +698,7 @@ mod tests {
     #[test]
     fn empty_filter_sends_no_bytecode() {
         let mut req = Vec::new();
-        dump_request(Dump::Family(AF_INET), &Filter::default(), 7, &mut req);
+        dump_request(Dump::Family(AF_INET), &Filter::default(), ALL_STATES, 7, &mut req);
         assert_eq!(req.len(), NLMSG_HDR_LEN + REQ_V2_LEN);
         assert!(bytecode(&Filter::default()).is_empty());
     }

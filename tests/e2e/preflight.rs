@@ -1,0 +1,162 @@
+//! `sockcap preflight`: the budget of a run before it runs. Exit 0 when it fits (naming
+//! the worker processes), 3 when a check blocks (naming the first bottleneck and its
+//! fix), 2 for bad input; the scenario files are written to a temporary directory.
+
+use serde_json::Value;
+
+use crate::support::{assert_exit, run, Mosquitto, TempDir};
+
+fn scenario(target: &str, head: &str, count: u64) -> String {
+    format!(
+        "name = \"preflight\"\ntarget = \"{target}\"\nprotocol = \"mqtt\"\n{head}\n\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = {count}, rate = 5000 }}\n\
+         [[phase]]\nname = \"close\"\nclose = {{ how = \"rst\", rate = 10000 }}\n"
+    )
+}
+
+/// Run `sockcap preflight` on `toml` (written as a file) with `extra` arguments.
+fn preflight(tag: &str, toml: &str, extra: &[&str]) -> std::process::Output {
+    let dir = TempDir::new(&format!("preflight-{tag}"));
+    let file = dir.file("scenario.toml", toml);
+    let mut args = vec!["preflight", file.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(out)))
+}
+
+fn check<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name}: {doc}"))
+}
+
+#[test]
+fn a_scenario_that_fits_exits_0_and_names_the_workers() {
+    let out = preflight("fits", &scenario("embedded", "", 1_000), &[]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("verdict: fits with 1 worker process"), "{text}");
+    assert!(text.contains("descriptors (client)") && text.contains("ports (client)"), "{text}");
+
+    // Past one process's descriptors: as many workers as the hard limit needs.
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    let count = 30_000;
+    let out = preflight("workers", &scenario("embedded", "", count), &["--json"]);
+    assert_exit(&out, 0);
+    let doc = json(&out);
+    assert_eq!(doc["fits"], true);
+    assert_eq!(doc["workers"], count.div_ceil(hard - 100));
+    assert_eq!(doc["target_workers"], doc["workers"]);
+    assert_eq!(check(&doc, "descriptors")["figures"]["workers_needed"], doc["workers"]);
+    // a loopback target is spread over enough 127.0.0.x sources by itself: no pair holds
+    // more than half the ephemeral range
+    let ports = check(&doc, "ports");
+    assert_eq!(ports["verdict"], "fits");
+    let figure = |name: &str| ports["figures"][name].as_u64().unwrap();
+    assert!(figure("source_addresses") >= 2 && figure("connections_per_pair") <= range_size() / 2, "{ports}");
+}
+
+/// Ports per source address: the size of this machine's ip_local_port_range.
+fn range_size() -> u64 {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let ports: Vec<u64> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
+    ports[1] - ports[0] + 1
+}
+
+#[test]
+fn too_many_connections_for_the_ports_exit_3_with_the_fix() {
+    let range = range_size();
+    let count = range * 3 / 2;
+    let toml = scenario("embedded", "sources = [\"127.0.0.2\"]", count);
+    let out = preflight("ports", &toml, &[]);
+    assert_exit(&out, 3);
+    let text = stdout(&out);
+    let at = format!("first bottleneck: ports (this machine) at {} connections", thousands(range));
+    assert!(text.contains(&at), "{text}");
+    assert!(text.contains("fix: give at least 2 source addresses"), "{text}");
+    assert!(text.contains("`sockcap run` refuses it (ports)"), "{text}");
+
+    // --sources on the command line replaces the scenario's, and fixes it
+    let out = preflight("ports-fixed", &toml, &["--sources", "127.0.0.2-127.0.0.3", "--json"]);
+    assert_exit(&out, 0);
+    assert_eq!(check(&json(&out), "ports")["figures"]["capacity"], 2 * range);
+}
+
+/// `28,232`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn forced_too_few_workers_exit_3() {
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    let count = hard + 1_000;
+    let out = preflight("workers-forced", &scenario("embedded", "", count), &["--workers", "1", "--json"]);
+    assert_exit(&out, 3);
+    let doc = json(&out);
+    assert_eq!(doc["first_bottleneck"], "descriptors");
+    assert_eq!(doc["client_blocker"], "descriptors");
+    assert_eq!(check(&doc, "descriptors")["gives_at"], hard - 100);
+}
+
+/// mosquitto started with 1,024 descriptors can take about a thousand clients: 2,000 is
+/// past its limit, which preflight finds from the port through the process.
+#[test]
+fn a_local_target_short_of_descriptors_exits_3_naming_its_limit() {
+    let broker = Mosquitto::start_with_nofile("preflight", "", 1024);
+    let toml = scenario(&broker.addr(), "", 2_000);
+    let out = preflight("mosquitto", &toml, &[]);
+    assert_exit(&out, 3);
+    let text = stdout(&out);
+    assert!(text.contains("first bottleneck: target_descriptors (the target)"), "{text}");
+    assert!(text.contains(&format!("mosquitto (pid {}):", broker.pid())), "{text}");
+    assert!(text.contains("open of 1,024"), "{text}");
+    assert!(text.contains("LimitNOFILE="), "{text}");
+    assert!(text.contains("`sockcap run` still runs it"), "{text}");
+
+    let doc = json(&preflight("mosquitto-json", &toml, &["--json"]));
+    assert_eq!(doc["first_bottleneck"], "target_descriptors");
+    assert_eq!(doc["client_blocker"], Value::Null);
+    let process = &doc["target_processes"][0];
+    assert_eq!(process["pid"], broker.pid());
+    assert_eq!((process["limit_soft"].as_u64(), process["limit_hard"].as_u64()), (Some(1024), Some(1024)));
+    let gives_at = check(&doc, "target_descriptors")["gives_at"].as_u64().unwrap();
+    assert!((900..1024).contains(&gives_at), "{gives_at}");
+    // mosquitto listens with a backlog of 100: 5,000 connects/s fit in it
+    assert_eq!(check(&doc, "accept_queue")["figures"]["backlog"], 100);
+
+    // within its limit, the same broker fits
+    let out = preflight("mosquitto-fits", &scenario(&broker.addr(), "", 500), &[]);
+    assert_exit(&out, 0);
+}
+
+#[test]
+fn nothing_listening_is_a_warning() {
+    let port = crate::support::free_port();
+    let out = preflight("nobody", &scenario(&format!("127.0.0.1:{port}"), "", 100), &[]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains(&format!("nothing listens at 127.0.0.1:{port}")), "{text}");
+}
+
+#[test]
+fn bad_input_exits_2() {
+    let out = run(&["preflight", "/nonexistent/scenario.toml"]);
+    assert_exit(&out, 2);
+    let out = preflight("bad-sources", &scenario("embedded", "", 10), &["--sources", "::1"]);
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sources"));
+}
