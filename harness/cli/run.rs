@@ -15,8 +15,8 @@ use crate::engine::pacing::Shard;
 use crate::engine::worker::WorkerContext;
 use crate::engine::{self, RunContext};
 use crate::limits;
-use crate::preflight;
 use crate::plan::{Plan, TargetSpec};
+use crate::preflight;
 use crate::report::{self, Outcome, RunReport};
 use crate::target::{EmbeddedTarget, ServeOptions};
 
@@ -53,7 +53,11 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let budget = preflight::assess(&plan, &env);
     if let Some(blocker) = budget.client_blocker() {
         let fix = blocker.fix.as_deref().map(|f| format!("\nFix: {f}")).unwrap_or_default();
-        let why = format!("{}: {}{fix}\n(`sockcap preflight` shows the whole budget)", blocker.name.as_str(), blocker.summary);
+        let why = format!(
+            "{}: {}{fix}\n(`sockcap preflight` shows the whole budget)",
+            blocker.name.as_str(),
+            blocker.summary
+        );
         return Err(Failure::environment(anyhow::anyhow!(why)));
     }
     let notes: Vec<String> = budget

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::NofileRaise;
 use crate::plan::{PhasePlan, Plan};
-use crate::report::{CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, SCHEMA};
+use crate::report::{CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, TargetFds, SCHEMA};
 use crate::sources::Sources;
 use census::Censuses;
 use crew::{Crew, Inbound};
@@ -174,6 +174,8 @@ struct Coordinator<'p> {
     failure: bool,
     /// Stop was ordered.
     stopping: bool,
+    /// The processes holding the target's listening sockets, when it is local.
+    target_pids: Vec<u32>,
 }
 
 impl<'p> Coordinator<'p> {
@@ -195,6 +197,7 @@ impl<'p> Coordinator<'p> {
             phase_name: String::new(),
             failure: false,
             stopping: false,
+            target_pids: target_pids(ctx.target),
         }
     }
 
@@ -322,8 +325,21 @@ impl<'p> Coordinator<'p> {
         report.samples = samples;
         report.kernel = counters_before.delta(&counters_after);
         report.sockstat = SockStat::read().unwrap_or_default();
+        report.target_fds = self.target_fds();
         report.expectations = phase.expect.iter().map(|e| e.judge(&report)).collect();
         report
+    }
+
+    /// The descriptors the target's processes hold now (those found at the start of the
+    /// run; any that ended since are left out).
+    fn target_fds(&self) -> Option<TargetFds> {
+        let read: Vec<probe::ProcessFds> =
+            self.target_pids.iter().filter_map(|pid| probe::ProcessFds::read(*pid).ok()).collect();
+        (!read.is_empty()).then(|| TargetFds {
+            processes: read.len() as u32,
+            open: read.iter().map(|p| p.open).sum(),
+            limit: read.iter().map(|p| p.limit_soft).fold(0, u64::saturating_add),
+        })
     }
 
     /// A phase that no worker reported (every worker died in it).
@@ -408,4 +424,13 @@ impl<'p> Coordinator<'p> {
         }
         self.crew.hang_up();
     }
+}
+
+/// The processes listening on a local target (none for a remote one, or when /proc
+/// cannot tell).
+fn target_pids(target: SocketAddr) -> Vec<u32> {
+    if !census::is_local(target.ip()) {
+        return Vec::new();
+    }
+    probe::listeners_for(target).map(|l| l.processes.iter().map(|p| p.pid).collect()).unwrap_or_default()
 }

@@ -237,6 +237,7 @@ impl<'p> Worker<'p> {
             kernel: Default::default(),
             sockstat: Default::default(),
             exhaustion,
+            target_fds: None,
             expectations: Vec::new(),
         }
     }

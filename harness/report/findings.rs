@@ -58,6 +58,17 @@ pub fn findings(report: &RunReport) -> Vec<String> {
              check its descriptor limit (`cat /proc/PID/limits`, LimitNOFILE= for a service) and its log"
         ));
     }
+    // Within a few descriptors of the limit: the listener's accept() fails next.
+    if let Some((phase, t)) =
+        report.phases.iter().find_map(|p| p.target_fds.filter(|t| t.open + 8 >= t.limit).map(|t| (p, t)))
+    {
+        out.push(format!(
+            "the target's processes held {} of their {} descriptors at the end of phase `{}`: it is at its \
+             descriptor limit; raise it (LimitNOFILE= for a service, `ulimit -n` before starting it) or run \
+             more target processes",
+            t.open, t.limit, phase.name
+        ));
+    }
     let n = total(report, ErrorKind::ConnackRefused);
     if n > 0 {
         out.push(format!(

@@ -41,6 +41,8 @@ pub fn phases(parts: &[PhaseReport]) -> Result<PhaseReport, HdrError> {
         kernel: add_maps(parts.iter().map(|p| &p.kernel)),
         sockstat: first.sockstat,
         exhaustion: exhaustion(parts.iter().filter_map(|p| p.exhaustion.as_ref())),
+        // One target seen from every part: the largest reading.
+        target_fds: parts.iter().filter_map(|p| p.target_fds).max_by_key(|t| t.open),
         expectations: Vec::new(),
     })
 }

@@ -147,7 +147,22 @@ pub struct PhaseReport {
     /// null when they never did.
     #[serde(default)]
     pub exhaustion: Option<Exhaustion>,
+    /// The descriptors of the target's processes when the phase ended, when the
+    /// target listens on this machine and its processes could be read; null otherwise.
+    #[serde(default)]
+    pub target_fds: Option<TargetFds>,
     pub expectations: Vec<ExpectationResult>,
+}
+
+/// The target's processes (found from its listening sockets) and their descriptors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetFds {
+    /// Processes holding the target's listening sockets.
+    pub processes: u32,
+    /// Descriptors they hold, summed.
+    pub open: u64,
+    /// Their RLIMIT_NOFILE soft limits, summed: the most they may hold.
+    pub limit: u64,
 }
 
 /// The ports toward the target ran out during a phase.
@@ -243,6 +258,7 @@ impl PhaseReport {
             kernel: BTreeMap::new(),
             sockstat: SockStat::default(),
             exhaustion: None,
+            target_fds: None,
             expectations: Vec::new(),
         }
     }

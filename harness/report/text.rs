@@ -72,6 +72,10 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     if let Some(server) = &p.census.server {
         let _ = writeln!(out, "           server  {}", states(server));
     }
+    if let Some(t) = &p.target_fds {
+        let processes = if t.processes == 1 { "1 process".to_string() } else { format!("{} processes", t.processes) };
+        let _ = writeln!(out, "  target   {processes}, {} descriptors open of {}", t.open, t.limit);
+    }
     latency_table(out, p);
     let failed: Vec<String> = p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
     if !failed.is_empty() {

@@ -54,6 +54,32 @@ fn broker_closing_before_connack_is_its_own_error_kind() {
     assert!(notes.contains("out of descriptors"), "{notes}");
 }
 
+/// A broker at its own descriptor limit: the report shows its descriptors per phase
+/// (found from its listening socket) and says it is at its limit.
+#[test]
+fn the_target_at_its_descriptor_limit_is_named() {
+    let broker = Mosquitto::start_with_nofile("fds", "", 128);
+    let (out, report) = run_scenario(
+        "target-fds",
+        &format!(
+            "name = \"past the broker's descriptors\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n\
+             [[phase]]\nname = \"ramp\"\nconnect = {{ count = 200, rate = 1000 }}\n",
+            broker.addr()
+        ),
+        &[],
+    );
+    assert_exit(&out, 1);
+    let ramp = phase(&report, "ramp");
+    let fds = &ramp["target_fds"];
+    assert_eq!(fds["processes"], 1, "{fds}");
+    assert_eq!(fds["limit"], 128);
+    let open = fds["open"].as_u64().unwrap();
+    assert!((120..=128).contains(&open), "mosquitto holds {open} descriptors");
+    assert!(ramp["errors"]["closed_before_connack"].as_u64().unwrap() > 0);
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("at its descriptor limit") && notes.contains("of their 128 descriptors"), "{notes}");
+}
+
 /// A broker that refuses the session (CONNACK code 5, not authorized) is counted as
 /// `connack_refused`, not as a TCP failure.
 #[test]
