@@ -254,3 +254,73 @@ pub fn wait_with_timeout(child: &mut Child, within: Duration) -> std::process::E
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The children of process `pid` running `sockcap <command>`.
+pub fn children_running(pid: u32, command: &str) -> Vec<u32> {
+    let mut children = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    children.retain(|c| {
+        let cmdline = std::fs::read(format!("/proc/{c}/cmdline")).unwrap_or_default();
+        cmdline.split(|b| *b == 0).nth(1) == Some(command.as_bytes())
+    });
+    children
+}
+
+/// Wait until none of `pids` exists any more (a zombie still counts as existing).
+pub fn assert_gone(pids: &[u32], within: Duration) {
+    let deadline = std::time::Instant::now() + within;
+    while pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists()) {
+        assert!(std::time::Instant::now() < deadline, "worker processes {pids:?} outlived the run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn start_run(dir: &TempDir, toml: &str, extra: &[&str]) -> (Child, std::path::PathBuf) {
+    let scenario = dir.file("s.toml", toml);
+    let json = dir.path("out.json");
+    let child = sockcap()
+        .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sockcap run starts");
+    (child, json)
+}
+
+/// Wait for the run's workers to appear.
+pub fn wait_for_workers(run: u32, n: usize) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let workers = children_running(run, "worker");
+        if workers.len() == n {
+            return workers;
+        }
+        assert!(std::time::Instant::now() < deadline, "saw workers {workers:?}, want {n}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The port the run's embedded target (its `sockcap serve` child) listens on.
+#[allow(dead_code)] // used by the capacity tests
+pub fn embedded_port(run: u32) -> u16 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(serve) = children_running(run, "serve").first() {
+            let out = std::process::Command::new("ss").args(["-Htlnp"]).output().unwrap();
+            let port = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(&format!("pid={serve},")))
+                .find_map(|l| l.split_whitespace().nth(3)?.rsplit_once(':')?.1.parse::<u16>().ok());
+            if let Some(port) = port {
+                return port;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "the run's embedded target does not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
