@@ -8,5 +8,6 @@ mod html_report;
 mod probe_cmd;
 mod report_formats;
 mod scenarios;
+mod serve_workers;
 mod state_lab;
 mod support;
