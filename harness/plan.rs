@@ -12,7 +12,7 @@ use crate::protocol::Protocol;
 use crate::scenario::{
     ChurnSection, CloseSection, ConnectSection, EmbeddedSection, MqttSection, PhaseSection, Scenario,
 };
-use crate::target::{OnEof, ServeOptions};
+use crate::target::{OnEof, ServeOptions, MAX_WORKERS};
 
 /// A scenario that can run.
 #[derive(Debug, Clone)]
@@ -553,6 +553,14 @@ fn embedded_options(check: &Check, e: Option<&EmbeddedSection>, protocol: Protoc
         Some(n) if (0..=i64::from(u32::MAX)).contains(&n) => n as u32,
         Some(n) => return Err(check.err("embedded.backlog", format!("backlog must be 0 or more, found {n}"))),
     };
+    let workers = match e.and_then(|e| e.workers) {
+        None => 1,
+        Some(n) if (1..=i64::from(MAX_WORKERS)).contains(&n) => n as u32,
+        Some(n) => {
+            let why = format!("the target runs in 1 to {MAX_WORKERS} processes, found {n}; write e.g. workers = 2");
+            return Err(check.err("embedded.workers", why));
+        }
+    };
     let duration = |field: &str, value: Option<&String>| -> Result<Option<Duration>, PlanError> {
         value.map(|t| check.duration(&format!("embedded.{field}"), t)).transpose()
     };
@@ -565,6 +573,7 @@ fn embedded_options(check: &Check, e: Option<&EmbeddedSection>, protocol: Protoc
         defer_accept: duration("defer_accept", e.and_then(|e| e.defer_accept.as_ref()))?,
         read: e.and_then(|e| e.read).unwrap_or(true),
         shutdown_after: duration("shutdown_after", e.and_then(|e| e.shutdown_after.as_ref()))?,
+        workers,
     })
 }
 
@@ -843,6 +852,22 @@ close = { how = "fin", rate = 100, fraction = 0.5 }
         assert_eq!(err.field, "phase[0].expect.established");
         let err = load(&GOOD.replace("127.0.0.1:1883", "broker")).unwrap_err();
         assert_eq!(err.field, "target");
+    }
+
+    #[test]
+    fn embedded_workers_default_to_one_and_stay_in_range() {
+        let embedded = |section: &str| {
+            load(&format!(
+                "name = \"t\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n{section}\n[[phase]]\nhold = \"1s\"\n"
+            ))
+        };
+        assert_eq!(embedded("").unwrap().embedded.workers, 1);
+        assert_eq!(embedded("[embedded]\nworkers = 3").unwrap().embedded.workers, 3);
+        for bad in [0, -1, 1025] {
+            let err = embedded(&format!("[embedded]\nworkers = {bad}")).unwrap_err();
+            assert_eq!(err.field, "embedded.workers");
+            assert!(err.message.contains("1 to 1024"), "{err}");
+        }
     }
 
     #[test]

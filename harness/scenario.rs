@@ -64,6 +64,9 @@ pub struct EmbeddedSection {
     pub read: Option<bool>,
     /// Send FIN (shutdown write) this long after accepting, e.g. `"2s"`.
     pub shutdown_after: Option<String>,
+    /// Processes sharing the port with SO_REUSEPORT (default 1; a run starts more
+    /// when the peak needs them to stay under each one's descriptor limit).
+    pub workers: Option<i64>,
 }
 
 /// `[client]`.

@@ -209,6 +209,10 @@ pub struct ServeArgs {
     /// first) and keep the socket, reading per --no-read and --on-eof.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub shutdown_after: Option<Duration>,
+    /// Processes sharing the port with SO_REUSEPORT (this one and N - 1 children),
+    /// each holding a share of the connections under its own descriptor limit.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_workers)]
+    pub workers: u32,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -217,6 +221,15 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("the interval must be at least 10ms".into());
     }
     Ok(d)
+}
+
+fn parse_workers(text: &str) -> Result<u32, String> {
+    let max = crate::target::MAX_WORKERS;
+    match text.parse::<u32>() {
+        Ok(0) => Err("at least one process must serve; use 1 (the default) to serve from this process alone".into()),
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(format!("write a number of processes from 1 to {max}")),
+    }
 }
 
 /// Run the parsed command; returns the process exit code.

@@ -15,6 +15,7 @@ pub fn serve(args: ServeArgs) -> Result<u8, Failure> {
         defer_accept: args.defer_accept,
         read: !args.no_read,
         shutdown_after: args.shutdown_after,
+        workers: args.workers,
     };
     super::runtime()?.block_on(target::run_serve_process(opts)).map_err(Failure::environment)?;
     Ok(exit::PASSED)

@@ -23,15 +23,19 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub struct EmbeddedTarget {
     /// The address it listens on (port 0 resolved).
     pub addr: SocketAddr,
-    /// Its process id, e.g. to find its sockets or limits in /proc.
+    /// Its process id, e.g. to find its sockets or limits in /proc. With
+    /// `workers` > 1 this is the process that started the others (and holds a
+    /// share of the connections too).
     pub pid: u32,
     /// The process; killed when dropped, so the target never outlives the run.
     child: Child,
 }
 
 impl EmbeddedTarget {
-    /// Starts `sockcap serve` with `opts` as flags from the current executable
-    /// and waits for its ready line.
+    /// Starts `sockcap serve` with `opts` as flags (`--workers` included) from
+    /// the current executable and waits for its ready line, which it prints once
+    /// all its worker processes listen. Call it from a thread that outlives the
+    /// target (see [`prepare`]).
     pub async fn spawn(opts: ServeOptions) -> anyhow::Result<EmbeddedTarget> {
         let exe = std::env::current_exe().context("locating the sockcap executable to start the embedded target")?;
         let mut command = Command::new(exe);
@@ -66,9 +70,10 @@ impl EmbeddedTarget {
     }
 }
 
-/// The arguments of the `sockcap serve` command line. The misbehaviour flags
-/// appear only when they differ from the polite default.
-fn serve_args(opts: &ServeOptions) -> Vec<String> {
+/// The arguments of the `sockcap serve` command line, for the target of a run
+/// and for the workers of a `serve` alike. The misbehaviour flags appear only
+/// when they differ from the polite default.
+pub(super) fn serve_args(opts: &ServeOptions) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "serve".into(),
         "--listen".into(),
@@ -79,6 +84,8 @@ fn serve_args(opts: &ServeOptions) -> Vec<String> {
         opts.backlog.to_string(),
         "--on-eof".into(),
         opts.on_eof.to_string(),
+        "--workers".into(),
+        opts.workers.to_string(),
     ];
     if !opts.accept {
         args.push("--no-accept".into());
@@ -98,20 +105,8 @@ fn serve_args(opts: &ServeOptions) -> Vec<String> {
 /// Spawns `command` and waits up to `ready_timeout` for a ready line on its
 /// stdout. On any failure the child is killed and reaped.
 async fn spawn_command(mut command: Command, ready_timeout: Duration) -> anyhow::Result<EmbeddedTarget> {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
-    // A process group of its own: a terminal's Ctrl-C goes to the run, which drains and
-    // reports while the target keeps serving, and stops it afterwards.
-    command.process_group(0);
-    // SAFETY: prctl is async-signal-safe; the closure touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            // Die with the run, however it ends (a second Ctrl-C exits at once).
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    prepare(&mut command);
+    command.stderr(Stdio::inherit());
     let program = command.as_std().get_program().to_owned();
     let mut child = command.spawn().with_context(|| format!("starting the embedded target {program:?}"))?;
     let pid = child.id().context("the embedded target exited as soon as it started")?;
@@ -139,8 +134,40 @@ async fn spawn_command(mut command: Command, ready_timeout: Duration) -> anyhow:
     }
 }
 
+/// Sets up `command` as a `sockcap serve` child that cannot outlive this process:
+/// stdin from /dev/null, stdout piped (the ready line), killed when its handle is
+/// dropped, PR_SET_PDEATHSIG SIGKILL, and a process group of its own, so a
+/// terminal's Ctrl-C reaches this process only, which stops the child in order.
+/// The caller chooses stderr.
+///
+/// PR_SET_PDEATHSIG follows the *thread* that forks: spawn from one that lives as
+/// long as the process, such as the main thread running the future given to
+/// `block_on` (not from a task a runtime may run on a short-lived thread).
+pub(super) fn prepare(command: &mut Command) {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).kill_on_drop(true);
+    // A run's Ctrl-C drains and reports while its target keeps serving, then stops it;
+    // a `serve` parent's Ctrl-C stops its workers with SIGTERM.
+    command.process_group(0);
+    let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
+    // SAFETY: prctl and getppid are async-signal-safe; the closure touches no memory
+    // of the parent but a copied integer.
+    unsafe {
+        command.pre_exec(move || {
+            // Die with the parent, however it ends (a second Ctrl-C exits at once, SIGKILL).
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent died before prctl: no signal will come.
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the parent exited while this child started"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Reads lines until a ready line (its address) or EOF (`None`).
-async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Option<SocketAddr>> {
+pub(super) async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Option<SocketAddr>> {
     let mut line = String::new();
     loop {
         line.clear();
@@ -155,7 +182,7 @@ async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> std::io::Result
 
 /// The exit status of a child that closed its stdout, for an error message.
 /// One that keeps running without its stdout is killed.
-async fn exit_status(child: &mut Child) -> String {
+pub(super) async fn exit_status(child: &mut Child) -> String {
     match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
         Ok(Ok(status)) => status.to_string(),
         Ok(Err(e)) => format!("exit status unknown: {e}"),
@@ -179,7 +206,7 @@ fn check_clean_exit(pid: u32, status: ExitStatus) -> anyhow::Result<()> {
     }
 }
 
-fn send_signal(pid: u32, signal: libc::c_int) -> anyhow::Result<()> {
+pub(super) fn send_signal(pid: u32, signal: libc::c_int) -> anyhow::Result<()> {
     let raw = libc::pid_t::try_from(pid).with_context(|| format!("pid {pid} out of range"))?;
     // SAFETY: kill(2) takes plain integers and touches no memory of ours.
     let rc = unsafe { libc::kill(raw, signal) };
@@ -187,7 +214,7 @@ fn send_signal(pid: u32, signal: libc::c_int) -> anyhow::Result<()> {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
-            .with_context(|| format!("sending signal {signal} to the embedded target (pid {pid})"))
+            .with_context(|| format!("sending signal {signal} to `sockcap serve` (pid {pid})"))
     }
 }
 
@@ -221,7 +248,19 @@ mod tests {
         let args = serve_args(&opts);
         assert_eq!(
             args,
-            ["serve", "--listen", "127.0.0.1:0", "--protocol", "mqtt", "--backlog", "128", "--on-eof", "hold"]
+            [
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--protocol",
+                "mqtt",
+                "--backlog",
+                "128",
+                "--on-eof",
+                "hold",
+                "--workers",
+                "1"
+            ]
         );
     }
 
@@ -234,10 +273,11 @@ mod tests {
             defer_accept: Some(Duration::from_secs(30)),
             read: false,
             shutdown_after: Some(Duration::from_millis(1500)),
+            workers: 4,
             ..ServeOptions::default()
         };
         let args = serve_args(&opts);
-        assert_eq!(args[9..], ["--no-accept", "--defer-accept", "30s", "--no-read", "--shutdown-after", "1s 500ms"]);
+        assert_eq!(args[11..], ["--no-accept", "--defer-accept", "30s", "--no-read", "--shutdown-after", "1s 500ms"]);
         // What the child parses is what the parent meant.
         use clap::Parser;
         let cli = crate::cli::Cli::try_parse_from(std::iter::once("sockcap".to_string()).chain(args)).unwrap();
@@ -246,6 +286,7 @@ mod tests {
         assert_eq!(parsed.defer_accept, opts.defer_accept);
         assert_eq!(parsed.shutdown_after, opts.shutdown_after);
         assert_eq!(parsed.backlog, 1);
+        assert_eq!(parsed.workers, 4);
     }
 
     #[tokio::test]

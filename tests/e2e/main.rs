@@ -9,6 +9,7 @@ mod preflight;
 mod probe_cmd;
 mod report_formats;
 mod scenarios;
+mod serve_workers;
 mod state_lab;
 mod support;
 mod workers;
