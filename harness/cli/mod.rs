@@ -134,10 +134,7 @@ impl Workers {
 fn parse_workers(text: &str) -> Result<Workers, String> {
     match text {
         "auto" => Ok(Workers::Auto),
-        n => match n.parse::<u32>() {
-            Ok(n) if (1..=1024).contains(&n) => Ok(Workers::Count(n)),
-            _ => Err(format!("`{n}`: write \"auto\" or a number of processes from 1 to 1024")),
-        },
+        n => parse_process_count(n).map(Workers::Count).map_err(|e| format!("`{n}`: {e}, or \"auto\"")),
     }
 }
 
@@ -211,7 +208,7 @@ pub struct ServeArgs {
     pub shutdown_after: Option<Duration>,
     /// Processes sharing the port with SO_REUSEPORT (this one and N - 1 children),
     /// each holding a share of the connections under its own descriptor limit.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_workers)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_process_count)]
     pub workers: u32,
 }
 
@@ -223,7 +220,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_workers(text: &str) -> Result<u32, String> {
+/// A number of processes, 1 to [`crate::target::MAX_WORKERS`].
+fn parse_process_count(text: &str) -> Result<u32, String> {
     let max = crate::target::MAX_WORKERS;
     match text.parse::<u32>() {
         Ok(0) => Err("at least one process must serve; use 1 (the default) to serve from this process alone".into()),
