@@ -401,8 +401,9 @@ mod tests {
         let message = format!("{err:#}");
         assert!(message.contains("worker 2 of 3 (pid "), "{message}");
         assert!(message.contains("exited before it was ready (exit status: 3)"), "{message}");
+        // The third may be killed before it wrote its pid: then it never ran.
         let pids = scripts.pids();
-        assert_eq!(pids.len(), 3);
+        assert!(pids.len() >= 2, "{pids:?}");
         assert!(pids.iter().all(|&pid| !is_alive(pid)), "workers left behind: {pids:?}");
     }
 
@@ -421,10 +422,9 @@ mod tests {
         let scripts = Scripts::new("never");
         let shutdown = CancellationToken::new();
         let commands = vec![scripts.polite("unused"), scripts.shell("exec sleep 30")];
-        let err =
-            start_commands(commands, ADDR.parse().unwrap(), Duration::from_millis(300), &shutdown).await.unwrap_err();
+        let err = start_commands(commands, ADDR.parse().unwrap(), Duration::from_secs(1), &shutdown).await.unwrap_err();
         assert!(format!("{err:#}").contains("worker 2 of 2 (pid "), "{err:#}");
-        assert!(format!("{err:#}").contains("no ready line within 300ms"), "{err:#}");
+        assert!(format!("{err:#}").contains("no ready line within 1s"), "{err:#}");
         let pids = scripts.pids();
         assert_eq!(pids.len(), 2);
         assert!(pids.iter().all(|&pid| !is_alive(pid)), "workers left behind: {pids:?}");
