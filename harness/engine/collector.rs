@@ -36,16 +36,17 @@ pub struct Collector {
     pub connected_before_exhaustion: u64,
     /// When a connection whose connect() came after the first EADDRNOTAVAIL was established.
     pub recovered_at: Option<Instant>,
+    /// Successes in each [`TIMELINE_STEP`] since `start`.
+    pub timeline: Vec<u32>,
+    start: Instant,
 }
 
-impl Default for Collector {
-    fn default() -> Self {
-        Collector::new()
-    }
-}
+/// The width of one [`Collector::timeline`] bucket.
+pub const TIMELINE_STEP: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Collector {
-    pub fn new() -> Collector {
+    /// A collector for a phase that starts at `start`.
+    pub fn new(start: Instant) -> Collector {
         Collector {
             connect: Latency::new(),
             handshake: Latency::new(),
@@ -61,7 +62,20 @@ impl Collector {
             first_addr_not_available: None,
             connected_before_exhaustion: 0,
             recovered_at: None,
+            timeline: Vec::new(),
+            start,
         }
+    }
+
+    /// A success now: the achieved rate's clock and the timeline.
+    fn succeeded_now(&mut self) {
+        let now = Instant::now();
+        self.last_success = Some(now);
+        let bucket = (now.saturating_duration_since(self.start).as_millis() / TIMELINE_STEP.as_millis()) as usize;
+        if self.timeline.len() <= bucket {
+            self.timeline.resize(bucket + 1, 0);
+        }
+        self.timeline[bucket] += 1;
     }
 
     /// Fold one event in; returns the change in connections held open.
@@ -73,7 +87,7 @@ impl Collector {
                     self.handshake.record_us(us);
                 }
                 self.connected += 1;
-                self.last_success = Some(Instant::now());
+                self.succeeded_now();
                 match self.first_addr_not_available {
                     None => self.connected_before_exhaustion += 1,
                     Some((failed, _)) if started < failed => self.connected_before_exhaustion += 1,
@@ -115,7 +129,7 @@ impl Collector {
                     }
                     None => {
                         self.closed += 1;
-                        self.last_success = Some(Instant::now());
+                        self.succeeded_now();
                     }
                 }
                 -1
@@ -144,7 +158,7 @@ mod tests {
 
     #[test]
     fn events_fold_into_counts() {
-        let mut c = Collector::new();
+        let mut c = Collector::new(Instant::now());
         assert_eq!(c.record(Event::Connected { started: Instant::now(), connect_us: 100, handshake_us: Some(300) }), 1);
         let failed = Event::ConnectFailed {
             started: Some(Instant::now()),
@@ -159,11 +173,12 @@ mod tests {
         assert_eq!(c.connect.count(), 2);
         assert_eq!(c.handshake.count(), 1);
         assert_eq!(c.errors.get(ErrorKind::ClosedBeforeConnack), 1);
+        assert_eq!(c.timeline, vec![1], "one success in the first 100 ms");
     }
 
     #[test]
     fn exhaustion_and_recovery_are_noted() {
-        let mut c = Collector::new();
+        let mut c = Collector::new(Instant::now());
         c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None });
         c.record(Event::Closed { close_us: 10, error: None });
         let eaddr = Event::ConnectFailed {

@@ -142,6 +142,11 @@ impl Crew {
         self.inbox.recv().await
     }
 
+    /// A message already waiting, if any.
+    pub fn try_recv(&mut self) -> Option<(usize, Inbound)> {
+        self.inbox.try_recv().ok()
+    }
+
     /// Stop talking: a worker process reading stdin sees EOF and stops.
     pub fn hang_up(&mut self) {
         self.orders.clear();

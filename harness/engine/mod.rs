@@ -375,13 +375,18 @@ impl<'p> Coordinator<'p> {
         });
     }
 
-    /// A census now, with the phase's running counts.
+    /// A census now, with the phase's running counts as the census starts.
     async fn sample(&mut self) -> CensusSample {
+        // The freshest counts: fold in what the workers already sent.
+        while let Some((i, inbound)) = self.crew.try_recv() {
+            self.handle(i, inbound);
+        }
+        let counts = self.counts();
+        let t_ms = self.run_start.elapsed().as_millis() as u64;
         let (pair, problem) = self.censuses.take().await;
         self.note_once(problem);
-        let counts = self.counts();
         CensusSample {
-            t_ms: self.run_start.elapsed().as_millis() as u64,
+            t_ms,
             client: pair.client,
             server: pair.server,
             succeeded: counts.succeeded,

@@ -168,7 +168,7 @@ impl<'p> Worker<'p> {
         // connection the phases before it started, in every shard.
         let first_n = self.plan.connections_before(index);
         let mut exhaustion_census = None;
-        let mut collected = Collector::new();
+        let mut collected = Collector::new(start);
         let mut ticker = interval_at(start, PROGRESS_EVERY);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let give_up_at = driver.give_up_at();
@@ -237,6 +237,7 @@ impl<'p> Worker<'p> {
             kernel: Default::default(),
             sockstat: Default::default(),
             exhaustion,
+            timeline_100ms: std::mem::take(&mut collected.timeline),
             target_fds: None,
             expectations: Vec::new(),
         }

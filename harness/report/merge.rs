@@ -41,6 +41,7 @@ pub fn phases(parts: &[PhaseReport]) -> Result<PhaseReport, HdrError> {
         kernel: add_maps(parts.iter().map(|p| &p.kernel)),
         sockstat: first.sockstat,
         exhaustion: exhaustion(parts.iter().filter_map(|p| p.exhaustion.as_ref())),
+        timeline_100ms: add_timelines(parts.iter().map(|p| p.timeline_100ms.as_slice())),
         // One target seen from every part: the largest reading.
         target_fds: parts.iter().filter_map(|p| p.target_fds).max_by_key(|t| t.open),
         expectations: Vec::new(),
@@ -53,6 +54,20 @@ fn latency<'a>(parts: impl Iterator<Item = &'a LatencySummary>) -> Result<Latenc
         merged.merge(&Latency::from_hdr(&part.hdr)?);
     }
     Ok(merged.summary())
+}
+
+/// Element-wise sums: the parts' phases started at one instant.
+fn add_timelines<'a>(parts: impl Iterator<Item = &'a [u32]>) -> Vec<u32> {
+    let mut merged: Vec<u32> = Vec::new();
+    for part in parts {
+        if merged.len() < part.len() {
+            merged.resize(part.len(), 0);
+        }
+        for (sum, n) in merged.iter_mut().zip(part) {
+            *sum += n;
+        }
+    }
+    merged
 }
 
 fn census<'a>(parts: impl Iterator<Item = &'a CensusPair>) -> CensusPair {
@@ -108,6 +123,7 @@ mod tests {
         (1..=1000).for_each(|us| latency.record_us(us * 100));
         two.latency_us.connect = latency.summary();
         two.errors.insert("refused".into(), 3);
+        two.timeline_100ms = vec![5, 0, 7];
         let merged = phases(&[one.clone(), two.clone()]).unwrap();
         assert_eq!(merged.succeeded, one.succeeded + two.succeeded);
         assert_eq!(merged.latency_us.connect.count, one.latency_us.connect.count + 1000);
@@ -116,5 +132,9 @@ mod tests {
         expected.merge(&latency);
         assert_eq!(merged.latency_us.connect, expected.summary());
         assert!(merged.expectations.is_empty());
+        let mut timeline = one.timeline_100ms.clone();
+        timeline.resize(timeline.len().max(3), 0);
+        timeline.iter_mut().zip([5, 0, 7]).for_each(|(t, n)| *t += n);
+        assert_eq!(merged.timeline_100ms, timeline);
     }
 }

@@ -147,6 +147,10 @@ pub struct PhaseReport {
     /// null when they never did.
     #[serde(default)]
     pub exhaustion: Option<Exhaustion>,
+    /// Successes (connections established, closes done, churn cycles) in each 100 ms
+    /// since the phase started, all workers summed; trailing empty buckets left out.
+    #[serde(default)]
+    pub timeline_100ms: Vec<u32>,
     /// The descriptors of the target's processes when the phase ended, when the
     /// target listens on this machine and its processes could be read; null otherwise.
     #[serde(default)]
@@ -258,6 +262,7 @@ impl PhaseReport {
             kernel: BTreeMap::new(),
             sockstat: SockStat::default(),
             exhaustion: None,
+            timeline_100ms: Vec::new(),
             target_fds: None,
             expectations: Vec::new(),
         }
