@@ -46,12 +46,14 @@ impl TestServer {
 
     /// Client-side sockets: those whose peer is the server's port.
     pub fn clients(&self) -> Filter {
-        Filter::client(self.addr.port())
+        Filter { remote_addr: Some(self.addr.ip()), ..Filter::client(self.addr.port()) }
     }
 
     /// Server-side sockets: the listener, its request sockets and connections.
     pub fn server(&self) -> Filter {
-        Filter::server(self.addr.port())
+        // With the address: another program's client socket may have this port on
+        // another loopback address (sockcap binds explicit source ports).
+        Filter { local_addr: Some(self.addr.ip()), ..Filter::server(self.addr.port()) }
     }
 
     pub async fn stop(self) -> ServeSummary {
