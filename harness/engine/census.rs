@@ -10,9 +10,16 @@ use probe::{Filter, Prober, StateCounts};
 use crate::report::CensusPair;
 
 /// Takes client- and server-side censuses for one target.
+///
+/// The two sides are two dumps, each walking the kernel's whole socket table: they run
+/// on two threads at once, each with its own netlink socket, so a census of both sides
+/// takes about as long as one (measured: 1M loopback connections, 2M sockets, ~1 s per
+/// side).
 #[derive(Debug, Clone)]
 pub struct Censuses {
     prober: Arc<Mutex<Prober>>,
+    /// The server side's own prober, when there is a server side.
+    server_prober: Option<Arc<Mutex<Prober>>>,
     client: Filter,
     server: Option<Filter>,
 }
@@ -26,25 +33,38 @@ impl Censuses {
             local_addr: ip,
             ..Filter::default()
         });
-        Censuses { prober: Arc::new(Mutex::new(prober)), client, server }
+        let server_prober = server.map(|_| Arc::new(Mutex::new(Prober::new())));
+        Censuses { prober: Arc::new(Mutex::new(prober)), server_prober, client, server }
     }
 
-    /// Take both censuses. A failed census counts nothing, with the reason returned.
+    /// Take both censuses, at once. A failed census counts nothing, with the reason returned.
     pub async fn take(&self) -> (CensusPair, Option<String>) {
-        let (client, server) = (self.client, self.server);
-        let taken = self.with_prober(move |prober| {
-            let mut problem = None;
-            let mut count = |filter: &Filter| {
-                prober.census(filter).unwrap_or_else(|e| {
-                    problem = Some(format!("census failed: {e}"));
-                    StateCounts::default()
-                })
-            };
-            let client = count(&client);
-            let server = server.as_ref().map(&mut count);
-            (CensusPair { client, server }, problem)
-        });
-        taken.await.unwrap_or_else(|e| (CensusPair::default(), Some(e)))
+        let count = |prober: &mut Prober, filter: &Filter| {
+            prober.census(filter).map_err(|e| format!("census failed: {e}"))
+        };
+        let client_filter = self.client;
+        let client = blocking(Arc::clone(&self.prober), move |p| count(p, &client_filter));
+        let server = match (&self.server_prober, self.server) {
+            (Some(prober), Some(filter)) => Some(blocking(Arc::clone(prober), move |p| count(p, &filter))),
+            _ => None,
+        };
+        let (client, server) = match server {
+            Some(server) => {
+                let (c, s) = tokio::join!(client, server);
+                (c, Some(s))
+            }
+            None => (client.await, None),
+        };
+        let mut problem = None;
+        let mut counted = |taken: Result<Result<StateCounts, String>, String>| {
+            taken.and_then(|r| r).unwrap_or_else(|e| {
+                problem = Some(e);
+                StateCounts::default()
+            })
+        };
+        let client = counted(client);
+        let server = server.map(&mut counted);
+        (CensusPair { client, server }, problem)
     }
 
     /// The client-side census of the sockets from one source address (all when `None`).
@@ -53,15 +73,12 @@ impl Censuses {
         self.with_prober(move |prober| prober.census(&filter).unwrap_or_default()).await.unwrap_or_default()
     }
 
-    /// Run `f` with the prober on the blocking pool (a netlink dump blocks).
+    /// Run `f` with the client prober on the blocking pool.
     async fn with_prober<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Prober) -> T + Send + 'static,
     ) -> Result<T, String> {
-        let prober = Arc::clone(&self.prober);
-        tokio::task::spawn_blocking(move || f(&mut prober.lock().unwrap_or_else(|poisoned| poisoned.into_inner())))
-            .await
-            .map_err(|e| format!("census task failed: {e}"))
+        blocking(Arc::clone(&self.prober), f).await
     }
 
     /// The backend name and its warning, if any.
@@ -78,4 +95,14 @@ impl Censuses {
 /// True when `ip` belongs to this machine (loopback, or bindable here).
 pub fn is_local(ip: IpAddr) -> bool {
     ip.is_loopback() || ip.is_unspecified() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// Run `f` with `prober` on the blocking pool (a netlink dump blocks).
+async fn blocking<T: Send + 'static>(
+    prober: Arc<Mutex<Prober>>,
+    f: impl FnOnce(&mut Prober) -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(move || f(&mut prober.lock().unwrap_or_else(|poisoned| poisoned.into_inner())))
+        .await
+        .map_err(|e| format!("census task failed: {e}"))
 }
