@@ -39,9 +39,8 @@ impl Censuses {
 
     /// Take both censuses, at once. A failed census counts nothing, with the reason returned.
     pub async fn take(&self) -> (CensusPair, Option<String>) {
-        let count = |prober: &mut Prober, filter: &Filter| {
-            prober.census(filter).map_err(|e| format!("census failed: {e}"))
-        };
+        let count =
+            |prober: &mut Prober, filter: &Filter| prober.census(filter).map_err(|e| format!("census failed: {e}"));
         let client_filter = self.client;
         let client = blocking(Arc::clone(&self.prober), move |p| count(p, &client_filter));
         let server = match (&self.server_prober, self.server) {

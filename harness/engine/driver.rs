@@ -16,9 +16,10 @@ use super::pacing::{Pacer, Shard};
 use crate::plan::{Action, CloseAmount, CloseMode};
 use crate::sources::Sources;
 
-/// How long past its last deadline a phase waits for outcomes that never came
-/// (a guard: every connection task reports within its own timeouts).
-const GRACE: Duration = Duration::from_secs(5);
+/// How long past its last deadline, and past the last event, a phase waits for outcomes
+/// that never came (a guard: every connection task reports within its own timeouts,
+/// but a starved CPU can delay the reports).
+pub const GRACE: Duration = Duration::from_secs(5);
 /// Close timeout of churn cycles that wait for the target's FIN.
 const CHURN_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 

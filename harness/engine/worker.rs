@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use super::census::Censuses;
 use super::collector::Collector;
 use super::connection::{self, Attempt, CloseCommand, ConnSpec, Event};
-use super::driver::Driver;
+use super::driver::{Driver, GRACE};
 use super::link::{instant_of_unix_us, Order, WorkerMsg, WorkerProgress};
 use super::pacing::Shard;
 use crate::plan::{PhasePlan, Plan};
@@ -172,12 +172,15 @@ impl<'p> Worker<'p> {
         let mut ticker = interval_at(start, PROGRESS_EVERY);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let give_up_at = driver.give_up_at();
+        // While outcomes keep coming, the phase is not stuck, however late they are.
+        let mut last_event = start;
         while !driver.finished(&collected) {
             let next_due = driver.next_due();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(event) = self.events_rx.recv() => {
+                    last_event = Instant::now();
                     self.apply(&mut collected, event);
                     if collected.first_addr_not_available.is_some() && exhaustion_census.is_none() {
                         // The ports just ran out: count the TIME_WAIT that holds them, now.
@@ -189,7 +192,7 @@ impl<'p> Worker<'p> {
                     self.issue_due(&mut driver, first_n);
                 }
                 _ = ticker.tick() => self.publish(index, &driver, &collected),
-                _ = sleep_until(give_up_at.unwrap_or(start)), if give_up_at.is_some() => {
+                _ = sleep_until(give_up_at.unwrap_or(start).max(last_event + GRACE)), if give_up_at.is_some() => {
                     let missing = driver.attempted().saturating_sub(driver.outcomes(&collected));
                     self.notes.push(format!("phase `{}`: {missing} operations never reported an outcome", phase.name));
                     break;
