@@ -30,6 +30,8 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::limits::{self, NofileRaise};
+/// `12,345`.
+pub use crate::report::thousands as count;
 use crate::plan::{Action, CloseMode, Plan, Sysctl, TargetSpec};
 use crate::sources::{self, Sources};
 
@@ -824,19 +826,6 @@ pub fn fastest_connect_rate(plan: &Plan) -> f64 {
             _ => 0.0,
         })
         .fold(0.0, f64::max)
-}
-
-/// `12,345`.
-pub fn count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A limit, `unlimited` for RLIM_INFINITY.

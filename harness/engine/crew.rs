@@ -181,17 +181,10 @@ fn worker_args(scenario: &Path, target: SocketAddr, sources: &Sources, shard: Sh
 }
 
 fn spawn_worker(mut command: Command) -> std::io::Result<Child> {
-    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
-    command.process_group(0);
-    // SAFETY: prctl is async-signal-safe; the closure touches no memory of the parent.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // Its own process group and PR_SET_PDEATHSIG, as the embedded target has; then the
+    // orders on stdin.
+    crate::target::prepare_child(&mut command);
+    command.stdin(Stdio::piped()).stderr(Stdio::inherit());
     command.spawn()
 }
 

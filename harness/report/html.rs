@@ -658,17 +658,8 @@ fn kernel_section(out: &mut String, r: &RunReport) {
     out.push_str("</tbody>\n</table></div>\n</details>\n</section>\n");
 }
 
-/// `12,345`.
 fn fmt_count(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    super::thousands(n)
 }
 
 fn fmt_count_i(n: i64) -> String {

@@ -239,6 +239,19 @@ pub struct ExpectationResult {
     pub implicit: bool,
 }
 
+/// `12,345`: a count with thousands separators.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 impl PhaseReport {
     /// A phase that measured nothing (no worker reported it).
     pub fn empty(name: &str, kind: &str) -> PhaseReport {

@@ -143,7 +143,7 @@ async fn spawn_command(mut command: Command, ready_timeout: Duration) -> anyhow:
 /// PR_SET_PDEATHSIG follows the *thread* that forks: spawn from one that lives as
 /// long as the process, such as the main thread running the future given to
 /// `block_on` (not from a task a runtime may run on a short-lived thread).
-pub(super) fn prepare(command: &mut Command) {
+pub(crate) fn prepare(command: &mut Command) {
     command.stdin(Stdio::null()).stdout(Stdio::piped()).kill_on_drop(true);
     // A run's Ctrl-C drains and reports while its target keeps serving, then stops it;
     // a `serve` parent's Ctrl-C stops its workers with SIGTERM.

@@ -55,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 use crate::protocol::Protocol;
 
 pub use child::EmbeddedTarget;
+pub(crate) use child::prepare as prepare_child;
 pub use server::serve;
 pub use workers::workers_for;
 
