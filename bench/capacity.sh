@@ -32,6 +32,9 @@ children() {
 rss_kb() { # sum of VmRSS of the pids given
     t=0; for p in "$@"; do r=$(awk '/^VmRSS/ {print $2}' /proc/"$p"/status 2>/dev/null || echo 0); t=$((t + ${r:-0})); done; echo "$t"
 }
+pss_kb() { # sum of Pss (shared pages split among the processes mapping them)
+    t=0; for p in "$@"; do r=$(awk '/^Pss:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0); t=$((t + ${r:-0})); done; echo "$t"
+}
 ms_since() { python3 -c "import sys,time; print(f'{(time.time_ns()-int(sys.argv[1]))/1e6:.0f}')" "$1"; }
 
 [ $# -eq 0 ] && set -- 100000
@@ -76,6 +79,7 @@ TOML
     done
     sleep 1
     HARNESS_KB=$(rss_kb "$RUN_PID" $(children "$RUN_PID" worker))
+    HARNESS_PSS_KB=$(pss_kb "$RUN_PID" $(children "$RUN_PID" worker))
     NWORKERS=$(children "$RUN_PID" worker | wc -l)
     SERVE=$(children "$RUN_PID" serve)
     TARGET_KB=$(rss_kb $SERVE $(for s in $SERVE; do children "$s" serve; done))
@@ -85,11 +89,12 @@ TOML
     wait "$RUN_PID" || true
     [ -n "${KEEP:-}" ] && cp "$WORK/out.json" "$KEEP"
     RUN_PID=""
-    python3 - "$WORK/out.json" "$WORK/probe.json" "$N" "$HARNESS_KB" "$TARGET_KB" "$NWORKERS" "$probe_ms" "$ss_ms" "$proc_ms" "$SS_EST" <<'PY'
+    python3 - "$WORK/out.json" "$WORK/probe.json" "$N" "$HARNESS_KB" "$TARGET_KB" "$NWORKERS" "$probe_ms" "$ss_ms" "$proc_ms" "$SS_EST" "$HARNESS_PSS_KB" <<'PY'
 import json, sys
 report, probe = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 n, harness_kb, target_kb, workers = (int(x) for x in sys.argv[3:7])
 probe_ms, ss_ms, proc_ms, ss_est = sys.argv[7:11]
+harness_pss_kb = int(sys.argv[11])
 ramp = next(p for p in report["phases"] if p["name"] == "ramp")
 hold = next(p for p in report["phases"] if p["name"] == "hold")
 lat = ramp["latency_us"]
@@ -118,7 +123,8 @@ for name in ("connect", "handshake"):
 c, s = hold["census"]["client"], (hold["census"]["server"] or {})
 print(f"census at the end of the ramp: client established {ramp['census']['client'].get('established', 0)}, "
       f"server established {(ramp['census']['server'] or {}).get('established', 0)}; hold end: {c.get('established',0)} / {s.get('established',0)}")
-print(f"harness RSS {harness_kb/1024:.1f} MiB over {workers} workers + coordinator = {harness_kb*1024/n:.0f} B per connection")
+print(f"harness RSS {harness_kb/1024:.1f} MiB over {workers} workers + coordinator = {harness_kb*1024/n:.0f} B per connection "
+      f"(PSS, the binary's shared pages counted once: {harness_pss_kb*1024/n:.0f} B)")
 print(f"target RSS {target_kb/1024:.1f} MiB = {target_kb*1024/n:.0f} B per connection")
 print(f"census of {2*n} sockets (both sides): sockcap probe {probe['elapsed_us']/1000:.0f} ms in-process "
       f"({probe_ms} ms with process start), ss -tan state established | wc -l {ss_ms} ms ({ss_est} lines), "
