@@ -30,9 +30,9 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::limits::{self, NofileRaise};
+use crate::plan::{Action, CloseMode, Plan, Sysctl, TargetSpec};
 /// `12,345`.
 pub use crate::report::thousands as count;
-use crate::plan::{Action, CloseMode, Plan, Sysctl, TargetSpec};
 use crate::sources::{self, Sources};
 
 /// Kernel memory per loopback TCP socket: ~5.4 KB, measured on this project's machines

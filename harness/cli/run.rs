@@ -69,6 +69,10 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let workers = budget.workers;
     let needed = budget.peak_connections.div_ceil(workers) + limits::RESERVE;
     let sources = env.sources;
+    if workers == 1 {
+        // The connections are held in this process.
+        super::tune_malloc_for_connections();
+    }
     let rt = super::runtime()?;
     let report = rt.block_on(async {
         let embedded = match plan.target {

@@ -17,6 +17,13 @@ pub fn serve(args: ServeArgs) -> Result<u8, Failure> {
         shutdown_after: args.shutdown_after,
         workers: args.workers,
     };
-    super::runtime()?.block_on(target::run_serve_process(opts)).map_err(Failure::environment)?;
+    // One of several processes sharing the port: one thread each, as client workers.
+    let rt = if args.workers > 1 || args.one_thread {
+        super::tune_malloc_for_connections();
+        super::runtime_on_this_thread()?
+    } else {
+        super::runtime()?
+    };
+    rt.block_on(target::run_serve_process(opts)).map_err(Failure::environment)?;
     Ok(exit::PASSED)
 }

@@ -54,8 +54,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::Protocol;
 
-pub use child::EmbeddedTarget;
 pub(crate) use child::prepare as prepare_child;
+pub use child::EmbeddedTarget;
 pub use server::serve;
 pub use workers::workers_for;
 

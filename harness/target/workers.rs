@@ -120,7 +120,8 @@ impl Workers {
             return Ok(Some(Workers::default()));
         }
         let exe = std::env::current_exe().context("locating the sockcap executable")?;
-        let args = serve_args(&ServeOptions { listen: addr, workers: 1, ..opts });
+        let mut args = serve_args(&ServeOptions { listen: addr, workers: 1, ..opts });
+        args.push("--one-thread".into());
         let commands = (0..count).map(|_| {
             let mut command = Command::new(&exe);
             command.args(&args);
