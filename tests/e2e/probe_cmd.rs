@@ -81,9 +81,10 @@ fn probe_agrees_with_ss_and_ctrl_c_writes_a_partial_report() {
     let port = target.port;
     assert_eq!(as_counts(&reading["local"]), ss_states(&format!("( sport = :{port} )")));
     assert_eq!(as_counts(&reading["remote"]), ss_states(&format!("( dport = :{port} )")));
-    assert_eq!(reading["remote"]["established"], CLIENTS);
+    // By port alone: another program's socket may share the port number, as for `ss`.
+    assert!(reading["remote"]["established"].as_u64().unwrap() >= CLIENTS, "{reading}");
     assert_eq!(reading["local"]["listen"], 1);
-    assert_eq!(reading["top_peers"][0]["sockets"], CLIENTS);
+    assert!(reading["top_peers"][0]["sockets"].as_u64().unwrap() >= CLIENTS, "{reading}");
 
     // The /proc/net/tcp fallback counts the same sockets.
     let out = sockcap().args(["probe", "--port", &port.to_string(), "--json", "--proc-net"]).output().unwrap();
