@@ -50,11 +50,13 @@ pub fn unsent_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
 /// and time, in case the peer reads after all. Returns the bytes written.
 pub async fn fill_send_buffer(stream: &TcpStream) -> usize {
     const MAX_FILL: usize = 64 << 20;
-    let zeros = [0u8; 4096];
+    // Static, not on the stack: a local array would sit in every close future (and every
+    // connecting one, which may close at once) across the await below.
+    static ZEROS: [u8; 4096] = [0; 4096];
     let mut written = 0;
     let deadline = Instant::now() + Duration::from_secs(2);
     while written < MAX_FILL {
-        match stream.try_write(&zeros) {
+        match stream.try_write(&ZEROS) {
             Ok(n) if n > 0 => written += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Full for now; done if the kernel holds unsent bytes, else it is still

@@ -75,3 +75,24 @@ fn connack_refusal_is_counted() {
     assert_eq!(ramp["latency_us"]["connect"]["count"], 40);
     assert!(report["notes"].to_string().contains("sessions were refused"));
 }
+
+/// A target that stops reading after CONNACK never answers a PINGREQ: each client sends
+/// one ping, finds no PINGRESP when the next is due, and is counted as a `ping_timeout`
+/// drop (the connection stays ESTABLISHED in the kernel: only keep-alive can tell).
+#[test]
+fn unanswered_pings_are_ping_timeout_drops() {
+    let (out, report) = run_scenario(
+        "silent",
+        "name = \"silent target\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\n\
+         [mqtt]\nkeep_alive = \"200ms\"\n[embedded]\nread = false\n\
+         [[phase]]\nname = \"ramp\"\nconnect = { count = 20, rate = 200 }\n\
+         [[phase]]\nname = \"hold\"\nhold = \"1500ms\"\n",
+        &[],
+    );
+    assert_exit(&out, 1);
+    let phases = report["phases"].as_array().expect("phases");
+    let total = |f: &dyn Fn(&serde_json::Value) -> u64| phases.iter().map(f).sum::<u64>();
+    assert_eq!(total(&|p| p["succeeded"].as_u64().unwrap_or(0)), 20, "{report}");
+    assert_eq!(total(&|p| p["errors"]["ping_timeout"].as_u64().unwrap_or(0)), 20, "{report}");
+    assert_eq!(total(&|p| p["drops"].as_u64().unwrap_or(0)), 20, "{report}");
+}
