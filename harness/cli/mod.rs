@@ -216,11 +216,35 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
-/// A tokio runtime for a command.
+/// A tokio runtime for a command: a thread per core.
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sockcap")
         .build()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("starting the async runtime")))
+}
+
+/// A tokio runtime that runs every task on the calling thread, for a worker process:
+/// the cores are shared by several workers (and the target), so a thread per core in
+/// each buys nothing. Measured with bench/memory.sh (3 workers on 2 cores): the same
+/// connect rate (10,000/s asked: 9,990/s either way; 40,000/s: 28,000–33,000/s against
+/// 27,000–29,000/s) and memory per connection, 0.1–0.2 MiB less per process.
+fn runtime_on_this_thread() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::environment(anyhow::Error::new(e).context("starting the async runtime")))
+}
+
+/// Tune glibc's malloc for a process that holds many connections: no fastbins. Each
+/// task and socket registration is a 128-byte-aligned allocation, which leaves small
+/// free chunks beside it; without fastbins they merge and get reused. Measured with
+/// bench/memory.sh: 915 → 808 bytes per held connection, connect rate unchanged.
+fn tune_malloc_for_connections() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter (it takes malloc's own lock).
+    unsafe {
+        libc::mallopt(libc::M_MXFAST, 0);
+    }
 }

@@ -59,6 +59,10 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let sources = Sources::new(plan.effective_sources(nominal_target, ports), ports);
     crate::sources::check_budget(plan.peak_held(), &sources, nominal_target)
         .map_err(|e| Failure::environment(anyhow::Error::new(e)))?;
+    // With one worker, the connections are held in this process.
+    if workers == 1 {
+        super::tune_malloc_for_connections();
+    }
     let rt = super::runtime()?;
     let report = rt.block_on(async {
         let embedded = match plan.target {

@@ -30,7 +30,8 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
     let share = args.shard.share(plan.peak_connections());
     limits::check_descriptors(share, &nofile).map_err(Failure::environment)?;
     let ctx = WorkerContext { target: args.target, sources: Sources::new(addrs, ports), shard: args.shard };
-    let rt = super::runtime()?;
+    super::tune_malloc_for_connections();
+    let rt = super::runtime_on_this_thread()?;
     let served = rt.block_on(serve_coordinator(&plan, ctx));
     // The stdin reader may still block in read(2): do not wait for it.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
