@@ -1,19 +1,23 @@
 //! One client connection as a task: connect, handshake, hold (keep-alive, drop
 //! detection), close in the mode asked for. Everything it measures goes to the
 //! engine as an [`Event`]; it never holds a buffer across an idle await (it waits
-//! on `readable()` and reads into a small stack array).
+//! for read readiness and reads into a small stack array). While held, it hears from
+//! the worker through its [`Bell`].
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio::time::{sleep_until, timeout_at, Instant};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::roster::Bell;
 use crate::plan::{CloseMode, MqttOptions};
 use crate::protocol::{mqtt, Protocol};
 use crate::stats::ErrorKind;
@@ -52,7 +56,7 @@ pub enum Event {
 }
 
 /// The engine's order to close, sent once per connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseCommand {
     pub how: CloseMode,
     /// The close's scheduled instant: close latency is measured from here.
@@ -76,49 +80,75 @@ pub struct Attempt {
     pub source: Option<SocketAddr>,
     /// Close as soon as connected (a churn cycle); `scheduled` is replaced by that instant.
     pub then_close: Option<CloseCommand>,
+    /// The phase's handshake slots (`max_inflight`).
+    pub permits: Arc<Semaphore>,
 }
 
-/// Where a connection is in its life.
+/// Where a held connection is in its life (after a half-close of ours it is in
+/// [`half_closed`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lifecycle {
     /// Established and (MQTT) accepted; keep-alive running.
     Held,
-    /// Half-closed by sockcap; reading until the target closes.
-    HalfClosed,
     /// Closed by the target and kept open by the client (CLOSE_WAIT) until told to close.
     PeerClosed,
 }
 
+/// What a connection task keeps for its whole life: the worker's settings and its ties
+/// to the worker. One value, so that holding needs one reference to it.
+#[derive(Debug)]
+pub struct Links {
+    pub spec: Arc<ConnSpec>,
+    /// Where its [`Event`]s go.
+    pub events: mpsc::UnboundedSender<Event>,
+    /// The worker's close and stop orders and keep-alive tick, once held.
+    pub bell: Arc<Bell>,
+    /// Cancelled when the run ends (while connecting, and after a half-close).
+    pub stop: CancellationToken,
+}
+
+impl Links {
+    fn send(&self, event: Event) {
+        // The worker gone means the run is over: nobody is left to count it.
+        let _ = self.events.send(event);
+    }
+
+    /// The connection failed while established.
+    fn lost(&self, e: &io::Error) {
+        let (kind, errno) = ErrorKind::classify(e);
+        self.send(Event::Lost { kind, errno });
+    }
+}
+
 /// Run one connection from its scheduled connect to its end.
 ///
-/// The attempt and the semaphore come boxed and are dropped once connected: an async
-/// fn keeps its arguments' space for its whole life, and a held connection should not
-/// carry what only connecting needs.
-pub async fn run(
-    spec: Arc<ConnSpec>,
-    attempt: Box<Attempt>,
-    permits: Arc<Semaphore>,
-    events: mpsc::UnboundedSender<Event>,
-    close_rx: oneshot::Receiver<CloseCommand>,
-    stop: CancellationToken,
-) {
-    let Some(stream) = Box::pin(open_or_churn(&spec, *attempt, permits, &events, &stop)).await else { return };
-    hold(stream, &spec, &events, close_rx, &stop).await;
+/// The attempt (with its handshake slots) comes boxed and goes once connected, and the
+/// connecting and closing futures are boxed: a held connection's task carries only what
+/// holding needs (see the size test below). `run` and [`hold`] return `async move`
+/// blocks rather than being `async fn`s, whose arguments would take their space twice.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub fn run(links: Links, attempt: Box<Attempt>) -> impl Future<Output = ()> {
+    async move {
+        // The attempt moves into the connecting future and goes with it: `*attempt` here
+        // would keep the box's allocation until the task ends.
+        let opening = open_or_churn(&links.spec, attempt, &links.events, &links.stop);
+        let Some(stream) = Box::pin(opening).await else { return };
+        hold(stream, &links).await;
+    }
 }
 
 /// Connect and handshake; for a churn cycle, close at once. Returns the stream to hold,
 /// if there is one.
 async fn open_or_churn(
     spec: &ConnSpec,
-    attempt: Attempt,
-    permits: Arc<Semaphore>,
+    attempt: Box<Attempt>,
     events: &mpsc::UnboundedSender<Event>,
     stop: &CancellationToken,
 ) -> Option<TcpStream> {
     let opened = tokio::select! {
         biased;
         _ = stop.cancelled() => return None,
-        opened = open_within_deadline(spec, &attempt, permits) => opened,
+        opened = open_within_deadline(spec, &attempt) => opened,
     };
     let (mut stream, permit) = match opened {
         Ok((stream, permit, started, connect_us, handshake_us)) => {
@@ -138,7 +168,8 @@ async fn open_or_churn(
     // A churn cycle keeps its slot through the close; a held connection frees it now.
     if let Some(cmd) = attempt.then_close {
         let cmd = CloseCommand { scheduled: Instant::now(), ..cmd };
-        let (close_us, error) = close(&mut stream, cmd).await;
+        // Boxed: it would otherwise take space in every connecting future.
+        let (close_us, error) = Box::pin(close(&mut stream, cmd)).await;
         let _ = events.send(Event::Closed { close_us, error });
         drop(permit);
         return None;
@@ -174,11 +205,11 @@ fn micros_since(start: Instant) -> u64 {
 /// A connection open and its handshake done, with the slot it holds (`max_inflight`).
 type Opened = (TcpStream, OwnedSemaphorePermit, Instant, u64, Option<u64>);
 
-async fn open_within_deadline(spec: &ConnSpec, attempt: &Attempt, permits: Arc<Semaphore>) -> Result<Opened, Failure> {
+async fn open_within_deadline(spec: &ConnSpec, attempt: &Attempt) -> Result<Opened, Failure> {
     // Waiting for a handshake slot counts against the deadline: the clock runs from the
     // scheduled instant whatever holds the connection up.
     let connecting = async {
-        let Ok(permit) = permits.acquire_owned().await else {
+        let Ok(permit) = attempt.permits.clone().acquire_owned().await else {
             return Err((io::Error::other("the run is ending"), None));
         };
         connect(spec, attempt).await.map(|(stream, started)| (stream, started, permit))
@@ -318,70 +349,111 @@ fn read_available(stream: &TcpStream) -> Readout {
     }
 }
 
-async fn hold(
-    mut stream: TcpStream,
-    spec: &ConnSpec,
-    events: &mpsc::UnboundedSender<Event>,
-    mut close_rx: oneshot::Receiver<CloseCommand>,
-    stop: &CancellationToken,
-) {
-    let keep_alive = spec.mqtt.keep_alive;
-    let pinging = spec.protocol == Protocol::Mqtt && !keep_alive.is_zero();
-    let mut next_ping = Instant::now() + keep_alive;
-    let mut awaiting_pong = false;
-    let mut lifecycle = Lifecycle::Held;
-    let lost = |kind, errno| {
-        let _ = events.send(Event::Lost { kind, errno });
-    };
+/// What woke a held connection, in the order it is handled: the worker's orders first,
+/// then the socket, then the keep-alive ping (after any PINGRESP waiting to be read).
+enum Wake {
+    Stop,
+    Close(CloseCommand),
+    Readable(io::Result<()>),
+    Ping,
+}
+
+/// Hold an open connection until the worker's close order, the end of the run, or its loss.
+///
+/// Across its idle await the task keeps only the stream, a reference and two flags: it
+/// waits on the socket's read readiness (`poll_read_ready`: the waker lives in the
+/// socket's registration) and on its [`Bell`] (the worker's close and stop orders and the
+/// keep-alive tick), both polled by one `poll_fn`.
+#[allow(clippy::manual_async_fn)] // on purpose: see [`run`]
+fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()> + '_ {
+    async move {
+        let keep_alive = links.spec.mqtt.keep_alive;
+        if links.spec.protocol == Protocol::Mqtt && !keep_alive.is_zero() {
+            links.bell.ping_at(Some(Instant::now() + keep_alive));
+        }
+        let mut awaiting_pong = false;
+        let mut lifecycle = Lifecycle::Held;
+        let close_order = loop {
+            let wake = std::future::poll_fn(|cx| {
+                let rings = links.bell.poll(cx);
+                if rings.stop {
+                    return Poll::Ready(Wake::Stop);
+                }
+                if let Some(cmd) = rings.close {
+                    return Poll::Ready(Wake::Close(cmd));
+                }
+                if lifecycle == Lifecycle::Held {
+                    if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+                        return Poll::Ready(Wake::Readable(ready));
+                    }
+                }
+                if rings.ping {
+                    return Poll::Ready(Wake::Ping);
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Stop => return,
+                Wake::Close(cmd) => break cmd,
+                Wake::Readable(Err(e)) => return links.lost(&e),
+                Wake::Readable(Ok(())) => match read_available(&stream) {
+                    Readout::Data { pong } => awaiting_pong &= !pong,
+                    Readout::Nothing => {}
+                    Readout::Eof if links.spec.on_eof == OnEof::Hold => {
+                        // Kept open (CLOSE_WAIT) until told to close: no more reads or pings
+                        // (this also takes back a ping rung meanwhile).
+                        lifecycle = Lifecycle::PeerClosed;
+                        links.bell.ping_at(None);
+                        links.send(Event::PeerClosed);
+                    }
+                    Readout::Eof => return links.send(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None }),
+                    Readout::Failed(e) => return links.lost(&e),
+                },
+                Wake::Ping if awaiting_pong => {
+                    return links.send(Event::Lost { kind: ErrorKind::PingTimeout, errno: None });
+                }
+                Wake::Ping => {
+                    // Two bytes into an idle socket's send buffer: no await needed. A full
+                    // buffer means the target stopped reading; the next tick tells.
+                    match stream.try_write(&mqtt::PINGREQ) {
+                        Ok(_) => awaiting_pong = true,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return links.lost(&e),
+                    }
+                    links.bell.pinged(links.spec.mqtt.keep_alive);
+                }
+            }
+        };
+        // Out of the loop, so that nothing of it is kept across this await.
+        Box::pin(close_held(stream, close_order, links)).await
+    }
+}
+
+/// Close a held connection as ordered; after a half-close, wait for the target's close.
+async fn close_held(mut stream: TcpStream, cmd: CloseCommand, links: &Links) {
+    let (close_us, error) = close(&mut stream, cmd).await;
+    links.send(Event::Closed { close_us, error });
+    if cmd.how == CloseMode::HalfClose {
+        half_closed(&stream, links).await;
+    }
+}
+
+/// After a half-close of ours: read until the target closes too (done, quietly), the
+/// connection fails, or the run ends.
+async fn half_closed(stream: &TcpStream, links: &Links) {
     loop {
         tokio::select! {
             biased;
-            _ = stop.cancelled() => return,
-            cmd = &mut close_rx, if lifecycle != Lifecycle::HalfClosed => {
-                let Ok(cmd) = cmd else { return };
-                let close_us_error = Box::pin(close(&mut stream, cmd)).await;
-                let _ = events.send(Event::Closed { close_us: close_us_error.0, error: close_us_error.1 });
-                if cmd.how != CloseMode::HalfClose {
-                    return;
-                }
-                lifecycle = Lifecycle::HalfClosed;
-            }
-            ready = stream.readable(), if lifecycle != Lifecycle::PeerClosed => {
+            _ = links.stop.cancelled() => return,
+            ready = stream.readable() => {
                 if let Err(e) = ready {
-                    let (kind, errno) = ErrorKind::classify(&e);
-                    return lost(kind, errno);
+                    return links.lost(&e);
                 }
-                match (read_available(&stream), lifecycle) {
-                    (Readout::Data { pong }, _) => awaiting_pong &= !pong,
-                    (Readout::Nothing, _) => {}
-                    // The target finished a half-close we started: done, quietly.
-                    (Readout::Eof | Readout::Failed(_), Lifecycle::HalfClosed) => return,
-                    (Readout::Eof, Lifecycle::Held) if spec.on_eof == OnEof::Hold => {
-                        lifecycle = Lifecycle::PeerClosed;
-                        let _ = events.send(Event::PeerClosed);
-                    }
-                    (Readout::Eof, _) => return lost(ErrorKind::ClosedByPeer, None),
-                    (Readout::Failed(e), _) => {
-                        let (kind, errno) = ErrorKind::classify(&e);
-                        return lost(kind, errno);
-                    }
+                match read_available(stream) {
+                    Readout::Eof | Readout::Failed(_) => return,
+                    Readout::Data { .. } | Readout::Nothing => {}
                 }
-            }
-            _ = sleep_until(next_ping), if pinging && lifecycle == Lifecycle::Held => {
-                if awaiting_pong {
-                    return lost(ErrorKind::PingTimeout, None);
-                }
-                // Two bytes into an idle socket's send buffer: no await needed. A full
-                // buffer means the target stopped reading; the next tick tells.
-                match stream.try_write(&mqtt::PINGREQ) {
-                    Ok(_) => awaiting_pong = true,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => {
-                        let (kind, errno) = ErrorKind::classify(&e);
-                        return lost(kind, errno);
-                    }
-                }
-                next_ping += keep_alive;
             }
         }
     }
@@ -449,8 +521,11 @@ mod tests {
 mod size_tests {
     use super::*;
 
-    /// A held connection's whole task state is this future (plus tokio's task header,
-    /// the socket's registration and a oneshot): pin its size so it does not creep.
+    /// A held connection's whole task state is this future, inside tokio's task cell: a
+    /// 32-byte header, scheduler and task id (16), the future with TaskTracker's token (8)
+    /// and the stage's tag (8), a 48-byte trailer, aligned to 128 bytes. That is 256 bytes
+    /// while the future is at most 144 bytes, 384 past it. Besides the cell, a held
+    /// connection costs the socket's registration (256 bytes) and its bell (see roster.rs).
     #[test]
     fn connection_future_stays_under_budget() {
         let spec = Arc::new(ConnSpec {
@@ -468,13 +543,15 @@ mod size_tests {
             sndbuf: None,
         });
         let now = Instant::now();
-        let attempt = Box::new(Attempt { n: 0, scheduled: now, deadline: now, source: None, then_close: None });
+        let permits = Arc::new(Semaphore::new(1));
+        let attempt =
+            Box::new(Attempt { n: 0, scheduled: now, deadline: now, source: None, then_close: None, permits });
         let (tx, _rx) = mpsc::unbounded_channel();
-        let (_close_tx, close_rx) = oneshot::channel();
-        let fut = run(spec, attempt, Arc::new(Semaphore::new(1)), tx, close_rx, CancellationToken::new());
+        let links = Links { spec, events: tx, bell: Arc::new(Bell::new()), stop: CancellationToken::new() };
+        let fut = run(links, attempt);
         let size = std::mem::size_of_val(&fut);
-        // 680 bytes with tokio 1.54: connecting and closing are boxed, so this is the
-        // hold loop (socket, close receiver, cancellation, readiness and keep-alive timer).
-        assert!(size <= 720, "connection future is {size} bytes");
+        // 144 bytes with tokio 1.54: connecting and closing are boxed, so this is the hold
+        // loop (links, socket, two flags, the poll_fn's references).
+        assert!(size <= 144, "connection future is {size} bytes: the task cell grows from 256 to 384 bytes");
     }
 }

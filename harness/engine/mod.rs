@@ -2,8 +2,10 @@
 //!
 //! The engine is a coordinator and its workers ([`crew`]):
 //! - [`worker`]: runs its [`Shard`](pacing::Shard) of every phase — one task per
-//!   client connection ([`connection`]), open-loop schedules ([`pacing`], [`driver`]),
-//!   measurements folded from events ([`collector`]) — and reports each phase.
+//!   client connection ([`connection`]), reached through its bell once held
+//!   ([`roster`]: close and stop orders, keep-alive tick), open-loop schedules
+//!   ([`pacing`], [`driver`]), measurements folded from events ([`collector`]) — and
+//!   reports each phase.
 //! - this module, the coordinator: keeps the workers' phases in step (no worker starts
 //!   phase k+1 before every worker finished phase k), takes the client- and
 //!   server-side censuses ([`census`]) and kernel counters for all of them, merges
@@ -23,6 +25,7 @@ pub mod crew;
 pub mod driver;
 pub mod link;
 pub mod pacing;
+pub mod roster;
 pub mod worker;
 
 use std::net::SocketAddr;

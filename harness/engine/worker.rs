@@ -4,23 +4,24 @@
 //! coordinator's order before each phase, so that no worker starts phase k+1 before
 //! every worker has finished phase k.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use probe::Prober;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::census::Censuses;
 use super::collector::Collector;
-use super::connection::{self, Attempt, CloseCommand, ConnSpec, Event};
+use super::connection::{self, Attempt, CloseCommand, ConnSpec, Event, Links};
 use super::driver::{Driver, GRACE};
 use super::link::{instant_of_unix_us, Order, WorkerMsg, WorkerProgress};
 use super::pacing::Shard;
+use super::roster::{self, Bell, Roster};
 use crate::plan::{PhasePlan, Plan};
 use crate::report::{Exhaustion, Latencies, PhaseReport};
 use crate::sources::Sources;
@@ -107,8 +108,10 @@ struct Worker<'p> {
     out: mpsc::UnboundedSender<WorkerMsg>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
-    /// Close handles of held connections, oldest first (some may have died since).
-    held: VecDeque<oneshot::Sender<CloseCommand>>,
+    /// The bells of held connections, oldest first (some may have died since).
+    roster: Arc<Roster>,
+    /// Rings the held connections' keep-alive pings (MQTT with a keep-alive).
+    keep_alive: Option<JoinHandle<()>>,
     /// Connections open right now, as far as the events tell.
     open: u64,
     conn_stop: CancellationToken,
@@ -129,6 +132,11 @@ impl<'p> Worker<'p> {
             on_eof: plan.client_on_eof,
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
         });
+        let roster = Arc::new(Roster::new());
+        let pinging = spec.protocol == crate::protocol::Protocol::Mqtt && !spec.mqtt.keep_alive.is_zero();
+        let keep_alive = pinging.then(|| {
+            tokio::spawn(roster::keep_alive(Arc::downgrade(&roster), roster::tick_period(spec.mqtt.keep_alive)))
+        });
         Worker {
             plan,
             spec,
@@ -137,7 +145,8 @@ impl<'p> Worker<'p> {
             out,
             events_tx,
             events_rx,
-            held: VecDeque::new(),
+            roster,
+            keep_alive,
             open: 0,
             conn_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -147,12 +156,12 @@ impl<'p> Worker<'p> {
     }
 
     fn driver_for(&mut self, phase: &PhasePlan, start: Instant) -> Driver {
-        self.held.retain(|h| !h.is_closed());
+        let held = self.roster.prune() as u64;
         let sources = match &phase.sources {
             Some(addrs) => Sources::new(addrs.clone(), self.sources.ports),
             None => self.sources.clone(),
         };
-        Driver::new(&phase.action, start, self.held.len() as u64, sources, self.shard)
+        Driver::new(&phase.action, start, held, sources, self.shard)
     }
 
     async fn run_phase(
@@ -265,19 +274,16 @@ impl<'p> Worker<'p> {
                         // Churn: the kernel's port choice (see crate::sources).
                         source: sources.local_for(n, then_close.is_some()),
                         then_close: *then_close,
+                        permits: permits.clone(),
                     };
-                    self.spawn_connection(Box::new(attempt), permits);
+                    self.spawn_connection(Box::new(attempt));
                 }
             }
             Driver::Close { pacer, how, timeout, fill, sent } => {
                 for (_, scheduled) in pacer.take_due(now) {
                     let cmd = CloseCommand { how: *how, scheduled, timeout: *timeout, fill: *fill };
-                    // A connection that died since the phase began is skipped.
-                    while let Some(handle) = self.held.pop_front() {
-                        if handle.send(cmd).is_ok() {
-                            *sent += 1;
-                            break;
-                        }
+                    if self.roster.close_oldest(cmd) {
+                        *sent += 1;
                     }
                 }
             }
@@ -285,19 +291,15 @@ impl<'p> Worker<'p> {
         }
     }
 
-    fn spawn_connection(&mut self, attempt: Box<Attempt>, permits: &Arc<Semaphore>) {
-        let (close_tx, close_rx) = oneshot::channel();
-        if attempt.then_close.is_none() {
-            self.held.push_back(close_tx);
-        }
-        self.tracker.spawn(connection::run(
-            self.spec.clone(),
-            attempt,
-            permits.clone(),
-            self.events_tx.clone(),
-            close_rx,
-            self.conn_stop.clone(),
-        ));
+    fn spawn_connection(&mut self, attempt: Box<Attempt>) {
+        // A churn cycle is never held: its bell is its own.
+        let bell = match attempt.then_close {
+            None => self.roster.enlist(),
+            Some(_) => Arc::new(Bell::new()),
+        };
+        let links =
+            Links { spec: self.spec.clone(), events: self.events_tx.clone(), bell, stop: self.conn_stop.clone() };
+        self.tracker.spawn(connection::run(links, attempt));
     }
 
     fn publish(&self, index: usize, driver: &Driver, collected: &Collector) {
@@ -314,7 +316,10 @@ impl<'p> Worker<'p> {
     /// Close every connection still open and wait for the tasks, under a deadline.
     async fn finish(&mut self) {
         self.conn_stop.cancel();
-        self.held.clear();
+        self.roster.stop_all();
+        if let Some(tick) = self.keep_alive.take() {
+            tick.abort();
+        }
         self.tracker.close();
         if tokio::time::timeout(DRAIN_DEADLINE, self.tracker.wait()).await.is_err() {
             self.notes.push(format!(
