@@ -889,6 +889,10 @@ mod tests {
 
     /// This project's machine: 20,000 descriptors, 24 GiB, default sysctls; `plan`'s
     /// sources as a run would pick them.
+    /// A remote target for the verdicts on a non-local target. `assess` is pure and
+    /// these tests build their `Environment` by hand: nothing ever connects to it.
+    const REMOTE: &str = "10.1.2.3:1883";
+
     fn env(plan: &Plan) -> Environment {
         let target: SocketAddr = "127.0.0.1:1883".parse().unwrap();
         let limits = probe::Limits {
@@ -984,13 +988,9 @@ mod tests {
 
     #[test]
     fn one_pair_past_half_the_range_warns() {
-        let plan = plan("target = \"10.1.2.3:1883\"", &connect(20_000, 1_000));
-        let e = Environment {
-            target: Some("10.1.2.3:1883".parse().unwrap()),
-            target_local: false,
-            listeners: None,
-            ..env(&plan)
-        };
+        let plan = plan(&format!("target = \"{REMOTE}\""), &connect(20_000, 1_000));
+        let e =
+            Environment { target: Some(REMOTE.parse().unwrap()), target_local: false, listeners: None, ..env(&plan) };
         let a = assess(&plan, &Environment { sources: Sources::new(Vec::new(), sources::DEFAULT_RANGE), ..e });
         let ports = a.check(CheckName::Ports).unwrap();
         assert_eq!(ports.verdict, Verdict::Warning);
@@ -1052,19 +1052,15 @@ mod tests {
         let mqtt = Plan::from_toml(
             Path::new("t.toml"),
             &format!(
-                "name = \"t\"\nprotocol = \"mqtt\"\ntarget = \"10.1.2.3:1883\"\n{}{}",
+                "name = \"t\"\nprotocol = \"mqtt\"\ntarget = \"{REMOTE}\"\n{}{}",
                 connect(20_000, 10_000),
                 close("mqtt-disconnect")
             ),
         )
         .unwrap();
         assert_eq!(time_wait_at_once(&mqtt), (0, 20_000));
-        let remote = Environment {
-            target: Some("10.1.2.3:1883".parse().unwrap()),
-            target_local: false,
-            limits: few,
-            ..env(&mqtt)
-        };
+        let remote =
+            Environment { target: Some(REMOTE.parse().unwrap()), target_local: false, limits: few, ..env(&mqtt) };
         assert_eq!(verdict(&assess(&mqtt, &remote), CheckName::TimeWait), Verdict::Fits);
     }
 

@@ -181,6 +181,7 @@ mod tests {
         let got = auto(100_000, target, DEFAULT_RANGE);
         assert_eq!(got.len(), 8);
         assert_eq!(got[0], v4("127.0.0.2"));
+        // A non-loopback target gets no 127.x sources (a pure function: nothing connects).
         assert!(auto(100_000, "10.0.0.1:1883".parse().unwrap(), DEFAULT_RANGE).is_empty());
         // past 127.0.0.255 the addresses carry on into 127.0.1.x
         assert_eq!(auto(5_000_000, target, DEFAULT_RANGE)[300], v4("127.0.1.46"));
