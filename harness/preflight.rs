@@ -334,7 +334,12 @@ pub fn assess(plan: &Plan, env: &Environment) -> Assessment {
     let embedded = plan.target == TargetSpec::Embedded;
     let needed = limits::workers_needed(peak, env.nofile.soft_after);
     let workers = env.workers.unwrap_or(needed).max(1);
-    let target_workers = if embedded { needed } else { 0 };
+    // As `sockcap run` starts it: each process raises its soft limit to the hard one.
+    let target_workers = if embedded {
+        u64::from(plan.embedded.workers.max(crate::target::workers_for(peak, env.nofile.hard)))
+    } else {
+        0
+    };
     let target_processes = env.listeners.as_ref().map(|l| l.processes.clone()).unwrap_or_default();
     let ctx = Ctx { plan, env, peak, embedded, needed, workers, target_workers };
     let checks = vec![

@@ -18,7 +18,7 @@ use crate::limits;
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight;
 use crate::report::{self, Outcome, RunReport};
-use crate::target::{self, EmbeddedTarget, ServeOptions};
+use crate::target::{EmbeddedTarget, ServeOptions};
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
@@ -67,6 +67,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         .map(|c| format!("preflight, {}: {}", c.name.as_str(), c.summary))
         .collect();
     let workers = budget.workers;
+    let target_workers = u32::try_from(budget.target_workers).unwrap_or(crate::target::MAX_WORKERS);
     let needed = budget.peak_connections.div_ceil(workers) + limits::RESERVE;
     let sources = env.sources;
     if workers == 1 {
@@ -76,7 +77,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let rt = super::runtime()?;
     let report = rt.block_on(async {
         let embedded = match plan.target {
-            TargetSpec::Embedded => Some(start_embedded(&plan, nofile.hard).await?),
+            TargetSpec::Embedded => Some(start_embedded(&plan, target_workers).await?),
             TargetSpec::Addr(_) => None,
         };
         let target = match (&embedded, plan.target) {
@@ -138,11 +139,10 @@ fn check_output_dirs(args: &RunArgs) -> Result<(), Failure> {
 }
 
 /// Starts the embedded target with at least as many processes as the peak needs to
-/// stay under each one's descriptor limit (`nofile_hard`: each raises its own to it).
-async fn start_embedded(plan: &Plan, nofile_hard: u64) -> Result<EmbeddedTarget, Failure> {
+/// stay under each one's descriptor limit (`workers`, from the preflight assessment).
+async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Failure> {
     // In a private namespace the well-known port is free, and outside the ephemeral range.
     let port = if plan.netns.is_some() { 1883 } else { quiet_port() };
-    let workers = plan.embedded.workers.max(target::workers_for(plan.peak_connections(), nofile_hard));
     let opts = ServeOptions { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), workers, ..plan.embedded };
     EmbeddedTarget::spawn(opts)
         .await
