@@ -407,7 +407,10 @@ mod tests {
         assert_eq!(ramp.latency_us.connect, all.summary());
         // `established >= 5000` fails on each shard's 2,000 and holds on the merged 6,000.
         let e = &ramp.expectations[0];
-        assert_eq!((e.expr.as_str(), e.actual, e.passed, e.deferred), ("established >= 5000", Some(6000.0), true, false));
+        assert_eq!(
+            (e.expr.as_str(), e.actual, e.passed, e.deferred),
+            ("established >= 5000", Some(6000.0), true, false)
+        );
         assert!(merged.passed && merged.shard.is_none());
         let info = merged.merge.as_ref().unwrap();
         assert_eq!((info.shards.len(), info.partial), (3, false));
@@ -461,5 +464,29 @@ mod tests {
         let whole = ShardReport { file: "whole.json".into(), report: sample_report() };
         assert_eq!(shards(vec![whole], 1).unwrap_err(), MergeError::NotAShard("whole.json".into()));
         assert_eq!(shards(Vec::new(), 1).unwrap_err(), MergeError::Nothing);
+    }
+
+    #[test]
+    fn every_view_tells_a_shard_and_a_merge() {
+        let one = &fleet()[0].report;
+        assert!(crate::report::text::render(one)
+            .contains("SHARD 0/3 DONE: 2 phases ran; 3 expectations are judged by `sockcap merge`"));
+        let xml = crate::report::junit::render(one);
+        assert!(
+            xml.contains("skipped=\"3\"") && xml.contains("<skipped message=\"judged on the merged report"),
+            "{xml}"
+        );
+        assert!(crate::report::html::render(one).contains("expectations are judged on the merged report"));
+
+        let mut parts = fleet();
+        parts.remove(2);
+        let merged = shards(parts, 3).unwrap();
+        let text = crate::report::text::render(&merged);
+        assert!(text.contains("merged from 2 of 3 shards: 0 (host0), 1 (host1)"), "{text}");
+        assert!(text.contains("PARTIAL: no report from shard 2"), "{text}");
+        let xml = crate::report::junit::render(&merged);
+        assert!(xml.contains("type=\"partial\"") && xml.contains("no report from shard 2"), "{xml}");
+        let html = crate::report::html::render(&merged);
+        assert!(html.contains("merged from 2 of 3 shards (missing: 2)") && html.contains("PARTIAL"));
     }
 }
