@@ -505,7 +505,23 @@ pub fn parse_target(text: &str) -> Result<TargetSpec, String> {
             return Ok(TargetSpec::Addr(SocketAddr::from((Ipv4Addr::LOCALHOST, port))));
         }
     }
-    Err(format!("`{text}` is not a target; write \"embedded\", \"127.0.0.1:1883\" or \"[::1]:1883\""))
+    // A host name (a Kubernetes Service, say): resolved once, here; IPv4 first.
+    let bad =
+        || format!("`{text}` is not a target; write \"embedded\", \"127.0.0.1:1883\", \"[::1]:1883\" or \"HOST:PORT\"");
+    let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(bad)?;
+    if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+        return Err(bad());
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("`{text}`: the host name does not resolve here ({e}); check it, or give an address"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .map(|a| TargetSpec::Addr(*a))
+        .ok_or_else(|| format!("`{text}`: the host name resolves to no address"))
 }
 
 /// Source addresses must be of the target's family (an embedded target is IPv4 loopback).
@@ -900,6 +916,16 @@ close = { how = "fin", rate = 100, fraction = 0.5 }
         assert_eq!(err.field, "phase[0].expect.established");
         let err = load(&GOOD.replace("127.0.0.1:1883", "broker")).unwrap_err();
         assert_eq!(err.field, "target");
+    }
+
+    #[test]
+    fn host_names_resolve_once() {
+        // From /etc/hosts (no DNS query): any case of `localhost` is the loopback.
+        let TargetSpec::Addr(addr) = parse_target("LocalHost:1883").unwrap() else { panic!("not an address") };
+        assert!(addr.ip().is_loopback() && addr.port() == 1883, "{addr}");
+        for bad in ["bro ker:1883", "broker:0", "broker:port", ":1883"] {
+            assert!(parse_target(bad).unwrap_err().contains("HOST:PORT"), "{bad}");
+        }
     }
 
     #[test]

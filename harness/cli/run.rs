@@ -209,14 +209,24 @@ async fn run_engine(
     report
 }
 
-/// First Ctrl-C: stop the run and report. Second: leave at once.
+/// First Ctrl-C (or SIGTERM, which a container's runtime sends to stop it): stop the run
+/// and report. Second: leave at once.
 async fn watch_ctrl_c(shutdown: CancellationToken) {
-    if tokio::signal::ctrl_c().await.is_err() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+    if !stop_signal(&mut term).await {
         return;
     }
     eprintln!("\nsockcap: interrupted; closing connections and writing the report (Ctrl-C again to quit now)");
     shutdown.cancel();
-    if tokio::signal::ctrl_c().await.is_ok() {
+    if stop_signal(&mut term).await {
         std::process::exit(i32::from(exit::INTERRUPTED));
+    }
+}
+
+/// The next SIGINT or SIGTERM; false when signals cannot be watched.
+async fn stop_signal(term: &mut tokio::signal::unix::Signal) -> bool {
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.is_ok(),
+        r = term.recv() => r.is_some(),
     }
 }

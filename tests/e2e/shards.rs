@@ -226,3 +226,22 @@ fn start_at_starts_phase_one_at_the_instant_given() {
     assert!((started - asked).abs() < 50_000, "phase 1 started {} µs off the instant asked", started - asked);
     assert_eq!(phase(&r, "ramp")["succeeded"], 20);
 }
+
+/// Kubernetes stops a pod (its deadline, `kubectl delete`) with SIGTERM: a shard treats
+/// it as Ctrl-C and still writes what it measured.
+#[test]
+fn sigterm_stops_a_shard_with_its_report() {
+    let dir = TempDir::new("sigterm");
+    let toml = "name = \"sigterm\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n\n[[phase]]\nname = \"ramp\"\n\
+                connect = { count = 200, rate = 1000 }\n\n[[phase]]\nname = \"hold\"\nhold = \"60s\"\n";
+    let (mut run, json) = start_run(&dir, toml, &["--shard", "0/1"]);
+    wait_for_established(embedded_port(run.id()), 200, Duration::from_secs(30));
+    let pid = run.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = wait_with_timeout(&mut run, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130));
+    let r = report(&json);
+    assert_eq!(r["outcome"], "interrupted");
+    assert_eq!(phase(&r, "ramp")["succeeded"], 200);
+    assert_eq!(r["shard"]["index"], 0);
+}
