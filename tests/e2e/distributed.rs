@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -106,7 +106,7 @@ fn sha256(path: &std::path::Path) -> String {
 fn start_run(lab: &Lab, netns: &str, scenario: &std::path::Path, json: &std::path::Path, args: &[&str]) -> Spawned {
     let mut command = lab.command(netns, env!("CARGO_BIN_EXE_sockcap"));
     command.arg("run").arg(scenario).args(args).arg("--json").arg(json).arg("--quiet");
-    Spawned::start(command.stdout(std::process::Stdio::null()))
+    Spawned::start(command.stdout(Stdio::null()).stderr(Stdio::piped()))
 }
 
 fn assert_exit_code(what: &str, (status, stderr): &(std::process::ExitStatus, String), want: i32) {

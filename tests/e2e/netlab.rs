@@ -236,9 +236,9 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Start `command` (from [`Lab::command`]) with stderr captured.
+    /// Start `command` (from [`Lab::command`]); a piped stderr is read by [`Spawned::wait`].
     pub fn start(command: &mut Command) -> Spawned {
-        let child = command.stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("{command:?} starts: {e}"));
+        let child = command.spawn().unwrap_or_else(|e| panic!("{command:?} starts: {e}"));
         Spawned { child }
     }
 
@@ -283,17 +283,20 @@ impl LabMosquitto {
         raise_nofile();
         let dir = TempDir::new(&format!("lab-mosquitto-{tag}"));
         let addr = SocketAddrV4::new(lab.target.addr(), port);
-        let log = dir.path("mosquitto.log");
+        // To stderr, into a file: mosquitto started as root drops to its own user, which
+        // may not write into the test's directory.
+        let log = std::fs::File::create(dir.path("mosquitto.log")).expect("log file");
         let conf = dir.file(
             "mosquitto.conf",
             &format!(
                 "listener {port} {}\nallow_anonymous true\npersistence false\nmax_connections -1\n\
-                 connection_messages true\nlog_dest file {}\n",
+                 connection_messages true\nlog_dest stderr\n",
                 addr.ip(),
-                log.display()
             ),
         );
-        let process = Spawned::start(lab.command(&lab.target.netns, mosquitto_binary()).arg("-c").arg(&conf));
+        let process = Spawned::start(
+            lab.command(&lab.target.netns, mosquitto_binary()).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log),
+        );
         lab.wait_listening(&lab.target.netns, addr, Duration::from_secs(10));
         LabMosquitto { addr, process, dir }
     }
@@ -318,7 +321,8 @@ impl LabServe {
     pub fn start(lab: &Lab, port: u16) -> LabServe {
         let addr = SocketAddrV4::new(lab.target.addr(), port);
         let mut command = lab.command(&lab.target.netns, env!("CARGO_BIN_EXE_sockcap"));
-        command.args(["serve", "--listen", &addr.to_string(), "--protocol", "mqtt"]).stdout(Stdio::piped());
+        command.args(["serve", "--listen", &addr.to_string(), "--protocol", "mqtt"]);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut process = Spawned::start(&mut command);
         // A thread reads the ready line (or EOF, if serve exits first) and then drains
         // stdout, so waiting for it is bounded and serve never writes into a closed pipe.
