@@ -242,7 +242,21 @@ impl Expectation {
             unit: self.metric.unit().to_string(),
             passed: actual.is_some_and(|a| self.op.holds(a, self.value)),
             implicit: self.implicit,
+            deferred: false,
         }
+    }
+
+    /// The expectation a report's result was judged from, parsed back from its `expr`
+    /// (`name OP VALUE`, as [`Expectation::parse`] writes it): to judge it again on
+    /// other figures (merged shards).
+    pub fn from_result(result: &ExpectationResult) -> Result<Expectation, String> {
+        let (name, condition) = result
+            .expr
+            .split_once(' ')
+            .ok_or_else(|| format!("`{}` is not an expectation (NAME OP VALUE)", result.expr))?;
+        let mut parsed = Expectation::parse(name, &toml::Value::String(condition.to_string()))?;
+        parsed.implicit = result.implicit;
+        Ok(parsed)
     }
 }
 
@@ -324,6 +338,18 @@ mod tests {
         assert!(parse("established", ">= lots").unwrap_err().contains("not a number"));
         let err = Expectation::parse("established", &toml::Value::Boolean(true)).unwrap_err();
         assert!(err.contains("found a boolean"));
+    }
+
+    #[test]
+    fn results_parse_back_into_their_expectations() {
+        for (name, value) in [("established", ">= 5_000"), ("connect_p99", "< 1.5ms"), ("errors.refused", "0")] {
+            let e = parse(name, value).unwrap();
+            let phase = crate::report::PhaseReport::empty("p", "connect");
+            assert_eq!(Expectation::from_result(&e.judge(&phase)).unwrap(), e);
+        }
+        let implicit = Expectation::no_errors();
+        let phase = crate::report::PhaseReport::empty("p", "connect");
+        assert_eq!(Expectation::from_result(&implicit.judge(&phase)).unwrap(), implicit);
     }
 
     #[test]

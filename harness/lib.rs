@@ -12,6 +12,7 @@ pub mod netns;
 pub mod plan;
 pub mod preflight;
 pub mod protocol;
+pub mod rendezvous;
 pub mod report;
 pub mod scenario;
 pub mod socket;

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::engine::pacing::Shard;
 use crate::expect::{Expectation, Metric};
 use crate::protocol::Protocol;
 use crate::scenario::{
@@ -35,6 +36,9 @@ pub struct Plan {
     /// Run in a private network namespace with these sysctls (`[netns]` or `--netns`).
     pub netns: Option<Vec<Sysctl>>,
     pub phases: Vec<PhasePlan>,
+    /// Which host's share of the scenario this plan describes ([`Plan::host_share`]);
+    /// [`Shard::ALL`] for the whole scenario.
+    pub host: Shard,
 }
 
 /// One per-namespace sysctl to set.
@@ -351,6 +355,7 @@ impl Plan {
             client_on_eof,
             netns,
             phases,
+            host: Shard::ALL,
         })
     }
 
@@ -424,12 +429,44 @@ impl Plan {
         self.peak(false)
     }
 
-    /// Client source addresses: as given, or chosen by [`crate::sources::auto`].
+    /// Client source addresses: as given, or chosen by [`crate::sources::auto`] (a
+    /// block of its own for each host shard, so shards sharing one loopback never bind
+    /// the same address and port).
     pub fn effective_sources(&self, target: SocketAddr, ports: (u16, u16)) -> Vec<IpAddr> {
         if !self.sources.is_empty() {
             return self.sources.clone();
         }
-        crate::sources::auto(self.peak_held(), target, ports)
+        crate::sources::auto(self.peak_held(), target, ports, self.host.index)
+    }
+
+    /// What one host of a sharded run does, for its budgets (descriptors, ports,
+    /// memory, preflight): each phase's count is the host's share of it and each rate
+    /// its part. The engine runs the whole plan's schedule with the host's
+    /// [`Shard`]; this view only sizes it.
+    pub fn host_share(&self, host: Shard) -> Plan {
+        let part = f64::from(host.count);
+        let mut view = self.clone();
+        view.host = host;
+        for phase in &mut view.phases {
+            match &mut phase.action {
+                Action::Connect(c) => {
+                    c.count = host.share(c.count);
+                    c.rate /= part;
+                }
+                Action::Churn(c) => {
+                    c.count = host.share(c.count);
+                    c.rate /= part;
+                }
+                Action::Close(c) => {
+                    if let CloseAmount::Count(n) = &mut c.amount {
+                        *n = host.share(*n);
+                    }
+                    c.rate /= part;
+                }
+                Action::Hold(_) | Action::Sleep(_) => {}
+            }
+        }
+        view
     }
 }
 

@@ -61,9 +61,11 @@ impl Sources {
 
 /// Source addresses sockcap picks itself for a loopback IPv4 target: none (the kernel's
 /// choice) while `held` connections stay under 80% of half the range on one pair, else
-/// enough 127.0.0.x addresses (from 127.0.0.2, away from the busy 127.0.0.1) that no
-/// pair holds more than half the range.
-pub fn auto(held: u64, target: SocketAddr, ports: (u16, u16)) -> Vec<IpAddr> {
+/// enough 127.x.0.y addresses (from 127.0.0.2, away from the busy 127.0.0.1) that no
+/// pair holds more than half the range. Host shard `host` (of a sharded run sharing
+/// this loopback) starts at 127.`host`.0.2 instead, so shards never bind the same
+/// address and port.
+pub fn auto(held: u64, target: SocketAddr, ports: (u16, u16), host: u32) -> Vec<IpAddr> {
     let IpAddr::V4(v4) = target.ip() else { return Vec::new() };
     if !v4.is_loopback() {
         return Vec::new();
@@ -73,7 +75,8 @@ pub fn auto(held: u64, target: SocketAddr, ports: (u16, u16)) -> Vec<IpAddr> {
         return Vec::new();
     }
     let needed = held.div_ceil(half).clamp(2, 65_000);
-    (0..needed as u32).map(|i| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + i))).collect()
+    let first = u32::from(Ipv4Addr::new(127, 0, 0, 2)) + (host % 255) * 65_536;
+    (0..needed as u32).map(|i| IpAddr::V4(Ipv4Addr::from(first + i))).collect()
 }
 
 /// Addresses written as `sources` items: runs of consecutive IPv4 addresses as one
@@ -177,14 +180,16 @@ mod tests {
     #[test]
     fn loopback_targets_spread_over_enough_sources() {
         let target: SocketAddr = "127.0.0.1:1883".parse().unwrap();
-        assert!(auto(10_000, target, DEFAULT_RANGE).is_empty());
-        let got = auto(100_000, target, DEFAULT_RANGE);
+        assert!(auto(10_000, target, DEFAULT_RANGE, 0).is_empty());
+        let got = auto(100_000, target, DEFAULT_RANGE, 0);
         assert_eq!(got.len(), 8);
         assert_eq!(got[0], v4("127.0.0.2"));
         // A non-loopback target gets no 127.x sources (a pure function: nothing connects).
-        assert!(auto(100_000, "10.0.0.1:1883".parse().unwrap(), DEFAULT_RANGE).is_empty());
+        assert!(auto(100_000, "10.0.0.1:1883".parse().unwrap(), DEFAULT_RANGE, 0).is_empty());
         // past 127.0.0.255 the addresses carry on into 127.0.1.x
-        assert_eq!(auto(5_000_000, target, DEFAULT_RANGE)[300], v4("127.0.1.46"));
+        assert_eq!(auto(5_000_000, target, DEFAULT_RANGE, 0)[300], v4("127.0.1.46"));
+        // host shard 2 of a run sharing this loopback has a block of its own
+        assert_eq!(auto(100_000, target, DEFAULT_RANGE, 2)[0], v4("127.2.0.2"));
     }
 
     #[test]

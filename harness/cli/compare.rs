@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 
 use super::{exit, Failure};
 use crate::report::compare::{self, Better, Comparison, Figure, Presence, RegressionLimits, Verdict, Which};
 use crate::report::text::fmt_us;
-use crate::report::{RunReport, SCHEMA};
+use crate::report::RunReport;
 
 #[derive(Debug, clap::Args)]
 pub struct CompareArgs {
@@ -50,29 +50,7 @@ fn load(path: &Path, which: Which) -> Result<RunReport, Failure> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("reading the {which} report {}", path.display()))
         .map_err(Failure::bad_input)?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| {
-            format!("{} is not JSON; give a report written by `sockcap run SCENARIO --json FILE`", path.display())
-        })
-        .map_err(Failure::bad_input)?;
-    match value.get("schema").and_then(|s| s.as_str()) {
-        Some(SCHEMA) => {}
-        Some(other) => {
-            return Err(Failure::bad_input(anyhow!(
-                "{} has schema `{other}`; this sockcap reads `{SCHEMA}`: write both reports with the same sockcap version",
-                path.display()
-            )))
-        }
-        None => {
-            return Err(Failure::bad_input(anyhow!(
-                "{} has no `schema` field, so it is not a sockcap report; write one with `sockcap run SCENARIO --json FILE`",
-                path.display()
-            )))
-        }
-    }
-    serde_json::from_value(value)
-        .with_context(|| format!("{} does not match {SCHEMA} (see docs/report.schema.json)", path.display()))
-        .map_err(Failure::bad_input)
+    crate::report::json::parse(&text, &path.display().to_string()).map_err(Failure::bad_input)
 }
 
 /// The comparison as text: a header, a table per phase, the verdict.

@@ -3,6 +3,8 @@
 //! result so nothing below `main` calls `process::exit` (except a second Ctrl-C).
 
 mod compare;
+mod fleet;
+mod merge;
 mod preflight;
 mod probe_cmd;
 mod progress;
@@ -75,6 +77,9 @@ pub enum Command {
     /// Check a scenario's budget (descriptors, ports, memory, TIME_WAIT, accept queue, the
     /// target's descriptors) before running it (exit 0 fits, 3 does not).
     Preflight(preflight::PreflightArgs),
+    /// Merge the JSON reports of a sharded run's shards into one, exactly (exit 0 when
+    /// the merged expectations hold, 1 when one fails or a shard is missing).
+    Merge(merge::MergeArgs),
     /// One worker process of a run (started by `sockcap run`, not by hand).
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -111,6 +116,26 @@ pub struct RunArgs {
     /// limit requires) or a number.
     #[arg(long, default_value = "auto", value_parser = parse_workers)]
     pub workers: Workers,
+    /// Run shard I of N of the scenario (connection g is shard g mod N's), one per
+    /// host; "auto" reads I from $JOB_COMPLETION_INDEX and N from $SOCKCAP_SHARDS.
+    /// Merge the shards' --json reports with `sockcap merge`.
+    #[arg(long, value_name = "I/N|auto", value_parser = fleet::parse_shard)]
+    pub shard: Option<fleet::ShardArg>,
+    /// Start phase 1 together with the other shards: shard 0 listens on PORT, the
+    /// others register at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "start_at")]
+    pub rendezvous: Option<String>,
+    /// How long a shard waits for its peers at the rendezvous before giving up (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub rendezvous_timeout: Duration,
+    /// Start phase 1 at this instant (UTC RFC 3339, e.g. 2026-11-27T18:30:00Z): for
+    /// shards started by other means than a rendezvous; the hosts' clocks must agree.
+    #[arg(long, value_name = "RFC3339")]
+    pub start_at: Option<String>,
+    /// Print the JSON report on stdout after the text, framed and checksummed, for
+    /// collection from logs (`kubectl logs`); `sockcap merge` reads such logs.
+    #[arg(long)]
+    pub emit_report: bool,
 }
 
 /// How many worker processes a run uses.
@@ -155,6 +180,10 @@ pub struct WorkerArgs {
     /// Source addresses, comma-separated (none: the kernel's choice).
     #[arg(long)]
     pub sources: Option<String>,
+    /// Host shards of the run (`run --shard I/N`: N); the shard above then counts
+    /// over all hosts' workers.
+    #[arg(long, default_value_t = 1)]
+    pub hosts: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -242,6 +271,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Serve(args) => serve::serve(args),
         Command::Compare(args) => compare::compare(args),
         Command::Preflight(args) => preflight::preflight(args),
+        Command::Merge(args) => merge::merge(args),
         Command::Worker(args) => worker::worker(args),
     }
 }

@@ -9,20 +9,24 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{exit, progress, Failure, RunArgs};
+use super::{exit, fleet, progress, Failure, RunArgs};
 use crate::engine::crew::Crew;
-use crate::engine::pacing::Shard;
 use crate::engine::worker::WorkerContext;
-use crate::engine::{self, RunContext};
+use crate::engine::{self, RunContext, StartGate};
 use crate::limits;
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight;
+use crate::rendezvous::RendezvousError;
 use crate::report::{self, Outcome, RunReport};
 use crate::target::{EmbeddedTarget, ServeOptions};
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
     check_output_dirs(&args)?;
+    let host = fleet::host_shard(args.shard, |var| std::env::var(var).ok())
+        .map_err(|m| Failure::bad_input(anyhow::anyhow!(m)))?;
+    let sha256 = fleet::scenario_sha256(&args.scenario)?;
+    let (gate, how) = fleet::start_gate(&args, host, &sha256)?;
     if let Some(target) = &args.target {
         plan.set_target(target).map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
     }
@@ -41,6 +45,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         // inherit the namespace.
         crate::netns::enter(sysctls).map_err(Failure::environment)?;
     }
+    // After entering the namespace: the shard's census scope is the namespace's.
+    let shard = args.shard.map(|_| fleet::shard_info(host, sha256, how));
     let nofile = limits::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     // The same budget as `sockcap preflight`: refuse what cannot run on this side
@@ -49,8 +55,10 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         TargetSpec::Addr(addr) => Some(addr),
         TargetSpec::Embedded => None,
     };
-    let env = preflight::Environment::read(&plan, nominal_target, nofile, args.workers.forced());
-    let budget = preflight::assess(&plan, &env);
+    // A shard's budget is its host's share of the scenario.
+    let share = plan.host_share(host);
+    let env = preflight::Environment::read(&share, nominal_target, nofile, args.workers.forced());
+    let budget = preflight::assess(&share, &env);
     if let Some(blocker) = budget.client_blocker() {
         let fix = blocker.fix.as_deref().map(|f| format!("\nFix: {f}")).unwrap_or_default();
         let why = format!(
@@ -86,22 +94,35 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             (None, TargetSpec::Embedded) => unreachable!("an embedded target was started above"),
         };
         let crew = if workers == 1 {
-            let ctx = WorkerContext { target, sources: sources.clone(), shard: Shard::ALL };
+            let ctx = WorkerContext { target, sources: sources.clone(), shard: host, hosts: host.count };
             Crew::in_process(Arc::new(plan.clone()), ctx)
         } else {
-            Crew::processes(&plan.file, target, &sources, workers as u32).map_err(Failure::environment)?
+            Crew::processes(&plan.file, target, &sources, host, workers as u32).map_err(Failure::environment)?
         };
-        let ctx =
-            RunContext { target, embedded: embedded.is_some(), sources, nofile, descriptors_needed: needed, notes };
-        let report = run_engine(&plan, ctx, crew, args.quiet).await;
+        let ctx = RunContext {
+            target,
+            embedded: embedded.is_some(),
+            sources,
+            nofile,
+            descriptors_needed: needed,
+            notes,
+            shard,
+        };
+        let report = run_engine(&plan, ctx, crew, gate, args.quiet).await;
         if let Some(embedded) = embedded {
             if let Err(e) = embedded.stop().await {
                 eprintln!("sockcap: stopping the embedded target: {e:#}");
             }
         }
-        Ok::<RunReport, Failure>(report)
+        report.map_err(|e| match e {
+            RendezvousError::Refused(_) => Failure::bad_input(e),
+            RendezvousError::TimedOut(_) | RendezvousError::Listen(_) => Failure::environment(e),
+        })
     })?;
     print!("{}", report::text::render(&report));
+    if args.emit_report {
+        print!("{}", report::frame::frame(&report));
+    }
     // Try every file even when one fails: each is what was measured.
     let mut unwritten = Vec::new();
     if let Some(path) = &args.json {
@@ -169,12 +190,18 @@ fn quiet_port() -> u16 {
 }
 
 /// Run the engine with Ctrl-C handling and the progress line.
-async fn run_engine(plan: &Plan, ctx: RunContext, crew: Crew, quiet: bool) -> RunReport {
+async fn run_engine(
+    plan: &Plan,
+    ctx: RunContext,
+    crew: Crew,
+    gate: StartGate,
+    quiet: bool,
+) -> Result<RunReport, RendezvousError> {
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(watch_ctrl_c(shutdown.clone()));
     let (progress_tx, progress_rx) = watch::channel(engine::Progress::default());
     let renderer = (!quiet).then(|| tokio::spawn(progress::render(progress_rx, std::io::stderr().is_terminal())));
-    let report = engine::run(plan, ctx, crew, shutdown, progress_tx).await;
+    let report = engine::run(plan, ctx, crew, gate, shutdown, progress_tx).await;
     signals.abort();
     if let Some(renderer) = renderer {
         let _ = renderer.await;

@@ -29,7 +29,12 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     let share = args.shard.share(plan.peak_connections());
     limits::check_descriptors(share, &nofile).map_err(Failure::environment)?;
-    let ctx = WorkerContext { target: args.target, sources: Sources::new(addrs, ports), shard: args.shard };
+    let ctx = WorkerContext {
+        target: args.target,
+        sources: Sources::new(addrs, ports),
+        shard: args.shard,
+        hosts: args.hosts,
+    };
     super::tune_malloc_for_connections();
     let rt = super::runtime_on_this_thread()?;
     let served = rt.block_on(serve_coordinator(&plan, ctx));

@@ -61,15 +61,23 @@ impl Crew {
         Crew { orders: vec![orders_tx], inbox, names: vec!["the worker".into()], tasks: vec![forward] }
     }
 
-    /// `count` worker processes (`sockcap worker`), shard `i/count` each.
-    pub fn processes(scenario: &Path, target: SocketAddr, sources: &Sources, count: u32) -> anyhow::Result<Crew> {
+    /// `count` worker processes (`sockcap worker`) for host shard `host`: worker `w`
+    /// runs shard `host.index + host.count × w` of `host.count × count`, so that the
+    /// host's workers together run exactly the host's share.
+    pub fn processes(
+        scenario: &Path,
+        target: SocketAddr,
+        sources: &Sources,
+        host: Shard,
+        count: u32,
+    ) -> anyhow::Result<Crew> {
         let exe = std::env::current_exe().context("locating the sockcap executable to start worker processes")?;
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let mut crew = Crew { orders: Vec::new(), inbox, names: Vec::new(), tasks: Vec::new() };
         for index in 0..count {
-            let shard = Shard { index, count };
+            let shard = Shard::compose(host, index, count);
             let mut command = Command::new(&exe);
-            command.args(worker_args(scenario, target, sources, shard));
+            command.args(worker_args(scenario, target, sources, shard, host.count));
             let child = spawn_worker(command).with_context(|| format!("starting worker {index} ({exe:?})"))?;
             let name = format!("worker {index} (pid {})", child.id().unwrap_or(0));
             crew.attach(child, name, inbox_tx.clone());
@@ -163,7 +171,7 @@ impl Drop for Crew {
 }
 
 /// The `sockcap worker` command line for one shard.
-fn worker_args(scenario: &Path, target: SocketAddr, sources: &Sources, shard: Shard) -> Vec<String> {
+fn worker_args(scenario: &Path, target: SocketAddr, sources: &Sources, shard: Shard, hosts: u32) -> Vec<String> {
     let mut args = vec![
         "worker".to_string(),
         scenario.display().to_string(),
@@ -173,6 +181,8 @@ fn worker_args(scenario: &Path, target: SocketAddr, sources: &Sources, shard: Sh
         shard.to_string(),
         "--ports".into(),
         format!("{}-{}", sources.ports.0, sources.ports.1),
+        "--hosts".into(),
+        hosts.to_string(),
     ];
     if !sources.addrs.is_empty() {
         args.extend(["--sources".into(), crate::sources::compact(&sources.addrs)]);
@@ -195,11 +205,11 @@ mod tests {
     #[test]
     fn worker_command_lines_carry_the_shard_and_sources() {
         let sources = Sources::new(vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()], (1000, 2000));
-        let args =
-            worker_args(Path::new("s.toml"), "127.0.0.1:1883".parse().unwrap(), &sources, Shard { index: 1, count: 3 });
+        let target = "127.0.0.1:1883".parse().unwrap();
+        let args = worker_args(Path::new("s.toml"), target, &sources, Shard { index: 1, count: 3 }, 1);
         assert_eq!(
             args.join(" "),
-            "worker s.toml --target 127.0.0.1:1883 --shard 1/3 --ports 1000-2000 --sources 127.0.0.2-127.0.0.3"
+            "worker s.toml --target 127.0.0.1:1883 --shard 1/3 --ports 1000-2000 --hosts 1 --sources 127.0.0.2-127.0.0.3"
         );
     }
 }

@@ -28,7 +28,9 @@ pub mod pacing;
 pub mod roster;
 pub mod worker;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use probe::{KernelCounters, Prober, SockStat};
@@ -38,7 +40,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::NofileRaise;
 use crate::plan::{PhasePlan, Plan};
-use crate::report::{CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, TargetFds, SCHEMA};
+use crate::rendezvous::RendezvousError;
+use crate::report::{
+    CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,
+};
 use crate::sources::Sources;
 use census::Censuses;
 use crew::{Crew, Inbound};
@@ -57,6 +62,29 @@ pub struct RunContext {
     pub descriptors_needed: u64,
     /// Findings from before the run (the preflight's target-side verdicts).
     pub notes: Vec<String>,
+    /// Which shard of a fleet this run is (`--shard`); its expectations are then
+    /// deferred to the merged report.
+    pub shard: Option<ShardInfo>,
+}
+
+/// When phase 1 starts, agreed with the other shards of a fleet.
+pub enum StartGate {
+    /// As soon as this host's workers are ready.
+    Now,
+    /// At this wall-clock instant, µs since the Unix epoch (`--start-at`).
+    At(u64),
+    /// When the rendezvous says (`--rendezvous`); awaited once the workers are ready.
+    Rendezvous(Pin<Box<dyn Future<Output = Result<Instant, RendezvousError>> + Send>>),
+}
+
+impl std::fmt::Debug for StartGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartGate::Now => f.write_str("Now"),
+            StartGate::At(us) => write!(f, "At({us})"),
+            StartGate::Rendezvous(_) => f.write_str("Rendezvous"),
+        }
+    }
 }
 
 /// A live view of the run, for the progress line.
@@ -91,23 +119,40 @@ const START_AHEAD: Duration = Duration::from_millis(20);
 /// How long workers get to close their connections and end after the last phase.
 const END_DEADLINE: Duration = Duration::from_secs(20);
 
-/// Run every phase of `plan` with `crew`; stops early, with a partial report, when
-/// `shutdown` fires or a worker dies.
+/// Run every phase of `plan` with `crew`, phase 1 at the start `gate` agrees; stops
+/// early, with a partial report, when `shutdown` fires or a worker dies. Fails only
+/// when the shards of a fleet found no common start (the workers are ended first).
 pub async fn run(
     plan: &Plan,
     ctx: RunContext,
     crew: Crew,
+    gate: StartGate,
     shutdown: CancellationToken,
     progress: watch::Sender<Progress>,
-) -> RunReport {
+) -> Result<RunReport, RendezvousError> {
     let started_at = SystemTime::now();
     let mut co = Coordinator::new(plan, &ctx, crew, progress);
     let mut phases = Vec::with_capacity(plan.phases.len());
+    let mut gate = Some(gate);
     for (index, phase) in plan.phases.iter().enumerate() {
         if !co.all_ready(index, &shutdown).await {
             break;
         }
-        phases.push(co.run_phase(index, phase, &shutdown).await);
+        let common_start = match gate.take() {
+            None | Some(StartGate::Now) => None,
+            Some(StartGate::At(unix_us)) => Some(link::instant_of_unix_us(unix_us)),
+            Some(StartGate::Rendezvous(agreed)) => tokio::select! {
+                _ = shutdown.cancelled() => break,
+                agreed = agreed => match agreed {
+                    Ok(start) => Some(start),
+                    Err(e) => {
+                        co.finish().await;
+                        return Err(e);
+                    }
+                },
+            },
+        };
+        phases.push(co.run_phase(index, phase, common_start, &shutdown).await);
         if shutdown.is_cancelled() || co.failure {
             break;
         }
@@ -147,10 +192,12 @@ pub async fn run(
         probe_warning,
         notes: co.notes,
         phases,
+        shard: ctx.shard.map(|shard| ShardInfo { start_unix_us: co.first_start_unix_us, ..shard }),
+        merge: None,
     };
     report.passed = outcome == Outcome::Completed && report.failures().next().is_none();
     report.notes.extend(crate::report::findings(&report));
-    report
+    Ok(report)
 }
 
 /// What the coordinator knows of one worker.
@@ -181,6 +228,10 @@ struct Coordinator<'p> {
     stopping: bool,
     /// The processes holding the target's listening sockets, when it is local.
     target_pids: Vec<u32>,
+    /// A shard of a fleet: expectations are deferred to the merged report.
+    sharded: bool,
+    /// When phase 1 started, µs since the Unix epoch.
+    first_start_unix_us: u64,
 }
 
 impl<'p> Coordinator<'p> {
@@ -203,6 +254,8 @@ impl<'p> Coordinator<'p> {
             failure: false,
             stopping: false,
             target_pids: target_pids(ctx.target),
+            sharded: ctx.shard.is_some(),
+            first_start_unix_us: 0,
         }
     }
 
@@ -262,7 +315,15 @@ impl<'p> Coordinator<'p> {
         }
     }
 
-    async fn run_phase(&mut self, index: usize, phase: &PhasePlan, shutdown: &CancellationToken) -> PhaseReport {
+    /// Run phase `index`: at `common_start` when given (the fleet's start of phase 1),
+    /// else a moment after its opening census.
+    async fn run_phase(
+        &mut self,
+        index: usize,
+        phase: &PhasePlan,
+        common_start: Option<Instant>,
+        shutdown: &CancellationToken,
+    ) -> PhaseReport {
         self.phase_name.clone_from(&phase.name);
         for sysctl in &phase.sysctls {
             if let Err(e) = crate::netns::write_sysctl(sysctl) {
@@ -279,8 +340,19 @@ impl<'p> Coordinator<'p> {
         let mut last_census = Some(first.client);
         let mut samples = vec![first];
         let counters_before = KernelCounters::read().unwrap_or_default();
-        let at = unix_us_now() + START_AHEAD.as_micros() as u64;
-        let start = link::instant_of_unix_us(at);
+        let earliest = Instant::now() + START_AHEAD;
+        if let Some(late) = common_start.and_then(|c| earliest.checked_duration_since(c + START_AHEAD)) {
+            self.notes.push(format!(
+                "phase `{}` started {} ms after the fleet's common start: this host was not ready in time",
+                phase.name,
+                late.as_millis()
+            ));
+        }
+        let start = common_start.map_or(earliest, |c| c.max(earliest));
+        let at = unix_us_now() + start.saturating_duration_since(Instant::now()).as_micros() as u64;
+        if index == 0 {
+            self.first_start_unix_us = at;
+        }
         self.crew.broadcast(Order::Start { phase: index, at_unix_us: at });
         let every = self.plan.sample_every;
         let mut next_sample = start + every;
@@ -335,6 +407,9 @@ impl<'p> Coordinator<'p> {
         report.sockstat = SockStat::read().unwrap_or_default();
         report.target_fds = self.target_fds();
         report.expectations = phase.expect.iter().map(|e| e.judge(&report)).collect();
+        if self.sharded {
+            report.expectations.iter_mut().for_each(|e| e.deferred = true);
+        }
         report
     }
 

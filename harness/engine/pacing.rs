@@ -35,6 +35,12 @@ impl Shard {
         u64::from(self.index) + k * u64::from(self.count)
     }
 
+    /// Worker `worker` of the `workers` processes running host shard `host`: the host's
+    /// operations (`i % host.count == host.index`) dealt round-robin to its workers.
+    pub fn compose(host: Shard, worker: u32, workers: u32) -> Shard {
+        Shard { index: host.index + host.count * worker, count: host.count * workers }
+    }
+
     /// `"i/N"` → a shard, checked.
     pub fn parse(text: &str) -> Result<Shard, String> {
         let bad = || format!("`{text}` is not a shard; write INDEX/COUNT with INDEX < COUNT, e.g. 0/4");
@@ -137,6 +143,26 @@ mod tests {
         assert_eq!(joined, whole);
         assert_eq!([0, 1, 2].map(|index| Shard { index, count: 3 }.share(10)), [4, 3, 3]);
         assert_eq!(Shard { index: 4, count: 5 }.share(3), 0);
+    }
+
+    #[test]
+    fn hosts_and_their_workers_compose_into_the_single_schedule() {
+        let total = 1000;
+        let mut seen = vec![0u32; total as usize];
+        for host in (0..3).map(|index| Shard { index, count: 3 }) {
+            let mut mine = 0;
+            for w in 0..4 {
+                let shard = Shard::compose(host, w, 4);
+                for k in 0..shard.share(total) {
+                    let g = shard.global(k);
+                    assert_eq!(g % 3, u64::from(host.index), "host {host}'s worker {w} ran {g}");
+                    seen[g as usize] += 1;
+                }
+                mine += shard.share(total);
+            }
+            assert_eq!(mine, host.share(total));
+        }
+        assert!(seen.iter().all(|n| *n == 1), "every operation runs exactly once");
     }
 
     #[test]

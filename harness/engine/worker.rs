@@ -35,6 +35,9 @@ pub struct WorkerContext {
     pub sources: Sources,
     /// This worker's share of every phase; its index is also `{worker}` in client ids.
     pub shard: Shard,
+    /// Host shards of the run (`--shard I/N`: N; 1 on one host). A host binds its own
+    /// sources by its own connection count: connection `n` is the host's `n / hosts`-th.
+    pub hosts: u32,
 }
 
 /// The worker's end of the link: orders in, messages out.
@@ -105,6 +108,7 @@ struct Worker<'p> {
     spec: Arc<ConnSpec>,
     sources: Sources,
     shard: Shard,
+    hosts: u64,
     out: mpsc::UnboundedSender<WorkerMsg>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
@@ -142,6 +146,7 @@ impl<'p> Worker<'p> {
             spec,
             sources: ctx.sources.clone(),
             shard: ctx.shard,
+            hosts: u64::from(ctx.hosts.max(1)),
             out,
             events_tx,
             events_rx,
@@ -272,7 +277,7 @@ impl<'p> Worker<'p> {
                         scheduled,
                         deadline: scheduled + *timeout,
                         // Churn: the kernel's port choice (see crate::sources).
-                        source: sources.local_for(n, then_close.is_some()),
+                        source: sources.local_for(n / self.hosts, then_close.is_some()),
                         then_close: *then_close,
                         permits: permits.clone(),
                     };

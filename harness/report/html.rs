@@ -49,7 +49,7 @@ pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
 /// The whole page.
 pub fn render(report: &RunReport) -> String {
     let mut out = String::with_capacity(96 * 1024);
-    let verdict = verdict_word(report);
+    let verdict = report.verdict_word();
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n\
@@ -178,6 +178,8 @@ struct Verdict<'a> {
     unit: &'a str,
     passed: bool,
     implicit: bool,
+    /// Judged on the merged report, not on this shard's figures.
+    deferred: bool,
 }
 
 fn page_data(report: &RunReport) -> PageData<'_> {
@@ -227,7 +229,14 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         expectations: p
             .expectations
             .iter()
-            .map(|e| Verdict { expr: &e.expr, actual: e.actual, unit: &e.unit, passed: e.passed, implicit: e.implicit })
+            .map(|e| Verdict {
+                expr: &e.expr,
+                actual: e.actual,
+                unit: &e.unit,
+                passed: e.passed,
+                implicit: e.implicit,
+                deferred: e.deferred,
+            })
             .collect(),
     }
 }
@@ -361,25 +370,29 @@ impl fmt::Display for Esc<'_> {
     }
 }
 
-fn verdict_word(r: &RunReport) -> &'static str {
-    match (r.outcome, r.passed) {
-        (Outcome::Interrupted, _) => "INTERRUPTED",
-        (Outcome::Failed, _) => "FAILED",
-        (Outcome::Completed, true) => "PASSED",
-        (Outcome::Completed, false) => "FAILED",
-    }
-}
-
 fn header(out: &mut String, r: &RunReport) {
     let s = &r.scenario;
     let class = if r.passed { "pass" } else { "fail" };
-    let checked: usize = r.phases.iter().map(|p| p.expectations.len()).sum();
+    let checked = r.judged();
     let failed = r.failures().count();
-    let summary = if failed == 0 {
-        format!("{} phases, {checked} expectations held", r.phases.len())
-    } else {
-        format!("{failed} of {checked} expectations failed")
+    let mut summary = match (&r.shard, failed) {
+        (Some(shard), _) => format!(
+            "shard {}/{} on {}: {} phases; expectations are judged on the merged report",
+            shard.index,
+            shard.count,
+            shard.host,
+            r.phases.len()
+        ),
+        (None, 0) => format!("{} phases, {checked} expectations held", r.phases.len()),
+        (None, _) => format!("{failed} of {checked} expectations failed"),
     };
+    if let Some(merge) = &r.merge {
+        let _ = write!(summary, " · merged from {} of {} shards", merge.shards.len(), merge.expected_shards);
+        if merge.partial {
+            let missing: Vec<String> = merge.missing.iter().map(u32::to_string).collect();
+            let _ = write!(summary, " (missing: {})", missing.join(", "));
+        }
+    }
     let embedded = if s.embedded_target { " (embedded target)" } else { "" };
     let sources = if s.sources.is_empty() { "kernel's choice".to_string() } else { s.sources.join(", ") };
     let _ = write!(
@@ -388,7 +401,7 @@ fn header(out: &mut String, r: &RunReport) {
          <span class=\"summary\">{}</span></div>\n<p class=\"meta\">{} → {}{embedded} · started {} · {} · \
          sources: {} · census: {} · scenario file <code>{}</code> · sockcap {}</p>\n</header>\n",
         Esc(&s.name),
-        verdict_word(r),
+        r.verdict_word(),
         Esc(&summary),
         Esc(&s.protocol),
         Esc(&s.target),
@@ -427,7 +440,7 @@ fn phase_table(out: &mut String, r: &RunReport) {
     );
     for (i, p) in r.phases.iter().enumerate() {
         let errors: u64 = p.errors.values().sum();
-        let held = p.expectations.iter().filter(|e| e.passed).count();
+        let held = p.expectations.iter().filter(|e| e.passed || e.deferred).count();
         let all = p.expectations.len();
         let class = if held == all { "pass" } else { "fail" };
         let rate = if matches!(p.kind.as_str(), "connect" | "close" | "churn") {
@@ -569,7 +582,11 @@ fn expectations_section(out: &mut String, r: &RunReport) {
         }
         out.push_str("<table class=\"expect\">\n<tbody>\n");
         for e in &p.expectations {
-            let (class, word) = if e.passed { ("pass", "PASS") } else { ("fail", "FAIL") };
+            let (class, word) = match (e.deferred, e.passed) {
+                (true, _) => ("deferred", "SHARD"),
+                (false, true) => ("pass", "PASS"),
+                (false, false) => ("fail", "FAIL"),
+            };
             let implicit = if e.implicit { " <span class=\"hint\">(default)</span>" } else { "" };
             let _ = writeln!(
                 out,
@@ -713,6 +730,7 @@ mod tests {
             unit: "count".to_string(),
             passed,
             implicit: false,
+            deferred: false,
         }
     }
 

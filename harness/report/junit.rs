@@ -13,6 +13,9 @@
 //!   `actual`, `unit`, `implicit`; a failed one has `<failure message="expected …, actual …">`.
 //! - An interrupted run gets one more test case in the last phase's suite,
 //!   `run completed`, with an `<error type="interrupted">`: the phases after it did not run.
+//! - A shard's report (`--shard`) marks its expectations `<skipped>`: they are judged
+//!   on the merged report. A merged report missing a shard gets a suite `shards` with
+//!   an `<error type="partial">` test case.
 //!
 //! The XML is written by hand: a handful of elements whose text and attributes are all
 //! escaped by [`escape`], which also drops characters XML 1.0 cannot carry.
@@ -36,13 +39,16 @@ pub fn write(report: &RunReport, path: &Path) -> Result<(), WriteError> {
 pub fn render(report: &RunReport) -> String {
     // Cut short by Ctrl-C or by a worker that died: one more failing test case.
     let interrupted = report.outcome != Outcome::Completed;
-    let tests: usize = report.phases.iter().map(|p| p.expectations.len()).sum::<usize>() + usize::from(interrupted);
+    let missing = report.merge.as_ref().map_or(&[][..], |m| m.missing.as_slice());
+    let all: usize = report.phases.iter().map(|p| p.expectations.len()).sum();
+    let tests = all + usize::from(interrupted) + usize::from(!missing.is_empty());
     let failures = report.failures().count();
-    let errors = usize::from(interrupted);
+    let errors = usize::from(interrupted) + usize::from(!missing.is_empty());
+    let skipped = all - report.judged();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" \
+        "<testsuites name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" \
          time=\"{}\" timestamp=\"{}\">",
         escape(&format!("sockcap: {}", report.scenario.name)),
         seconds(report.duration_ms),
@@ -62,17 +68,36 @@ pub fn render(report: &RunReport) -> String {
         interrupted_case(&mut out, report.outcome, &classname(&report.scenario.name, "run"), "before the first phase");
         out.push_str("  </testsuite>\n");
     }
+    if !missing.is_empty() {
+        partial_suite(&mut out, report, missing);
+    }
     out.push_str("</testsuites>\n");
     out
 }
 
+/// A merged report without every shard's: one erroring test case saying which.
+fn partial_suite(out: &mut String, report: &RunReport, missing: &[u32]) {
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"shards\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0.000\" timestamp=\"{}\">",
+        escape(&report.started_at)
+    );
+    let class = classname(&report.scenario.name, "shards");
+    let _ = writeln!(out, "    <testcase name=\"every shard reported\" classname=\"{}\" time=\"0\">", escape(&class));
+    let missing: Vec<String> = missing.iter().map(u32::to_string).collect();
+    let message = format!("no report from shard {}: the merged figures leave it out", missing.join(", "));
+    let _ = writeln!(out, "      <error message=\"{}\" type=\"partial\"/>", escape(&message));
+    out.push_str("    </testcase>\n  </testsuite>\n");
+}
+
 fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bool, interrupted_here: bool) {
     let tests = phase.expectations.len() + usize::from(interrupted_here);
-    let failures = phase.expectations.iter().filter(|e| !e.passed).count();
+    let failures = phase.expectations.iter().filter(|e| !e.passed && !e.deferred).count();
+    let skipped = phase.expectations.iter().filter(|e| e.deferred).count();
     let errors = usize::from(interrupted_here);
     let _ = writeln!(
         out,
-        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" \
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" \
          time=\"{}\" timestamp=\"{}\">",
         escape(&phase.name),
         seconds(phase.duration_ms),
@@ -127,7 +152,10 @@ fn testcase(out: &mut String, class: &str, phase: &str, e: &ExpectationResult) {
     property(out, "        ", "unit", &e.unit);
     property(out, "        ", "implicit", if e.implicit { "true" } else { "false" });
     out.push_str("      </properties>\n");
-    if !e.passed {
+    if e.deferred {
+        let message = format!("judged on the merged report; this shard's share: {}", actual_text(e));
+        let _ = writeln!(out, "      <skipped message=\"{}\"/>", escape(&message));
+    } else if !e.passed {
         let actual = actual_text(e);
         let message = format!("expected {}, actual {actual}", e.expr);
         let _ = writeln!(

@@ -9,6 +9,8 @@
 
 pub mod compare;
 pub mod findings;
+pub mod fleet;
+pub mod frame;
 pub mod html;
 pub mod json;
 pub mod junit;
@@ -54,6 +56,56 @@ pub struct RunReport {
     /// Findings a reader should act on (e.g. "the target may be out of descriptors").
     pub notes: Vec<String>,
     pub phases: Vec<PhaseReport>,
+    /// Which shard of a fleet this run was (`--shard`); null for a whole run.
+    #[serde(default)]
+    pub shard: Option<ShardInfo>,
+    /// The shards this report was merged from (`sockcap merge`); null otherwise.
+    #[serde(default)]
+    pub merge: Option<MergeInfo>,
+}
+
+/// One shard of a run spread over several hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub index: u32,
+    pub count: u32,
+    /// SHA-256 of the scenario file's bytes (hex): every shard of a fleet ran the same.
+    pub scenario_sha256: String,
+    /// The machine's host name.
+    pub host: String,
+    /// How the shards agreed on a common start: `rendezvous`, `start_at` or `none`.
+    pub start: String,
+    /// When phase 1 started, µs since the Unix epoch by this host's clock. Merged
+    /// series are aligned on each shard's own phase-1 start, not on this figure.
+    pub start_unix_us: u64,
+    /// Which sockets this shard's census saw: the machine's boot id and the network
+    /// namespace. Shards with the same scope (on one machine, one namespace) counted
+    /// each other's sockets too, so a merge counts such a census once, not per shard.
+    pub census_scope: String,
+}
+
+/// What a merged report was merged from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeInfo {
+    pub expected_shards: u32,
+    /// The shards merged, by index.
+    pub shards: Vec<MergedShard>,
+    /// Indices with no report: the merged figures leave them out.
+    pub missing: Vec<u32>,
+    /// True when a shard is missing.
+    pub partial: bool,
+}
+
+/// One shard's report in a merge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergedShard {
+    pub index: u32,
+    pub host: String,
+    /// The file it was read from.
+    pub file: String,
+    pub outcome: Outcome,
+    /// Whether the shard's own phase figures were complete (it ran every phase).
+    pub phases: u32,
 }
 
 /// How a run ended.
@@ -237,6 +289,10 @@ pub struct ExpectationResult {
     pub passed: bool,
     /// True for expectations sockcap adds itself (`errors == 0` where a phase names no error expectation).
     pub implicit: bool,
+    /// True in a shard's report: the scenario's expectations hold or fail on the merged
+    /// report (`sockcap merge`); `actual` and `passed` here are this shard's share only.
+    #[serde(default)]
+    pub deferred: bool,
 }
 
 /// `12,345`: a count with thousands separators.
@@ -283,8 +339,29 @@ impl PhaseReport {
 }
 
 impl RunReport {
-    /// Expectations that failed, with their phase names.
+    /// The verdict in one word, as the text and HTML reports show it.
+    pub fn verdict_word(&self) -> &'static str {
+        let partial = self.merge.as_ref().is_some_and(|m| m.partial);
+        match (self.outcome, self.passed) {
+            (Outcome::Interrupted, _) => "INTERRUPTED",
+            (Outcome::Failed, _) => "FAILED",
+            (Outcome::Completed, _) if partial => "PARTIAL",
+            (Outcome::Completed, true) if self.shard.is_some() => "SHARD DONE",
+            (Outcome::Completed, true) => "PASSED",
+            (Outcome::Completed, false) => "FAILED",
+        }
+    }
+
+    /// Expectations judged here (a shard's are deferred to the merge).
+    pub fn judged(&self) -> usize {
+        self.phases.iter().flat_map(|p| &p.expectations).filter(|e| !e.deferred).count()
+    }
+
+    /// Expectations that failed, with their phase names (a shard's deferred ones are
+    /// judged on the merged report, not here).
     pub fn failures(&self) -> impl Iterator<Item = (&str, &ExpectationResult)> {
-        self.phases.iter().flat_map(|p| p.expectations.iter().filter(|e| !e.passed).map(move |e| (p.name.as_str(), e)))
+        self.phases
+            .iter()
+            .flat_map(|p| p.expectations.iter().filter(|e| !e.passed && !e.deferred).map(move |e| (p.name.as_str(), e)))
     }
 }

@@ -49,6 +49,27 @@ fn header(out: &mut String, r: &RunReport) {
     );
     let sources = if s.sources.is_empty() { "kernel's choice".to_string() } else { s.sources.join(", ") };
     let _ = writeln!(out, "sources: {sources}; census: {}", r.probe_backend);
+    if let Some(shard) = &r.shard {
+        let _ = writeln!(
+            out,
+            "shard {}/{} on {} (common start: {}); expectations are judged on the merged report",
+            shard.index, shard.count, shard.host, shard.start
+        );
+    }
+    if let Some(merge) = &r.merge {
+        let from: Vec<String> = merge.shards.iter().map(|m| format!("{} ({})", m.index, m.host)).collect();
+        let _ = writeln!(
+            out,
+            "merged from {} of {} shards: {}; times count from the common start",
+            merge.shards.len(),
+            merge.expected_shards,
+            from.join(", ")
+        );
+        if merge.partial {
+            let missing: Vec<String> = merge.missing.iter().map(u32::to_string).collect();
+            let _ = writeln!(out, "PARTIAL: no report from shard {}; its figures are missing", missing.join(", "));
+        }
+    }
 }
 
 fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
@@ -122,7 +143,11 @@ fn percentiles(l: &LatencySummary) -> String {
 }
 
 fn expectation(e: &ExpectationResult) -> String {
-    let mark = if e.passed { "ok  " } else { "FAIL" };
+    let mark = match (e.deferred, e.passed) {
+        (true, _) => "··· ",
+        (false, true) => "ok  ",
+        (false, false) => "FAIL",
+    };
     let actual = match e.actual {
         None => "not measured".to_string(),
         Some(v) if e.unit == "us" => fmt_us(v as u64),
@@ -130,20 +155,32 @@ fn expectation(e: &ExpectationResult) -> String {
         Some(v) => format!("{v}"),
     };
     let implicit = if e.implicit { " (default)" } else { "" };
-    format!("{mark} {}{implicit}: actual {actual}", e.expr)
+    let whose = if e.deferred { "this shard's share" } else { "actual" };
+    format!("{mark} {}{implicit}: {whose} {actual}", e.expr)
 }
 
 fn verdict(out: &mut String, r: &RunReport) {
     let failures: Vec<_> = r.failures().collect();
-    let checked: usize = r.phases.iter().map(|p| p.expectations.len()).sum();
+    let checked = r.judged();
     out.push('\n');
     let outcome = match r.outcome {
         crate::report::Outcome::Completed => "",
         crate::report::Outcome::Interrupted => " (interrupted)",
-        crate::report::Outcome::Failed => " (a worker failed)",
+        crate::report::Outcome::Failed => " (a worker or shard failed)",
     };
-    if r.passed {
+    let deferred: usize = r.phases.iter().map(|p| p.expectations.len()).sum::<usize>() - checked;
+    if let (true, Some(shard)) = (r.passed, &r.shard) {
+        let _ = writeln!(
+            out,
+            "SHARD {}/{} DONE: {} phases ran; {deferred} expectations are judged by `sockcap merge`",
+            shard.index,
+            shard.count,
+            r.phases.len()
+        );
+    } else if r.passed {
         let _ = writeln!(out, "PASSED{outcome}: {} phases, {checked} expectations held", r.phases.len());
+    } else if failures.is_empty() {
+        let _ = writeln!(out, "{}{outcome}: {} phases ran", r.verdict_word(), r.phases.len());
     } else {
         let _ = writeln!(out, "FAILED{outcome}: {} of {checked} expectations failed", failures.len());
         for (phase, e) in failures {

@@ -125,6 +125,14 @@ impl StateCounts {
         }
     }
 
+    /// Keep, state by state, the larger of this census and `other` (for censuses of the
+    /// same sockets taken by several processes).
+    pub fn max_each(&mut self, other: &StateCounts) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a = (*a).max(*b);
+        }
+    }
+
     /// `(state, count)` for every reported state, in kernel order.
     pub fn iter(&self) -> impl Iterator<Item = (TcpState, u64)> + '_ {
         TcpState::REPORTED.into_iter().map(|s| (s, self.get(s)))

@@ -1,0 +1,332 @@
+//! Merging the reports of a sharded run's shards (`sockcap merge`) into one report of
+//! the whole scenario, exactly:
+//! - each shard index must appear once, every shard with the same scenario file and N;
+//!   a missing one makes the merged report partial;
+//! - counters are added and histograms merged from their serialized form
+//!   ([`super::merge::phases`]);
+//! - the census series are put on one clock, each shard's from its own start of phase 1
+//!   (the fleet's common start), and summed second by second: the merged peak is the
+//!   peak of the sum, not the sum of the peaks;
+//! - shards that ran on one machine in one network namespace (the same census scope)
+//!   saw each other's sockets: their census, kernel counters and sockstat count once;
+//! - the expectations are judged again on the merged figures.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use probe::{SockStat, StateCounts};
+
+use super::{
+    merge, CensusPair, CensusSample, MergeInfo, MergedShard, Outcome, PhaseReport, RunReport, ShardInfo, SCHEMA,
+};
+use crate::expect::Expectation;
+
+/// One shard's report and where it came from.
+#[derive(Debug, Clone)]
+pub struct ShardReport {
+    pub file: String,
+    pub report: RunReport,
+}
+
+/// Reports that cannot be merged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error("{0}: not a shard's report (no `shard`): run each shard with --shard I/N")]
+    NotAShard(String),
+    #[error("{file}: shard {index}/{count}, but --expect-shards {expected}")]
+    OtherCount { file: String, index: u32, count: u32, expected: u32 },
+    #[error("{file} and {other}: both are shard {index}: give each shard's report once")]
+    Twice { file: String, other: String, index: u32 },
+    #[error("{file} ran another scenario than {other} (sha256 {sha:.12}… against {other_sha:.12}…)")]
+    OtherScenario { file: String, other: String, sha: String, other_sha: String },
+    #[error("no report to merge")]
+    Nothing,
+    #[error("phase `{phase}`: {why}")]
+    Histogram { phase: String, why: String },
+}
+
+/// The merged report of the shards in `parts`, `expected` of them in the fleet.
+pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, MergeError> {
+    let mut by_index: BTreeMap<u32, (ShardReport, ShardInfo)> = BTreeMap::new();
+    for part in parts {
+        let shard = part.report.shard.clone().ok_or_else(|| MergeError::NotAShard(part.file.clone()))?;
+        if shard.count != expected {
+            let (index, count) = (shard.index, shard.count);
+            return Err(MergeError::OtherCount { file: part.file, index, count, expected });
+        }
+        if let Some((first, info)) = by_index.values().next() {
+            if info.scenario_sha256 != shard.scenario_sha256 {
+                return Err(MergeError::OtherScenario {
+                    file: part.file,
+                    other: first.file.clone(),
+                    sha: shard.scenario_sha256,
+                    other_sha: info.scenario_sha256.clone(),
+                });
+            }
+        }
+        if let Some((other, _)) = by_index.get(&shard.index) {
+            return Err(MergeError::Twice { file: part.file, other: other.file.clone(), index: shard.index });
+        }
+        by_index.insert(shard.index, (part, shard));
+    }
+    let shards: Vec<(ShardReport, ShardInfo)> = by_index.into_values().collect();
+    let (first, _) = shards.first().ok_or(MergeError::Nothing)?;
+    let present: BTreeSet<u32> = shards.iter().map(|(_, s)| s.index).collect();
+    let missing: Vec<u32> = (0..expected).filter(|i| !present.contains(i)).collect();
+    let reports: Vec<&RunReport> = shards.iter().map(|(p, _)| &p.report).collect();
+    let scopes: Vec<&str> = shards.iter().map(|(_, s)| s.census_scope.as_str()).collect();
+
+    let phase_count = reports.iter().map(|r| r.phases.len()).max().unwrap_or(0);
+    let series: Vec<Vec<Point>> = reports.iter().map(|r| points(r)).collect();
+    let mut phases = Vec::with_capacity(phase_count);
+    let mut notes = Vec::new();
+    for p in 0..phase_count {
+        let with: Vec<usize> = (0..reports.len()).filter(|i| reports[*i].phases.len() > p).collect();
+        let parts: Vec<PhaseReport> = with.iter().map(|i| aligned(reports[*i], p)).collect();
+        let mut phase = merge::phases(&parts)
+            .map_err(|e| MergeError::Histogram { phase: parts[0].name.clone(), why: e.to_string() })?;
+        let scoped = |f: &dyn Fn(usize) -> Scoped| by_scope(with.iter().map(|i| (scopes[*i], f(*i))));
+        phase.census = scoped(&|i| Scoped::census(&reports[i].phases[p].census)).into_census();
+        phase.kernel = scoped(&|i| Scoped::kernel(&reports[i].phases[p].kernel)).kernel;
+        phase.sockstat = scoped(&|i| Scoped::sockstat(reports[i].phases[p].sockstat)).sockstat;
+        phase.started_ms = parts.iter().map(|x| x.started_ms).min().unwrap_or(0);
+        phase.duration_ms = parts.iter().map(|x| x.started_ms + x.duration_ms).max().unwrap_or(0) - phase.started_ms;
+        phase.samples = summed_samples(&series, &scopes, p, phase.started_ms, phase.started_ms + phase.duration_ms);
+        if with.len() < reports.len() {
+            notes.push(format!("phase `{}`: {} of {} shards ran it", phase.name, with.len(), reports.len()));
+        }
+        let judged = reports[with[0]].phases[p].expectations.iter().map(|e| {
+            Expectation::from_result(e).map(|x| x.judge(&phase)).unwrap_or_else(|why| {
+                notes.push(format!("phase `{}`: `{}` cannot be judged again: {why}", phase.name, e.expr));
+                super::ExpectationResult { passed: false, deferred: false, ..e.clone() }
+            })
+        });
+        phase.expectations = judged.collect();
+        phases.push(phase);
+    }
+    if scopes.iter().collect::<BTreeSet<_>>().len() < scopes.len() {
+        notes.push(
+            "some shards ran on one machine in one network namespace: each of their censuses saw all of their \
+             sockets, so the merge counts that census once (the largest reading), not once per shard"
+                .to_string(),
+        );
+    }
+    for (part, info) in &shards {
+        notes.extend(part.report.notes.iter().map(|n| format!("shard {} ({}): {n}", info.index, info.host)));
+        if part.report.sockcap_version != first.report.sockcap_version {
+            notes.push(format!(
+                "shard {} ran sockcap {}, shard {} ran {}",
+                info.index, part.report.sockcap_version, shards[0].1.index, first.report.sockcap_version
+            ));
+        }
+    }
+    let outcome = worst(reports.iter().map(|r| r.outcome));
+    let mut scenario = first.report.scenario.clone();
+    scenario.workers = reports.iter().map(|r| r.scenario.workers).sum();
+    scenario.sources = reports.iter().flat_map(|r| r.scenario.sources.iter().cloned()).collect();
+    let mut merged = RunReport {
+        schema: SCHEMA.to_string(),
+        sockcap_version: first.report.sockcap_version.clone(),
+        passed: false,
+        outcome,
+        scenario,
+        started_at: reports.iter().map(|r| r.started_at.clone()).min().unwrap_or_default(),
+        duration_ms: phases.last().map_or(0, |p| p.started_ms + p.duration_ms),
+        limits: first.report.limits.clone(),
+        probe_backend: first.report.probe_backend.clone(),
+        probe_warning: first.report.probe_warning.clone(),
+        notes,
+        phases,
+        shard: None,
+        merge: Some(MergeInfo {
+            expected_shards: expected,
+            shards: shards
+                .iter()
+                .map(|(part, info)| MergedShard {
+                    index: info.index,
+                    host: info.host.clone(),
+                    file: part.file.clone(),
+                    outcome: part.report.outcome,
+                    phases: part.report.phases.len() as u32,
+                })
+                .collect(),
+            partial: !missing.is_empty(),
+            missing,
+        }),
+    };
+    let held = merged.failures().next().is_none();
+    merged.passed = outcome == Outcome::Completed && !merged.merge.as_ref().is_some_and(|m| m.partial) && held;
+    merged.notes.extend(super::findings(&merged));
+    Ok(merged)
+}
+
+/// The worst way a shard ended.
+fn worst(outcomes: impl Iterator<Item = Outcome>) -> Outcome {
+    outcomes.fold(Outcome::Completed, |a, b| match (a, b) {
+        (Outcome::Failed, _) | (_, Outcome::Failed) => Outcome::Failed,
+        (Outcome::Interrupted, _) | (_, Outcome::Interrupted) => Outcome::Interrupted,
+        _ => Outcome::Completed,
+    })
+}
+
+/// Phase `p` of a shard with its times counted from the shard's start of phase 1.
+fn aligned(report: &RunReport, p: usize) -> PhaseReport {
+    let zero = report.phases.first().map_or(0, |f| f.started_ms);
+    let mut phase = report.phases[p].clone();
+    phase.started_ms = phase.started_ms.saturating_sub(zero);
+    phase
+}
+
+/// One census reading of a shard, on the common clock.
+#[derive(Debug, Clone)]
+struct Point {
+    /// Since the shard's start of phase 1 (negative: the opening census before it).
+    t_ms: i64,
+    phase: usize,
+    pair: CensusPair,
+    succeeded: u64,
+    failed: u64,
+    open: u64,
+}
+
+/// A shard's census readings in time order: its samples and each phase's closing census.
+fn points(report: &RunReport) -> Vec<Point> {
+    let zero = report.phases.first().map_or(0, |f| f.started_ms) as i64;
+    let mut points = Vec::new();
+    for (phase, p) in report.phases.iter().enumerate() {
+        points.extend(p.samples.iter().map(|s: &CensusSample| Point {
+            t_ms: s.t_ms as i64 - zero,
+            phase,
+            pair: CensusPair { client: s.client, server: s.server },
+            succeeded: s.succeeded,
+            failed: s.failed,
+            open: s.open,
+        }));
+        points.push(Point {
+            t_ms: (p.started_ms + p.duration_ms) as i64 - zero,
+            phase,
+            pair: p.census.clone(),
+            succeeded: p.succeeded,
+            failed: p.errors.values().sum(),
+            open: p.open_at_end,
+        });
+    }
+    points.sort_by_key(|p| p.t_ms);
+    points
+}
+
+/// The summed census of phase `p`'s span, once a second from its start and at its end:
+/// at each instant, every shard's latest reading (its first, before it has one).
+fn summed_samples(series: &[Vec<Point>], scopes: &[&str], p: usize, from_ms: u64, to_ms: u64) -> Vec<CensusSample> {
+    let mut instants: Vec<u64> = (from_ms..to_ms).step_by(1000).collect();
+    instants.push(to_ms);
+    instants
+        .into_iter()
+        .map(|t| {
+            let at = |shard: &Vec<Point>| -> Option<Point> {
+                let latest = shard.iter().take_while(|x| x.t_ms <= t as i64).last().or(shard.first())?;
+                let mut reading = latest.clone();
+                // Counts of operations are per phase: a shard before phase p has done
+                // none of them, one past it all of them.
+                if reading.phase != p {
+                    let end = shard.iter().rfind(|x| x.phase == p);
+                    let (succeeded, failed) = match end {
+                        Some(end) if reading.phase > p => (end.succeeded, end.failed),
+                        _ => (0, 0),
+                    };
+                    (reading.succeeded, reading.failed) = (succeeded, failed);
+                }
+                Some(reading)
+            };
+            let readings: Vec<(usize, Point)> =
+                series.iter().enumerate().filter_map(|(i, shard)| at(shard).map(|r| (i, r))).collect();
+            let census = by_scope(readings.iter().map(|(i, r)| (scopes[*i], Scoped::census(&r.pair)))).into_census();
+            CensusSample {
+                t_ms: t,
+                client: census.client,
+                server: census.server,
+                succeeded: readings.iter().map(|(_, r)| r.succeeded).sum(),
+                failed: readings.iter().map(|(_, r)| r.failed).sum(),
+                open: readings.iter().map(|(_, r)| r.open).sum(),
+            }
+        })
+        .collect()
+}
+
+/// What a census scope (one machine's namespace) measured, however many shards read it.
+#[derive(Debug, Clone, Default)]
+struct Scoped {
+    client: StateCounts,
+    server: Option<StateCounts>,
+    kernel: BTreeMap<String, i64>,
+    sockstat: SockStat,
+}
+
+impl Scoped {
+    fn census(pair: &CensusPair) -> Scoped {
+        Scoped { client: pair.client, server: pair.server, ..Scoped::default() }
+    }
+
+    fn kernel(kernel: &BTreeMap<String, i64>) -> Scoped {
+        Scoped { kernel: kernel.clone(), ..Scoped::default() }
+    }
+
+    fn sockstat(sockstat: SockStat) -> Scoped {
+        Scoped { sockstat, ..Scoped::default() }
+    }
+
+    /// Two readings of the same sockets: the larger of each.
+    fn widen(&mut self, other: &Scoped) {
+        self.client.max_each(&other.client);
+        if let Some(server) = &other.server {
+            self.server.get_or_insert_with(Default::default).max_each(server);
+        }
+        for (key, value) in &other.kernel {
+            let mine = self.kernel.entry(key.clone()).or_default();
+            *mine = (*mine).max(*value);
+        }
+        self.sockstat = each_sockstat(self.sockstat, other.sockstat, u64::max);
+    }
+
+    /// Readings of different sockets: the sum.
+    fn add(&mut self, other: &Scoped) {
+        self.client.merge(&other.client);
+        if let Some(server) = &other.server {
+            self.server.get_or_insert_with(Default::default).merge(server);
+        }
+        for (key, value) in &other.kernel {
+            *self.kernel.entry(key.clone()).or_default() += value;
+        }
+        self.sockstat = each_sockstat(self.sockstat, other.sockstat, |a, b| a + b);
+    }
+
+    fn into_census(self) -> CensusPair {
+        CensusPair { client: self.client, server: self.server }
+    }
+}
+
+/// Readings grouped by scope: the largest within a scope, summed across scopes.
+fn by_scope<'a>(readings: impl Iterator<Item = (&'a str, Scoped)>) -> Scoped {
+    let mut scopes: BTreeMap<&str, Scoped> = BTreeMap::new();
+    for (scope, reading) in readings {
+        match scopes.get_mut(scope) {
+            Some(seen) => seen.widen(&reading),
+            None => {
+                scopes.insert(scope, reading);
+            }
+        }
+    }
+    let mut total = Scoped::default();
+    scopes.values().for_each(|s| total.add(s));
+    total
+}
+
+fn each_sockstat(a: SockStat, b: SockStat, f: impl Fn(u64, u64) -> u64) -> SockStat {
+    SockStat {
+        sockets_used: f(a.sockets_used, b.sockets_used),
+        tcp_inuse: f(a.tcp_inuse, b.tcp_inuse),
+        tcp_orphan: f(a.tcp_orphan, b.tcp_orphan),
+        tcp_tw: f(a.tcp_tw, b.tcp_tw),
+        tcp_alloc: f(a.tcp_alloc, b.tcp_alloc),
+        tcp_mem_pages: f(a.tcp_mem_pages, b.tcp_mem_pages),
+    }
+}
