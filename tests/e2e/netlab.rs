@@ -159,10 +159,11 @@ impl Lab {
         ss_states_in(&self.target.netns, &format!("( src {target} )"))
     }
 
-    /// Wait until something listens at `addr` in `netns`.
+    /// Wait until something listens on `addr`'s port in `netns` (on `addr` or on all
+    /// the namespace's addresses).
     pub fn wait_listening(&self, netns: &str, addr: SocketAddrV4, within: Duration) {
         let deadline = Instant::now() + within;
-        while !ss_states_in(netns, &format!("( src {addr} )")).contains_key("listen") {
+        while !ss_states_in(netns, &format!("( sport = :{} )", addr.port())).contains_key("listen") {
             assert!(Instant::now() < deadline, "nothing listened at {addr} in {netns} within {within:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
