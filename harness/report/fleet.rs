@@ -330,3 +330,136 @@ fn each_sockstat(a: SockStat, b: SockStat, f: impl Fn(u64, u64) -> u64) -> SockS
         tcp_mem_pages: f(a.tcp_mem_pages, b.tcp_mem_pages),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use probe::TcpState;
+
+    use super::*;
+    use crate::report::test_support::{latency, sample_report};
+    use crate::stats::Latency;
+
+    fn established(n: u64) -> StateCounts {
+        let mut c = StateCounts::default();
+        c.add_n(TcpState::Established, n);
+        c
+    }
+
+    /// Shard `index` of 3: its phase 1 started `offset_ms` into its run; its ramp ends
+    /// with `held` established; census samples once a second from its phase-1 start.
+    fn shard(index: u32, scope: &str, offset_ms: u64, held: u64, samples: &[u64]) -> ShardReport {
+        let mut report = sample_report();
+        report.shard = Some(ShardInfo {
+            index,
+            count: 3,
+            scenario_sha256: "ab".repeat(32),
+            host: format!("host{index}"),
+            start: "rendezvous".into(),
+            start_unix_us: 0,
+            census_scope: scope.into(),
+        });
+        let shift = offset_ms;
+        for phase in &mut report.phases {
+            phase.started_ms += shift;
+            phase.expectations.iter_mut().for_each(|e| e.deferred = true);
+        }
+        let ramp = &mut report.phases[0];
+        ramp.succeeded = held;
+        ramp.latency_us.connect = latency(held, 100 * u64::from(index + 1), 1000 * u64::from(index + 1));
+        ramp.census.client = established(held);
+        ramp.duration_ms = 4500;
+        ramp.samples = samples
+            .iter()
+            .enumerate()
+            .map(|(s, n)| CensusSample {
+                t_ms: offset_ms + s as u64 * 1000,
+                client: established(*n),
+                server: None,
+                succeeded: *n,
+                failed: 0,
+                open: *n,
+            })
+            .collect();
+        report.phases[1].started_ms = offset_ms + 4500;
+        report.phases[1].census.client = established(held);
+        ShardReport { file: format!("shard-{index}.json"), report }
+    }
+
+    fn fleet() -> Vec<ShardReport> {
+        vec![
+            shard(0, "a", 100, 2000, &[1000, 3000, 1000, 1000, 2000]),
+            shard(1, "b", 700, 2000, &[1000, 1000, 1000, 3000, 2000]),
+            shard(2, "c", 2000, 2000, &[1000, 1000, 1000, 1000, 2000]),
+        ]
+    }
+
+    #[test]
+    fn shards_add_up_exactly_and_expectations_are_judged_on_the_sum() {
+        let parts = fleet();
+        let merged = shards(parts.clone(), 3).unwrap();
+        let ramp = &merged.phases[0];
+        assert_eq!(ramp.succeeded, 6000);
+        assert_eq!(ramp.census.client.get(TcpState::Established), 6000);
+        let mut all = Latency::new();
+        for part in &parts {
+            all.merge(&Latency::from_hdr(&part.report.phases[0].latency_us.connect.hdr).unwrap());
+        }
+        assert_eq!(ramp.latency_us.connect, all.summary());
+        // `established >= 5000` fails on each shard's 2,000 and holds on the merged 6,000.
+        let e = &ramp.expectations[0];
+        assert_eq!((e.expr.as_str(), e.actual, e.passed, e.deferred), ("established >= 5000", Some(6000.0), true, false));
+        assert!(merged.passed && merged.shard.is_none());
+        let info = merged.merge.as_ref().unwrap();
+        assert_eq!((info.shards.len(), info.partial), (3, false));
+        assert_eq!(merged.scenario.workers, 3);
+    }
+
+    #[test]
+    fn the_merged_peak_is_the_peak_of_the_sum() {
+        let merged = shards(fleet(), 3).unwrap();
+        let ramp = &merged.phases[0];
+        // Aligned on each shard's start: shard 0 peaks in second 1, shard 1 in second 3.
+        let series: Vec<u64> = ramp.samples.iter().map(|s| s.client.get(TcpState::Established)).collect();
+        assert_eq!(&series[..5], &[3000, 5000, 3000, 5000, 6000], "{series:?}");
+        assert_eq!(series.iter().max(), Some(&6000));
+        assert_eq!(ramp.samples[1].t_ms, 1000);
+        assert_eq!((ramp.started_ms, merged.phases[1].started_ms), (0, 4500));
+    }
+
+    #[test]
+    fn shards_of_one_scope_count_their_census_once() {
+        let parts = vec![
+            shard(0, "same", 100, 2000, &[2000]),
+            shard(1, "same", 100, 2100, &[2100]),
+            shard(2, "other", 100, 500, &[500]),
+        ];
+        let merged = shards(parts, 3).unwrap();
+        assert_eq!(merged.phases[0].census.client.get(TcpState::Established), 2600);
+        assert_eq!(merged.phases[0].succeeded, 4600);
+        assert!(merged.notes.iter().any(|n| n.contains("one network namespace")));
+    }
+
+    #[test]
+    fn a_missing_shard_makes_the_merge_partial() {
+        let mut parts = fleet();
+        parts.remove(1);
+        let merged = shards(parts, 3).unwrap();
+        let info = merged.merge.as_ref().unwrap();
+        assert!(info.partial && !merged.passed);
+        assert_eq!(info.missing, vec![1]);
+        assert_eq!(merged.verdict_word(), "PARTIAL");
+    }
+
+    #[test]
+    fn reports_that_do_not_belong_together_are_refused() {
+        let twice = vec![shard(0, "a", 0, 1, &[]), shard(0, "b", 0, 1, &[])];
+        assert!(matches!(shards(twice, 3), Err(MergeError::Twice { index: 0, .. })));
+        let mut other = fleet();
+        other[2].report.shard.as_mut().unwrap().scenario_sha256 = "cd".repeat(32);
+        assert!(matches!(shards(other, 3), Err(MergeError::OtherScenario { .. })));
+        assert!(matches!(shards(fleet(), 4), Err(MergeError::OtherCount { expected: 4, .. })));
+        let whole = ShardReport { file: "whole.json".into(), report: sample_report() };
+        assert_eq!(shards(vec![whole], 1).unwrap_err(), MergeError::NotAShard("whole.json".into()));
+        assert_eq!(shards(Vec::new(), 1).unwrap_err(), MergeError::Nothing);
+    }
+}

@@ -69,16 +69,16 @@ pub fn unframe_all(text: &str) -> Result<Vec<Vec<u8>>, FrameError> {
         let skip = begin[..begin.rfind(BEGIN).unwrap_or(0)].split_whitespace().count();
         let (mut bytes, mut sha, mut encoded, mut ended) = (None, None, String::new(), false);
         for line in lines.by_ref() {
-            let content: Vec<&str> = line.split_whitespace().skip(skip).collect();
-            match content.as_slice() {
-                [END] => {
-                    ended = true;
-                    break;
-                }
-                ["bytes:", value] => bytes = value.parse::<usize>().ok(),
-                ["sha256:", value] => sha = Some(value.to_string()),
-                ["shard:", _] | [] => {}
-                words => words.iter().for_each(|w| encoded.push_str(w)),
+            let content = line.split_whitespace().skip(skip).collect::<Vec<_>>().join(" ");
+            if content == END {
+                ended = true;
+                break;
+            }
+            match content.split_once(": ") {
+                Some(("bytes", value)) => bytes = value.parse::<usize>().ok(),
+                Some(("sha256", value)) => sha = Some(value.to_string()),
+                Some(("shard", _)) => {}
+                _ => encoded.push_str(&content),
             }
         }
         if !ended {

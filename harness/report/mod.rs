@@ -78,9 +78,10 @@ pub struct ShardInfo {
     /// When phase 1 started, µs since the Unix epoch by this host's clock. Merged
     /// series are aligned on each shard's own phase-1 start, not on this figure.
     pub start_unix_us: u64,
-    /// Which sockets this shard's census saw: the machine's boot id and the network
-    /// namespace. Shards with the same scope (on one machine, one namespace) counted
-    /// each other's sockets too, so a merge counts such a census once, not per shard.
+    /// Which sockets this shard's census saw: the machine's boot id, the network
+    /// namespace and the target. Shards with the same scope (one machine, one
+    /// namespace, one target) counted each other's sockets too, so a merge counts such
+    /// a census once, not once per shard.
     pub census_scope: String,
 }
 

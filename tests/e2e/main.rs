@@ -13,6 +13,7 @@ mod probe_cmd;
 mod report_formats;
 mod scenarios;
 mod serve_workers;
+mod shards;
 mod state_lab;
 mod support;
 mod workers;

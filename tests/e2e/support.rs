@@ -126,6 +126,11 @@ impl Mosquitto {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// What mosquitto logged so far (to stderr: connections, with their client ids).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path("mosquitto.log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Mosquitto {

@@ -1,0 +1,225 @@
+//! Sharded runs on one machine: three `sockcap run --shard i/3` processes meet at a
+//! rendezvous, run the scenario's single schedule between them against one mosquitto,
+//! and `sockcap merge` adds their reports up exactly. (The multi-host lab, with a
+//! network namespace per host, is in `distributed.rs`.)
+
+use std::collections::BTreeSet;
+use std::process::{Child, Stdio};
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const CLIENTS: u64 = 900;
+
+fn scenario(target: &str) -> String {
+    format!(
+        r#"name = "three shards"
+target = "{target}"
+protocol = "mqtt"
+
+[mqtt]
+client_id = "sockcap-{{worker}}-{{n}}"
+keep_alive = "10s"
+
+[[phase]]
+name = "ramp"
+connect = {{ count = {CLIENTS}, rate = 900 }}
+expect = {{ connected = "== {CLIENTS}", established = "== {CLIENTS}" }}
+
+[[phase]]
+name = "hold"
+hold = "3s"
+expect = {{ established = "== {CLIENTS}", drops = "== 0" }}
+
+[[phase]]
+name = "close"
+close = {{ how = "mqtt-disconnect", rate = 3000 }}
+"#
+    )
+}
+
+fn shard(dir: &TempDir, scenario: &str, index: u32, rendezvous: &str, emit: bool) -> Child {
+    let json = dir.path(&format!("shard-{index}.json"));
+    let stdout = if emit {
+        Stdio::from(std::fs::File::create(dir.path(&format!("shard-{index}.log"))).expect("log file"))
+    } else {
+        Stdio::null()
+    };
+    sockcap()
+        .args(["run", scenario, "--shard", &format!("{index}/3"), "--rendezvous", rendezvous])
+        .args(["--rendezvous-timeout", "30s", "--quiet", "--json", json.to_str().unwrap()])
+        .args(if emit { &["--emit-report"][..] } else { &[] })
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sockcap run --shard starts")
+}
+
+fn count(report: &Value, phase_name: &str, path: &[&str]) -> u64 {
+    let mut v = phase(report, phase_name);
+    for key in path {
+        v = &v[key];
+    }
+    v.as_u64().unwrap_or_else(|| panic!("{path:?} in {phase_name}: {v}"))
+}
+
+#[test]
+fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
+    let broker = Mosquitto::start("shards", "");
+    let dir = TempDir::new("shards");
+    let file = dir.file("s.toml", &scenario(&broker.addr()));
+    let file = file.to_str().unwrap();
+    let rendezvous = format!("127.0.0.1:{}", free_port());
+    let mut shards: Vec<Child> = (0..3).map(|i| shard(&dir, file, i, &rendezvous, i == 2)).collect();
+
+    // During the hold, `ss` sees the three shards' connections together: the whole
+    // scenario's, once.
+    wait_for_established(broker.port, CLIENTS, Duration::from_secs(30));
+    let seen = ss_states(&format!("( dst 127.0.0.1:{} )", broker.port));
+    assert_eq!(seen.get("established").copied(), Some(CLIENTS), "ss during the hold: {seen:?}");
+
+    for (i, child) in shards.iter_mut().enumerate() {
+        let status = wait_with_timeout(child, Duration::from_secs(60));
+        assert!(status.success(), "shard {i} exited with {status}");
+    }
+    let parts: Vec<Value> = (0..3).map(|i| report(&dir.path(&format!("shard-{i}.json")))).collect();
+    for (i, part) in parts.iter().enumerate() {
+        assert_eq!(part["shard"]["index"], i as u64);
+        assert_eq!(part["shard"]["start"], "rendezvous");
+        assert_eq!(count(part, "ramp", &["succeeded"]), CLIENTS / 3, "shard {i} ran its third");
+        let deferred = phase(part, "ramp")["expectations"].as_array().unwrap().iter().all(|e| e["deferred"] == true);
+        assert!(deferred, "a shard's expectations wait for the merge");
+    }
+    let starts: Vec<u64> = parts.iter().map(|p| p["shard"]["start_unix_us"].as_u64().unwrap()).collect();
+    let spread = starts.iter().max().unwrap() - starts.iter().min().unwrap();
+    assert!(spread < 50_000, "the shards started {spread} µs apart");
+
+    // MQTT client ids never collide across shards: the broker saw each once.
+    let log = broker.log();
+    let ids: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split(" as ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter(|id| id.starts_with("sockcap-"))
+        .collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!((ids.len(), unique.len()), (CLIENTS as usize, CLIENTS as usize), "client ids seen by the broker");
+    let numbers: BTreeSet<u64> = unique.iter().filter_map(|id| id.rsplit('-').next()?.parse().ok()).collect();
+    assert_eq!(numbers, (0..CLIENTS).collect(), "the shards ran connections 0..{CLIENTS} between them");
+
+    // Merge two JSON files and one log holding a framed report.
+    let merged_json = dir.path("merged.json");
+    let junit = dir.path("merged.xml");
+    let (a, b, log) = (dir.path("shard-0.json"), dir.path("shard-1.json"), dir.path("shard-2.log"));
+    let out = run(&[
+        "merge",
+        "--expect-shards",
+        "3",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        log.to_str().unwrap(),
+        "--json",
+        merged_json.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 0);
+    let merged = report(&merged_json);
+    for (phase_name, path) in [
+        ("ramp", &["succeeded"][..]),
+        ("ramp", &["latency_us", "connect", "count"]),
+        ("ramp", &["latency_us", "handshake", "count"]),
+        ("close", &["succeeded"]),
+        ("close", &["latency_us", "close", "count"]),
+    ] {
+        let sum: u64 = parts.iter().map(|p| count(p, phase_name, path)).sum();
+        assert_eq!(count(&merged, phase_name, path), sum, "{phase_name}.{path:?}: merged against the shards' sum");
+    }
+    assert_eq!(count(&merged, "ramp", &["succeeded"]), CLIENTS);
+    // One machine, one namespace, one target: the shards' censuses saw the same
+    // sockets, and the merge counts them once.
+    assert_eq!(census(phase(&merged, "hold"), "client", "established"), CLIENTS);
+    let expectations = phase(&merged, "hold")["expectations"].as_array().unwrap();
+    assert!(expectations.iter().all(|e| e["passed"] == true && e["deferred"] == false), "{expectations:?}");
+    assert_eq!(merged["merge"]["partial"], false);
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"0\" errors=\"0\" skipped=\"0\""), "{xml:.400}");
+
+    // Without shard 1 the merge is partial and fails.
+    let partial_json = dir.path("partial.json");
+    let out = run(&[
+        "merge",
+        "--expect-shards",
+        "3",
+        a.to_str().unwrap(),
+        log.to_str().unwrap(),
+        "--json",
+        partial_json.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 1);
+    let partial = report(&partial_json);
+    assert_eq!((partial["merge"]["partial"].clone(), partial["merge"]["missing"].clone()), (true.into(), vec![1].into()));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PARTIAL: no report from shard 1"));
+
+    // The same shard twice cannot be merged.
+    let out = run(&["merge", "--expect-shards", "3", a.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("both are shard 0"));
+}
+
+#[test]
+fn shard_options_are_checked_before_anything_runs() {
+    let dir = TempDir::new("shard-options");
+    let file = dir.file("s.toml", &scenario("127.0.0.1:1"));
+    let file = file.to_str().unwrap();
+    let stderr_of = |args: &[&str], env: &[(&str, &str)]| {
+        let out = sockcap()
+            .args(["run", file])
+            .args(args)
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SOCKCAP_SHARDS")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .expect("sockcap runs");
+        assert_exit(&out, 2);
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(stderr_of(&["--rendezvous", "127.0.0.1:9"], &[]).contains("give this run its --shard"));
+    assert!(stderr_of(&["--shard", "auto"], &[]).contains("JOB_COMPLETION_INDEX is not set"));
+    let err = stderr_of(&["--shard", "auto"], &[("JOB_COMPLETION_INDEX", "3"), ("SOCKCAP_SHARDS", "3")]);
+    assert!(err.contains("INDEX < COUNT"), "{err}");
+    let err = stderr_of(&["--shard", "0/2", "--start-at", "2020-01-01T00:00:00Z"], &[]);
+    assert!(err.contains("has passed"), "{err}");
+    assert!(stderr_of(&["--shard", "2/2"], &[]).contains("INDEX < COUNT"));
+}
+
+#[test]
+fn start_at_starts_phase_one_at_the_instant_given() {
+    let dir = TempDir::new("start-at");
+    let toml = "name = \"start at\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n\n[[phase]]\nname = \"ramp\"\n\
+                connect = { count = 20, rate = 200 }\n";
+    let file = dir.file("s.toml", toml);
+    let at = SystemTime::now() + Duration::from_secs(3);
+    let at_text = humantime::format_rfc3339_millis(at).to_string();
+    let json = dir.path("r.json");
+    let out = sockcap()
+        .args(["run", file.to_str().unwrap(), "--shard", "auto", "--start-at", &at_text, "--quiet"])
+        .args(["--json", json.to_str().unwrap()])
+        .env("JOB_COMPLETION_INDEX", "0")
+        .env("SOCKCAP_SHARDS", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("sockcap runs");
+    assert_exit(&out, 0);
+    let r = report(&json);
+    assert_eq!((r["shard"]["index"].clone(), r["shard"]["count"].clone()), (0.into(), 1.into()));
+    assert_eq!(r["shard"]["start"], "start_at");
+    let asked = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros() as i64;
+    let started = r["shard"]["start_unix_us"].as_i64().unwrap();
+    assert!((started - asked).abs() < 50_000, "phase 1 started {} µs off the instant asked", started - asked);
+    assert_eq!(phase(&r, "ramp")["succeeded"], 20);
+}
