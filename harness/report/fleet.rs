@@ -407,7 +407,10 @@ mod tests {
         assert_eq!(ramp.latency_us.connect, all.summary());
         // `established >= 5000` fails on each shard's 2,000 and holds on the merged 6,000.
         let e = &ramp.expectations[0];
-        assert_eq!((e.expr.as_str(), e.actual, e.passed, e.deferred), ("established >= 5000", Some(6000.0), true, false));
+        assert_eq!(
+            (e.expr.as_str(), e.actual, e.passed, e.deferred),
+            ("established >= 5000", Some(6000.0), true, false)
+        );
         assert!(merged.passed && merged.shard.is_none());
         let info = merged.merge.as_ref().unwrap();
         assert_eq!((info.shards.len(), info.partial), (3, false));

@@ -2,8 +2,8 @@
 //! hosts and a target, joined by a bridge. A plain run from each host counts what `ss`
 //! sees there; three shards of one run meet at a rendezvous, and their merged report
 //! counts what `ss` sees in every host and in the target, with client ids unique at the
-//! broker; a missing shard makes the merge partial; a shard of another scenario is
-//! refused, and one whose peers never come gives up. Every lab is removed afterwards.
+//! broker; a missing shard makes the merge partial; a shard of another scenario, another
+//! N or a taken index is refused, and one whose peers never come gives up. Every lab is removed afterwards.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -288,46 +288,74 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
     assert_eq!(established(&client_census(phase(&partial, "hold"))), 2 * TOTAL / 3);
 }
 
-/// A shard whose scenario file differs by one byte is refused at the rendezvous at once,
-/// long before the timeout.
+/// At the rendezvous, a shard whose scenario file differs by one byte, one given another
+/// N and one whose index is taken are each refused at once (exit 2, long before the
+/// timeout), and the rendezvous waits on: the right shard 2 then starts the run.
 #[test]
 #[cfg_attr(sockcap_not_root, ignore = "needs root to make network namespaces")]
-fn a_shard_of_another_scenario_is_refused_at_once() {
-    let lab = Lab::new(2, 0);
+fn a_shard_of_another_scenario_n_or_taken_index_is_refused_at_once() {
+    let lab = Lab::new(3, 0);
+    let serve = LabServe::start(&lab, MQTT_PORT);
     let dir = TempDir::new("lab-refused");
     let toml = |name: &str| {
         format!(
-            "name = \"{name}\"\ntarget = \"{}:{MQTT_PORT}\"\nprotocol = \"tcp\"\n\
-             [[phase]]\nconnect = {{ count = 10, rate = 100 }}\n",
-            lab.target.addr()
+            "name = \"{name}\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n\
+             [[phase]]\nname = \"ramp\"\nconnect = {{ count = 30, rate = 300 }}\n\
+             [[phase]]\nname = \"close\"\nclose = {{ how = \"rst\", rate = 1000 }}\n",
+            serve.addr
         )
     };
     let ours = dir.file("ours.toml", &toml("shard a"));
     let other = dir.file("other.toml", &toml("shard b"));
-    let rendezvous = SocketAddrV4::new(lab.hosts[0].addr(), RENDEZVOUS_PORT);
-    let args = |i: usize| {
-        let shard = format!("{i}/2");
-        ["--shard", &shard, "--rendezvous", &rendezvous.to_string(), "--rendezvous-timeout", "30s"].map(String::from)
+    let rendezvous = SocketAddrV4::new(lab.hosts[0].addr(), RENDEZVOUS_PORT).to_string();
+    let shard_args =
+        |shard: &str| ["--shard", shard, "--rendezvous", &rendezvous, "--rendezvous-timeout", "30s"].map(String::from);
+    let start = |host: usize, scenario: &std::path::Path, shard: &str| {
+        let args = shard_args(shard);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        start_run(
+            &lab,
+            &lab.hosts[host].netns,
+            scenario,
+            &dir.path(&format!("{}.json", shard.replace('/', "of"))),
+            &args,
+        )
     };
-    let mut first = start_run(
-        &lab,
+    let mut waiting = vec![start(0, &ours, "0/3")];
+    lab.wait_listening(
         &lab.hosts[0].netns,
-        &ours,
-        &dir.path("0.json"),
-        &args(0).iter().map(String::as_str).collect::<Vec<_>>(),
+        SocketAddrV4::new(lab.hosts[0].addr(), RENDEZVOUS_PORT),
+        Duration::from_secs(10),
     );
-    lab.wait_listening(&lab.hosts[0].netns, rendezvous, Duration::from_secs(10));
+    waiting.push(start(1, &ours, "1/3"));
+    // Shard 1 is registered once shard 0 holds its connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !crate::support::ss_states_in(&lab.hosts[1].netns, &format!("( dport = :{RENDEZVOUS_PORT} )"))
+        .contains_key("established")
+    {
+        assert!(Instant::now() < deadline, "shard 1 never reached the rendezvous");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
-    let started = Instant::now();
-    let mut command = lab.command(&lab.hosts[1].netns, env!("CARGO_BIN_EXE_sockcap"));
-    command.arg("run").arg(&other).args(args(1)).arg("--quiet");
-    let out = output_within(&mut command, PATIENCE);
-    let took = started.elapsed();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "the other scenario's shard\n{stderr}");
-    assert!(took < Duration::from_secs(5), "refused after {took:?}, with a 30 s timeout");
-    assert!(stderr.contains("refused") && stderr.contains("scenario"), "{stderr}");
-    assert!(first.running(), "shard 0 gave up when a wrong peer came");
+    for (scenario, shard, says) in
+        [(&other, "2/3", "another scenario"), (&ours, "3/4", "same N"), (&ours, "1/3", "already registered")]
+    {
+        let started = Instant::now();
+        let mut command = lab.command(&lab.hosts[2].netns, env!("CARGO_BIN_EXE_sockcap"));
+        command.arg("run").arg(scenario).args(shard_args(shard)).arg("--quiet");
+        let out = output_within(&mut command, PATIENCE);
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "shard {shard} ({says})\n{stderr}");
+        assert!(took < Duration::from_secs(5), "shard {shard} refused after {took:?}, with a 30 s timeout");
+        assert!(stderr.contains("refused") && stderr.contains(says), "shard {shard}: {stderr}");
+    }
+    assert_running(&mut waiting, "after the refusals");
+
+    waiting.push(start(2, &ours, "2/3"));
+    for (i, shard) in waiting.iter_mut().enumerate() {
+        assert_exit_code(&format!("shard {i}"), &shard.wait(PATIENCE), 0);
+    }
 }
 
 /// A shard whose peers never arrive gives up at its rendezvous timeout with exit 3:

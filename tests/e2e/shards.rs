@@ -161,7 +161,10 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     ]);
     assert_exit(&out, 1);
     let partial = report(&partial_json);
-    assert_eq!((partial["merge"]["partial"].clone(), partial["merge"]["missing"].clone()), (true.into(), vec![1].into()));
+    assert_eq!(
+        (partial["merge"]["partial"].clone(), partial["merge"]["missing"].clone()),
+        (true.into(), vec![1].into())
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("PARTIAL: no report from shard 1"));
 
     // The same shard twice cannot be merged.
