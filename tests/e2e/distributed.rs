@@ -3,7 +3,8 @@
 //! sees there; three shards of one run meet at a rendezvous, and their merged report
 //! counts what `ss` sees in every host and in the target, with client ids unique at the
 //! broker; a missing shard makes the merge partial; a shard of another scenario, another
-//! N or a taken index is refused, and one whose peers never come gives up. Every lab is removed afterwards.
+//! N or a taken index is refused, and one whose peers never come gives up. Every lab is
+//! removed afterwards.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
