@@ -103,11 +103,17 @@ fn sha256(path: &std::path::Path) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("sha256sum prints the digest").to_string()
 }
 
-/// `sockcap run SCENARIO ARGS --json JSON --quiet` started in `netns`.
-fn start_run(lab: &Lab, netns: &str, scenario: &std::path::Path, json: &std::path::Path, args: &[&str]) -> Spawned {
+/// `sockcap run SCENARIO ARGS --json JSON --quiet` in `netns`, stderr captured.
+fn run_command(lab: &Lab, netns: &str, scenario: &std::path::Path, json: &std::path::Path, args: &[&str]) -> Command {
     let mut command = lab.command(netns, env!("CARGO_BIN_EXE_sockcap"));
     command.arg("run").arg(scenario).args(args).arg("--json").arg(json).arg("--quiet");
-    Spawned::start(command.stdout(Stdio::null()).stderr(Stdio::piped()))
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    command
+}
+
+/// [`run_command`], started.
+fn start_run(lab: &Lab, netns: &str, scenario: &std::path::Path, json: &std::path::Path, args: &[&str]) -> Spawned {
+    Spawned::start(&mut run_command(lab, netns, scenario, json, args))
 }
 
 fn assert_exit_code(what: &str, (status, stderr): &(std::process::ExitStatus, String), want: i32) {
@@ -193,9 +199,16 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
         .iter()
         .enumerate()
         .map(|(i, host)| {
-            let shard = format!("{i}/3");
-            let args = ["--shard", &shard, "--rendezvous", &rendezvous, "--rendezvous-timeout", "30s"];
-            start_run(&lab, &host.netns, &scenario, &jsons[i], &[&args[..], &["--sources", &host.sources()]].concat())
+            // Host 2 finds its place as a Kubernetes indexed Job's pod would: `--shard auto`.
+            let shard = if i == 2 { "auto".to_string() } else { format!("{i}/3") };
+            let sources = host.sources();
+            let args =
+                ["--shard", &shard, "--rendezvous", &rendezvous, "--rendezvous-timeout", "30s", "--sources", &sources];
+            let mut command = run_command(&lab, &host.netns, &scenario, &jsons[i], &args);
+            if i == 2 {
+                command.env("JOB_COMPLETION_INDEX", "2").env("SOCKCAP_SHARDS", "3");
+            }
+            Spawned::start(&mut command)
         })
         .collect();
     let held = settled_hold(&lab, broker.addr, &mut shards);
