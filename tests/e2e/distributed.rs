@@ -169,9 +169,10 @@ fn runs_from_three_hosts_count_what_ss_sees_in_each_and_the_target_holds_the_sum
     assert_ne!(range.split_whitespace().collect::<Vec<_>>(), [PORT_RANGE.0.to_string(), PORT_RANGE.1.to_string()]);
 }
 
-/// The sharded run: one shard per host, meeting at host 0, against one mosquitto; the
-/// merged report counts what `ss` sees in every namespace, and every client id is used
-/// once. Then the same reports with one left out: the merge is partial.
+/// The sharded run: one shard per host (`--shard i/3`, host 2 `--shard auto`), meeting at
+/// host 0, against one mosquitto; the merged report counts what `ss` sees in every
+/// namespace, and every client id is used once. Then the same reports with one left out:
+/// the merge is partial.
 #[test]
 #[cfg_attr(sockcap_not_root, ignore = "needs root to make network namespaces")]
 fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
