@@ -869,6 +869,17 @@ close = { how = "fin", rate = 100, fraction = 0.5 }
     }
 
     #[test]
+    fn a_host_share_sizes_one_host_of_a_sharded_run() {
+        let plan = load(GOOD).unwrap();
+        let share = plan.host_share(Shard { index: 1, count: 3 });
+        let Action::Connect(c) = &share.phases[0].action else { panic!("not a connect") };
+        assert_eq!((c.count, c.rate), (33, 50.0 / 3.0));
+        assert_eq!(share.peak_connections(), 33);
+        assert_eq!(share.host, Shard { index: 1, count: 3 });
+        assert_eq!(plan.host_share(Shard::ALL).peak_connections(), plan.peak_connections());
+    }
+
+    #[test]
     fn unknown_keys_name_the_line() {
         let err = load(&GOOD.replace("hold = \"2s\"", "hodl = \"2s\"")).unwrap_err();
         let text = err.to_string();

@@ -29,6 +29,9 @@ pub struct PreflightArgs {
     /// Client worker processes: "auto" (as many as the descriptor limit needs) or a number.
     #[arg(long, default_value = "auto", value_name = "auto|N", value_parser = super::parse_workers)]
     pub workers: Workers,
+    /// Check one host's share of a sharded run (`run --shard I/N`), "auto" as `run` reads it.
+    #[arg(long, value_name = "I/N|auto", value_parser = super::fleet::parse_shard)]
+    pub shard: Option<super::fleet::ShardArg>,
     /// Print the assessment as JSON (schema sockcap.preflight/1) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -53,7 +56,10 @@ struct Document<'a> {
 }
 
 pub fn preflight(args: PreflightArgs) -> Result<u8, Failure> {
-    let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
+    let whole = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
+    let host = super::fleet::host_shard(args.shard, |var| std::env::var(var).ok())
+        .map_err(|m| Failure::bad_input(anyhow!(m)))?;
+    let mut plan = whole.host_share(host);
     if let Some(target) = &args.target {
         plan.set_target(target).map_err(|m| Failure::bad_input(anyhow!("--target: {m}")))?;
     }

@@ -93,6 +93,9 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     if let Some(server) = &p.census.server {
         let _ = writeln!(out, "           server  {}", states(server));
     }
+    if let Some((t_ms, peak)) = peak_established(p) {
+        let _ = writeln!(out, "  peak     client established {peak} at {:.1}s (census samples)", t_ms as f64 / 1000.0);
+    }
     if let Some(t) = &p.target_fds {
         let processes = if t.processes == 1 { "1 process".to_string() } else { format!("{} processes", t.processes) };
         let _ = writeln!(out, "  target   {processes}, {} descriptors open of {}", t.open, t.limit);
@@ -111,6 +114,15 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     for e in &p.expectations {
         let _ = writeln!(out, "  {}", expectation(e));
     }
+}
+
+/// The most client-side ESTABLISHED the phase's census samples saw, and when, when it
+/// differs from the closing census (a merged report's samples are the shards' sum, so
+/// this is the peak of the sum).
+fn peak_established(p: &PhaseReport) -> Option<(u64, u64)> {
+    let established = |c: &StateCounts| c.get(probe::TcpState::Established);
+    let (t_ms, peak) = p.samples.iter().map(|s| (s.t_ms, established(&s.client))).max_by_key(|(_, n)| *n)?;
+    (peak > established(&p.census.client)).then_some((t_ms, peak))
 }
 
 fn states(c: &StateCounts) -> String {
