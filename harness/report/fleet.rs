@@ -465,4 +465,28 @@ mod tests {
         assert_eq!(shards(vec![whole], 1).unwrap_err(), MergeError::NotAShard("whole.json".into()));
         assert_eq!(shards(Vec::new(), 1).unwrap_err(), MergeError::Nothing);
     }
+
+    #[test]
+    fn every_view_tells_a_shard_and_a_merge() {
+        let one = &fleet()[0].report;
+        assert!(crate::report::text::render(one)
+            .contains("SHARD 0/3 DONE: 2 phases ran; 3 expectations are judged by `sockcap merge`"));
+        let xml = crate::report::junit::render(one);
+        assert!(
+            xml.contains("skipped=\"3\"") && xml.contains("<skipped message=\"judged on the merged report"),
+            "{xml}"
+        );
+        assert!(crate::report::html::render(one).contains("expectations are judged on the merged report"));
+
+        let mut parts = fleet();
+        parts.remove(2);
+        let merged = shards(parts, 3).unwrap();
+        let text = crate::report::text::render(&merged);
+        assert!(text.contains("merged from 2 of 3 shards: 0 (host0), 1 (host1)"), "{text}");
+        assert!(text.contains("PARTIAL: no report from shard 2"), "{text}");
+        let xml = crate::report::junit::render(&merged);
+        assert!(xml.contains("type=\"partial\"") && xml.contains("no report from shard 2"), "{xml}");
+        let html = crate::report::html::render(&merged);
+        assert!(html.contains("merged from 2 of 3 shards (missing: 2)") && html.contains("PARTIAL"));
+    }
 }
