@@ -1,10 +1,13 @@
 //! End-to-end tests: the real `sockcap` binary against a real mosquitto (started by
 //! the test on a free port with its own config) and against the embedded target,
-//! with `ss` as the independent witness of socket states.
+//! with `ss` as the independent witness of socket states; `netlab` builds the multi-host
+//! lab of network namespaces the distributed tests run in.
 
 mod close_modes;
+mod distributed;
 mod faults;
 mod html_report;
+mod netlab;
 mod preflight;
 mod probe_cmd;
 mod report_formats;

@@ -140,7 +140,7 @@ impl Drop for Mosquitto {
     }
 }
 
-fn mosquitto_binary() -> PathBuf {
+pub fn mosquitto_binary() -> PathBuf {
     for candidate in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"] {
         if Path::new(candidate).exists() {
             return PathBuf::from(candidate);
@@ -163,10 +163,16 @@ pub fn wait_for_listener(addr: SocketAddr, within: Duration) {
 /// Count sockets by state as `ss` sees them, for an ss filter such as `( dport = :1883 )`.
 /// Keys are sockcap's state keys (`established`, `time_wait`, ...).
 pub fn ss_states(filter: &str) -> BTreeMap<String, u64> {
-    let out = Command::new("ss")
-        .args(["-Htan", "state", "all", filter])
-        .output()
-        .expect("ss runs (apt-get install -y iproute2)");
+    ss_count(Command::new("ss").args(["-Htan", "state", "all", filter]))
+}
+
+/// [`ss_states`] inside the named network namespace (`ss -N`).
+pub fn ss_states_in(netns: &str, filter: &str) -> BTreeMap<String, u64> {
+    ss_count(Command::new("ss").args(["-N", netns, "-Htan", "state", "all", filter]))
+}
+
+fn ss_count(ss: &mut Command) -> BTreeMap<String, u64> {
+    let out = ss.output().expect("ss runs (apt-get install -y iproute2)");
     assert!(out.status.success(), "ss failed: {}", String::from_utf8_lossy(&out.stderr));
     let mut counts = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -245,6 +251,39 @@ pub fn wait_for_established(port: u16, n: u64, within: Duration) {
         assert!(Instant::now() < deadline, "ss saw {seen} of {n} established toward :{port}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Run `command` to its end with stdout and stderr captured; past `within` it is killed
+/// (by its pid) and the test panics.
+pub fn output_within(command: &mut Command, within: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} starts: {e}"));
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output { status, stdout: stdout.join().expect("stdout reader"), stderr: stderr.join().expect("stderr reader") }
 }
 
 pub fn wait_with_timeout(child: &mut Child, within: Duration) -> std::process::ExitStatus {
