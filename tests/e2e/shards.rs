@@ -51,6 +51,9 @@ fn shard(dir: &TempDir, scenario: &str, index: u32, rendezvous: &str, emit: bool
         .args(["run", scenario, "--shard", &format!("{index}/3"), "--rendezvous", rendezvous])
         .args(["--rendezvous-timeout", "30s", "--quiet", "--json", json.to_str().unwrap()])
         .args(if emit { &["--emit-report"][..] } else { &[] })
+        // Shard 1 splits its share over two worker processes: connection g is worker
+        // w's of shard 1 when g mod 6 = 1 + 3w.
+        .args(if index == 1 { &["--workers", "2"][..] } else { &[] })
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::piped())
@@ -90,6 +93,7 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
         assert_eq!(part["shard"]["index"], i as u64);
         assert_eq!(part["shard"]["start"], "rendezvous");
         assert_eq!(count(part, "ramp", &["succeeded"]), CLIENTS / 3, "shard {i} ran its third");
+        assert_eq!(part["scenario"]["workers"], if i == 1 { 2 } else { 1 });
         let deferred = phase(part, "ramp")["expectations"].as_array().unwrap().iter().all(|e| e["deferred"] == true);
         assert!(deferred, "a shard's expectations wait for the merge");
     }
@@ -109,6 +113,13 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     assert_eq!((ids.len(), unique.len()), (CLIENTS as usize, CLIENTS as usize), "client ids seen by the broker");
     let numbers: BTreeSet<u64> = unique.iter().filter_map(|id| id.rsplit('-').next()?.parse().ok()).collect();
     assert_eq!(numbers, (0..CLIENTS).collect(), "the shards ran connections 0..{CLIENTS} between them");
+    // `{worker}` is the process's place among all hosts' workers: shard 1's two are 1 and 4.
+    for id in &unique {
+        let (worker, n) = id.trim_start_matches("sockcap-").split_once('-').expect("sockcap-W-N");
+        let (worker, n): (u64, u64) = (worker.parse().unwrap(), n.parse().unwrap());
+        let expected = if n % 3 == 1 { n % 6 } else { n % 3 };
+        assert_eq!(worker, expected, "client {id}");
+    }
 
     // Merge two JSON files and one log holding a framed report.
     let merged_json = dir.path("merged.json");
