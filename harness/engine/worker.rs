@@ -83,7 +83,14 @@ pub async fn run(plan: &Plan, ctx: WorkerContext, link: WorkerLink, shutdown: Ca
         let _ = out.send(WorkerMsg::Ready { phase: index });
         let start = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                // Stopped before this phase began: report it empty all the same. The
+                // coordinator may have ordered its start already (the stop and the
+                // start crossed), and then waits for every worker's report of it.
+                let report = Box::new(PhaseReport::empty(&phase.name, phase.action.kind()));
+                let _ = out.send(WorkerMsg::Phase { phase: index, report });
+                break;
+            }
             start = starts.recv() => match start {
                 Some((phase, at)) if phase == index => instant_of_unix_us(at),
                 _ => break,
@@ -342,4 +349,58 @@ fn rate(n: u64, over: Duration) -> f64 {
         return 0.0;
     }
     ((n as f64 / secs) * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::engine::link::unix_us_now;
+
+    /// A stop that crosses the order to start a phase: the worker still reports that
+    /// phase, or the coordinator (which ordered it) would wait for its report forever.
+    #[tokio::test]
+    async fn a_stop_crossing_a_start_still_reports_the_phase() {
+        let toml = "name = \"t\"\ntarget = \"127.0.0.1:9\"\nprotocol = \"tcp\"\n\n[[phase]]\nname = \"one\"\nhold = \"10ms\"\n\n\
+                    [[phase]]\nname = \"two\"\nhold = \"10s\"\n";
+        let plan = Plan::from_toml(Path::new("t.toml"), toml).unwrap();
+        let ctx = WorkerContext {
+            target: "127.0.0.1:9".parse().unwrap(),
+            sources: Sources::new(Vec::new(), crate::sources::DEFAULT_RANGE),
+            shard: Shard::ALL,
+            hosts: 1,
+        };
+        let (orders_tx, orders) = mpsc::unbounded_channel();
+        let (out, mut msgs) = mpsc::unbounded_channel();
+        let worker = tokio::spawn(async move {
+            run(&plan, ctx, WorkerLink { orders, out }, CancellationToken::new()).await;
+        });
+        async fn next(msgs: &mut mpsc::UnboundedReceiver<WorkerMsg>) -> WorkerMsg {
+            tokio::time::timeout(Duration::from_secs(5), msgs.recv()).await.unwrap().unwrap()
+        }
+        assert!(matches!(next(&mut msgs).await, WorkerMsg::Ready { phase: 0 }));
+        orders_tx.send(Order::Start { phase: 0, at_unix_us: unix_us_now() }).unwrap();
+        loop {
+            match next(&mut msgs).await {
+                WorkerMsg::Phase { phase: 0, .. } => break,
+                WorkerMsg::Progress(_) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(next(&mut msgs).await, WorkerMsg::Ready { phase: 1 }));
+        orders_tx.send(Order::Start { phase: 1, at_unix_us: unix_us_now() + 200_000 }).unwrap();
+        orders_tx.send(Order::Stop).unwrap();
+        let reported = loop {
+            match next(&mut msgs).await {
+                WorkerMsg::Phase { phase, report } => break (phase, report.name),
+                WorkerMsg::Progress(_) => {}
+                other => panic!("phase two was not reported: {other:?}"),
+            }
+        };
+        assert_eq!(reported, (1, "two".to_string()));
+        orders_tx.send(Order::Finish).unwrap();
+        assert!(matches!(next(&mut msgs).await, WorkerMsg::Done { .. }));
+        worker.await.unwrap();
+    }
 }
