@@ -21,18 +21,12 @@ pub struct MergeArgs {
     /// How many shards the run had (its N): a missing one makes the report partial.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub expect_shards: u32,
-    /// Write the merged report as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Write the merged expectations as JUnit XML to this file.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Write the merged report as one HTML page to this file.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub outputs: super::outputs::ReportFiles,
 }
 
 pub fn merge(args: MergeArgs) -> Result<u8, Failure> {
+    args.outputs.check_dirs()?;
     let mut parts = Vec::new();
     for path in &args.files {
         parts.extend(read(path)?);
@@ -40,19 +34,7 @@ pub fn merge(args: MergeArgs) -> Result<u8, Failure> {
     let merged = fleet::shards(parts, args.expect_shards)
         .map_err(|e| Failure::bad_input(anyhow::Error::new(e).context("the reports cannot be merged")))?;
     print!("{}", report::text::render(&merged));
-    let mut unwritten = Vec::new();
-    if let Some(path) = &args.json {
-        unwritten.extend(report::json::write(&merged, path).err().map(|e| format!("--json: {e:#}")));
-    }
-    if let Some(path) = &args.junit {
-        unwritten.extend(report::junit::write(&merged, path).err().map(|e| format!("--junit: {e:#}")));
-    }
-    if let Some(path) = &args.html {
-        unwritten.extend(report::html::write(&merged, path).err().map(|e| format!("--html: {e:#}")));
-    }
-    if !unwritten.is_empty() {
-        return Err(Failure::environment(anyhow!("{}", unwritten.join("\n"))));
-    }
+    args.outputs.write(&merged)?;
     Ok(if merged.passed { exit::PASSED } else { exit::FAILED })
 }
 

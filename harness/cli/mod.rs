@@ -5,6 +5,7 @@
 mod compare;
 mod fleet;
 mod merge;
+mod outputs;
 mod preflight;
 mod probe_cmd;
 mod progress;
@@ -92,15 +93,8 @@ pub struct RunArgs {
     /// Connect here instead of the scenario's `target` ("HOST:PORT" or "embedded").
     #[arg(long)]
     pub target: Option<String>,
-    /// Also write the report as JSON (schema sockcap.report/1) to this file.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-    /// Also write the expectations as JUnit XML (a test suite per phase) to this file.
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-    /// Also write the report as one self-contained HTML page with charts to this file.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub outputs: outputs::ReportFiles,
     /// No live progress on stderr.
     #[arg(long, short)]
     pub quiet: bool,

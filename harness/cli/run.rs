@@ -22,7 +22,7 @@ use crate::target::{EmbeddedTarget, ServeOptions};
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
-    check_output_dirs(&args)?;
+    args.outputs.check_dirs()?;
     let host = fleet::host_shard(args.shard, |var| std::env::var(var).ok())
         .map_err(|m| Failure::bad_input(anyhow::anyhow!(m)))?;
     let sha256 = fleet::scenario_sha256(&args.scenario)?;
@@ -123,40 +123,13 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     if args.emit_report {
         print!("{}", report::frame::frame(&report));
     }
-    // Try every file even when one fails: each is what was measured.
-    let mut unwritten = Vec::new();
-    if let Some(path) = &args.json {
-        unwritten.extend(report::json::write(&report, path).err().map(|e| format!("--json: {e:#}")));
-    }
-    if let Some(path) = &args.junit {
-        unwritten.extend(report::junit::write(&report, path).err().map(|e| format!("--junit: {e:#}")));
-    }
-    if let Some(path) = &args.html {
-        unwritten.extend(report::html::write(&report, path).err().map(|e| format!("--html: {e:#}")));
-    }
-    if !unwritten.is_empty() {
-        return Err(Failure::environment(anyhow::anyhow!("{}", unwritten.join("\n"))));
-    }
+    args.outputs.write(&report)?;
     Ok(match (report.outcome, report.passed) {
         (Outcome::Interrupted, _) => exit::INTERRUPTED,
         (Outcome::Failed, _) => exit::FAILED,
         (Outcome::Completed, true) => exit::PASSED,
         (Outcome::Completed, false) => exit::FAILED,
     })
-}
-
-/// The directories of the report files must exist before the run, not after it.
-fn check_output_dirs(args: &RunArgs) -> Result<(), Failure> {
-    let outputs = [("--json", &args.json), ("--junit", &args.junit), ("--html", &args.html)];
-    for (flag, path) in outputs.iter().filter_map(|(f, p)| p.as_ref().map(|p| (f, p))) {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        if !dir.is_dir() {
-            let why =
-                format!("{flag} {}: the directory {} does not exist; create it first", path.display(), dir.display());
-            return Err(Failure::bad_input(anyhow::anyhow!(why)));
-        }
-    }
-    Ok(())
 }
 
 /// Starts the embedded target with at least as many processes as the peak needs to

@@ -5,11 +5,11 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{assert_exit, report, run, TempDir};
+use crate::support::{assert_exit, report, run, wait_with_timeout, TempDir};
 
 const CLIENTS: u64 = 300;
 
@@ -177,18 +177,7 @@ fn html_page_draws_its_charts_in_headless_chromium() {
         .stderr(Stdio::null())
         .spawn()
         .expect("chromium starts");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_with_timeout(&mut child, Duration::from_secs(90));
     assert!(status.success(), "chromium --dump-dom failed: {status}");
     let dom = std::fs::read_to_string(&dom).unwrap();
     let body = &dom[dom.find("<body").expect("a body element")..];

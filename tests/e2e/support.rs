@@ -271,21 +271,11 @@ pub fn output_within(command: &mut Command, within: Duration) -> Output {
     };
     let stdout = drain(Box::new(child.stdout.take().unwrap()));
     let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + within;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_with_timeout(&mut child, within);
     Output { status, stdout: stdout.join().expect("stdout reader"), stderr: stderr.join().expect("stderr reader") }
 }
 
+/// Wait for `child` to exit; past `within` it is killed (by its pid) and the test panics.
 pub fn wait_with_timeout(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
@@ -294,9 +284,10 @@ pub fn wait_with_timeout(child: &mut Child, within: Duration) -> std::process::E
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("sockcap did not exit within {within:?}");
+            let _ = child.wait();
+            panic!("process {} did not exit within {within:?}", child.id());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
