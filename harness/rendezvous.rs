@@ -140,6 +140,7 @@ pub async fn agree(me: &Member, rendezvous: &str, within: Duration) -> Result<In
 /// Shard 0: wait for shards 1..N, then start them together.
 async fn lead(me: &Member, port: u16, deadline: Instant, within: Duration) -> Result<Instant, RendezvousError> {
     let listener = listen(port).await?;
+    eprintln!("sockcap: rendezvous: shard 0 waits on port {port} for {} more shards", me.count - 1);
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let mut members: BTreeMap<u32, (u64, OwnedWriteHalf)> = BTreeMap::new();
     let mut refusals: Vec<String> = Vec::new();
@@ -165,6 +166,10 @@ async fn lead(me: &Member, port: u16, deadline: Instant, within: Duration) -> Re
                     }
                     let registered = members.len() as u32 + 2;
                     if send(&mut out, &Msg::Waiting { registered, count: me.count }).await.is_ok() {
+                        eprintln!(
+                            "sockcap: rendezvous: shard {} ({}, {peer}) registered; {registered} of {} are there",
+                            member.index, member.host, me.count
+                        );
                         members.insert(member.index, (id, out));
                     }
                 }

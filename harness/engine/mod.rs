@@ -346,7 +346,8 @@ impl<'p> Coordinator<'p> {
         let mut samples = vec![first];
         let counters_before = KernelCounters::read().unwrap_or_default();
         let earliest = Instant::now() + START_AHEAD;
-        if let Some(late) = common_start.and_then(|c| earliest.checked_duration_since(c + START_AHEAD)) {
+        let late = common_start.and_then(|c| earliest.checked_duration_since(c)).filter(|l| *l > START_AHEAD);
+        if let Some(late) = late {
             self.notes.push(format!(
                 "phase `{}` started {} ms after the fleet's common start: this host was not ready in time",
                 phase.name,
