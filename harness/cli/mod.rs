@@ -178,6 +178,10 @@ pub struct WorkerArgs {
     /// over all hosts' workers.
     #[arg(long, default_value_t = 1)]
     pub hosts: u32,
+    /// The SHA-256 of the scenario file as the coordinator read it: a worker refuses a
+    /// file that changed since.
+    #[arg(long)]
+    pub scenario_sha256: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

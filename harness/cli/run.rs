@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{exit, fleet, progress, Failure, RunArgs};
-use crate::engine::crew::Crew;
+use crate::engine::crew::{self, Crew};
 use crate::engine::worker::WorkerContext;
 use crate::engine::{self, RunContext, StartGate};
 use crate::limits;
@@ -46,7 +46,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         crate::netns::enter(sysctls).map_err(Failure::environment)?;
     }
     // After entering the namespace: the shard's census scope is the namespace's.
-    let shard = args.shard.map(|_| fleet::shard_info(host, sha256, how));
+    let shard = args.shard.map(|_| fleet::shard_info(host, sha256.clone(), how));
     let nofile = limits::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     // The same budget as `sockcap preflight`: refuse what cannot run on this side
@@ -97,7 +97,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             let ctx = WorkerContext { target, sources: sources.clone(), shard: host, hosts: host.count };
             Crew::in_process(Arc::new(plan.clone()), ctx)
         } else {
-            Crew::processes(&plan.file, target, &sources, host, workers as u32).map_err(Failure::environment)?
+            let scenario = crew::Scenario { path: &plan.file, sha256: &sha256 };
+            Crew::processes(&scenario, target, &sources, host, workers as u32).map_err(Failure::environment)?
         };
         let ctx = RunContext {
             target,

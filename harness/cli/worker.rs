@@ -16,6 +16,17 @@ use crate::plan::{parse_sources, Plan};
 use crate::sources::Sources;
 
 pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
+    if let Some(then) = &args.scenario_sha256 {
+        let now = super::fleet::scenario_sha256(&args.scenario)?;
+        if &now != then {
+            let why = format!(
+                "{}: the scenario file changed since the run started (sha256 {now:.12}… now, {then:.12}… then); \
+                 leave it alone while a run reads it",
+                args.scenario.display()
+            );
+            return Err(Failure::bad_input(anyhow::anyhow!(why)));
+        }
+    }
     let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
     plan.set_target(&args.target.to_string()).map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
     let ports = probe::limits::parse_port_range(&args.ports.replace('-', " "))

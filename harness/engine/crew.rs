@@ -65,7 +65,7 @@ impl Crew {
     /// runs shard `host.index + host.count × w` of `host.count × count`, so that the
     /// host's workers together run exactly the host's share.
     pub fn processes(
-        scenario: &Path,
+        scenario: &Scenario,
         target: SocketAddr,
         sources: &Sources,
         host: Shard,
@@ -170,11 +170,20 @@ impl Drop for Crew {
     }
 }
 
+/// The scenario file the workers read, and its SHA-256 as the coordinator read it.
+#[derive(Debug, Clone)]
+pub struct Scenario<'a> {
+    pub path: &'a Path,
+    pub sha256: &'a str,
+}
+
 /// The `sockcap worker` command line for one shard.
-fn worker_args(scenario: &Path, target: SocketAddr, sources: &Sources, shard: Shard, hosts: u32) -> Vec<String> {
+fn worker_args(scenario: &Scenario, target: SocketAddr, sources: &Sources, shard: Shard, hosts: u32) -> Vec<String> {
     let mut args = vec![
         "worker".to_string(),
-        scenario.display().to_string(),
+        scenario.path.display().to_string(),
+        "--scenario-sha256".into(),
+        scenario.sha256.to_string(),
         "--target".into(),
         target.to_string(),
         "--shard".into(),
@@ -206,10 +215,12 @@ mod tests {
     fn worker_command_lines_carry_the_shard_and_sources() {
         let sources = Sources::new(vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()], (1000, 2000));
         let target = "127.0.0.1:1883".parse().unwrap();
-        let args = worker_args(Path::new("s.toml"), target, &sources, Shard { index: 1, count: 3 }, 1);
+        let scenario = Scenario { path: Path::new("s.toml"), sha256: "ab12" };
+        let args = worker_args(&scenario, target, &sources, Shard { index: 1, count: 3 }, 1);
         assert_eq!(
             args.join(" "),
-            "worker s.toml --target 127.0.0.1:1883 --shard 1/3 --ports 1000-2000 --hosts 1 --sources 127.0.0.2-127.0.0.3"
+            "worker s.toml --scenario-sha256 ab12 --target 127.0.0.1:1883 --shard 1/3 --ports 1000-2000 --hosts 1 \
+             --sources 127.0.0.2-127.0.0.3"
         );
     }
 }

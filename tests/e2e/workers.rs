@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::support::{
-    assert_gone, census, phase, report, ss_states, start_run, wait_for_workers, wait_with_timeout, TempDir,
+    assert_exit, assert_gone, census, phase, report, run, ss_states, start_run, wait_for_workers, wait_with_timeout,
+    TempDir,
 };
 
 #[test]
@@ -82,4 +83,19 @@ fn forced_workers_split_every_phase_exactly() {
     let tw = ss_states(&format!("( dport = :{port} )")).get("time_wait").copied().unwrap_or(0);
     assert!(tw >= 891, "ss sees {tw} TIME_WAIT toward :{port}");
     assert!(census(rest, "client", "time_wait") >= 891);
+}
+
+/// A worker process re-reads the scenario file: one that changed since the coordinator
+/// read it is refused, not run with other phases than the coordinator's.
+#[test]
+fn a_worker_refuses_a_scenario_that_changed_under_the_run() {
+    let dir = TempDir::new("changed-scenario");
+    let file =
+        dir.file("s.toml", "name = \"w\"\ntarget = \"127.0.0.1:9\"\nprotocol = \"tcp\"\n[[phase]]\nhold = \"1s\"\n");
+    let file = file.to_str().unwrap();
+    let base = ["worker", file, "--target", "127.0.0.1:9", "--shard", "0/2", "--ports", "40000-40999"];
+    let other = "0".repeat(64);
+    let out = run(&[&base[..], &["--scenario-sha256", &other]].concat());
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed since the run started"));
 }
