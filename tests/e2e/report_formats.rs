@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use sockcap::stats::Latency;
 
-use crate::support::{assert_exit, phase, report, run};
+use crate::support::{assert_exit, assert_matches_schema, phase, report, report_schema, run};
 
 const SCENARIO: &str = r#"
 name = "report formats"
@@ -76,14 +76,9 @@ fn failed_run() -> &'static Run {
 #[test]
 fn json_report_matches_the_committed_schema() {
     let r = failed_run();
-    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&schema_path).expect("docs/report.schema.json"))
-        .expect("the schema is JSON");
-    let validator = jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema");
+    let validator = report_schema();
     let report = report(&r.json);
-    let errors: Vec<String> =
-        validator.iter_errors(&report).map(|e| format!("{}: {e}", e.instance_path().as_str())).collect();
-    assert!(errors.is_empty(), "the report does not match docs/report.schema.json:\n{}", errors.join("\n"));
+    assert_matches_schema(&report);
 
     // The schema is closed and complete: a stray field or a missing one is caught.
     let mut extra = report.clone();

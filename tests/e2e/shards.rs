@@ -90,6 +90,7 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     }
     let parts: Vec<Value> = (0..3).map(|i| report(&dir.path(&format!("shard-{i}.json")))).collect();
     for (i, part) in parts.iter().enumerate() {
+        assert_matches_schema(part);
         assert_eq!(part["shard"]["index"], i as u64);
         assert_eq!(part["shard"]["start"], "rendezvous");
         assert_eq!(count(part, "ramp", &["succeeded"]), CLIENTS / 3, "shard {i} ran its third");
@@ -139,6 +140,7 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     ]);
     assert_exit(&out, 0);
     let merged = report(&merged_json);
+    assert_matches_schema(&merged);
     for (phase_name, path) in [
         ("ramp", &["succeeded"][..]),
         ("ramp", &["latency_us", "connect", "count"]),
@@ -172,6 +174,7 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     ]);
     assert_exit(&out, 1);
     let partial = report(&partial_json);
+    assert_matches_schema(&partial);
     assert_eq!(
         (partial["merge"]["partial"].clone(), partial["merge"]["missing"].clone()),
         (true.into(), vec![1].into())

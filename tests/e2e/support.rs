@@ -212,6 +212,22 @@ pub fn phase<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no phase {name} in {report}"))
 }
 
+/// The validator of `docs/report.schema.json`.
+pub fn report_schema() -> jsonschema::Validator {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/report.schema.json");
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("docs/report.schema.json"))
+        .expect("the schema is JSON");
+    jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema")
+}
+
+/// A JSON report matches `docs/report.schema.json`, or the test fails naming each misfit.
+pub fn assert_matches_schema(report: &Value) {
+    let validator = report_schema();
+    let errors: Vec<String> =
+        validator.iter_errors(report).map(|e| format!("{}: {e}", e.instance_path().as_str())).collect();
+    assert!(errors.is_empty(), "the report does not match docs/report.schema.json:\n{}", errors.join("\n"));
+}
+
 /// `phase.census.<side>.<state>` as a number.
 pub fn census(phase: &Value, side: &str, state: &str) -> u64 {
     phase["census"][side][state].as_u64().unwrap_or_else(|| panic!("census.{side}.{state} missing in {phase}"))
