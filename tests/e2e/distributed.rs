@@ -235,7 +235,8 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
 
     let files: Vec<&std::path::Path> = jsons.iter().map(|p| p.as_path()).collect();
     let (out, merged) = merge(&dir, "merged.json", 3, &files);
-    assert_eq!(out.status.code(), Some(0), "merge\n{}", String::from_utf8_lossy(&out.stderr));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "merge\n{said}");
     assert_eq!(merged["merge"]["expected_shards"], 3);
     assert_eq!(indices(&merged["merge"]["shards"]), [0, 1, 2]);
     assert_eq!(merged["merge"]["missing"], serde_json::json!([]));
@@ -296,7 +297,8 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
 
     // The same reports with shard 1 left out: partial, and it says which.
     let (out, partial) = merge(&dir, "partial.json", 3, &[files[0], files[2]]);
-    assert_eq!(out.status.code(), Some(1), "merge of 2 of 3\n{}", String::from_utf8_lossy(&out.stderr));
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "merge of 2 of 3\n{said}");
     assert_eq!(partial["merge"]["partial"], true);
     assert_eq!(partial["merge"]["missing"], serde_json::json!([1]));
     assert_eq!(indices(&partial["merge"]["shards"]), [0, 2]);
