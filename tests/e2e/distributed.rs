@@ -188,7 +188,7 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
              [[phase]]\nname = \"ramp\"\nconnect = {{ count = {TOTAL}, rate = 600 }}\n\
              expect = {{ established = \"== {TOTAL}\" }}\n\
              [[phase]]\nname = \"hold\"\nhold = \"5s\"\nexpect = {{ established = \"== {TOTAL}\", drops = \"== 0\" }}\n\
-             [[phase]]\nname = \"close\"\nclose = {{ how = \"mqtt-disconnect\", rate = 3000 }}\n\
+             [[phase]]\nname = \"close\"\nclose = {{ how = \"mqtt-disconnect\", rate = 3000, timeout = \"30s\" }}\n\
              expect = {{ established = \"== 0\" }}\n",
             broker.addr
         ),
