@@ -236,7 +236,8 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
     let files: Vec<&std::path::Path> = jsons.iter().map(|p| p.as_path()).collect();
     let (out, merged) = merge(&dir, "merged.json", 3, &files);
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "merge\n{said}");
+    let errnos: Vec<String> = shard_reports.iter().map(|r| r["phases"][0]["other_errnos"].to_string()).collect();
+    assert_eq!(out.status.code(), Some(0), "merge\n{said}\nramp errnos by shard: {errnos:?}");
     assert_eq!(merged["merge"]["expected_shards"], 3);
     assert_eq!(indices(&merged["merge"]["shards"]), [0, 1, 2]);
     assert_eq!(merged["merge"]["missing"], serde_json::json!([]));

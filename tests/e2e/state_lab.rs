@@ -129,6 +129,7 @@ fn every_state_scenario_produces_its_state() {
                 let tmp = TempDir::new(&format!("state-{file}"));
                 let json = tmp.path("out.json");
                 let out = run(&["run", path.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"]);
+                assert!(json.exists(), "{file} wrote no report: {}", String::from_utf8_lossy(&out.stderr));
                 (file, out, report(&json))
             })
         })
