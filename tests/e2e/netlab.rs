@@ -106,7 +106,25 @@ impl Lab {
                 set_sysctl(&node.netns, key, value);
             }
         }
+        lab.pin_neighbours();
         lab
+    }
+
+    /// Permanent ARP entries for every address of every other node: no connect waits
+    /// on (or fails with EHOSTUNREACH after) a neighbour resolution a loaded machine
+    /// answered late.
+    fn pin_neighbours(&self) {
+        let nodes: Vec<&Node> = self.hosts.iter().chain([&self.target]).collect();
+        let macs: Vec<String> = nodes.iter().map(|n| mac_of_eth0(&n.netns)).collect();
+        for node in &nodes {
+            for (other, mac) in nodes.iter().zip(&macs).filter(|(o, _)| o.netns != node.netns) {
+                for a in &other.addrs {
+                    let a = a.to_string();
+                    let neigh = ["-n", &node.netns, "neigh", "replace", &a, "lladdr", mac, "dev", "eth0"];
+                    ip(&[&neigh[..], &["nud", "permanent"]].concat());
+                }
+            }
+        }
     }
 
     fn add_netns(&mut self, name: &str) {
@@ -206,6 +224,14 @@ fn kill_inside(netns: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The MAC address of `eth0` in `netns`.
+fn mac_of_eth0(netns: &str) -> String {
+    let out = output_within(Command::new("ip").args(["-n", netns, "-br", "link", "show", "dev", "eth0"]), STEP);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // "eth0@if12  UP  ae:4f:...:01 <BROADCAST,...>"
+    text.split_whitespace().nth(2).filter(|m| m.len() == 17).unwrap_or_else(|| panic!("no MAC in `{text}`")).to_string()
 }
 
 /// Run `ip ARGS`; panic with its stderr if it fails.

@@ -56,10 +56,12 @@ fn time_wait_exhaustion_is_reproduced_and_each_mitigation_removes_it() {
         assert_eq!(exhaustion(p), &Value::Null, "{mitigation}: {}", p["errors"]);
         assert_eq!(p["succeeded"], 2000, "{mitigation}");
     }
-    // tcp_tw_reuse = 1 does not prevent the wall, but ports come back after about a second.
+    // tcp_tw_reuse = 1 does not prevent the wall, but ports come back within about a
+    // second (the oldest TIME_WAIT turns one second old; sooner when a loaded machine
+    // took longer than a second to reach the wall), not after 60 s.
     let reuse = phase(&report, "mitigation: tcp_tw_reuse = 1");
     let recovered = exhaustion(reuse)["recovered_after_ms"].as_u64().expect("ports came back");
-    assert!((300..=1_500).contains(&recovered), "recovered after {recovered} ms");
+    assert!(recovered <= 1_500, "recovered after {recovered} ms");
     assert!(reuse["kernel"]["TWRecycled"].as_i64().unwrap_or(0) > 0, "{}", reuse["kernel"]);
 }
 
