@@ -6,7 +6,8 @@
 //! - **file_max**: fs.file-max minus the files open now, against the descriptors the run
 //!   adds on this machine (client sockets, and server sockets when the target is local).
 //! - **ports**: source addresses × ephemeral ports per destination ([`crate::sources`]).
-//! - **memory**: kernel and user memory per connection against MemAvailable.
+//! - **memory**: kernel and user memory per connection against MemAvailable (or the
+//!   memory cgroup's limit less its use, when lower: a container's, a pod's).
 //! - **time_wait**: TIME_WAIT sockets the closes leave at once against
 //!   net.ipv4.tcp_max_tw_buckets.
 //! - **accept_queue**: the target's listen backlog against the fastest connect rate.
@@ -78,7 +79,7 @@ pub struct Environment {
     pub workers: Option<u64>,
     /// Files open machine-wide now (fs.file-nr), against fs.file-max.
     pub files_open: Option<u64>,
-    /// MemAvailable, bytes.
+    /// MemAvailable, or the memory cgroup's headroom when lower, bytes.
     pub mem_available: Option<u64>,
     /// TIME_WAIT sockets in the run's namespace now (/proc/net/sockstat).
     pub time_wait_now: Option<u64>,
@@ -582,7 +583,7 @@ impl Ctx<'_> {
             bytes(estimate),
         );
         let Some(available) = self.env.mem_available else {
-            return check.judged(Verdict::Skipped, format!("{summary}; MemAvailable could not be read"), None);
+            return check.judged(Verdict::Skipped, format!("{summary}; the available memory could not be read"), None);
         };
         let gives_at = available.saturating_sub(base) / per_connection;
         check.gives_at = Some(gives_at);

@@ -60,9 +60,69 @@ pub fn files_open() -> Option<u64> {
     sysctl("fs/file-nr").as_deref().and_then(parse_file_nr)
 }
 
-/// MemAvailable of /proc/meminfo, in bytes: what can be allocated without swapping.
+/// What this process may still allocate, in bytes: MemAvailable of /proc/meminfo, or
+/// less when its memory cgroup's limit minus its use is lower (a container's, a pod's).
 pub fn mem_available() -> Option<u64> {
-    std::fs::read_to_string("/proc/meminfo").ok().as_deref().and_then(parse_mem_available)
+    let machine = std::fs::read_to_string("/proc/meminfo").ok().as_deref().and_then(parse_mem_available);
+    match (machine, cgroup_memory_headroom()) {
+        (Some(m), Some(c)) => Some(m.min(c)),
+        (m, c) => m.or(c),
+    }
+}
+
+/// The least headroom (limit minus use) of this process's memory cgroup and its
+/// ancestors, cgroup v2 or v1; `None` when no limit applies or none can be read.
+pub fn cgroup_memory_headroom() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let (version, path) = parse_memory_cgroup(&text)?;
+    let (root, limit_file, usage_file) = match version {
+        CgroupVersion::V2 => ("/sys/fs/cgroup", "memory.max", "memory.current"),
+        CgroupVersion::V1 => ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"),
+    };
+    let mut dir = std::path::PathBuf::from(format!("{root}{}", path.trim_end_matches('/')));
+    let mut least: Option<u64> = None;
+    loop {
+        let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+        if let (Some(limit), Some(usage)) = (read(limit_file), read(usage_file)) {
+            if let Some(headroom) = headroom(&limit, &usage) {
+                least = Some(least.map_or(headroom, |l| l.min(headroom)));
+            }
+        }
+        if dir.as_os_str().len() <= root.len() || !dir.pop() {
+            return least;
+        }
+    }
+}
+
+/// Which cgroup hierarchy holds the memory controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupVersion {
+    V1,
+    V2,
+}
+
+/// /proc/self/cgroup: the memory controller's cgroup path. A v1 `N:memory:/path` line
+/// wins over the v2 `0::/path` line (on a hybrid machine v2 has no memory controller).
+pub fn parse_memory_cgroup(text: &str) -> Option<(CgroupVersion, String)> {
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some((CgroupVersion::V1, path.to_string()));
+        }
+        if id == "0" && controllers.is_empty() {
+            v2 = Some((CgroupVersion::V2, path.to_string()));
+        }
+    }
+    v2
+}
+
+/// A cgroup's limit minus its use; `None` without a limit (`max`, or v1's near-2^63).
+pub fn headroom(limit: &str, usage: &str) -> Option<u64> {
+    let limit: u64 = limit.trim().parse().ok().filter(|l| *l < 1 << 62)?;
+    let usage: u64 = usage.trim().parse().ok()?;
+    Some(limit.saturating_sub(usage))
 }
 
 /// /proc/sys/fs/file-nr: allocated, free (always 0 since 2.6), maximum: `"473\t0\t2470938\n"`.
@@ -135,6 +195,20 @@ mod tests {
         assert_eq!(parse_mem_available(meminfo), Some(23_225_544 * 1024));
         assert_eq!(parse_mem_available("MemTotal:       24554540 kB\n"), None);
         assert_eq!(parse_mem_available("MemAvailable:   many kB\n"), None);
+    }
+
+    #[test]
+    fn memory_cgroups_parse_in_both_versions() {
+        // As read here (a hybrid v1/v2 machine) and in a v2 container.
+        let hybrid = "9:name=systemd:/\n4:memory:/process_api/562ecd\n1:cpu:/\n0::/\n";
+        assert_eq!(parse_memory_cgroup(hybrid), Some((CgroupVersion::V1, "/process_api/562ecd".to_string())));
+        let v2 = "0::/kubepods.slice/pod1234/cri-abc\n";
+        assert_eq!(parse_memory_cgroup(v2), Some((CgroupVersion::V2, "/kubepods.slice/pod1234/cri-abc".to_string())));
+        assert_eq!(parse_memory_cgroup("2:cpu,cpuacct:/\n"), None);
+        assert_eq!(headroom("536870912\n", "136870912\n"), Some(400_000_000));
+        assert_eq!(headroom("max\n", "1000\n"), None);
+        assert_eq!(headroom("9223372036854771712\n", "1000\n"), None, "v1's 'no limit'");
+        assert_eq!(headroom("1000\n", "2000\n"), Some(0));
     }
 
     #[test]

@@ -160,3 +160,42 @@ fn bad_input_exits_2() {
     assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--sources"));
 }
+
+/// In a container or a pod the memory that counts is its cgroup's limit less its use,
+/// not the machine's MemAvailable: preflight run inside a 100 MB memory cgroup (v1, as
+/// on this machine) blocks a run that fits the machine many times over.
+#[test]
+fn a_memory_cgroup_limit_is_the_memory_that_counts() {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let Some(path) = cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string())) else {
+        panic!("this test needs a cgroup v1 memory controller (as on the project machine): {cgroups}");
+    };
+    let dir = format!("/sys/fs/cgroup/memory{}/sockcap-e2e-{}", path.trim_end_matches('/'), std::process::id());
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating the memory cgroup {dir}: {e}"));
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _remove = Remove(dir.clone());
+    std::fs::write(format!("{dir}/memory.limit_in_bytes"), "100000000").expect("set the cgroup's limit");
+
+    let tmp = TempDir::new("preflight-cgroup");
+    let file = tmp.file("scenario.toml", &scenario("embedded", "", 20_000));
+    let inside = |args: &str| {
+        // The shell joins the cgroup, then becomes sockcap: only this process is limited.
+        let script = format!("echo $$ > {dir}/cgroup.procs && exec {} {args}", env!("CARGO_BIN_EXE_sockcap"));
+        std::process::Command::new("sh").args(["-c", &script]).output().expect("sh runs")
+    };
+    let out = inside(&format!("preflight {} --json", file.display()));
+    assert_exit(&out, 3);
+    let doc = json(&out);
+    let memory = check(&doc, "memory");
+    assert_eq!(memory["verdict"], "blocks", "{memory}");
+    let available = memory["figures"]["mem_available_bytes"].as_u64().unwrap();
+    assert!(available <= 100_000_000, "available {available}: the cgroup's headroom, not MemAvailable");
+    // Outside the cgroup the same scenario fits.
+    let out = preflight("cgroup-outside", &scenario("embedded", "", 20_000), &["--json"]);
+    assert_eq!(check(&json(&out), "memory")["verdict"], "fits");
+}
