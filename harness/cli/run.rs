@@ -40,6 +40,11 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         }
         plan.netns = Some(Vec::new());
     }
+    if plan.netns.is_some() && args.rendezvous.is_some() {
+        let why = "--rendezvous: a run in a private network namespace ([netns] or --netns) cannot reach its \
+                   peers; run the shards without it, or start them with --start-at";
+        return Err(Failure::bad_input(anyhow::anyhow!(why)));
+    }
     if let Some(sysctls) = &plan.netns {
         // Before the runtime exists: its threads, the workers and the embedded target
         // inherit the namespace.

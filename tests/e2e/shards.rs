@@ -212,6 +212,8 @@ fn shard_options_are_checked_before_anything_runs() {
     let err = stderr_of(&["--shard", "0/2", "--start-at", "2020-01-01T00:00:00Z"], &[]);
     assert!(err.contains("has passed"), "{err}");
     assert!(stderr_of(&["--shard", "2/2"], &[]).contains("INDEX < COUNT"));
+    let err = stderr_of(&["--target", "embedded", "--netns", "--shard", "0/2", "--rendezvous", "127.0.0.1:9"], &[]);
+    assert!(err.contains("private network namespace"), "{err}");
 }
 
 #[test]
