@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    assert_exit, phase, report, sockcap, ss_states, wait_for_established, wait_with_timeout, TempDir,
+    assert_exit, free_port, phase, report, sockcap, ss_states, wait_for_established, wait_with_timeout, TempDir,
 };
 
 /// `sockcap serve` started by the test; killed on drop.
@@ -21,7 +21,7 @@ struct Served {
 impl Served {
     fn start(protocol: &str) -> Served {
         let mut child = sockcap()
-            .args(["serve", "--listen", "127.0.0.1:0", "--protocol", protocol])
+            .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--protocol", protocol])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{assert_exit, run, run_scenario, sockcap};
+use crate::support::{assert_exit, free_port, run, run_scenario, sockcap};
 
 const CLIENTS: usize = 300;
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -25,7 +25,15 @@ impl Served {
     fn start(workers: u32) -> Served {
         let workers = workers.to_string();
         let mut child = sockcap()
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", &workers, "--protocol", "tcp"])
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--workers",
+                &workers,
+                "--protocol",
+                "tcp",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

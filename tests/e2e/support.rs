@@ -61,10 +61,29 @@ impl Drop for TempDir {
 }
 
 /// A loopback port nothing listens on right now.
+/// It lies below ip_local_port_range, where neither the kernel (any program's connect())
+/// nor a run's explicit source ports hand ports out, and no socket of any state uses it:
+/// a census or `ss` filter by this port number counts this test's sockets only.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    listener.local_addr().expect("local addr").port()
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let lo: u32 = range.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(32_768);
+    let span = lo.saturating_sub(FREE_PORTS_FROM).max(1);
+    let seed = std::process::id().wrapping_mul(2_654_435_761);
+    for _ in 0..200 {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = (FREE_PORTS_FROM + seed.wrapping_add(n.wrapping_mul(7_919)) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && ss_states(&format!("( sport = :{port} or dport = :{port} )")).is_empty()
+        {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range ({lo}) in 200 tries");
 }
+
+/// The lowest port [`free_port`] hands out.
+const FREE_PORTS_FROM: u32 = 10_000;
 
 /// Raise this process's soft descriptor limit so children (mosquitto) inherit it.
 pub fn raise_nofile() {
