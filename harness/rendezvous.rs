@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout_at, Instant};
 
@@ -287,7 +287,7 @@ enum Attempt {
 
 /// One connection to shard 0: register, then wait for the start or a refusal.
 async fn attempt(me: &Member, rendezvous: &str) -> Result<Instant, Attempt> {
-    let stream = TcpStream::connect(rendezvous).await.map_err(|e| Attempt::Retry(format!("connecting: {e}")))?;
+    let stream = connect(rendezvous).await.map_err(|e| Attempt::Retry(format!("connecting: {e}")))?;
     let _ = stream.set_nodelay(true);
     let (read, mut out) = stream.into_split();
     send(&mut out, &Msg::Register(me.clone())).await.map_err(|e| Attempt::Retry(format!("registering: {e}")))?;
@@ -311,6 +311,30 @@ async fn attempt(me: &Member, rendezvous: &str) -> Result<Instant, Attempt> {
             }
         }
     }
+}
+
+/// Connect to shard 0 from a port bound with SO_REUSEADDR: that port lies in
+/// ip_local_port_range, where the run binds its own source ports, and otherwise this
+/// socket (or its TIME_WAIT) would make the run's bind of the same address and port fail
+/// with EADDRINUSE (measured: 1 connect in 1,200 in the lab).
+async fn connect(rendezvous: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(rendezvous).await? {
+        let (socket, any) = if addr.is_ipv4() {
+            (TcpSocket::new_v4()?, SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)))
+        } else {
+            (TcpSocket::new_v6()?, SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+        };
+        socket.set_reuseaddr(true)?;
+        // Bound before connect: a port connect() picks itself is never shared with a
+        // later bind(), SO_REUSEADDR or not; one bind() picked is, with it.
+        socket.bind(any)?;
+        match socket.connect(addr).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address")))
 }
 
 async fn send(out: &mut OwnedWriteHalf, msg: &Msg) -> std::io::Result<()> {
@@ -388,6 +412,31 @@ mod tests {
         assert!(why.contains("already registered"), "{why}");
         let third = agree(&member(2, 3, "a"), &addr, within).await;
         assert!(third.is_ok() && first.await.unwrap().is_ok() && lead.await.unwrap().is_ok());
+    }
+
+    /// The rendezvous connection's port stays free for the run's own explicit source
+    /// ports (bound with SO_REUSEADDR), while it is open and in its TIME_WAIT.
+    #[tokio::test]
+    async fn the_rendezvous_port_does_not_block_the_runs_source_ports() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let there = listener.local_addr().unwrap().to_string();
+        let bind_again = |local: std::net::SocketAddr| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            socket.set_reuse_address(true).unwrap();
+            socket.bind(&local.into())
+        };
+        let ours = connect(&there).await.unwrap();
+        let local = ours.local_addr().unwrap();
+        assert!(bind_again(local).is_ok(), "an open rendezvous connection blocked {local}");
+        // A plain connect (no SO_REUSEADDR) would block it: what the flag is for.
+        let plain = std::net::TcpStream::connect(&there).unwrap();
+        assert!(bind_again(plain.local_addr().unwrap()).is_err());
+        // Closed first on our side: TIME_WAIT, still no block.
+        drop(ours);
+        let (accepted, _) = listener.accept().unwrap();
+        drop(accepted);
+        sleep(Duration::from_millis(50)).await;
+        assert!(bind_again(local).is_ok(), "the rendezvous connection's TIME_WAIT blocked {local}");
     }
 
     #[tokio::test]
