@@ -67,12 +67,12 @@ done
 PIDS="$PIDS $RUNS"
 # During the hold: every shard's connections, as ss counts them.
 for _ in $(seq 600); do
-    n=$(ss -Htn state established "( dport = :$PORT )" | wc -l)
+    n=$(ss -Htn state established "( dst 127.0.0.1:$PORT )" | wc -l)
     [ "$n" -ge "$TOTAL" ] && break
     sleep 0.1
 done
 sleep 2
-SS_HELD=$(ss -Htn state established "( dport = :$PORT )" | wc -l)
+SS_HELD=$(ss -Htn state established "( dst 127.0.0.1:$PORT )" | wc -l)
 for p in $RUNS; do wait "$p" || echo "a shard exited with $?"; done
 
 START=$(date +%s%N)
