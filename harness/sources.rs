@@ -184,8 +184,9 @@ mod tests {
         let got = auto(100_000, target, DEFAULT_RANGE, 0);
         assert_eq!(got.len(), 8);
         assert_eq!(got[0], v4("127.0.0.2"));
-        // A non-loopback target gets no 127.x sources (a pure function: nothing connects).
-        assert!(auto(100_000, "10.0.0.1:1883".parse().unwrap(), DEFAULT_RANGE, 0).is_empty());
+        // A target that is not a loopback address gets no 127.x sources (the unspecified
+        // address here; a pure function: nothing connects).
+        assert!(auto(100_000, "0.0.0.0:1883".parse().unwrap(), DEFAULT_RANGE, 0).is_empty());
         // past 127.0.0.255 the addresses carry on into 127.0.1.x
         assert_eq!(auto(5_000_000, target, DEFAULT_RANGE, 0)[300], v4("127.0.1.46"));
         // host shard 2 of a run sharing this loopback has a block of its own
@@ -195,9 +196,9 @@ mod tests {
     #[test]
     fn address_lists_compact_into_ranges() {
         let addrs =
-            crate::plan::parse_sources(&["127.0.0.2-127.0.1.5".into(), "::1".into(), "10.0.0.1".into()]).unwrap();
+            crate::plan::parse_sources(&["127.0.0.2-127.0.1.5".into(), "::1".into(), "127.1.0.9".into()]).unwrap();
         let text = compact(&addrs);
-        assert_eq!(text, "127.0.0.2-127.0.1.5,::1,10.0.0.1");
+        assert_eq!(text, "127.0.0.2-127.0.1.5,::1,127.1.0.9");
         let items: Vec<String> = text.split(',').map(str::to_string).collect();
         assert_eq!(crate::plan::parse_sources(&items).unwrap(), addrs);
     }
