@@ -84,10 +84,9 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
         let parts: Vec<PhaseReport> = with.iter().map(|i| aligned(reports[*i], p)).collect();
         let mut phase = merge::phases(&parts)
             .map_err(|e| MergeError::Histogram { phase: parts[0].name.clone(), why: e.to_string() })?;
-        let scoped = |f: &dyn Fn(usize) -> Scoped| by_scope(with.iter().map(|i| (scopes[*i], f(*i))));
-        phase.census = scoped(&|i| Scoped::census(&reports[i].phases[p].census)).into_census();
-        phase.kernel = scoped(&|i| Scoped::kernel(&reports[i].phases[p].kernel)).kernel;
-        phase.sockstat = scoped(&|i| Scoped::sockstat(reports[i].phases[p].sockstat)).sockstat;
+        let Scoped { client, server, kernel, sockstat } =
+            by_scope(with.iter().map(|i| (scopes[*i], Scoped::phase(&reports[*i].phases[p]))));
+        (phase.census, phase.kernel, phase.sockstat) = (CensusPair { client, server }, kernel, sockstat);
         phase.started_ms = parts.iter().map(|x| x.started_ms).min().unwrap_or(0);
         phase.duration_ms = parts.iter().map(|x| x.started_ms + x.duration_ms).max().unwrap_or(0) - phase.started_ms;
         phase.samples = summed_samples(&series, &scopes, p, phase.started_ms, phase.started_ms + phase.duration_ms);
@@ -266,12 +265,9 @@ impl Scoped {
         Scoped { client: pair.client, server: pair.server, ..Scoped::default() }
     }
 
-    fn kernel(kernel: &BTreeMap<String, i64>) -> Scoped {
-        Scoped { kernel: kernel.clone(), ..Scoped::default() }
-    }
-
-    fn sockstat(sockstat: SockStat) -> Scoped {
-        Scoped { sockstat, ..Scoped::default() }
+    /// What a shard's coordinator observed of its machine in a phase.
+    fn phase(p: &PhaseReport) -> Scoped {
+        Scoped { client: p.census.client, server: p.census.server, kernel: p.kernel.clone(), sockstat: p.sockstat }
     }
 
     /// Two readings of the same sockets: the larger of each.
