@@ -18,23 +18,20 @@ use crate::report::CensusPair;
 #[derive(Debug, Clone)]
 pub struct Censuses {
     prober: Arc<Mutex<Prober>>,
-    /// The server side's own prober, when there is a server side.
-    server_prober: Option<Arc<Mutex<Prober>>>,
     client: Filter,
-    server: Option<Filter>,
+    /// The server side's filter and its own prober, when the target is on this machine.
+    server: Option<(Filter, Arc<Mutex<Prober>>)>,
 }
 
 impl Censuses {
     pub fn new(prober: Prober, target: SocketAddr) -> Censuses {
         let ip = (!target.ip().is_unspecified()).then_some(target.ip());
         let client = Filter { remote_port: Some(target.port()), remote_addr: ip, ..Filter::default() };
-        let server = is_local(target.ip()).then_some(Filter {
-            local_port: Some(target.port()),
-            local_addr: ip,
-            ..Filter::default()
+        let server = is_local(target.ip()).then(|| {
+            let filter = Filter { local_port: Some(target.port()), local_addr: ip, ..Filter::default() };
+            (filter, Arc::new(Mutex::new(Prober::new())))
         });
-        let server_prober = server.map(|_| Arc::new(Mutex::new(Prober::new())));
-        Censuses { prober: Arc::new(Mutex::new(prober)), server_prober, client, server }
+        Censuses { prober: Arc::new(Mutex::new(prober)), client, server }
     }
 
     /// Take both censuses, at once. A failed census counts nothing, with the reason returned.
@@ -43,10 +40,10 @@ impl Censuses {
             |prober: &mut Prober, filter: &Filter| prober.census(filter).map_err(|e| format!("census failed: {e}"));
         let client_filter = self.client;
         let client = blocking(Arc::clone(&self.prober), move |p| count(p, &client_filter));
-        let server = match (&self.server_prober, self.server) {
-            (Some(prober), Some(filter)) => Some(blocking(Arc::clone(prober), move |p| count(p, &filter))),
-            _ => None,
-        };
+        let server = self.server.as_ref().map(|(filter, prober)| {
+            let filter = *filter;
+            blocking(Arc::clone(prober), move |p| count(p, &filter))
+        });
         let (client, server) = match server {
             Some(server) => {
                 let (c, s) = tokio::join!(client, server);
@@ -69,15 +66,9 @@ impl Censuses {
     /// The client-side census of the sockets from one source address (all when `None`).
     pub async fn client_from(&self, source: Option<IpAddr>) -> StateCounts {
         let filter = Filter { local_addr: source, ..self.client };
-        self.with_prober(move |prober| prober.census(&filter).unwrap_or_default()).await.unwrap_or_default()
-    }
-
-    /// Run `f` with the client prober on the blocking pool.
-    async fn with_prober<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Prober) -> T + Send + 'static,
-    ) -> Result<T, String> {
-        blocking(Arc::clone(&self.prober), f).await
+        blocking(Arc::clone(&self.prober), move |prober| prober.census(&filter).unwrap_or_default())
+            .await
+            .unwrap_or_default()
     }
 
     /// The backend name and its warning, if any.
