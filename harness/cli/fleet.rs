@@ -2,6 +2,7 @@
 //! `--start-at RFC3339`, turned into the host's [`Shard`], its [`ShardInfo`] and the
 //! engine's [`StartGate`].
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -92,7 +93,7 @@ pub fn start_gate(args: &RunArgs, host: Shard, sha256: &str) -> Result<(StartGat
 }
 
 /// What the report says of this shard (its start instant is filled in by the engine).
-pub fn shard_info(host: Shard, sha256: String, start: &str) -> ShardInfo {
+pub fn shard_info(host: Shard, sha256: String, start: &str, target: SocketAddr) -> ShardInfo {
     ShardInfo {
         index: host.index,
         count: host.count,
@@ -100,16 +101,16 @@ pub fn shard_info(host: Shard, sha256: String, start: &str) -> ShardInfo {
         host: rendezvous::host_name(),
         start: start.to_string(),
         start_unix_us: 0,
-        census_scope: census_scope(),
+        census_scope: census_scope(target),
     }
 }
 
-/// This machine's boot id and this process's network namespace: the sockets a
-/// census here sees.
-fn census_scope() -> String {
+/// This machine's boot id, this process's network namespace and the target: the
+/// sockets a census here counts.
+fn census_scope(target: SocketAddr) -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let netns = std::fs::read_link("/proc/self/ns/net").map(|l| l.display().to_string()).unwrap_or_default();
-    format!("{}/{netns}", boot.trim())
+    format!("{}/{netns} {target}", boot.trim())
 }
 
 #[cfg(test)]

@@ -50,8 +50,6 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         // inherit the namespace.
         crate::netns::enter(sysctls).map_err(Failure::environment)?;
     }
-    // After entering the namespace: the shard's census scope is the namespace's.
-    let shard = args.shard.map(|_| fleet::shard_info(host, sha256.clone(), how));
     let nofile = limits::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     // The same budget as `sockcap preflight`: refuse what cannot run on this side
@@ -112,7 +110,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             nofile,
             descriptors_needed: needed,
             notes,
-            shard,
+            // Inside the run's namespace, toward the resolved target: the census's scope.
+            shard: args.shard.map(|_| fleet::shard_info(host, sha256.clone(), how, target)),
         };
         let report = run_engine(&plan, ctx, crew, gate, args.quiet).await;
         if let Some(embedded) = embedded {

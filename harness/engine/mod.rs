@@ -192,12 +192,7 @@ pub async fn run(
         probe_warning,
         notes: co.notes,
         phases,
-        // The census counted the sockets toward this target in this namespace.
-        shard: ctx.shard.map(|shard| ShardInfo {
-            start_unix_us: co.first_start_unix_us,
-            census_scope: format!("{} {}", shard.census_scope, ctx.target),
-            ..shard
-        }),
+        shard: ctx.shard.map(|shard| ShardInfo { start_unix_us: co.first_start_unix_us, ..shard }),
         merge: None,
     };
     report.passed = outcome == Outcome::Completed && report.failures().next().is_none();
