@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-
 use super::{Failure, RunArgs};
 use crate::engine::pacing::Shard;
 use crate::engine::StartGate;
@@ -56,7 +54,7 @@ pub fn host_shard(arg: Option<ShardArg>, env: impl Fn(&str) -> Option<String>) -
 pub fn scenario_sha256(path: &Path) -> Result<String, Failure> {
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::bad_input(anyhow::anyhow!("{}: cannot read the scenario: {e}", path.display())))?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::report::frame::hex_sha256(&bytes))
 }
 
 /// How phase 1's start is agreed, checked before anything starts: `--rendezvous`,

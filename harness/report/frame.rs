@@ -99,7 +99,8 @@ pub fn unframe_all(text: &str) -> Result<Vec<Vec<u8>>, FrameError> {
     Ok(reports)
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
+/// SHA-256 of `bytes`, in lowercase hex.
+pub fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
