@@ -61,6 +61,14 @@ fn shard(dir: &TempDir, scenario: &str, index: u32, rendezvous: &str, emit: bool
         .expect("sockcap run --shard starts")
 }
 
+/// `sockcap merge --expect-shards 3 FILES... EXTRA...`.
+fn merge(files: &[&std::path::Path], extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["merge", "--expect-shards", "3"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn count(report: &Value, phase_name: &str, path: &[&str]) -> u64 {
     let mut v = phase(report, phase_name);
     for key in path {
@@ -126,18 +134,7 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     let merged_json = dir.path("merged.json");
     let junit = dir.path("merged.xml");
     let (a, b, log) = (dir.path("shard-0.json"), dir.path("shard-1.json"), dir.path("shard-2.log"));
-    let out = run(&[
-        "merge",
-        "--expect-shards",
-        "3",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        log.to_str().unwrap(),
-        "--json",
-        merged_json.to_str().unwrap(),
-        "--junit",
-        junit.to_str().unwrap(),
-    ]);
+    let out = merge(&[&a, &b, &log], &["--json", merged_json.to_str().unwrap(), "--junit", junit.to_str().unwrap()]);
     assert_exit(&out, 0);
     let merged = report(&merged_json);
     assert_matches_schema(&merged);
@@ -163,15 +160,7 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
 
     // Without shard 1 the merge is partial and fails.
     let partial_json = dir.path("partial.json");
-    let out = run(&[
-        "merge",
-        "--expect-shards",
-        "3",
-        a.to_str().unwrap(),
-        log.to_str().unwrap(),
-        "--json",
-        partial_json.to_str().unwrap(),
-    ]);
+    let out = merge(&[&a, &log], &["--json", partial_json.to_str().unwrap()]);
     assert_exit(&out, 1);
     let partial = report(&partial_json);
     assert_matches_schema(&partial);
@@ -182,7 +171,7 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("PARTIAL: no report from shard 1"));
 
     // The same shard twice cannot be merged.
-    let out = run(&["merge", "--expect-shards", "3", a.to_str().unwrap(), a.to_str().unwrap()]);
+    let out = merge(&[&a, &a], &[]);
     assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("both are shard 0"));
 }
