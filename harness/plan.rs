@@ -272,10 +272,25 @@ impl Check<'_> {
 impl Plan {
     /// Read, parse and check a scenario file.
     pub fn load(path: &Path) -> Result<Plan, PlanError> {
+        Plan::load_toward(path, None)
+    }
+
+    /// [`Plan::load`], the target replaced by `target` when given (`--target`): the
+    /// scenario's own target is then not resolved (a host name of the cluster it was
+    /// written for need not resolve here, and worker processes get the address their
+    /// coordinator resolved).
+    pub fn load_toward(path: &Path, target: Option<TargetSpec>) -> Result<Plan, PlanError> {
         let check = Check { file: path };
         let text =
             std::fs::read_to_string(path).map_err(|e| check.err("", format!("cannot read the scenario: {e}")))?;
-        Plan::from_toml(path, &text)
+        let mut scenario: Scenario = toml::from_str(&text).map_err(|e| toml_error(&check, &text, &e))?;
+        if let Some(target) = target {
+            scenario.target = match target {
+                TargetSpec::Embedded => "embedded".to_string(),
+                TargetSpec::Addr(addr) => addr.to_string(),
+            };
+        }
+        Plan::from_scenario(path, scenario)
     }
 
     /// Parse and check scenario text; `path` is only used in messages.
@@ -362,18 +377,6 @@ impl Plan {
     /// True when a close phase fills send buffers before closing.
     pub fn fills(&self) -> bool {
         self.phases.iter().any(|p| matches!(&p.action, Action::Close(c) if c.fill))
-    }
-
-    /// Replace the target (`--target`).
-    pub fn set_target(&mut self, text: &str) -> Result<(), String> {
-        let target = parse_target(text)?;
-        check_family(target, &self.sources)?;
-        for phase in &self.phases {
-            check_family(target, phase.sources.as_deref().unwrap_or_default())
-                .map_err(|m| format!("phase `{}`: {m}", phase.name))?;
-        }
-        self.target = target;
-        Ok(())
     }
 
     /// Replace the client source addresses (`--sources`, comma-separated items as in

@@ -261,6 +261,14 @@ fn parse_process_count(text: &str) -> Result<u32, String> {
     }
 }
 
+/// The scenario at `path`, its target replaced by `--target` when given (the scenario's
+/// own target is then not resolved).
+fn load_plan(path: &std::path::Path, target: Option<&str>) -> Result<crate::plan::Plan, Failure> {
+    let target = target.map(crate::plan::parse_target).transpose();
+    let target = target.map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
+    crate::plan::Plan::load_toward(path, target).map_err(Failure::bad_input)
+}
+
 /// Run the parsed command; returns the process exit code.
 pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {

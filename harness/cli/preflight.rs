@@ -56,13 +56,10 @@ struct Document<'a> {
 }
 
 pub fn preflight(args: PreflightArgs) -> Result<u8, Failure> {
-    let whole = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
+    let whole = super::load_plan(&args.scenario, args.target.as_deref())?;
     let host = super::fleet::host_shard(args.shard, |var| std::env::var(var).ok())
         .map_err(|m| Failure::bad_input(anyhow!(m)))?;
     let mut plan = whole.host_share(host);
-    if let Some(target) = &args.target {
-        plan.set_target(target).map_err(|m| Failure::bad_input(anyhow!("--target: {m}")))?;
-    }
     if let Some(list) = &args.sources {
         plan.set_sources(list).map_err(|m| Failure::bad_input(anyhow!("--sources: {m}")))?;
     }

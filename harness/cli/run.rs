@@ -21,15 +21,12 @@ use crate::report::{self, Outcome, RunReport};
 use crate::target::{EmbeddedTarget, ServeOptions};
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
-    let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
+    let mut plan = super::load_plan(&args.scenario, args.target.as_deref())?;
     args.outputs.check_dirs()?;
     let host = fleet::host_shard(args.shard, |var| std::env::var(var).ok())
         .map_err(|m| Failure::bad_input(anyhow::anyhow!(m)))?;
     let sha256 = fleet::scenario_sha256(&args.scenario)?;
     let (gate, how) = fleet::start_gate(&args, host, &sha256)?;
-    if let Some(target) = &args.target {
-        plan.set_target(target).map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
-    }
     if let Some(list) = &args.sources {
         plan.set_sources(list).map_err(|m| Failure::bad_input(anyhow::anyhow!("--sources: {m}")))?;
     }

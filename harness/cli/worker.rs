@@ -12,7 +12,7 @@ use super::{exit, Failure, WorkerArgs};
 use crate::engine::link::{Order, WorkerMsg};
 use crate::engine::worker::{self, WorkerContext, WorkerLink};
 use crate::limits;
-use crate::plan::{parse_sources, Plan};
+use crate::plan::{parse_sources, Plan, TargetSpec};
 use crate::sources::Sources;
 
 pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
@@ -27,8 +27,7 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
             return Err(Failure::bad_input(anyhow::anyhow!(why)));
         }
     }
-    let mut plan = Plan::load(&args.scenario).map_err(Failure::bad_input)?;
-    plan.set_target(&args.target.to_string()).map_err(|m| Failure::bad_input(anyhow::anyhow!("--target: {m}")))?;
+    let plan = Plan::load_toward(&args.scenario, Some(TargetSpec::Addr(args.target))).map_err(Failure::bad_input)?;
     let ports = probe::limits::parse_port_range(&args.ports.replace('-', " "))
         .ok_or_else(|| Failure::bad_input(anyhow::anyhow!("--ports {}: write LO-HI", args.ports)))?;
     let addrs = match &args.sources {

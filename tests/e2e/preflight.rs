@@ -199,3 +199,12 @@ fn a_memory_cgroup_limit_is_the_memory_that_counts() {
     let out = preflight("cgroup-outside", &scenario("embedded", "", 20_000), &["--json"]);
     assert_eq!(check(&json(&out), "memory")["verdict"], "fits");
 }
+
+/// A scenario written for a cluster names its broker (`mqtt-broker:1883`); with
+/// `--target` the name is never looked up, so the scenario still checks and runs here.
+#[test]
+fn target_overrides_leave_the_scenarios_host_name_unresolved() {
+    let toml = scenario("mqtt-broker.sockcap-test.invalid:1883", "", 100);
+    let out = preflight("override", &toml, &["--target", "embedded"]);
+    assert_exit(&out, 0);
+}
