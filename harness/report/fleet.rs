@@ -423,6 +423,12 @@ mod tests {
         assert_eq!(series.iter().max(), Some(&6000));
         assert_eq!(ramp.samples[1].t_ms, 1000);
         assert_eq!((ramp.started_ms, merged.phases[1].started_ms), (0, 4500));
+        // The text report names a peak above the closing census.
+        let mut fewer = merged.clone();
+        fewer.phases[0].census.client = established(5500);
+        let text = crate::report::text::render(&fewer);
+        assert!(text.contains("peak     client established 6000 at 4.0s"), "{text}");
+        assert!(!crate::report::text::render(&merged).contains("peak "), "no peak line when the census holds it");
     }
 
     #[test]

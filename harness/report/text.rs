@@ -116,12 +116,13 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     }
 }
 
-/// The most client-side ESTABLISHED the phase's census samples saw, and when, when it
+/// The most client-side ESTABLISHED the phase's census samples saw, and when first, when it
 /// differs from the closing census (a merged report's samples are the shards' sum, so
 /// this is the peak of the sum).
 fn peak_established(p: &PhaseReport) -> Option<(u64, u64)> {
     let established = |c: &StateCounts| c.get(probe::TcpState::Established);
-    let (t_ms, peak) = p.samples.iter().map(|s| (s.t_ms, established(&s.client))).max_by_key(|(_, n)| *n)?;
+    let (t_ms, peak) =
+        p.samples.iter().map(|s| (s.t_ms, established(&s.client))).max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?;
     (peak > established(&p.census.client)).then_some((t_ms, peak))
 }
 

@@ -208,3 +208,33 @@ fn target_overrides_leave_the_scenarios_host_name_unresolved() {
     let out = preflight("override", &toml, &["--target", "embedded"]);
     assert_exit(&out, 0);
 }
+
+/// `--shard I/N` sizes one host's share: a third of 60,000 loopback connections, and
+/// the worker processes those need under the descriptor limit (four and two here).
+#[test]
+fn a_shard_is_sized_on_its_share() {
+    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    let toml = scenario("embedded", "", 60_000);
+    let whole = json(&preflight("whole", &toml, &["--json"]));
+    let third = json(&preflight("third", &toml, &["--json", "--shard", "1/3"]));
+    assert_eq!((whole["peak_connections"].clone(), third["peak_connections"].clone()), (60_000.into(), 20_000.into()));
+    let workers = |n: u64| n.div_ceil(hard - 100).max(1);
+    assert_eq!((whole["workers"].clone(), third["workers"].clone()), (workers(60_000).into(), workers(20_000).into()));
+}
+
+/// A target given by host name is resolved once, at the start, and connected to.
+#[test]
+fn a_host_name_target_is_resolved_and_reached() {
+    let broker = Mosquitto::start("host-name", "");
+    // Not the `localhost:` shortcut: any case of the name goes through the resolver
+    // (/etc/hosts, no DNS query).
+    let toml = scenario(&format!("LocalHost:{}", broker.port), "", 50).replace("rate = 5000", "rate = 500");
+    let dir = TempDir::new("host-name-run");
+    let file = dir.file("s.toml", &toml);
+    let json_path = dir.path("r.json");
+    let out = run(&["run", file.to_str().unwrap(), "--quiet", "--json", json_path.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let report = crate::support::report(&json_path);
+    assert_eq!(report["scenario"]["target"], format!("127.0.0.1:{}", broker.port));
+    assert_eq!(crate::support::phase(&report, "ramp")["succeeded"], 50);
+}
