@@ -4,12 +4,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::{
-    assert_exit, free_port, phase, report, sockcap, ss_states, wait_for_established, wait_with_timeout, TempDir,
+    assert_exit, free_port, phase, report, sockcap, ss_states, wait_for_phase, wait_with_timeout, TempDir,
 };
 
 /// `sockcap serve` started by the test; killed on drop.
@@ -43,7 +43,7 @@ impl Drop for Served {
 /// Start `sockcap run` on a scenario in the background.
 fn run_in_background(scenario: &std::path::Path, json: &std::path::Path) -> Child {
     sockcap()
-        .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"])
+        .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -73,7 +73,7 @@ fn probe_agrees_with_ss_and_ctrl_c_writes_a_partial_report() {
     let dir = TempDir::new("interrupt");
     let json = dir.path("out.json");
     let mut run = run_in_background(&hold_scenario(&dir, target.port, CLIENTS, "60s"), &json);
-    wait_for_established(target.port, CLIENTS, Duration::from_secs(30));
+    wait_for_phase(&mut run, "hold", Duration::from_secs(30));
 
     let out = sockcap().args(["probe", "--port", &target.port.to_string(), "--json"]).output().unwrap();
     assert_exit(&out, 0);
@@ -110,7 +110,7 @@ fn target_vanishing_mid_hold_counts_drops_and_exits_1() {
     let dir = TempDir::new("vanish");
     let json = dir.path("out.json");
     let mut run = run_in_background(&hold_scenario(&dir, target.port, CLIENTS, "5s"), &json);
-    wait_for_established(target.port, CLIENTS, Duration::from_secs(20));
+    wait_for_phase(&mut run, "hold", Duration::from_secs(20));
     target.child.kill().expect("kill our sockcap serve");
     let _ = target.child.wait();
     let status = wait_with_timeout(&mut run, Duration::from_secs(30));
@@ -137,26 +137,15 @@ fn ctrl_c_to_the_process_group_leaves_the_embedded_target_serving() {
     );
     let json = dir.path("out.json");
     let mut run = sockcap()
-        .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"])
+        .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
         .expect("sockcap run starts");
-    // Wait for the hold phase: the ramp is done when 200 clients are established.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    wait_for_phase(&mut run, "hold", Duration::from_secs(20));
     let pid = run.id();
-    loop {
-        // Client sockets established by the run's own process.
-        let est = Command::new("ss").args(["-Htanp", "state", "established"]).output().unwrap();
-        let mine = String::from_utf8_lossy(&est.stdout).matches(&format!("pid={pid},")).count();
-        if mine >= 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the ramp did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert!(Command::new("kill").args(["-INT", "--", &format!("-{pid}")]).status().unwrap().success());
     let status = wait_with_timeout(&mut run, Duration::from_secs(20));
     assert_eq!(status.code(), Some(130));

@@ -240,7 +240,7 @@ fn sigterm_stops_a_shard_with_its_report() {
     let toml = "name = \"sigterm\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n\n[[phase]]\nname = \"ramp\"\n\
                 connect = { count = 200, rate = 1000 }\n\n[[phase]]\nname = \"hold\"\nhold = \"60s\"\n";
     let (mut run, json) = start_run(&dir, toml, &["--shard", "0/1"]);
-    wait_for_established(embedded_port(run.id()), 200, Duration::from_secs(30));
+    wait_for_phase(&mut run, "hold", Duration::from_secs(30));
     let pid = run.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = wait_with_timeout(&mut run, Duration::from_secs(20));

@@ -353,7 +353,7 @@ pub fn start_run(dir: &TempDir, toml: &str, extra: &[&str]) -> (Child, std::path
     let scenario = dir.file("s.toml", toml);
     let json = dir.path("out.json");
     let child = sockcap()
-        .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap(), "--quiet"])
+        .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap()])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -361,6 +361,33 @@ pub fn start_run(dir: &TempDir, toml: &str, extra: &[&str]) -> (Child, std::path
         .spawn()
         .expect("sockcap run starts");
     (child, json)
+}
+
+/// Wait until `run` (started without `--quiet`, stderr piped) has started phase `name`:
+/// stderr, not a terminal, gets the line `[k/n] NAME (kind): ...` once the phase's clock
+/// starts. Sockets seen by `ss` are no such sign: a ramp's last connection is up before
+/// the ramp's closing census, and a signal in between ends the run before the next phase.
+/// The rest of stderr is drained in the background.
+pub fn wait_for_phase(run: &mut Child, name: &str, within: Duration) {
+    use std::io::BufRead;
+    let stderr = run.stderr.take().expect("the run's stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = format!("] {name} (");
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with('[') && line.contains(&started) => return,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("phase `{name}` did not start within {within:?}; stderr: {seen:#?}"),
+        }
+    }
 }
 
 /// Wait for the run's workers to appear.

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::support::{
-    assert_exit, assert_gone, census, phase, report, run, ss_states, start_run, wait_for_workers, wait_with_timeout,
-    TempDir,
+    assert_exit, assert_gone, census, phase, report, run, ss_states, start_run, wait_for_phase, wait_for_workers,
+    wait_with_timeout, TempDir,
 };
 
 #[test]
@@ -19,7 +19,7 @@ fn a_worker_that_dies_is_named_and_the_run_ends_with_exit_1() {
     let (mut run, json) = start_run(&dir, toml, &["--workers", "2"]);
     let workers = wait_for_workers(run.id(), 2);
     // Let the ramp finish: each worker holds its 500.
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for_phase(&mut run, "hold", Duration::from_secs(20));
     assert!(std::process::Command::new("kill").args(["-KILL", &workers[1].to_string()]).status().unwrap().success());
     let status = wait_with_timeout(&mut run, Duration::from_secs(30));
     assert_eq!(status.code(), Some(1));
@@ -42,7 +42,7 @@ fn ctrl_c_stops_every_worker_and_keeps_what_they_measured() {
                 [[phase]]\nname = \"hold\"\nhold = \"60s\"\n";
     let (mut run, json) = start_run(&dir, toml, &["--workers", "3"]);
     let workers = wait_for_workers(run.id(), 3);
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_for_phase(&mut run, "hold", Duration::from_secs(20));
     assert!(std::process::Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
     let status = wait_with_timeout(&mut run, Duration::from_secs(30));
     assert_eq!(status.code(), Some(130));
