@@ -150,7 +150,7 @@ async fn open_or_churn(
         _ = stop.cancelled() => return None,
         opened = open_within_deadline(spec, &attempt) => opened,
     };
-    let (mut stream, permit) = match opened {
+    let (stream, permit) = match opened {
         Ok((stream, permit, started, connect_us, handshake_us)) => {
             let _ = events.send(Event::Connected { started, connect_us, handshake_us });
             (stream, permit)
@@ -169,7 +169,7 @@ async fn open_or_churn(
     if let Some(cmd) = attempt.then_close {
         let cmd = CloseCommand { scheduled: Instant::now(), ..cmd };
         // Boxed: it would otherwise take space in every connecting future.
-        let (close_us, error) = Box::pin(close(&mut stream, cmd)).await;
+        let (close_us, error, _) = Box::pin(close(stream, cmd)).await;
         let _ = events.send(Event::Closed { close_us, error });
         drop(permit);
         return None;
@@ -431,10 +431,10 @@ fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()> + '_ {
 }
 
 /// Close a held connection as ordered; after a half-close, wait for the target's close.
-async fn close_held(mut stream: TcpStream, cmd: CloseCommand, links: &Links) {
-    let (close_us, error) = close(&mut stream, cmd).await;
+async fn close_held(stream: TcpStream, cmd: CloseCommand, links: &Links) {
+    let (close_us, error, still_open) = close(stream, cmd).await;
     links.send(Event::Closed { close_us, error });
-    if cmd.how == CloseMode::HalfClose {
+    if let Some(stream) = still_open {
         half_closed(&stream, links).await;
     }
 }
@@ -459,26 +459,36 @@ async fn half_closed(stream: &TcpStream, links: &Links) {
     }
 }
 
-/// Close as `cmd.how` says; returns the close latency and what went wrong, if anything.
-async fn close(stream: &mut TcpStream, cmd: CloseCommand) -> (u64, Option<(ErrorKind, Option<i32>)>) {
+/// Close as `cmd.how` says; returns the close latency, what went wrong if anything, and
+/// for a half-close the stream, still open for reading. Every other mode has released the
+/// descriptor when this returns (an RST or a FIN sent): the outcome is reported after the
+/// socket left ESTABLISHED, so a census taken once the phase's outcomes are in counts it
+/// closed.
+async fn close(mut stream: TcpStream, cmd: CloseCommand) -> (u64, Option<(ErrorKind, Option<i32>)>, Option<TcpStream>) {
     if cmd.fill {
-        crate::socket::fill_send_buffer(stream).await;
+        crate::socket::fill_send_buffer(&stream).await;
     }
     let result = match cmd.how {
         // Linger 0 makes close() send RST at once; it never blocks.
-        CloseMode::Rst => socket2::SockRef::from(&*stream).set_linger(Some(Duration::ZERO)),
+        CloseMode::Rst => socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)),
         CloseMode::HalfClose => stream.shutdown().await,
         CloseMode::Fin => match stream.shutdown().await {
-            Ok(()) => wait_for_fin(stream, cmd).await,
+            Ok(()) => wait_for_fin(&stream, cmd).await,
             Err(e) => Err(e),
         },
-        CloseMode::MqttDisconnect => match write_all(stream, &mqtt::DISCONNECT).await {
-            Ok(()) => wait_for_fin(stream, cmd).await,
+        CloseMode::MqttDisconnect => match write_all(&mut stream, &mqtt::DISCONNECT).await {
+            Ok(()) => wait_for_fin(&stream, cmd).await,
             Err(e) => Err(e),
         },
     };
+    let still_open = if cmd.how == CloseMode::HalfClose {
+        Some(stream)
+    } else {
+        drop(stream);
+        None
+    };
     let close_us = micros_since(cmd.scheduled);
-    (close_us, result.err().map(|e| classify_close_error(&e)))
+    (close_us, result.err().map(|e| classify_close_error(&e)), still_open)
 }
 
 fn classify_close_error(e: &io::Error) -> (ErrorKind, Option<i32>) {
@@ -514,6 +524,67 @@ mod tests {
     #[test]
     fn client_ids_fill_the_template() {
         assert_eq!(client_id("sockcap-{worker}-{n}", 2, 41), "sockcap-2-41");
+    }
+
+    /// The states `ss` shows for the one connection from `client` to `server`.
+    fn ss_states(client: std::net::SocketAddr, server: std::net::SocketAddr) -> Vec<String> {
+        let filter = format!("src {client} and dst {server}");
+        let out = std::process::Command::new("ss").args(["-Htan", &filter]).output().expect("ss runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect()
+    }
+
+    async fn connected_pair() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    fn order(how: CloseMode) -> CloseCommand {
+        CloseCommand { how, scheduled: Instant::now(), timeout: Duration::from_secs(5), fill: false }
+    }
+
+    /// A close's outcome goes out when `close` returns: by then an RST close has released
+    /// the socket, so the census taken once the outcomes are in no longer counts it
+    /// ESTABLISHED. Before, the descriptor outlived the event, and a close-mode test under
+    /// load once saw RST-closed sockets still ESTABLISHED in the phase's closing census.
+    #[tokio::test]
+    async fn an_rst_close_has_released_the_socket_when_it_returns() {
+        let (client, _server) = connected_pair().await;
+        let (local, peer) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+        assert_eq!(ss_states(local, peer), ["ESTAB"]);
+        let (_, error, still_open) = close(client, order(CloseMode::Rst)).await;
+        assert!(error.is_none() && still_open.is_none());
+        assert_eq!(ss_states(local, peer), Vec::<String>::new());
+    }
+
+    /// A FIN close waits for the target's FIN; the socket is then in TIME_WAIT, released.
+    #[tokio::test]
+    async fn a_fin_close_leaves_time_wait_when_it_returns() {
+        let (client, mut server) = connected_pair().await;
+        let (local, peer) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+        let closing = tokio::spawn(close(client, order(CloseMode::Fin)));
+        // The target reads the FIN (end of stream) and answers with its own.
+        assert_eq!(tokio::io::AsyncReadExt::read(&mut server, &mut [0; 1]).await.unwrap(), 0);
+        drop(server);
+        let (_, error, still_open) = closing.await.unwrap();
+        assert!(error.is_none() && still_open.is_none());
+        assert_eq!(ss_states(local, peer), ["TIME-WAIT"]);
+    }
+
+    /// A half-close keeps the stream to read what the target still sends.
+    #[tokio::test]
+    async fn a_half_close_keeps_the_stream_open_for_reading() {
+        let (client, _server) = connected_pair().await;
+        let (local, peer) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+        let (_, error, still_open) = close(client, order(CloseMode::HalfClose)).await;
+        assert!(error.is_none() && still_open.is_some());
+        // FIN-WAIT-1 until the target's ACK of the FIN is processed, then FIN-WAIT-2.
+        let states = ss_states(local, peer);
+        assert!(states.len() == 1 && states[0].starts_with("FIN-WAIT-"), "{states:?}");
     }
 }
 

@@ -49,8 +49,9 @@ close = {{ how = "{how}", rate = 10000, timeout = "10s" }}
     // keep-alive pings went out and came back during the hold
     assert!(hold["kernel"]["InSegs"].as_i64().unwrap_or(0) >= CLIENTS as i64, "{}", hold["kernel"]);
     let close = phase(&report, "close");
-    assert_eq!(close["succeeded"], CLIENTS);
-    assert_eq!(census(close, "client", "established"), 0);
+    let why = format!("errors {} other errnos {} notes {}", close["errors"], close["other_errnos"], report["notes"]);
+    assert_eq!(close["succeeded"], CLIENTS, "{why}");
+    assert_eq!(census(close, "client", "established"), 0, "{why}");
     report
 }
 
