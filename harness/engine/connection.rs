@@ -476,7 +476,7 @@ async fn close(mut stream: TcpStream, cmd: CloseCommand) -> (u64, Option<(ErrorK
             Ok(()) => wait_for_fin(&stream, cmd).await,
             Err(e) => Err(e),
         },
-        CloseMode::MqttDisconnect => match write_all(&mut stream, &mqtt::DISCONNECT).await {
+        CloseMode::MqttDisconnect => match write_all(&stream, &mqtt::DISCONNECT).await {
             Ok(()) => wait_for_fin(&stream, cmd).await,
             Err(e) => Err(e),
         },
