@@ -16,7 +16,9 @@
 //! takes over a TIME_WAIT socket of the same 4-tuple at once, even with tcp_tw_reuse = 0
 //! (the kernel's TIME_WAIT check waives its one-second rule for bound sockets when
 //! timestamps are on), so explicit ports would hide the very exhaustion a churn phase
-//! is there to show.
+//! is there to show. They still set SO_REUSEADDR, like every bound client socket, so
+//! that a later phase's explicit ports can share their TIME_WAIT ports (see
+//! `engine::connection::open_socket`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

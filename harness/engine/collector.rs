@@ -26,6 +26,8 @@ pub struct Collector {
     pub drops: u64,
     /// Connections the target closed that the client keeps open (`[client] on_eof = "hold"`).
     pub peer_closed: u64,
+    /// Connections whose chosen source port was taken (the kernel chose theirs).
+    pub ports_taken: u64,
     /// When the last connect or close success arrived (for the achieved rate).
     pub last_success: Option<Instant>,
     /// The first EADDRNOTAVAIL of the phase: when its connect() was called, and when the
@@ -58,6 +60,7 @@ impl Collector {
             close_failed: 0,
             drops: 0,
             peer_closed: 0,
+            ports_taken: 0,
             last_success: None,
             first_addr_not_available: None,
             connected_before_exhaustion: 0,
@@ -118,6 +121,10 @@ impl Collector {
             }
             Event::PeerClosed => {
                 self.peer_closed += 1;
+                0
+            }
+            Event::PortTaken => {
+                self.ports_taken += 1;
                 0
             }
             Event::Closed { close_us, error } => {

@@ -51,6 +51,9 @@ pub enum Event {
     Lost { kind: ErrorKind, errno: Option<i32> },
     /// The target closed a connection that the client keeps open (CLOSE_WAIT).
     PeerClosed,
+    /// The source port sockcap chose was held by a socket that does not share it (another
+    /// program's, or one whose port connect() chose): the kernel chose this one's port.
+    PortTaken,
     /// A close asked for by the engine finished (`error` when it did not go as the mode expects).
     Closed { close_us: u64, error: Option<(ErrorKind, Option<i32>)> },
 }
@@ -148,7 +151,7 @@ async fn open_or_churn(
     let opened = tokio::select! {
         biased;
         _ = stop.cancelled() => return None,
-        opened = open_within_deadline(spec, &attempt) => opened,
+        opened = open_within_deadline(spec, &attempt, events) => opened,
     };
     let (stream, permit) = match opened {
         Ok((stream, permit, started, connect_us, handshake_us)) => {
@@ -205,14 +208,18 @@ fn micros_since(start: Instant) -> u64 {
 /// A connection open and its handshake done, with the slot it holds (`max_inflight`).
 type Opened = (TcpStream, OwnedSemaphorePermit, Instant, u64, Option<u64>);
 
-async fn open_within_deadline(spec: &ConnSpec, attempt: &Attempt) -> Result<Opened, Failure> {
+async fn open_within_deadline(
+    spec: &ConnSpec,
+    attempt: &Attempt,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<Opened, Failure> {
     // Waiting for a handshake slot counts against the deadline: the clock runs from the
     // scheduled instant whatever holds the connection up.
     let connecting = async {
         let Ok(permit) = attempt.permits.clone().acquire_owned().await else {
             return Err((io::Error::other("the run is ending"), None));
         };
-        connect(spec, attempt).await.map(|(stream, started)| (stream, started, permit))
+        connect(spec, attempt, events).await.map(|(stream, started)| (stream, started, permit))
     };
     let (stream, started, permit) = match timeout_at(attempt.deadline, connecting).await {
         Ok(Ok(opened)) => opened,
@@ -231,9 +238,44 @@ async fn open_within_deadline(spec: &ConnSpec, attempt: &Attempt) -> Result<Open
     }
 }
 
-/// Open the socket and connect; returns (or fails with) the instant connect() was called.
-async fn connect(spec: &ConnSpec, attempt: &Attempt) -> Result<(TcpStream, Instant), (io::Error, Option<Instant>)> {
-    let socket = open_socket(spec, attempt).map_err(|e| (e, None))?;
+/// Open a socket and connect; returns (or fails with) the instant connect() was called.
+///
+/// A source port sockcap chose can turn out unusable: held by a socket that does not
+/// share it (bind: EADDRINUSE; another program's), or with this very 4-tuple in use by a
+/// connection whose port the kernel chose (connect: EADDRNOTAVAIL). The connection then
+/// leaves the port to the kernel, on a new socket, and the report counts it
+/// (`ports_taken`). Where the kernel finds no port either, that is the error reported.
+async fn connect(
+    spec: &ConnSpec,
+    attempt: &Attempt,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<(TcpStream, Instant), (io::Error, Option<Instant>)> {
+    let chosen = attempt.source.filter(|s| s.port() != 0);
+    match connect_from(spec, attempt.source).await {
+        Err((e, started)) if chosen.is_some() && port_taken(&e, started.is_some()) => {
+            let _ = events.send(Event::PortTaken);
+            connect_from(spec, chosen.map(|s| SocketAddr::new(s.ip(), 0))).await
+        }
+        connected => connected,
+    }
+}
+
+/// Whether `e` says an explicitly bound port is in use: at bind (by a socket that does not
+/// share it), or at connect (this 4-tuple).
+fn port_taken(e: &io::Error, at_connect: bool) -> bool {
+    match e.raw_os_error() {
+        Some(libc::EADDRINUSE) => !at_connect,
+        Some(libc::EADDRNOTAVAIL) => at_connect,
+        _ => false,
+    }
+}
+
+/// Open a socket bound to `source` and connect it.
+async fn connect_from(
+    spec: &ConnSpec,
+    source: Option<SocketAddr>,
+) -> Result<(TcpStream, Instant), (io::Error, Option<Instant>)> {
+    let socket = open_socket(spec, source).map_err(|e| (e, None))?;
     let started = Instant::now();
     match socket.connect(spec.target).await {
         Ok(stream) => {
@@ -245,7 +287,7 @@ async fn connect(spec: &ConnSpec, attempt: &Attempt) -> Result<(TcpStream, Insta
 }
 
 /// A socket ready to connect: buffer size and source address set.
-fn open_socket(spec: &ConnSpec, attempt: &Attempt) -> io::Result<TcpSocket> {
+fn open_socket(spec: &ConnSpec, source: Option<SocketAddr>) -> io::Result<TcpSocket> {
     let socket = match spec.target {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -253,23 +295,28 @@ fn open_socket(spec: &ConnSpec, attempt: &Attempt) -> io::Result<TcpSocket> {
     if let Some(bytes) = spec.sndbuf {
         socket.set_send_buffer_size(bytes)?;
     }
-    match attempt.source {
-        // The kernel picks the port at connect time, for the full 4-tuple: never
-        // bind(port 0) without IP_BIND_ADDRESS_NO_PORT.
-        Some(local) if local.port() == 0 => {
-            crate::socket::set_int_option(&socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
-            socket.bind(local)?;
-        }
+    let Some(local) = source else { return Ok(socket) };
+    // SO_REUSEADDR on every bound socket: a later bind() may share a port only with
+    // sockets that set it too, the kernel's choices at connect and TIME_WAIT included.
+    // Without it, a churn phase's TIME_WAIT ports refused the explicit ports of a
+    // connect phase after it (EADDRINUSE). The kernel's own choice at connect ignores it.
+    socket.set_reuseaddr(true)?;
+    if local.port() == 0 {
+        bind_at_connect(&socket, local)?;
+    } else {
         // A port sockcap chose itself: the connect rate stays flat however full the
-        // range is, where the kernel's own search slows past half of it. SO_REUSEADDR
-        // lets the same (address, port) serve other destinations.
-        Some(local) => {
-            socket.set_reuseaddr(true)?;
-            socket.bind(local)?;
-        }
-        None => {}
+        // range is, where the kernel's own search slows past half of it.
+        socket.bind(local)?;
     }
     Ok(socket)
+}
+
+/// Bind the address alone: the kernel picks the port at connect time, for the full
+/// 4-tuple. Never bind(port 0) without IP_BIND_ADDRESS_NO_PORT, which would take a port
+/// for every destination.
+fn bind_at_connect(socket: &TcpSocket, local: SocketAddr) -> io::Result<()> {
+    crate::socket::set_int_option(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)?;
+    socket.bind(local)
 }
 
 fn client_id(template: &str, worker: u32, n: u64) -> String {

@@ -249,6 +249,7 @@ impl<'p> Worker<'p> {
             open_at_end: self.open,
             drops: collected.drops,
             peer_closed: collected.peer_closed,
+            ports_taken: collected.ports_taken,
             census: Default::default(),
             samples: Vec::new(),
             latency_us: Latencies {

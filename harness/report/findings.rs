@@ -98,6 +98,15 @@ pub fn findings(report: &RunReport) -> Vec<String> {
             report.limits.nofile_soft_after
         ));
     }
+    for p in report.phases.iter().filter(|p| p.ports_taken > 0) {
+        out.push(format!(
+            "phase `{}`: {} of the source ports sockcap chose were held by sockets that do not share them \
+             (another program's, on a source address it also uses); the kernel chose those connections' ports, \
+             which slows connect() once a (source, target) pair holds half the range: give sockcap source \
+             addresses of its own (`sources`)",
+            p.name, p.ports_taken
+        ));
+    }
     let lost: u64 = report.phases.iter().map(|p| p.drops).sum();
     if lost > 0 {
         out.push(format!("{lost} established connections were lost without sockcap closing them"));

@@ -29,6 +29,7 @@ pub fn phases(parts: &[PhaseReport]) -> Result<PhaseReport, HdrError> {
         open_at_end: sum(|p| p.open_at_end),
         drops: sum(|p| p.drops),
         peer_closed: sum(|p| p.peer_closed),
+        ports_taken: sum(|p| p.ports_taken),
         census: census(parts.iter().map(|p| &p.census)),
         samples: Vec::new(),
         latency_us: Latencies {

@@ -183,6 +183,10 @@ pub struct PhaseReport {
     /// `[client] on_eof = "hold"`.
     #[serde(default)]
     pub peer_closed: u64,
+    /// Connections whose source port, chosen by sockcap, was held by a socket that does
+    /// not share it (another program's): the kernel chose their port at connect.
+    #[serde(default)]
+    pub ports_taken: u64,
     /// State census when the phase ended.
     pub census: CensusPair,
     /// Census sampled during the phase.
@@ -324,6 +328,7 @@ impl PhaseReport {
             open_at_end: 0,
             drops: 0,
             peer_closed: 0,
+            ports_taken: 0,
             census: CensusPair::default(),
             samples: Vec::new(),
             latency_us: Latencies::default(),

@@ -14,6 +14,7 @@ mod report_formats;
 mod scenarios;
 mod serve_workers;
 mod shards;
+mod source_ports;
 mod state_lab;
 mod support;
 mod workers;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::{
-    assert_exit, free_port, phase, report, sockcap, ss_states, wait_for_phase, wait_with_timeout, TempDir,
+    assert_agree, assert_exit, free_port, phase, report, sockcap, ss_states, wait_for_phase, wait_with_timeout, TempDir,
 };
 
 /// `sockcap serve` started by the test; killed on drop.
@@ -75,22 +75,29 @@ fn probe_agrees_with_ss_and_ctrl_c_writes_a_partial_report() {
     let mut run = run_in_background(&hold_scenario(&dir, target.port, CLIENTS, "60s"), &json);
     wait_for_phase(&mut run, "hold", Duration::from_secs(30));
 
-    let out = sockcap().args(["probe", "--port", &target.port.to_string(), "--json"]).output().unwrap();
-    assert_exit(&out, 0);
-    let reading: Value = serde_json::from_slice(&out.stdout).expect("probe prints JSON");
     let port = target.port;
-    assert_eq!(as_counts(&reading["local"]), ss_states(&format!("( sport = :{port} )")));
-    assert_eq!(as_counts(&reading["remote"]), ss_states(&format!("( dport = :{port} )")));
+    let probe = |extra: &[&str]| -> Value {
+        let out = sockcap().args(["probe", "--port", &port.to_string(), "--json"]).args(extra).output().unwrap();
+        assert_exit(&out, 0);
+        serde_json::from_slice(&out.stdout).expect("probe prints JSON")
+    };
+    assert_agree("probe and ss, local port", || {
+        (as_counts(&probe(&[])["local"]), ss_states(&format!("( sport = :{port} )")))
+    });
+    assert_agree("probe and ss, remote port", || {
+        (as_counts(&probe(&[])["remote"]), ss_states(&format!("( dport = :{port} )")))
+    });
+    let reading = probe(&[]);
     // By port alone: another program's socket may share the port number, as for `ss`.
     assert!(reading["remote"]["established"].as_u64().unwrap() >= CLIENTS, "{reading}");
     assert_eq!(reading["local"]["listen"], 1);
     assert!(reading["top_peers"][0]["sockets"].as_u64().unwrap() >= CLIENTS, "{reading}");
 
     // The /proc/net/tcp fallback counts the same sockets.
-    let out = sockcap().args(["probe", "--port", &port.to_string(), "--json", "--proc-net"]).output().unwrap();
-    let fallback: Value = serde_json::from_slice(&out.stdout).expect("probe prints JSON");
-    assert_eq!(fallback["backend"], "proc_net");
-    assert_eq!(fallback["remote"], reading["remote"]);
+    assert_eq!(probe(&["--proc-net"])["backend"], "proc_net");
+    assert_agree("sock_diag and /proc/net/tcp", || {
+        (probe(&[])["remote"].clone(), probe(&["--proc-net"])["remote"].clone())
+    });
 
     let pid = run.id().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());

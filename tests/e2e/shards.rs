@@ -89,8 +89,8 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     // During the hold, `ss` sees the three shards' connections together: the whole
     // scenario's, once.
     wait_for_established(broker.port, CLIENTS, Duration::from_secs(30));
-    let seen = ss_states(&format!("( dst 127.0.0.1:{} )", broker.port));
-    assert_eq!(seen.get("established").copied(), Some(CLIENTS), "ss during the hold: {seen:?}");
+    let filter = format!("( dst 127.0.0.1:{} )", broker.port);
+    assert_agree("ss during the hold", || (ss_states(&filter).get("established").copied(), Some(CLIENTS)));
 
     for (i, child) in shards.iter_mut().enumerate() {
         let status = wait_with_timeout(child, Duration::from_secs(60));

@@ -274,6 +274,24 @@ pub fn refused_scenario(name: &str, toml: &str) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Assert that two readings of the machine's sockets agree. Other tests change the socket
+/// table meanwhile, and the kernel resumes a long dump (sock_diag, /proc/net/tcp) at a
+/// hash bucket and a position in it: a socket inserted or removed in that bucket between
+/// two parts of a dump makes the next socket be skipped or read twice. So a pair that
+/// differs is read again, up to 5 times; a real disagreement persists.
+pub fn assert_agree<T: PartialEq + std::fmt::Debug>(what: &str, mut read: impl FnMut() -> (T, T)) {
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let (a, b) = read();
+        if a == b {
+            return;
+        }
+        seen.push((a, b));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what}: the readings differ every time: {seen:#?}");
+}
+
 /// Wait until `ss` sees `n` established client sockets toward `port`.
 pub fn wait_for_established(port: u16, n: u64, within: Duration) {
     let deadline = Instant::now() + within;
