@@ -39,13 +39,16 @@ pub enum ErrorKind {
     PingTimeout,
     /// A close that waits for the target's FIN did not see it in time.
     CloseTimeout,
+    /// The operation never reported an outcome: the phase gave up on it past its timeout
+    /// (a fault of sockcap's, not of the target).
+    NoOutcome,
     /// Any other errno (kept in [`ErrorCounts::other_errnos`]).
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::AddrNotAvailable,
@@ -58,6 +61,7 @@ impl ErrorKind {
         ErrorKind::ClosedByPeer,
         ErrorKind::PingTimeout,
         ErrorKind::CloseTimeout,
+        ErrorKind::NoOutcome,
         ErrorKind::Other,
     ];
 
@@ -76,6 +80,7 @@ impl ErrorKind {
             ErrorKind::ClosedByPeer => "closed_by_peer",
             ErrorKind::PingTimeout => "ping_timeout",
             ErrorKind::CloseTimeout => "close_timeout",
+            ErrorKind::NoOutcome => "no_outcome",
             ErrorKind::Other => "other",
         }
     }
@@ -120,6 +125,11 @@ impl ErrorCounts {
         if let Some(errno) = errno {
             *self.other_errnos.entry(errno).or_default() += 1;
         }
+    }
+
+    /// `n` failures of a kind that has no errno.
+    pub fn add(&mut self, kind: ErrorKind, n: u64) {
+        self.counts[kind as usize] += n;
     }
 
     pub fn get(&self, kind: ErrorKind) -> u64 {
@@ -305,5 +315,18 @@ mod tests {
         for k in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_key(k.key()), Some(k));
         }
+    }
+
+    /// The array index of a kind is its place in `ALL`.
+    #[test]
+    fn every_kind_counts_in_its_own_place() {
+        let mut counts = ErrorCounts::default();
+        for (i, k) in ErrorKind::ALL.into_iter().enumerate() {
+            counts.add(k, i as u64 + 1);
+        }
+        for (i, k) in ErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(counts.get(k), i as u64 + 1, "{}", k.key());
+        }
+        assert_eq!(counts.to_map()["no_outcome"], counts.get(ErrorKind::NoOutcome));
     }
 }

@@ -25,6 +25,7 @@ use super::roster::{self, Bell, Roster};
 use crate::plan::{PhasePlan, Plan};
 use crate::report::{Exhaustion, Latencies, PhaseReport};
 use crate::sources::Sources;
+use crate::stats::ErrorKind;
 
 /// What a worker needs besides the plan.
 #[derive(Debug, Clone)]
@@ -214,8 +215,14 @@ impl<'p> Worker<'p> {
                 }
                 _ = ticker.tick() => self.publish(index, &driver, &collected),
                 _ = sleep_until(give_up_at.unwrap_or(start).max(last_event + GRACE)), if give_up_at.is_some() => {
+                    // Counted as errors: a phase with operations unaccounted for did not pass.
                     let missing = driver.attempted().saturating_sub(driver.outcomes(&collected));
-                    self.notes.push(format!("phase `{}`: {missing} operations never reported an outcome", phase.name));
+                    collected.errors.add(ErrorKind::NoOutcome, missing);
+                    self.notes.push(format!(
+                        "phase `{}`: {missing} operations never reported an outcome (errors.no_outcome); \
+                         this is a fault of sockcap's, please report it",
+                        phase.name
+                    ));
                     break;
                 }
             }
