@@ -51,8 +51,8 @@ pub enum Event {
     Lost { kind: ErrorKind, errno: Option<i32> },
     /// The target closed a connection that the client keeps open (CLOSE_WAIT).
     PeerClosed,
-    /// The source port sockcap chose was held by a socket that does not share it (another
-    /// program's, or one whose port connect() chose): the kernel chose this one's port.
+    /// The source port sockcap chose was unusable (held by another program's socket that
+    /// does not share it, or its 4-tuple already connected): the kernel chose this one's.
     PortTaken,
     /// A close asked for by the engine finished (`error` when it did not go as the mode expects).
     Closed { close_us: u64, error: Option<(ErrorKind, Option<i32>)> },

@@ -100,8 +100,8 @@ pub fn findings(report: &RunReport) -> Vec<String> {
     }
     for p in report.phases.iter().filter(|p| p.ports_taken > 0) {
         out.push(format!(
-            "phase `{}`: {} of the source ports sockcap chose were held by sockets that do not share them \
-             (another program's, on a source address it also uses); the kernel chose those connections' ports, \
+            "phase `{}`: {} of the source ports sockcap chose were in use by other sockets (another program's, \
+             on a source address it also uses); the kernel chose those connections' ports instead, \
              which slows connect() once a (source, target) pair holds half the range: give sockcap source \
              addresses of its own (`sources`)",
             p.name, p.ports_taken

@@ -37,7 +37,7 @@ fn a_taken_source_port_gives_way_to_the_kernels_choice_and_is_counted() {
     assert_eq!(ramp["ports_taken"], u64::from(TAKEN));
     assert_eq!(census(ramp, "client", "established"), 50);
     assert!(
-        report["notes"].to_string().contains("5 of the source ports sockcap chose were held"),
+        report["notes"].to_string().contains("5 of the source ports sockcap chose were in use"),
         "{}",
         report["notes"]
     );

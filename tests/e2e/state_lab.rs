@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{assert_exit, phase, refused_scenario, report, run, TempDir};
+use crate::support::{assert_exit, census, phase, refused_scenario, report, run, TempDir};
 
 /// Tests that need a network namespace of their own are marked
 /// `#[cfg_attr(sockcap_not_root, ignore = ...)]`: a build by another user than root (see
@@ -43,8 +43,12 @@ fn time_wait_exhaustion_is_reproduced_and_each_mitigation_removes_it() {
     let after = e["after_connections"].as_u64().expect("the ports ran out");
     // 500 ports in the range; the kernel may keep a few back.
     assert!((490..=500).contains(&after), "ran out after {after}");
+    // Counted at the first EADDRNOTAVAIL, when the last few closes are still under way
+    // (FIN_WAIT): 487 once with two CPU hogs running. The phase's expectation checks
+    // time_wait >= 490 at its end.
     let time_wait = e["time_wait"].as_u64().unwrap();
-    assert!((490..=500).contains(&time_wait), "TIME_WAIT at exhaustion {time_wait}");
+    assert!((450..=500).contains(&time_wait), "TIME_WAIT at exhaustion {time_wait}");
+    assert!(census(exhaust, "client", "time_wait") >= 490, "{}", exhaust["census"]);
     assert!(e["after_ms"].as_u64().unwrap() < 1_000);
     assert_eq!(e["recovered_after_ms"], Value::Null, "with tcp_tw_reuse 0 no port comes back");
     let notes = report["notes"].to_string();
