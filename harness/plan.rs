@@ -108,6 +108,16 @@ impl Action {
             Action::Churn(_) => "churn",
         }
     }
+
+    /// The operations a connect or churn phase schedules (on one host: see
+    /// [`Shard::share`]); `None` for the others (a close phase's depend on what is held).
+    pub fn scheduled(&self) -> Option<u64> {
+        match self {
+            Action::Connect(c) => Some(c.count),
+            Action::Churn(c) => Some(c.count),
+            Action::Hold(_) | Action::Close(_) | Action::Sleep(_) => None,
+        }
+    }
 }
 
 /// Open `count` connections at `rate` per second, open loop.

@@ -48,6 +48,7 @@ use crate::sources::Sources;
 use census::Censuses;
 use crew::{Crew, Inbound};
 use link::{unix_us_now, Order, WorkerMsg, WorkerProgress};
+use pacing::Shard;
 
 /// What the engine needs besides the plan: the resolved target and the environment.
 #[derive(Debug, Clone)]
@@ -228,8 +229,8 @@ struct Coordinator<'p> {
     stopping: bool,
     /// The processes holding the target's listening sockets, when it is local.
     target_pids: Vec<u32>,
-    /// A shard of a fleet: expectations are deferred to the merged report.
-    sharded: bool,
+    /// This host's shard of a fleet: its expectations are deferred to the merged report.
+    shard: Option<Shard>,
     /// When phase 1 started, µs since the Unix epoch.
     first_start_unix_us: u64,
 }
@@ -254,7 +255,7 @@ impl<'p> Coordinator<'p> {
             failure: false,
             stopping: false,
             target_pids: target_pids(ctx.target),
-            sharded: ctx.shard.is_some(),
+            shard: ctx.shard.as_ref().map(|s| Shard { index: s.index, count: s.count }),
             first_start_unix_us: 0,
         }
     }
@@ -408,7 +409,7 @@ impl<'p> Coordinator<'p> {
         report.sockstat = SockStat::read().unwrap_or_default();
         report.target_fds = self.target_fds();
         report.expectations = phase.expect.iter().map(|e| e.judge(&report)).collect();
-        if self.sharded {
+        if self.shard.is_some() {
             report.expectations.iter_mut().for_each(|e| e.deferred = true);
         }
         report
@@ -441,7 +442,12 @@ impl<'p> Coordinator<'p> {
     }
 
     fn publish(&self, index: usize, phase: &PhasePlan, start: Instant, census: Option<probe::StateCounts>) {
-        let counts = self.counts();
+        let mut counts = self.counts();
+        if counts.planned == 0 {
+            // Before the workers' first counts: what the plan schedules on this host.
+            let host = self.shard.unwrap_or(Shard::ALL);
+            counts.planned = phase.action.scheduled().map_or(0, |n| host.share(n));
+        }
         self.progress.send_replace(Progress {
             phase_index: index,
             phase_count: self.plan.phases.len(),

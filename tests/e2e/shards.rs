@@ -239,14 +239,18 @@ fn sigterm_stops_a_shard_with_its_report() {
     let dir = TempDir::new("sigterm");
     let toml = "name = \"sigterm\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n\n[[phase]]\nname = \"ramp\"\n\
                 connect = { count = 200, rate = 1000 }\n\n[[phase]]\nname = \"hold\"\nhold = \"60s\"\n";
-    let (mut run, json) = start_run(&dir, toml, &["--shard", "0/1"]);
-    wait_for_phase(&mut run, "hold", Duration::from_secs(30));
+    let (mut run, json) = start_run(&dir, toml, &["--shard", "1/2"]);
+    let mut progress = Progress::of(&mut run);
+    // From its first line, the progress counts this shard's share.
+    let ramp = progress.wait_for_phase("ramp", Duration::from_secs(30));
+    assert!(ramp.contains("/100 connected"), "{ramp}");
+    progress.wait_for_phase("hold", Duration::from_secs(30));
     let pid = run.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = wait_with_timeout(&mut run, Duration::from_secs(20));
     assert_eq!(status.code(), Some(130));
     let r = report(&json);
     assert_eq!(r["outcome"], "interrupted");
-    assert_eq!(phase(&r, "ramp")["succeeded"], 200);
-    assert_eq!(r["shard"]["index"], 0);
+    assert_eq!(phase(&r, "ramp")["succeeded"], 100);
+    assert_eq!(r["shard"]["index"], 1);
 }

@@ -381,31 +381,48 @@ pub fn start_run(dir: &TempDir, toml: &str, extra: &[&str]) -> (Child, std::path
     (child, json)
 }
 
-/// Wait until `run` (started without `--quiet`, stderr piped) has started phase `name`:
-/// stderr, not a terminal, gets the line `[k/n] NAME (kind): ...` once the phase's clock
-/// starts. Sockets seen by `ss` are no such sign: a ramp's last connection is up before
-/// the ramp's closing census, and a signal in between ends the run before the next phase.
-/// The rest of stderr is drained in the background.
-pub fn wait_for_phase(run: &mut Child, name: &str, within: Duration) {
-    use std::io::BufRead;
-    let stderr = run.stderr.take().expect("the run's stderr is piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let started = format!("] {name} (");
-    let deadline = Instant::now() + within;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with('[') && line.contains(&started) => return,
-            Ok(line) => seen.push(line),
-            Err(_) => panic!("phase `{name}` did not start within {within:?}; stderr: {seen:#?}"),
+/// The progress lines of a run started without `--quiet`, stderr piped: not on a
+/// terminal, stderr gets the line `[k/n] NAME (kind): ...` once a phase's clock starts.
+/// Sockets seen by `ss` are no such sign: a ramp's last connection is up before the
+/// ramp's closing census, and a signal in between ends the run before the next phase.
+/// Read on a thread of its own, which drains stderr to its end.
+pub struct Progress {
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Progress {
+    pub fn of(run: &mut Child) -> Progress {
+        use std::io::BufRead;
+        let stderr = run.stderr.take().expect("the run's stderr is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Progress { lines }
+    }
+
+    /// Wait until phase `name` has started; returns its first progress line.
+    pub fn wait_for_phase(&mut self, name: &str, within: Duration) -> String {
+        let started = format!("] {name} (");
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with('[') && line.contains(&started) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!("phase `{name}` did not start within {within:?}; stderr: {seen:#?}"),
+            }
         }
     }
+}
+
+/// Wait until `run` (started without `--quiet`, stderr piped) has started phase `name`
+/// (see [`Progress`]).
+pub fn wait_for_phase(run: &mut Child, name: &str, within: Duration) {
+    Progress::of(run).wait_for_phase(name, within);
 }
 
 /// Wait for the run's workers to appear.
