@@ -313,22 +313,16 @@ async fn attempt(me: &Member, rendezvous: &str) -> Result<Instant, Attempt> {
     }
 }
 
-/// Connect to shard 0 from a port bound with SO_REUSEADDR: that port lies in
-/// ip_local_port_range, where the run binds its own source ports, and otherwise this
-/// socket (or its TIME_WAIT) would make the run's bind of the same address and port fail
-/// with EADDRINUSE (measured: 1 connect in 1,200 in the lab).
+/// Connect to shard 0 with SO_REUSEADDR set: the port connect() picks lies in
+/// ip_local_port_range, where the run binds its own source ports, and a later bind() may
+/// share a port only with a socket that set it. Without it this socket (or its
+/// TIME_WAIT) made the run's bind of the same address and port fail with EADDRINUSE
+/// (measured: 1 connect in 1,200 in the lab).
 async fn connect(rendezvous: &str) -> std::io::Result<TcpStream> {
     let mut last = None;
     for addr in tokio::net::lookup_host(rendezvous).await? {
-        let (socket, any) = if addr.is_ipv4() {
-            (TcpSocket::new_v4()?, SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)))
-        } else {
-            (TcpSocket::new_v6()?, SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
-        };
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
-        // Bound before connect: a port connect() picks itself is never shared with a
-        // later bind(), SO_REUSEADDR or not; one bind() picked is, with it.
-        socket.bind(any)?;
         match socket.connect(addr).await {
             Ok(stream) => return Ok(stream),
             Err(e) => last = Some(e),
