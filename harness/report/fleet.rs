@@ -218,35 +218,46 @@ fn points(report: &RunReport) -> Vec<Point> {
 fn summed_samples(series: &[Vec<Point>], scopes: &[&str], p: usize, from_ms: u64, to_ms: u64) -> Vec<CensusSample> {
     let mut instants: Vec<u64> = (from_ms..to_ms).step_by(1000).collect();
     instants.push(to_ms);
-    instants
-        .into_iter()
-        .map(|t| {
-            let at = |shard: &Vec<Point>| -> Option<Point> {
-                let latest = shard.iter().take_while(|x| x.t_ms <= t as i64).last().or(shard.first())?;
-                let mut reading = latest.clone();
-                // Counts of operations are per phase: a shard before phase p has done
-                // none of them, one past it all of them.
-                if reading.phase != p {
-                    let end = shard.iter().rfind(|x| x.phase == p);
-                    let (succeeded, failed) = match end {
-                        Some(end) if reading.phase > p => (end.succeeded, end.failed),
-                        _ => (0, 0),
-                    };
-                    (reading.succeeded, reading.failed) = (succeeded, failed);
-                }
-                Some(reading)
-            };
-            let readings: Vec<(usize, Point)> =
-                series.iter().enumerate().filter_map(|(i, shard)| at(shard).map(|r| (i, r))).collect();
+    let per_shard: Vec<Vec<Point>> = series.iter().map(|shard| readings_at(shard, p, &instants)).collect();
+    (0..instants.len())
+        .map(|k| {
+            let readings: Vec<(usize, &Point)> =
+                per_shard.iter().enumerate().filter_map(|(i, shard)| shard.get(k).map(|r| (i, r))).collect();
             let census = by_scope(readings.iter().map(|(i, r)| (scopes[*i], Scoped::census(&r.pair)))).into_census();
             CensusSample {
-                t_ms: t,
+                t_ms: instants[k],
                 client: census.client,
                 server: census.server,
                 succeeded: readings.iter().map(|(_, r)| r.succeeded).sum(),
                 failed: readings.iter().map(|(_, r)| r.failed).sum(),
                 open: readings.iter().map(|(_, r)| r.open).sum(),
             }
+        })
+        .collect()
+}
+
+/// A shard's latest reading at each of `instants` (ascending), in one pass over its
+/// time-ordered points; none when it has no reading at all.
+fn readings_at(shard: &[Point], p: usize, instants: &[u64]) -> Vec<Point> {
+    let Some(first) = shard.first() else { return Vec::new() };
+    // Counts of operations are per phase: a shard before phase p has done none of them,
+    // one past it all of them.
+    let end_of_p = shard.iter().rfind(|x| x.phase == p).map(|end| (end.succeeded, end.failed));
+    let mut seen = 0;
+    instants
+        .iter()
+        .map(|&t| {
+            while seen < shard.len() && shard[seen].t_ms <= t as i64 {
+                seen += 1;
+            }
+            let mut reading = if seen == 0 { first.clone() } else { shard[seen - 1].clone() };
+            if reading.phase != p {
+                (reading.succeeded, reading.failed) = match end_of_p {
+                    Some(end) if reading.phase > p => end,
+                    _ => (0, 0),
+                };
+            }
+            reading
         })
         .collect()
 }
