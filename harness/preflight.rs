@@ -893,13 +893,13 @@ mod tests {
         Listeners { sockets: vec![socket], processes: vec![process], unowned: Vec::new() }
     }
 
-    /// This project's machine: 20,000 descriptors, 24 GiB, default sysctls; `plan`'s
-    /// sources as a run would pick them.
     /// A remote target for the verdicts on a non-local target: an IPv6 documentation
     /// address (RFC 3849, never routed). `assess` is pure and these tests build their
     /// `Environment` by hand: nothing ever connects to it.
     const REMOTE: &str = "[2001:db8::1]:1883";
 
+    /// This project's machine: 20,000 descriptors, 24 GiB, default sysctls; `plan`'s
+    /// sources as a run would pick them.
     fn env(plan: &Plan) -> Environment {
         let target: SocketAddr = "127.0.0.1:1883".parse().unwrap();
         let limits = probe::Limits {

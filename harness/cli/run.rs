@@ -138,43 +138,13 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
 /// stay under each one's descriptor limit (`workers`, from the preflight assessment).
 async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Failure> {
     // In a private namespace the well-known port is free, and outside the ephemeral range.
-    let port = if plan.netns.is_some() { 1883 } else { quiet_port() };
+    let port = if plan.netns.is_some() { 1883 } else { crate::target::quiet_port() };
     let opts = ServeOptions { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), workers, ..plan.embedded };
     EmbeddedTarget::spawn(opts)
         .await
         .context("starting the embedded target (`sockcap serve`)")
         .map_err(Failure::environment)
 }
-
-/// A free loopback port that no socket of any state uses as either end: the census
-/// counts sockets by the target's port, and TIME_WAIT left toward an earlier target on
-/// the same port (60 s) would be counted as this run's. It lies below
-/// ip_local_port_range, where neither the kernel (for any program's connect()) nor
-/// sockcap (for its explicit source ports) hands ports out, so nothing takes it between
-/// this check and the target's bind. 0 (the kernel's choice) if none is found.
-fn quiet_port() -> u16 {
-    let lo = probe::Limits::read().ip_local_port_range.map_or(crate::sources::DEFAULT_RANGE.0, |r| r.0);
-    let below = u32::from(lo.saturating_sub(QUIET_PORTS_FROM));
-    let seed = std::process::id().wrapping_mul(2_654_435_761);
-    let mut prober = probe::Prober::new();
-    for attempt in 0..40u32 {
-        let port = match below {
-            0..=999 => 0,
-            n => QUIET_PORTS_FROM + (seed.wrapping_add(attempt.wrapping_mul(7_919)) % n) as u16,
-        };
-        let Ok(listener) = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)) else { continue };
-        let Ok(port) = listener.local_addr().map(|a| a.port()) else { break };
-        let mut used = |filter: probe::Filter| prober.census(&filter).map_or(u64::MAX, |c| c.total());
-        let quiet = used(probe::Filter::client(port)) == 0 && used(probe::Filter::server(port)) == 1;
-        if quiet {
-            return port;
-        }
-    }
-    0
-}
-
-/// The lowest port [`quiet_port`] picks (below it: well-known and registered services).
-const QUIET_PORTS_FROM: u16 = 10_000;
 
 /// Run the engine with Ctrl-C handling and the progress line.
 async fn run_engine(
@@ -215,19 +185,5 @@ async fn stop_signal(term: &mut tokio::signal::unix::Signal) -> bool {
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.is_ok(),
         r = term.recv() => r.is_some(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_embedded_targets_port_lies_below_the_ephemeral_range() {
-        let lo = probe::Limits::read().ip_local_port_range.map_or(crate::sources::DEFAULT_RANGE.0, |r| r.0);
-        let port = quiet_port();
-        assert!((QUIET_PORTS_FROM..lo).contains(&port), "port {port}, ephemeral range from {lo}");
-        // Free, as it says.
-        std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).expect("the port is free");
     }
 }

@@ -105,7 +105,7 @@ pub struct MergedShard {
     /// The file it was read from.
     pub file: String,
     pub outcome: Outcome,
-    /// Whether the shard's own phase figures were complete (it ran every phase).
+    /// How many phases the shard ran (fewer than the scenario's when it was cut short).
     pub phases: u32,
 }
 

@@ -35,6 +35,7 @@
 
 mod child;
 mod connection;
+mod quiet_port;
 #[cfg(test)]
 mod recipes;
 mod server;
@@ -56,6 +57,7 @@ use crate::protocol::Protocol;
 
 pub(crate) use child::prepare as prepare_child;
 pub use child::EmbeddedTarget;
+pub use quiet_port::quiet_port;
 pub use server::serve;
 pub use workers::workers_for;
 

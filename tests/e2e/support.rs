@@ -3,7 +3,7 @@
 //! independent witness of socket states.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -60,30 +60,14 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback port nothing listens on right now.
-/// It lies below ip_local_port_range, where neither the kernel (any program's connect())
-/// nor a run's explicit source ports hand ports out, and no socket of any state uses it:
-/// a census or `ss` filter by this port number counts this test's sockets only.
+/// A loopback port no socket of any state uses, below ip_local_port_range (see
+/// [`sockcap::target::quiet_port`]): a census or `ss` filter by this port number counts
+/// this test's sockets only.
 pub fn free_port() -> u16 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
-    let lo: u32 = range.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(32_768);
-    let span = lo.saturating_sub(FREE_PORTS_FROM).max(1);
-    let seed = std::process::id().wrapping_mul(2_654_435_761);
-    for _ in 0..200 {
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let port = (FREE_PORTS_FROM + seed.wrapping_add(n.wrapping_mul(7_919)) % span) as u16;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok()
-            && ss_states(&format!("( sport = :{port} or dport = :{port} )")).is_empty()
-        {
-            return port;
-        }
-    }
-    panic!("no free port below the ephemeral range ({lo}) in 200 tries");
+    let port = sockcap::target::quiet_port();
+    assert_ne!(port, 0, "no free port below the ephemeral range");
+    port
 }
-
-/// The lowest port [`free_port`] hands out.
-const FREE_PORTS_FROM: u32 = 10_000;
 
 /// Raise this process's soft descriptor limit so children (mosquitto) inherit it.
 pub fn raise_nofile() {
