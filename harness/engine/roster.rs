@@ -85,10 +85,21 @@ impl Bell {
     }
 
     fn ring(&self, set: impl FnOnce(&mut Rung)) {
+        self.ring_if(|rung| {
+            set(rung);
+            true
+        });
+    }
+
+    /// Change what is rung; wake the task (outside the lock) when `set` says it rang.
+    fn ring_if(&self, set: impl FnOnce(&mut Rung) -> bool) {
         let waker = {
             let mut rung = self.lock();
-            set(&mut rung);
-            rung.waker.take()
+            if set(&mut rung) {
+                rung.waker.take()
+            } else {
+                None
+            }
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -162,15 +173,11 @@ impl Roster {
     /// Ring the ping of every connection whose ping is due at `now`.
     fn ring_due_pings(&self, now: Instant) {
         for bell in self.lock().iter() {
-            let mut rung = bell.lock();
-            if !rung.ping && rung.ping_due.is_some_and(|due| due <= now) {
-                rung.ping = true;
-                let waker = rung.waker.take();
-                drop(rung);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-            }
+            bell.ring_if(|rung| {
+                let due = !rung.ping && rung.ping_due.is_some_and(|due| due <= now);
+                rung.ping |= due;
+                due
+            });
         }
     }
 }
