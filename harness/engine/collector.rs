@@ -30,13 +30,15 @@ pub struct Collector {
     pub ports_taken: u64,
     /// When the last connect or close success arrived (for the achieved rate).
     pub last_success: Option<Instant>,
-    /// The first EADDRNOTAVAIL of the phase: when its connect() was called, and when the
-    /// event came.
-    pub first_addr_not_available: Option<(Instant, Instant)>,
+    /// When the first EADDRNOTAVAIL of the phase was known (its event came).
+    pub first_addr_not_available: Option<Instant>,
     /// Connections established whose connect() was called before the first
-    /// EADDRNOTAVAIL's (the ones that took the ports).
+    /// EADDRNOTAVAIL was known (the ones that took the ports).
     pub connected_before_exhaustion: u64,
-    /// When a connection whose connect() came after the first EADDRNOTAVAIL was established.
+    /// When a connection whose connect() was called after the first EADDRNOTAVAIL was
+    /// known was established: its port came back after the ports ran out. (Ordered by
+    /// the failure's call instead, a connect called a moment after it but whose port
+    /// search ran first, took the last port, and counted as a recovery.)
     pub recovered_at: Option<Instant>,
     /// Successes in each [`TIMELINE_STEP`] since `start`.
     pub timeline: Vec<u32>,
@@ -93,24 +95,21 @@ impl Collector {
                 self.succeeded_now();
                 match self.first_addr_not_available {
                     None => self.connected_before_exhaustion += 1,
-                    Some((failed, _)) if started < failed => self.connected_before_exhaustion += 1,
+                    Some(known) if started < known => self.connected_before_exhaustion += 1,
                     // Connects under way when the ports ran out say nothing of recovery.
-                    Some((failed, _)) if started > failed && self.recovered_at.is_none() => {
-                        self.recovered_at = self.last_success;
-                    }
+                    Some(_) if self.recovered_at.is_none() => self.recovered_at = self.last_success,
                     Some(_) => {}
                 }
                 1
             }
-            Event::ConnectFailed { started, kind, errno, connect_us } => {
+            Event::ConnectFailed { kind, errno, connect_us } => {
                 if let Some(us) = connect_us {
                     self.connect.record_us(us);
                 }
                 self.errors.record(kind, errno);
                 self.connect_failed += 1;
                 if kind == ErrorKind::AddrNotAvailable && self.first_addr_not_available.is_none() {
-                    let now = Instant::now();
-                    self.first_addr_not_available = Some((started.unwrap_or(now), now));
+                    self.first_addr_not_available = Some(Instant::now());
                 }
                 0
             }
@@ -167,12 +166,7 @@ mod tests {
     fn events_fold_into_counts() {
         let mut c = Collector::new(Instant::now());
         assert_eq!(c.record(Event::Connected { started: Instant::now(), connect_us: 100, handshake_us: Some(300) }), 1);
-        let failed = Event::ConnectFailed {
-            started: Some(Instant::now()),
-            kind: ErrorKind::ClosedBeforeConnack,
-            errno: None,
-            connect_us: Some(90),
-        };
+        let failed = Event::ConnectFailed { kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: Some(90) };
         assert_eq!(c.record(failed), 0);
         assert_eq!(c.record(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None }), -1);
         assert_eq!((c.connected, c.connect_outcomes(), c.drops, c.failures()), (1, 2, 1, 2));
@@ -188,16 +182,17 @@ mod tests {
         let mut c = Collector::new(Instant::now());
         c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None });
         c.record(Event::Closed { close_us: 10, error: None });
-        let eaddr = Event::ConnectFailed {
-            started: Some(Instant::now()),
-            kind: ErrorKind::AddrNotAvailable,
-            errno: None,
-            connect_us: None,
-        };
+        let eaddr = Event::ConnectFailed { kind: ErrorKind::AddrNotAvailable, errno: None, connect_us: None };
+        // Called after the failing connect() was, but its port search ran first: it took
+        // the last port, before the failure was known.
+        let meanwhile = Instant::now();
         c.record(eaddr);
         c.record(eaddr);
         assert_eq!(c.connected_before_exhaustion, 1);
         assert!(c.recovered_at.is_none());
+        c.record(Event::Connected { started: meanwhile, connect_us: 10, handshake_us: None });
+        assert_eq!(c.connected_before_exhaustion, 2);
+        assert!(c.recovered_at.is_none(), "the last port taken is no recovery");
         // a connect started before the ports ran out is no sign of recovery
         let early = Instant::now() - std::time::Duration::from_secs(1);
         c.record(Event::Connected { started: early, connect_us: 10, handshake_us: None });

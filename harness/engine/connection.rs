@@ -45,8 +45,7 @@ pub enum Event {
     /// `started`: when connect() was called (the kernel picked the source port then).
     Connected { started: Instant, connect_us: u64, handshake_us: Option<u64> },
     /// The connection never became usable.
-    /// `started`: when connect() was called, if it was.
-    ConnectFailed { started: Option<Instant>, kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
+    ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
     /// An established connection was lost without sockcap closing it.
     Lost { kind: ErrorKind, errno: Option<i32> },
     /// The target closed a connection that the client keeps open (CLOSE_WAIT).
@@ -160,7 +159,6 @@ async fn open_or_churn(
         }
         Err(failure) => {
             let _ = events.send(Event::ConnectFailed {
-                started: failure.started,
                 kind: failure.kind,
                 errno: failure.errno,
                 connect_us: failure.connect_us,
@@ -186,18 +184,16 @@ struct Failure {
     kind: ErrorKind,
     errno: Option<i32>,
     connect_us: Option<u64>,
-    /// When connect() was called, if it was.
-    started: Option<Instant>,
 }
 
 impl Failure {
     fn new(kind: ErrorKind, connect_us: Option<u64>) -> Failure {
-        Failure { kind, errno: None, connect_us, started: None }
+        Failure { kind, errno: None, connect_us }
     }
 
     fn io(err: &io::Error, connect_us: Option<u64>) -> Failure {
         let (kind, errno) = ErrorKind::classify(err);
-        Failure { kind, errno, connect_us, started: None }
+        Failure { kind, errno, connect_us }
     }
 }
 
@@ -217,14 +213,13 @@ async fn open_within_deadline(
     // scheduled instant whatever holds the connection up.
     let connecting = async {
         let Ok(permit) = attempt.permits.clone().acquire_owned().await else {
-            return Err((io::Error::other("the run is ending"), None));
+            return Err((io::Error::other("the run is ending"), false));
         };
         connect(spec, attempt, events).await.map(|(stream, started)| (stream, started, permit))
     };
     let (stream, started, permit) = match timeout_at(attempt.deadline, connecting).await {
         Ok(Ok(opened)) => opened,
-        Ok(Err((e, started))) => return Err(Failure { started, ..Failure::io(&e, None) }),
-        // (a connect that timed out may or may not have held a port: not counted as started)
+        Ok(Err((e, _))) => return Err(Failure::io(&e, None)),
         Err(_) => return Err(Failure::new(ErrorKind::TimedOut, None)),
     };
     let connect_us = micros_since(attempt.scheduled);
@@ -233,12 +228,13 @@ async fn open_within_deadline(
     }
     match timeout_at(attempt.deadline, mqtt_handshake(&stream, spec, attempt.n)).await {
         Ok(Ok(())) => Ok((stream, permit, started, connect_us, Some(micros_since(attempt.scheduled)))),
-        Ok(Err(failure)) => Err(Failure { connect_us: Some(connect_us), started: Some(started), ..failure }),
-        Err(_) => Err(Failure { started: Some(started), ..Failure::new(ErrorKind::ConnackTimeout, Some(connect_us)) }),
+        Ok(Err(failure)) => Err(Failure { connect_us: Some(connect_us), ..failure }),
+        Err(_) => Err(Failure::new(ErrorKind::ConnackTimeout, Some(connect_us))),
     }
 }
 
-/// Open a socket and connect; returns (or fails with) the instant connect() was called.
+/// Open a socket and connect; returns the instant connect() was called, or fails with
+/// the error and whether it was connect()'s (not the socket's set-up).
 ///
 /// A source port sockcap chose can turn out unusable: held by a socket that does not
 /// share it (bind: EADDRINUSE; another program's), or with this very 4-tuple in use by a
@@ -249,10 +245,10 @@ async fn connect(
     spec: &ConnSpec,
     attempt: &Attempt,
     events: &mpsc::UnboundedSender<Event>,
-) -> Result<(TcpStream, Instant), (io::Error, Option<Instant>)> {
+) -> Result<(TcpStream, Instant), (io::Error, bool)> {
     let chosen = attempt.source.filter(|s| s.port() != 0);
     match connect_from(spec, attempt.source).await {
-        Err((e, started)) if chosen.is_some() && port_taken(&e, started.is_some()) => {
+        Err((e, at_connect)) if chosen.is_some() && port_taken(&e, at_connect) => {
             let _ = events.send(Event::PortTaken);
             connect_from(spec, chosen.map(|s| SocketAddr::new(s.ip(), 0))).await
         }
@@ -271,18 +267,15 @@ fn port_taken(e: &io::Error, at_connect: bool) -> bool {
 }
 
 /// Open a socket bound to `source` and connect it.
-async fn connect_from(
-    spec: &ConnSpec,
-    source: Option<SocketAddr>,
-) -> Result<(TcpStream, Instant), (io::Error, Option<Instant>)> {
-    let socket = open_socket(spec, source).map_err(|e| (e, None))?;
+async fn connect_from(spec: &ConnSpec, source: Option<SocketAddr>) -> Result<(TcpStream, Instant), (io::Error, bool)> {
+    let socket = open_socket(spec, source).map_err(|e| (e, false))?;
     let started = Instant::now();
     match socket.connect(spec.target).await {
         Ok(stream) => {
-            stream.set_nodelay(true).map_err(|e| (e, Some(started)))?;
+            stream.set_nodelay(true).map_err(|e| (e, true))?;
             Ok((stream, started))
         }
-        Err(e) => Err((e, Some(started))),
+        Err(e) => Err((e, true)),
     }
 }
 

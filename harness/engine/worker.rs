@@ -235,7 +235,7 @@ impl<'p> Worker<'p> {
         let duration = start.elapsed();
         let active = collected.last_success.map_or(duration, |t| t.saturating_duration_since(start));
         let succeeded = driver.succeeded(&collected);
-        let exhaustion = collected.first_addr_not_available.map(|(_, at)| Exhaustion {
+        let exhaustion = collected.first_addr_not_available.map(|at| Exhaustion {
             after_connections: collected.connected_before_exhaustion,
             after_ms: at.saturating_duration_since(start).as_millis() as u64,
             time_wait: exhaustion_census.as_ref().map_or(0, |(c, _)| c.get(probe::TcpState::TimeWait)),
