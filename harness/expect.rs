@@ -9,7 +9,8 @@
 use probe::TcpState;
 
 use crate::report::{ExpectationResult, PhaseReport};
-use crate::stats::{parse_latency_us, ErrorKind, LatencyText};
+use crate::failure::ErrorKind;
+use crate::latency::{parse_latency_us, LatencyText};
 
 /// A comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

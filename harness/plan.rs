@@ -7,13 +7,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::engine::pacing::Shard;
+use crate::shard::Shard;
 use crate::expect::{Expectation, Metric};
 use crate::protocol::Protocol;
 use crate::scenario::{
     ChurnSection, CloseSection, ConnectSection, EmbeddedSection, MqttSection, PhaseSection, Scenario,
 };
-use crate::target::{OnEof, ServeOptions, MAX_WORKERS};
+use crate::embedded::{ServeOptions, MAX_WORKERS};
+use crate::protocol::OnEof;
 
 /// A scenario that can run.
 #[derive(Debug, Clone)]
@@ -615,7 +616,7 @@ fn embedded_options(check: &Check, e: Option<&EmbeddedSection>, protocol: Protoc
         }
     };
     let backlog = match e.and_then(|e| e.backlog) {
-        None => crate::target::DEFAULT_BACKLOG,
+        None => crate::embedded::DEFAULT_BACKLOG,
         Some(n) if (0..=i64::from(u32::MAX)).contains(&n) => n as u32,
         Some(n) => return Err(check.err("embedded.backlog", format!("backlog must be 0 or more, found {n}"))),
     };

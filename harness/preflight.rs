@@ -2,7 +2,7 @@
 //! spends is checked against what the machine allows, before any socket opens:
 //!
 //! - **descriptors**: worker processes needed under RLIMIT_NOFILE (one process holds
-//!   its soft limit minus [`limits::RESERVE`] connections), and the embedded target's.
+//!   its soft limit minus [`descriptors::RESERVE`] connections), and the embedded target's.
 //! - **file_max**: fs.file-max minus the files open now, against the descriptors the run
 //!   adds on this machine (client sockets, and server sockets when the target is local).
 //! - **ports**: source addresses × ephemeral ports per destination ([`crate::sources`]).
@@ -30,7 +30,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
-use crate::limits::{self, NofileRaise};
+use crate::descriptors::{self, NofileRaise};
 use crate::plan::{Action, CloseMode, Plan, Sysctl, TargetSpec};
 /// `12,345`.
 pub use crate::report::thousands as count;
@@ -71,7 +71,7 @@ pub struct Environment {
     pub target_local: bool,
     /// The client sources the run will use ([`Plan::effective_sources`]).
     pub sources: Sources,
-    /// This process's RLIMIT_NOFILE after [`limits::raise_nofile`].
+    /// This process's RLIMIT_NOFILE after [`descriptors::raise_nofile`].
     pub nofile: NofileRaise,
     /// The sysctls in force in the run's network namespace.
     pub limits: probe::Limits,
@@ -93,7 +93,7 @@ pub struct Environment {
 impl Environment {
     /// Gather the facts for `plan` from this machine. `target` is the resolved target
     /// (`None`: an embedded one not started yet); `nofile` comes from
-    /// [`limits::raise_nofile`]; `workers` is `--workers N`.
+    /// [`descriptors::raise_nofile`]; `workers` is `--workers N`.
     pub fn read(plan: &Plan, target: Option<SocketAddr>, nofile: NofileRaise, workers: Option<u64>) -> Environment {
         let host = probe::Limits::read();
         let limits = match &plan.netns {
@@ -104,7 +104,7 @@ impl Environment {
         let toward = target.unwrap_or(EMBEDDED_PLACEHOLDER);
         let sources = Sources::new(plan.effective_sources(toward, ports), ports);
         let embedded = plan.target == TargetSpec::Embedded;
-        let target_local = embedded || target.is_some_and(|t| crate::engine::census::is_local(t.ip()));
+        let target_local = embedded || target.is_some_and(|t| crate::socket::is_local(t.ip()));
         let listeners = match target {
             Some(t) if target_local && !embedded => probe::listeners_for(t).ok(),
             _ => None,
@@ -333,11 +333,11 @@ fn first_blocking<'a>(checks: impl Iterator<Item = &'a Check>) -> Option<&'a Che
 pub fn assess(plan: &Plan, env: &Environment) -> Assessment {
     let peak = plan.peak_connections();
     let embedded = plan.target == TargetSpec::Embedded;
-    let needed = limits::workers_needed(peak, env.nofile.soft_after);
+    let needed = descriptors::workers_needed(peak, env.nofile.soft_after);
     let workers = env.workers.unwrap_or(needed).max(1);
     // As `sockcap run` starts it: each process raises its soft limit to the hard one.
     let target_workers = if embedded {
-        u64::from(plan.embedded.workers.max(crate::target::workers_for(peak, env.nofile.hard)))
+        u64::from(plan.embedded.workers.max(crate::embedded::workers_for(peak, env.nofile.hard)))
     } else {
         0
     };
@@ -397,7 +397,7 @@ impl Ctx<'_> {
     fn descriptors(&self) -> Check {
         let mut check = Check::new(CheckName::Descriptors, Side::Client);
         let nofile = &self.env.nofile;
-        let per_process = limits::per_process(nofile.soft_after);
+        let per_process = descriptors::per_process(nofile.soft_after);
         check
             .figures
             .add("nofile_soft", Some(nofile.soft_after))
@@ -431,7 +431,7 @@ impl Ctx<'_> {
             let raise = match self.env.limits.nr_open {
                 Some(nr_open) if nr_open > nofile.hard => format!(
                     ", or raise the hard limit (`ulimit -Hn {}` as root, LimitNOFILE= for a service; fs.nr_open allows up to {})",
-                    self.peak.div_ceil(self.workers) + limits::RESERVE,
+                    self.peak.div_ceil(self.workers) + descriptors::RESERVE,
                     count(nr_open)
                 ),
                 _ => String::new(),
@@ -456,7 +456,7 @@ impl Ctx<'_> {
             return check.judged(Verdict::Skipped, "fs.file-max or fs.file-nr could not be read".into(), None);
         };
         let per_connection = self.sockets_per_connection();
-        let reserve = limits::RESERVE * (self.workers + self.target_workers);
+        let reserve = descriptors::RESERVE * (self.workers + self.target_workers);
         let adds = self.peak * per_connection + reserve;
         let free = file_max.saturating_sub(open);
         check
@@ -707,7 +707,7 @@ impl Ctx<'_> {
     fn target_descriptors(&self) -> Check {
         let mut check = Check::new(CheckName::TargetDescriptors, Side::Target);
         if self.embedded {
-            let per_process = limits::per_process(self.env.nofile.soft_after);
+            let per_process = descriptors::per_process(self.env.nofile.soft_after);
             check
                 .figures
                 .add("target_workers", Some(self.target_workers))

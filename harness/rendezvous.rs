@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout_at, Instant};
 
-use crate::engine::pacing::Shard;
+use crate::shard::Shard;
 
 /// How long after the last registration every shard starts.
 pub const START_LEAD: Duration = Duration::from_secs(1);

@@ -1,14 +1,21 @@
 //! Socket operations that tokio and socket2 do not offer, shared by the client engine,
 //! the embedded target and their tests: integer socket options by number
 //! (IP_BIND_ADDRESS_NO_PORT, TCP_DEFER_ACCEPT), the count of unsent bytes, and filling
-//! a send buffer until the peer's window is closed.
+//! a send buffer until the peer's window is closed; and whether an address is this
+//! machine's.
 
 use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
+
+/// True when `ip` belongs to this machine (loopback, or bindable here).
+pub fn is_local(ip: IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
 
 /// setsockopt(level, name) with an int value.
 pub fn set_int_option(

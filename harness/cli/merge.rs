@@ -1,6 +1,6 @@
 //! `sockcap merge --expect-shards N FILES...`: read the shards' reports (JSON files, or
 //! logs holding framed reports from `--emit-report`), merge them exactly
-//! ([`crate::report::fleet`]), print the text report, write the merged `--json`,
+//! ([`crate::report::merge::shards`]), print the text report, write the merged `--json`,
 //! `--junit`, `--html`; exit 0 when the merged expectations hold, 1 when one fails, a
 //! shard is missing or failed, 2 when the files cannot be merged.
 
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 
 use super::{exit, Failure};
-use crate::report::fleet::{self, ShardReport};
+use crate::report::merge::shards::{self, ShardReport};
 use crate::report::{self, frame};
 
 #[derive(Debug, clap::Args)]
@@ -31,7 +31,7 @@ pub fn merge(args: MergeArgs) -> Result<u8, Failure> {
     for path in &args.files {
         parts.extend(read(path)?);
     }
-    let merged = fleet::shards(parts, args.expect_shards)
+    let merged = shards::shards(parts, args.expect_shards)
         .map_err(|e| Failure::bad_input(anyhow::Error::new(e).context("the reports cannot be merged")))?;
     print!("{}", report::text::render(&merged));
     args.outputs.write(&merged)?;

@@ -3,7 +3,7 @@
 //! result so nothing below `main` calls `process::exit` (except a second Ctrl-C).
 
 mod compare;
-mod fleet;
+mod shard_args;
 mod merge;
 mod outputs;
 mod preflight;
@@ -113,8 +113,8 @@ pub struct RunArgs {
     /// Run shard I of N of the scenario (connection g is shard g mod N's), one per
     /// host; "auto" reads I from $JOB_COMPLETION_INDEX and N from $SOCKCAP_SHARDS.
     /// Merge the shards' --json reports with `sockcap merge`.
-    #[arg(long, value_name = "I/N|auto", value_parser = fleet::parse_shard)]
-    pub shard: Option<fleet::ShardArg>,
+    #[arg(long, value_name = "I/N|auto", value_parser = shard_args::parse_shard)]
+    pub shard: Option<shard_args::ShardArg>,
     /// Start phase 1 together with the other shards: shard 0 listens on PORT, the
     /// others register at HOST:PORT.
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "start_at")]
@@ -166,8 +166,8 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub target: SocketAddr,
     /// This worker's shard, INDEX/COUNT.
-    #[arg(long, value_parser = crate::engine::pacing::Shard::parse)]
-    pub shard: crate::engine::pacing::Shard,
+    #[arg(long, value_parser = crate::shard::Shard::parse)]
+    pub shard: crate::shard::Shard,
     /// The source ports per address, LO-HI.
     #[arg(long)]
     pub ports: String,
@@ -211,12 +211,12 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = Protocol::Mqtt)]
     pub protocol: Protocol,
     /// Listen backlog (capped by net.core.somaxconn).
-    #[arg(long, default_value_t = crate::target::DEFAULT_BACKLOG)]
+    #[arg(long, default_value_t = crate::embedded::DEFAULT_BACKLOG)]
     pub backlog: u32,
     /// When a client half-closes: close our end too, or hold it (CLOSE_WAIT here,
     /// FIN_WAIT_2 on the client).
-    #[arg(long, value_enum, default_value_t = crate::target::OnEof::Close)]
-    pub on_eof: crate::target::OnEof,
+    #[arg(long, value_enum, default_value_t = crate::protocol::OnEof::Close)]
+    pub on_eof: crate::protocol::OnEof,
     /// Listen but never accept: once backlog + 1 handshakes fill the accept queue,
     /// further SYNs are dropped and those clients stay in SYN_SENT.
     #[arg(long)]
@@ -251,9 +251,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// A number of processes, 1 to [`crate::target::MAX_WORKERS`].
+/// A number of processes, 1 to [`crate::embedded::MAX_WORKERS`].
 fn parse_process_count(text: &str) -> Result<u32, String> {
-    let max = crate::target::MAX_WORKERS;
+    let max = crate::embedded::MAX_WORKERS;
     match text.parse::<u32>() {
         Ok(0) => Err("at least one process must serve; use 1 (the default) to serve from this process alone".into()),
         Ok(n) if n <= max => Ok(n),

@@ -11,7 +11,7 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use super::{exit, Failure, Workers};
-use crate::limits;
+use crate::descriptors;
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight::{self, count, Assessment, CheckName, Environment, Side, Verdict};
 
@@ -30,8 +30,8 @@ pub struct PreflightArgs {
     #[arg(long, default_value = "auto", value_name = "auto|N", value_parser = super::parse_workers)]
     pub workers: Workers,
     /// Check one host's share of a sharded run (`run --shard I/N`), "auto" as `run` reads it.
-    #[arg(long, value_name = "I/N|auto", value_parser = super::fleet::parse_shard)]
-    pub shard: Option<super::fleet::ShardArg>,
+    #[arg(long, value_name = "I/N|auto", value_parser = super::shard_args::parse_shard)]
+    pub shard: Option<super::shard_args::ShardArg>,
     /// Print the assessment as JSON (schema sockcap.preflight/1) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -57,13 +57,13 @@ struct Document<'a> {
 
 pub fn preflight(args: PreflightArgs) -> Result<u8, Failure> {
     let whole = super::load_plan(&args.scenario, args.target.as_deref())?;
-    let host = super::fleet::host_shard(args.shard, |var| std::env::var(var).ok())
+    let host = super::shard_args::host_shard(args.shard, |var| std::env::var(var).ok())
         .map_err(|m| Failure::bad_input(anyhow!(m)))?;
     let mut plan = whole.host_share(host);
     if let Some(list) = &args.sources {
         plan.set_sources(list).map_err(|m| Failure::bad_input(anyhow!("--sources: {m}")))?;
     }
-    let nofile = limits::raise_nofile()
+    let nofile = descriptors::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     let target = match plan.target {
         TargetSpec::Embedded => None,

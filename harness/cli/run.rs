@@ -9,24 +9,24 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{exit, fleet, progress, Failure, RunArgs};
-use crate::engine::crew::{self, Crew};
+use super::{exit, progress, shard_args, Failure, RunArgs};
+use crate::engine::worker_set::{self, WorkerSet};
 use crate::engine::worker::WorkerContext;
 use crate::engine::{self, RunContext, StartGate};
-use crate::limits;
+use crate::descriptors;
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight;
 use crate::rendezvous::RendezvousError;
 use crate::report::{self, Outcome, RunReport};
-use crate::target::{EmbeddedTarget, ServeOptions};
+use crate::embedded::{EmbeddedTarget, ServeOptions};
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let mut plan = super::load_plan(&args.scenario, args.target.as_deref())?;
     args.outputs.check_dirs()?;
-    let host = fleet::host_shard(args.shard, |var| std::env::var(var).ok())
+    let host = shard_args::host_shard(args.shard, |var| std::env::var(var).ok())
         .map_err(|m| Failure::bad_input(anyhow::anyhow!(m)))?;
-    let sha256 = fleet::scenario_sha256(&args.scenario)?;
-    let (gate, how) = fleet::start_gate(&args, host, &sha256)?;
+    let sha256 = shard_args::scenario_sha256(&args.scenario)?;
+    let (gate, how) = shard_args::start_gate(&args, host, &sha256)?;
     if let Some(list) = &args.sources {
         plan.set_sources(list).map_err(|m| Failure::bad_input(anyhow::anyhow!("--sources: {m}")))?;
     }
@@ -47,7 +47,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         // inherit the namespace.
         crate::netns::enter(sysctls).map_err(Failure::environment)?;
     }
-    let nofile = limits::raise_nofile()
+    let nofile = descriptors::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     // The same budget as `sockcap preflight`: refuse what cannot run on this side
     // (descriptors, files, ports, memory) before any socket opens; note the target's.
@@ -75,8 +75,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         .map(|c| format!("preflight, {}: {}", c.name.as_str(), c.summary))
         .collect();
     let workers = budget.workers;
-    let target_workers = u32::try_from(budget.target_workers).unwrap_or(crate::target::MAX_WORKERS);
-    let needed = budget.peak_connections.div_ceil(workers) + limits::RESERVE;
+    let target_workers = u32::try_from(budget.target_workers).unwrap_or(crate::embedded::MAX_WORKERS);
+    let needed = budget.peak_connections.div_ceil(workers) + descriptors::RESERVE;
     let sources = env.sources;
     if workers == 1 {
         // The connections are held in this process.
@@ -95,10 +95,10 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         };
         let crew = if workers == 1 {
             let ctx = WorkerContext { target, sources: sources.clone(), shard: host, hosts: host.count };
-            Crew::in_process(Arc::new(plan.clone()), ctx)
+            WorkerSet::in_process(Arc::new(plan.clone()), ctx)
         } else {
-            let scenario = crew::Scenario { path: &plan.file, sha256: &sha256 };
-            Crew::processes(&scenario, target, &sources, host, workers as u32).map_err(Failure::environment)?
+            let scenario = worker_set::Scenario { path: &plan.file, sha256: &sha256 };
+            WorkerSet::processes(&scenario, target, &sources, host, workers as u32).map_err(Failure::environment)?
         };
         let ctx = RunContext {
             target,
@@ -108,7 +108,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             descriptors_needed: needed,
             notes,
             // Inside the run's namespace, toward the resolved target: the census's scope.
-            shard: args.shard.map(|_| fleet::shard_info(host, sha256.clone(), how, target)),
+            shard: args.shard.map(|_| shard_args::shard_info(host, sha256.clone(), how, target)),
         };
         let report = run_engine(&plan, ctx, crew, gate, args.quiet).await;
         if let Some(embedded) = embedded {
@@ -138,7 +138,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
 /// stay under each one's descriptor limit (`workers`, from the preflight assessment).
 async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Failure> {
     // In a private namespace the well-known port is free, and outside the ephemeral range.
-    let port = if plan.netns.is_some() { 1883 } else { crate::target::quiet_port() };
+    let port = if plan.netns.is_some() { 1883 } else { crate::embedded::quiet_port() };
     let opts = ServeOptions { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), workers, ..plan.embedded };
     EmbeddedTarget::spawn(opts)
         .await
@@ -150,7 +150,7 @@ async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Fai
 async fn run_engine(
     plan: &Plan,
     ctx: RunContext,
-    crew: Crew,
+    crew: WorkerSet,
     gate: StartGate,
     quiet: bool,
 ) -> Result<RunReport, RendezvousError> {

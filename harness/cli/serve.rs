@@ -1,11 +1,11 @@
 //! `sockcap serve`: the embedded target on its own.
 
 use super::{exit, Failure, ServeArgs};
-use crate::limits;
-use crate::target::{self, ServeOptions};
+use crate::descriptors;
+use crate::embedded::{self, ServeOptions};
 
 pub fn serve(args: ServeArgs) -> Result<u8, Failure> {
-    limits::raise_nofile().map_err(|e| Failure::environment(anyhow::Error::new(e).context("raising RLIMIT_NOFILE")))?;
+    descriptors::raise_nofile().map_err(|e| Failure::environment(anyhow::Error::new(e).context("raising RLIMIT_NOFILE")))?;
     let opts = ServeOptions {
         listen: args.listen,
         protocol: args.protocol,
@@ -24,6 +24,6 @@ pub fn serve(args: ServeArgs) -> Result<u8, Failure> {
     } else {
         super::runtime()?
     };
-    rt.block_on(target::run_serve_process(opts)).map_err(Failure::environment)?;
+    rt.block_on(embedded::run_serve_process(opts)).map_err(Failure::environment)?;
     Ok(exit::PASSED)
 }

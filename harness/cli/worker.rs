@@ -1,7 +1,7 @@
 //! `sockcap worker`: one shard of a run, started by `sockcap run` (the coordinator)
 //! when the connections need more descriptors than one process may hold. Orders
 //! arrive as JSON lines on stdin, messages leave as JSON lines on stdout (see
-//! [`crate::engine::link`]); anything for a human goes to stderr.
+//! [`crate::engine::messages`]); anything for a human goes to stderr.
 
 use anyhow::Context;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -9,15 +9,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{exit, Failure, WorkerArgs};
-use crate::engine::link::{Order, WorkerMsg};
+use crate::engine::messages::{Order, WorkerMsg};
 use crate::engine::worker::{self, WorkerContext, WorkerLink};
-use crate::limits;
+use crate::descriptors;
 use crate::plan::{parse_sources, Plan, TargetSpec};
 use crate::sources::Sources;
 
 pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
     if let Some(then) = &args.scenario_sha256 {
-        let now = super::fleet::scenario_sha256(&args.scenario)?;
+        let now = super::shard_args::scenario_sha256(&args.scenario)?;
         if &now != then {
             let why = format!(
                 "{}: the scenario file changed since the run started (sha256 {now:.12}… now, {then:.12}… then); \
@@ -35,10 +35,10 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
             .map_err(|m| Failure::bad_input(anyhow::anyhow!("--sources: {m}")))?,
         None => Vec::new(),
     };
-    let nofile = limits::raise_nofile()
+    let nofile = descriptors::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     let share = args.shard.share(plan.peak_connections());
-    limits::check_descriptors(share, &nofile).map_err(Failure::environment)?;
+    descriptors::check_descriptors(share, &nofile).map_err(Failure::environment)?;
     let ctx = WorkerContext {
         target: args.target,
         sources: Sources::new(addrs, ports),

@@ -2,12 +2,13 @@
 //! target listens on this machine, the server side (local = the target). The probe's
 //! netlink dump blocks, so it runs on the blocking pool.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use probe::{Filter, Prober, StateCounts};
 
 use crate::report::CensusPair;
+use crate::socket::is_local;
 
 /// Takes client- and server-side censuses for one target.
 ///
@@ -80,11 +81,6 @@ impl Censuses {
         };
         (name.to_string(), prober.warning().map(str::to_string))
     }
-}
-
-/// True when `ip` belongs to this machine (loopback, or bindable here).
-pub fn is_local(ip: IpAddr) -> bool {
-    ip.is_loopback() || ip.is_unspecified() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Run `f` with `prober` on the blocking pool (a netlink dump blocks).

@@ -17,11 +17,11 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::roster::Bell;
+use super::worker::held::Bell;
 use crate::plan::{CloseMode, MqttOptions};
 use crate::protocol::{mqtt, Protocol};
-use crate::stats::ErrorKind;
-use crate::target::OnEof;
+use crate::failure::ErrorKind;
+use crate::protocol::OnEof;
 
 /// What every connection of a run shares.
 #[derive(Debug)]
@@ -636,7 +636,7 @@ mod size_tests {
     /// 32-byte header, scheduler and task id (16), the future with TaskTracker's token (8)
     /// and the stage's tag (8), a 48-byte trailer, aligned to 128 bytes. That is 256 bytes
     /// while the future is at most 144 bytes, 384 past it. Besides the cell, a held
-    /// connection costs the socket's registration (256 bytes) and its bell (see roster.rs).
+    /// connection costs the socket's registration (256 bytes) and its bell (see worker/held.rs).
     #[test]
     fn connection_future_stays_under_budget() {
         let spec = Arc::new(ConnSpec {

@@ -27,3 +27,25 @@ impl std::fmt::Display for Protocol {
         })
     }
 }
+
+/// What a held connection does when its peer closes its end (the peer's FIN arrives):
+/// the embedded target for its clients, the client engine for the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnEof {
+    /// Close its end too (as mosquitto does): the side that closed first ends in TIME_WAIT.
+    #[default]
+    Close,
+    /// Keep its end open until the run ends: FIN_WAIT_2 on the side that closed, CLOSE_WAIT
+    /// on this one (the shape of a peer that leaks connections).
+    Hold,
+}
+
+impl std::fmt::Display for OnEof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OnEof::Close => "close",
+            OnEof::Hold => "hold",
+        })
+    }
+}

@@ -29,7 +29,8 @@ use probe::TcpState;
 
 use super::{PhaseReport, RunReport};
 use crate::expect::{LatencyKind, Metric, Percentile, Side};
-use crate::stats::{parse_latency_us, ErrorKind, HdrError, Latency, LatencySummary, LatencyText};
+use crate::failure::ErrorKind;
+use crate::latency::{parse_latency_us, HdrError, Latency, LatencySummary, LatencyText};
 
 /// Which direction of change is a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! (errors that point at a limit on either side, missing census data).
 
 use crate::report::{PhaseReport, RunReport};
-use crate::stats::ErrorKind;
+use crate::failure::ErrorKind;
 
 /// One sentence on a phase whose ports ran out: when, how many TIME_WAIT, and whether
 /// ports came back (which of the kernel's three behaviours it saw).

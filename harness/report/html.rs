@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::report::text::fmt_us;
 use crate::report::{CensusSample, Exhaustion, ExpectationResult, Outcome, PhaseReport, RunReport};
-use crate::stats::{Latency, LatencySummary};
+use crate::latency::{Latency, LatencySummary};
 
 /// Schema of the JSON block in the page (the data the charts are drawn from).
 pub const DATA_SCHEMA: &str = "sockcap.html-data/1";

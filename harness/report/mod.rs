@@ -9,7 +9,6 @@
 
 pub mod compare;
 pub mod findings;
-pub mod fleet;
 pub mod frame;
 pub mod html;
 pub mod json;
@@ -28,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use findings::findings;
 
-use crate::stats::LatencySummary;
+use crate::latency::LatencySummary;
 
 /// The schema name and version written in every JSON report.
 pub const SCHEMA: &str = "sockcap.report/1";

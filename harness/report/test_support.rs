@@ -8,7 +8,8 @@ use probe::{Limits, SockStat, StateCounts, TcpState};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::stats::{ErrorKind, Latency, LatencySummary};
+use crate::failure::ErrorKind;
+use crate::latency::{Latency, LatencySummary};
 
 /// A histogram summary of `count` samples spread evenly over `low..=high` µs.
 pub fn latency(count: u64, low: u64, high: u64) -> LatencySummary {

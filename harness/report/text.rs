@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use probe::StateCounts;
 
 use crate::report::{ExpectationResult, PhaseReport, RunReport};
-use crate::stats::LatencySummary;
+use crate::latency::LatencySummary;
 
 /// Render the whole report.
 pub fn render(report: &RunReport) -> String {

@@ -361,7 +361,7 @@ impl LabServe {
             lines.for_each(drop);
         });
         let line = rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-        if sockcap::target::parse_ready_line(&line) != Some(SocketAddr::V4(addr)) {
+        if sockcap::embedded::parse_ready_line(&line) != Some(SocketAddr::V4(addr)) {
             process.terminate();
             let (status, stderr) = process.wait(Duration::from_secs(5));
             panic!("sockcap serve printed {line:?}, exit {status}\n--- stderr\n{stderr}");

@@ -28,7 +28,7 @@ impl Served {
             .expect("sockcap serve starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("ready line");
-        let addr = sockcap::target::parse_ready_line(line.trim()).unwrap_or_else(|| panic!("ready line: {line}"));
+        let addr = sockcap::embedded::parse_ready_line(line.trim()).unwrap_or_else(|| panic!("ready line: {line}"));
         Served { port: addr.port(), child }
     }
 }

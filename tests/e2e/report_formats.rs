@@ -10,7 +10,7 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use sockcap::stats::Latency;
+use sockcap::latency::Latency;
 
 use crate::support::{assert_exit, assert_matches_schema, phase, report, report_schema, run};
 

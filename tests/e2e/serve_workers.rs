@@ -41,7 +41,7 @@ impl Served {
             .expect("sockcap serve starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("ready line");
-        let Some(addr) = sockcap::target::parse_ready_line(&line) else {
+        let Some(addr) = sockcap::embedded::parse_ready_line(&line) else {
             let _ = child.kill();
             let mut stderr = String::new();
             let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);

@@ -61,10 +61,10 @@ impl Drop for TempDir {
 }
 
 /// A loopback port no socket of any state uses, below ip_local_port_range (see
-/// [`sockcap::target::quiet_port`]): a census or `ss` filter by this port number counts
+/// [`sockcap::embedded::quiet_port`]): a census or `ss` filter by this port number counts
 /// this test's sockets only.
 pub fn free_port() -> u16 {
-    let port = sockcap::target::quiet_port();
+    let port = sockcap::embedded::quiet_port();
     assert_ne!(port, 0, "no free port below the ephemeral range");
     port
 }

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::child::{exit_status, prepare, read_ready_line, send_signal, serve_args};
 use super::{parse_summary_line, ServeOptions, ServeSummary};
-use crate::limits;
+use crate::descriptors;
 
 /// How long the workers together may take to print their ready lines: less
 /// than a run waits for its target's, so the parent can still say which failed.
@@ -38,13 +38,13 @@ const STDERR_DRAIN: Duration = Duration::from_secs(1);
 
 /// The processes an embedded target needs (itself included) to hold
 /// `connections` with each process under its own `nofile_limit`
-/// ([`limits::workers_needed`]). SO_REUSEPORT shares connections out by a hash,
+/// ([`descriptors::workers_needed`]). SO_REUSEPORT shares connections out by a hash,
 /// not exactly evenly, so once more than one process is needed the count also
 /// covers an eighth more connections than asked. At most [`super::MAX_WORKERS`].
 pub fn workers_for(connections: u64, nofile_limit: u64) -> u32 {
-    let needed = match limits::workers_needed(connections, nofile_limit) {
+    let needed = match descriptors::workers_needed(connections, nofile_limit) {
         1 => 1,
-        _ => limits::workers_needed(connections.saturating_add(connections / 8), nofile_limit),
+        _ => descriptors::workers_needed(connections.saturating_add(connections / 8), nofile_limit),
     };
     u32::try_from(needed).unwrap_or(u32::MAX).min(super::MAX_WORKERS)
 }
@@ -365,7 +365,7 @@ mod tests {
         assert_eq!(workers_for(50_000, 20_000), 3);
         // 39,800 would fill two processes exactly; the hash is not that even.
         assert_eq!(workers_for(39_800, 20_000), 3);
-        assert_eq!(workers_for(u64::MAX, 200), crate::target::MAX_WORKERS);
+        assert_eq!(workers_for(u64::MAX, 200), crate::embedded::MAX_WORKERS);
     }
 
     #[tokio::test]

@@ -53,7 +53,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::Protocol;
+use crate::protocol::{OnEof, Protocol};
 
 pub(crate) use child::prepare as prepare_child;
 pub use child::EmbeddedTarget;
@@ -130,27 +130,6 @@ impl Default for ServeOptions {
             shutdown_after: None,
             workers: 1,
         }
-    }
-}
-
-/// What the embedded target does when a client half-closes (its FIN arrives).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnEof {
-    /// Close its end too (as mosquitto does): the client ends in TIME_WAIT.
-    #[default]
-    Close,
-    /// Keep its end open until the run ends: client FIN_WAIT_2, server CLOSE_WAIT
-    /// (the shape of a server that leaks connections).
-    Hold,
-}
-
-impl std::fmt::Display for OnEof {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            OnEof::Close => "close",
-            OnEof::Hold => "hold",
-        })
     }
 }
 

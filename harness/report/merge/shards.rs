@@ -3,7 +3,7 @@
 //! - each shard index must appear once, every shard with the same scenario file and N;
 //!   a missing one makes the merged report partial;
 //! - counters are added and histograms merged from their serialized form
-//!   ([`super::merge::phases`]);
+//!   ([`super::phases`]);
 //! - the census series are put on one clock, each shard's from its own start of phase 1
 //!   (the fleet's common start), and summed second by second: the merged peak is the
 //!   peak of the sum, not the sum of the peaks;
@@ -15,8 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use probe::{SockStat, StateCounts};
 
-use super::{
-    merge, CensusPair, CensusSample, MergeInfo, MergedShard, Outcome, PhaseReport, RunReport, ShardInfo, SCHEMA,
+use super::phase_reports;
+use crate::report::{
+    CensusPair, CensusSample, MergeInfo, MergedShard, Outcome, PhaseReport, RunReport, ShardInfo, SCHEMA,
 };
 use crate::expect::Expectation;
 
@@ -82,7 +83,7 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
     for p in 0..phase_count {
         let with: Vec<usize> = (0..reports.len()).filter(|i| reports[*i].phases.len() > p).collect();
         let parts: Vec<PhaseReport> = with.iter().map(|i| aligned(reports[*i], p)).collect();
-        let mut phase = merge::phases(&parts)
+        let mut phase = phase_reports::phases(&parts)
             .map_err(|e| MergeError::Histogram { phase: parts[0].name.clone(), why: e.to_string() })?;
         let Scoped { client, server, kernel, sockstat } =
             by_scope(with.iter().map(|i| (scopes[*i], Scoped::phase(&reports[*i].phases[p]))));
@@ -96,7 +97,7 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
         let judged = reports[with[0]].phases[p].expectations.iter().map(|e| {
             Expectation::from_result(e).map(|x| x.judge(&phase)).unwrap_or_else(|why| {
                 notes.push(format!("phase `{}`: `{}` cannot be judged again: {why}", phase.name, e.expr));
-                super::ExpectationResult { passed: false, deferred: false, ..e.clone() }
+                crate::report::ExpectationResult { passed: false, deferred: false, ..e.clone() }
             })
         });
         phase.expectations = judged.collect();
@@ -154,7 +155,7 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
     };
     let held = merged.failures().next().is_none();
     merged.passed = outcome == Outcome::Completed && !merged.merge.as_ref().is_some_and(|m| m.partial) && held;
-    merged.notes.extend(super::findings(&merged));
+    merged.notes.extend(crate::report::findings(&merged));
     Ok(merged)
 }
 
@@ -344,7 +345,7 @@ mod tests {
 
     use super::*;
     use crate::report::test_support::{latency, sample_report};
-    use crate::stats::Latency;
+    use crate::latency::Latency;
 
     fn established(n: u64) -> StateCounts {
         let mut c = StateCounts::default();

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{CensusPair, Exhaustion, Latencies, PhaseReport};
-use crate::stats::{HdrError, Latency, LatencySummary};
+use crate::report::{CensusPair, Exhaustion, Latencies, PhaseReport};
+use crate::latency::{HdrError, Latency, LatencySummary};
 
 /// One report for the phase measured in `parts` (at least one; the first names it).
 /// Expectations are left empty: judge them on the merged figures.

@@ -1,6 +1,6 @@
 //! The worker's held connections and how it reaches each of them: a [`Bell`] per
 //! connection, through which the worker tells it to close, to stop, or that its
-//! keep-alive ping is due, and the [`Roster`] of bells, oldest first, with the one
+//! keep-alive ping is due, and the [`HeldConnections`] of bells, oldest first, with the one
 //! keep-alive tick per worker that rings the bells whose ping is due.
 //!
 //! A bell replaces what each held connection used to carry across its idle await: a
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
-use super::connection::CloseCommand;
+use crate::engine::connection::CloseCommand;
 
 /// One connection's doorbell, shared by the connection task and the worker.
 #[derive(Debug, Default)]
@@ -114,21 +114,21 @@ impl Bell {
 
 /// The bells of a worker's held connections, oldest first (some may have died since).
 #[derive(Debug, Default)]
-pub struct Roster {
+pub struct HeldConnections {
     bells: Mutex<VecDeque<Arc<Bell>>>,
 }
 
 /// Like dropped close handles: when the worker lets go of its roster, whoever is still
 /// on it stops.
-impl Drop for Roster {
+impl Drop for HeldConnections {
     fn drop(&mut self) {
         self.stop_all();
     }
 }
 
-impl Roster {
-    pub fn new() -> Roster {
-        Roster::default()
+impl HeldConnections {
+    pub fn new() -> HeldConnections {
+        HeldConnections::default()
     }
 
     fn lock(&self) -> MutexGuard<'_, VecDeque<Arc<Bell>>> {
@@ -190,7 +190,7 @@ pub fn tick_period(keep_alive: Duration) -> Duration {
 
 /// The worker's keep-alive tick: rings the due pings every `period` until the roster is
 /// dropped.
-pub async fn keep_alive(roster: Weak<Roster>, period: Duration) {
+pub async fn keep_alive(roster: Weak<HeldConnections>, period: Duration) {
     let mut ticks = interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn closes_go_to_the_oldest_live_connection_and_wake_it() {
-        let roster = Roster::new();
+        let roster = HeldConnections::new();
         let dead = roster.enlist();
         let (first, second) = (roster.enlist(), roster.enlist());
         drop(dead);
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn stop_reaches_every_connection_on_the_roster() {
-        let roster = Roster::new();
+        let roster = HeldConnections::new();
         let bells = [roster.enlist(), roster.enlist()];
         roster.stop_all();
         assert_eq!(roster.prune(), 0);
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn pings_ring_when_due_and_every_keep_alive_after() {
-        let roster = Roster::new();
+        let roster = HeldConnections::new();
         let bell = roster.enlist();
         let (count, waker) = counter();
         let now = Instant::now();

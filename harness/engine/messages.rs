@@ -1,6 +1,6 @@
 //! What the coordinator and its workers say to each other.
 //!
-//! A worker runs one [`Shard`](super::pacing::Shard) of every phase; the coordinator
+//! A worker runs one [`Shard`](crate::shard::Shard) of every phase; the coordinator
 //! keeps the phases in step, takes the censuses and merges the workers' phase reports.
 //! The same messages travel over in-process channels (one worker) and, as JSON lines
 //! on a worker process's stdin and stdout, between processes — and could as well travel

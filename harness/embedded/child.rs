@@ -242,7 +242,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             protocol: crate::protocol::Protocol::Mqtt,
             backlog: 128,
-            on_eof: super::super::OnEof::Hold,
+            on_eof: crate::protocol::OnEof::Hold,
             ..ServeOptions::default()
         };
         let args = serve_args(&opts);

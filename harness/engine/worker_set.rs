@@ -17,8 +17,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::link::{Order, WorkerMsg};
-use super::pacing::Shard;
+use super::messages::{Order, WorkerMsg};
+use crate::shard::Shard;
 use super::worker::{self, WorkerContext, WorkerLink};
 use crate::plan::Plan;
 use crate::sources::Sources;
@@ -35,16 +35,16 @@ pub enum Inbound {
 
 /// The workers of a run.
 #[derive(Debug)]
-pub struct Crew {
+pub struct WorkerSet {
     orders: Vec<mpsc::UnboundedSender<Order>>,
     inbox: mpsc::UnboundedReceiver<(usize, Inbound)>,
     names: Vec<String>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Crew {
+impl WorkerSet {
     /// One worker running the whole plan in this process.
-    pub fn in_process(plan: Arc<Plan>, ctx: WorkerContext) -> Crew {
+    pub fn in_process(plan: Arc<Plan>, ctx: WorkerContext) -> WorkerSet {
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
         let (orders_tx, orders) = mpsc::unbounded_channel();
         let (out, mut msgs) = mpsc::unbounded_channel();
@@ -58,7 +58,7 @@ impl Crew {
             let failure = worker.await.err().map(|e| format!("the worker task failed: {e}"));
             let _ = inbox_tx.send((0, Inbound::Ended { failure }));
         });
-        Crew { orders: vec![orders_tx], inbox, names: vec!["the worker".into()], tasks: vec![forward] }
+        WorkerSet { orders: vec![orders_tx], inbox, names: vec!["the worker".into()], tasks: vec![forward] }
     }
 
     /// `count` worker processes (`sockcap worker`) for host shard `host`: worker `w`
@@ -70,10 +70,10 @@ impl Crew {
         sources: &Sources,
         host: Shard,
         count: u32,
-    ) -> anyhow::Result<Crew> {
+    ) -> anyhow::Result<WorkerSet> {
         let exe = std::env::current_exe().context("locating the sockcap executable to start worker processes")?;
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
-        let mut crew = Crew { orders: Vec::new(), inbox, names: Vec::new(), tasks: Vec::new() };
+        let mut crew = WorkerSet { orders: Vec::new(), inbox, names: Vec::new(), tasks: Vec::new() };
         for index in 0..count {
             let shard = Shard::compose(host, index, count);
             let mut command = Command::new(&exe);
@@ -161,7 +161,7 @@ impl Crew {
     }
 }
 
-impl Drop for Crew {
+impl Drop for WorkerSet {
     fn drop(&mut self) {
         // Dropping a reader task drops its child, which kills it (kill_on_drop).
         for task in &self.tasks {
@@ -202,7 +202,7 @@ fn worker_args(scenario: &Scenario, target: SocketAddr, sources: &Sources, shard
 fn spawn_worker(mut command: Command) -> std::io::Result<Child> {
     // Its own process group and PR_SET_PDEATHSIG, as the embedded target has; then the
     // orders on stdin.
-    crate::target::prepare_child(&mut command);
+    crate::embedded::prepare_child(&mut command);
     command.stdin(Stdio::piped()).stderr(Stdio::inherit());
     command.spawn()
 }

@@ -1,16 +1,9 @@
-//! What a phase measures: latency histograms and connection failures by kind.
-//!
-//! Failures are data, not errors: a small `Copy` enum counted per phase.
-//! Histograms are HdrHistograms (1 µs to 60 s, 3 significant digits) that serialize
-//! to the V2 format so results of several processes or machines merge exactly.
+//! Connection failures by kind: data, not errors. A small `Copy` enum
+//! ([`ErrorKind`]) counted per phase in [`ErrorCounts`].
 
 use std::collections::BTreeMap;
 use std::io;
 
-use base64::Engine as _;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
-use hdrhistogram::Histogram;
-use serde::{Deserialize, Serialize};
 
 /// Why a connection failed or was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,156 +139,9 @@ impl ErrorCounts {
     }
 }
 
-/// Why a written latency (`20ms`, `500us`, `1.5s`) could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LatencyText {
-    NotANumber,
-    /// A number without a unit: callers say which units fit.
-    NoUnit,
-    UnknownUnit(String),
-}
-
-/// A latency written with a unit (`us`/`µs`, `ms`, `s`; `_` separators allowed), in µs.
-pub fn parse_latency_us(text: &str) -> Result<f64, LatencyText> {
-    let text = text.trim().replace('_', "");
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number = number.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or(LatencyText::NotANumber)?;
-    let scale = match unit.trim() {
-        "us" | "µs" => 1.0,
-        "ms" => 1_000.0,
-        "s" => 1_000_000.0,
-        "" => return Err(LatencyText::NoUnit),
-        other => return Err(LatencyText::UnknownUnit(other.to_string())),
-    };
-    Ok(number * scale)
-}
-
-/// Largest latency a histogram records exactly; larger values are clamped to it.
-pub const MAX_LATENCY_US: u64 = 60_000_000;
-
-/// A latency histogram in microseconds.
-#[derive(Debug, Clone)]
-pub struct Latency {
-    hist: Histogram<u64>,
-}
-
-impl Default for Latency {
-    fn default() -> Self {
-        Latency::new()
-    }
-}
-
-impl Latency {
-    pub fn new() -> Latency {
-        let hist = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds are valid");
-        Latency { hist }
-    }
-
-    /// Record one latency (values outside 1 µs ..= 60 s are clamped).
-    pub fn record_us(&mut self, us: u64) {
-        self.hist.saturating_record(us.clamp(1, MAX_LATENCY_US));
-    }
-
-    pub fn count(&self) -> u64 {
-        self.hist.len()
-    }
-
-    /// Add another histogram's samples (exact merge).
-    pub fn merge(&mut self, other: &Latency) {
-        self.hist.add(&other.hist).expect("histograms with identical bounds always merge");
-    }
-
-    /// The summary written to reports, with the V2-serialized histogram in base64.
-    pub fn summary(&self) -> LatencySummary {
-        let h = &self.hist;
-        let empty = h.is_empty();
-        let q = |q: f64| if empty { 0 } else { h.value_at_quantile(q) };
-        LatencySummary {
-            count: h.len(),
-            min: if empty { 0 } else { h.min() },
-            mean: if empty { 0.0 } else { (h.mean() * 10.0).round() / 10.0 },
-            p50: q(0.50),
-            p90: q(0.90),
-            p99: q(0.99),
-            p999: q(0.999),
-            max: if empty { 0 } else { h.max() },
-            hdr: encode_histogram(h),
-        }
-    }
-
-    /// The percentile distribution as HdrHistogram's percentile output lists it:
-    /// `(quantile, µs)` with `ticks_per_half_distance` steps each time the distance to
-    /// 100% halves (5 is HdrHistogram's default), ending at `(1.0, max)`. Empty when empty.
-    pub fn quantiles(&self, ticks_per_half_distance: u32) -> impl Iterator<Item = (f64, u64)> + '_ {
-        let ticks = ticks_per_half_distance.max(1);
-        self.hist.iter_quantiles(ticks).map(|v| (v.quantile_iterated_to(), v.value_iterated_to()))
-    }
-
-    /// Rebuild from a summary's `hdr` field.
-    pub fn from_hdr(hdr: &str) -> Result<Latency, HdrError> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(hdr).map_err(|e| HdrError(e.to_string()))?;
-        let decoded: Histogram<u64> =
-            Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| HdrError(format!("{e:?}")))?;
-        let mut latency = Latency::new();
-        latency.hist.add(&decoded).map_err(|e| HdrError(format!("{e:?}")))?;
-        Ok(latency)
-    }
-}
-
-/// A histogram in a report could not be decoded.
-#[derive(Debug, thiserror::Error)]
-#[error("serialized histogram is not valid: {0}")]
-pub struct HdrError(String);
-
-fn encode_histogram(h: &Histogram<u64>) -> String {
-    let mut bytes = Vec::new();
-    V2Serializer::new().serialize(h, &mut bytes).expect("serializing into a Vec cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Latency percentiles in microseconds, and the histogram they came from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LatencySummary {
-    pub count: u64,
-    pub min: u64,
-    pub mean: f64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-    /// HdrHistogram V2 serialization, base64 (standard alphabet, padded).
-    pub hdr: String,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_round_trips_exactly() {
-        let mut a = Latency::new();
-        for us in [5, 80, 1_200, 45_000, 3_000_000] {
-            a.record_us(us);
-        }
-        let summary = a.summary();
-        let b = Latency::from_hdr(&summary.hdr).unwrap();
-        assert_eq!(b.summary(), summary);
-    }
-
-    #[test]
-    fn merged_counts_add_up() {
-        let mut a = Latency::new();
-        let mut b = Latency::new();
-        (1..=100).for_each(|v| a.record_us(v));
-        (101..=300).for_each(|v| b.record_us(v));
-        a.merge(&b);
-        let s = a.summary();
-        assert_eq!(s.count, 300);
-        assert_eq!(s.max, 300);
-        assert_eq!(s.p50, 150);
-    }
 
     #[test]
     fn errno_classification() {

@@ -39,7 +39,8 @@ use tokio_util::sync::CancellationToken;
 use crate::protocol::mqtt::{self, Packet};
 use crate::protocol::Protocol;
 
-use super::{OnEof, ServeOptions};
+use super::ServeOptions;
+use crate::protocol::OnEof;
 
 /// Bytes read per readiness event.
 const READ_CHUNK: usize = 2048;
@@ -399,11 +400,11 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::target::{ServeOptions, ServeSummary};
+    use crate::embedded::{ServeOptions, ServeSummary};
 
     const PATIENCE: Duration = Duration::from_secs(5);
 
-    use crate::target::testing::TestServer as Server;
+    use crate::embedded::testing::TestServer as Server;
 
     fn connect_packet(client_id: &str) -> Vec<u8> {
         let mut out = Vec::new();
@@ -645,7 +646,7 @@ mod tests {
         assert!(poll.is_pending());
 
         // Until the window closes: the server's receive buffer is full.
-        let sent = crate::target::recipes::fill(&client).await;
+        let sent = crate::embedded::recipes::fill(&client).await;
         assert!(sent > 65536, "{sent} bytes");
         // Asserting that nothing happens needs a pause: long enough for this
         // runtime to turn its I/O driver, which would deliver the readiness.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Failure, RunArgs};
-use crate::engine::pacing::Shard;
+use crate::shard::Shard;
 use crate::engine::StartGate;
 use crate::rendezvous::{self, Member};
 use crate::report::ShardInfo;

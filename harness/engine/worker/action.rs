@@ -11,8 +11,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::collector::Collector;
-use super::connection::CloseCommand;
-use super::pacing::{Pacer, Shard};
+use crate::engine::connection::CloseCommand;
+use super::pacing::Pacer;
+use crate::shard::Shard;
 use crate::plan::{Action, CloseAmount, CloseMode};
 use crate::sources::Sources;
 
@@ -25,7 +26,7 @@ const CHURN_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A phase in progress.
 #[derive(Debug)]
-pub enum Driver {
+pub enum ActionDriver {
     /// Start connections (connect and churn phases).
     Connect {
         pacer: Pacer,
@@ -45,13 +46,13 @@ pub enum Driver {
     Wait { until: Instant },
 }
 
-impl Driver {
+impl ActionDriver {
     /// This shard's driver for `action`, starting at `start`. `held` is how many
     /// connections this process holds open now (for close phases); `sources` where the
     /// phase's connections bind.
-    pub fn new(action: &Action, start: Instant, held: u64, sources: Sources, shard: Shard) -> Driver {
+    pub fn new(action: &Action, start: Instant, held: u64, sources: Sources, shard: Shard) -> ActionDriver {
         match action {
-            Action::Connect(c) => Driver::Connect {
+            Action::Connect(c) => ActionDriver::Connect {
                 pacer: Pacer::new(start, c.rate, shard.share(c.count), shard),
                 timeout: c.timeout,
                 permits: Arc::new(Semaphore::new(c.max_inflight)),
@@ -59,7 +60,7 @@ impl Driver {
                 then_close: None,
                 sources,
             },
-            Action::Churn(c) => Driver::Connect {
+            Action::Churn(c) => ActionDriver::Connect {
                 pacer: Pacer::new(start, c.rate, shard.share(c.count), shard),
                 timeout: c.timeout,
                 // One cycle holds its slot from connect to close: bound them like handshakes.
@@ -73,7 +74,7 @@ impl Driver {
                 }),
                 sources,
             },
-            Action::Close(c) => Driver::Close {
+            Action::Close(c) => ActionDriver::Close {
                 // A count is split like connects; a fraction applies to what each holds.
                 pacer: Pacer::new(start, c.rate, close_share(c.amount, held, shard), shard),
                 how: c.how,
@@ -81,58 +82,58 @@ impl Driver {
                 fill: c.fill,
                 sent: 0,
             },
-            Action::Hold(d) | Action::Sleep(d) => Driver::Wait { until: start + *d },
+            Action::Hold(d) | Action::Sleep(d) => ActionDriver::Wait { until: start + *d },
         }
     }
 
     /// True when the phase's work is done.
     pub fn finished(&self, collected: &Collector) -> bool {
         match self {
-            Driver::Connect { pacer, wait: false, .. } => pacer.finished(),
-            Driver::Connect { pacer, then_close, .. } => {
+            ActionDriver::Connect { pacer, wait: false, .. } => pacer.finished(),
+            ActionDriver::Connect { pacer, then_close, .. } => {
                 pacer.finished()
                     && collected.connect_outcomes() >= pacer.total()
                     && (then_close.is_none() || collected.close_outcomes() >= collected.connected)
             }
-            Driver::Close { pacer, sent, .. } => pacer.finished() && collected.close_outcomes() >= *sent,
-            Driver::Wait { until } => Instant::now() >= *until,
+            ActionDriver::Close { pacer, sent, .. } => pacer.finished() && collected.close_outcomes() >= *sent,
+            ActionDriver::Wait { until } => Instant::now() >= *until,
         }
     }
 
     /// When the next operation is due.
     pub fn next_due(&self) -> Option<Instant> {
         match self {
-            Driver::Connect { pacer, .. } | Driver::Close { pacer, .. } => pacer.next_due(),
-            Driver::Wait { until } => Some(*until),
+            ActionDriver::Connect { pacer, .. } | ActionDriver::Close { pacer, .. } => pacer.next_due(),
+            ActionDriver::Wait { until } => Some(*until),
         }
     }
 
     /// When the phase stops waiting for outcomes that never came.
     pub fn give_up_at(&self) -> Option<Instant> {
         match self {
-            Driver::Connect { pacer, timeout, then_close, .. } => {
+            ActionDriver::Connect { pacer, timeout, then_close, .. } => {
                 let close = then_close.map_or(Duration::ZERO, |c| c.timeout);
                 Some(pacer.scheduled(pacer.total()) + *timeout + close + GRACE)
             }
-            Driver::Close { pacer, timeout, .. } => Some(pacer.scheduled(pacer.total()) + *timeout + GRACE),
-            Driver::Wait { .. } => None,
+            ActionDriver::Close { pacer, timeout, .. } => Some(pacer.scheduled(pacer.total()) + *timeout + GRACE),
+            ActionDriver::Wait { .. } => None,
         }
     }
 
     /// Operations the phase planned.
     pub fn planned(&self) -> u64 {
         match self {
-            Driver::Connect { pacer, .. } | Driver::Close { pacer, .. } => pacer.total(),
-            Driver::Wait { .. } => 0,
+            ActionDriver::Connect { pacer, .. } | ActionDriver::Close { pacer, .. } => pacer.total(),
+            ActionDriver::Wait { .. } => 0,
         }
     }
 
     /// Operations started so far.
     pub fn attempted(&self) -> u64 {
         match self {
-            Driver::Connect { pacer, .. } => pacer.issued(),
-            Driver::Close { sent, .. } => *sent,
-            Driver::Wait { .. } => 0,
+            ActionDriver::Connect { pacer, .. } => pacer.issued(),
+            ActionDriver::Close { sent, .. } => *sent,
+            ActionDriver::Wait { .. } => 0,
         }
     }
 
@@ -140,25 +141,25 @@ impl Driver {
     /// churn cycles) otherwise.
     pub fn succeeded(&self, collected: &Collector) -> u64 {
         match self {
-            Driver::Connect { then_close: None, .. } => collected.connected,
-            Driver::Connect { .. } | Driver::Close { .. } => collected.closed,
-            Driver::Wait { .. } => 0,
+            ActionDriver::Connect { then_close: None, .. } => collected.connected,
+            ActionDriver::Connect { .. } | ActionDriver::Close { .. } => collected.closed,
+            ActionDriver::Wait { .. } => 0,
         }
     }
 
     /// Operations whose outcome is in (for the give-up note).
     pub fn outcomes(&self, collected: &Collector) -> u64 {
         match self {
-            Driver::Connect { .. } => collected.connect_outcomes(),
-            Driver::Close { .. } => collected.close_outcomes(),
-            Driver::Wait { .. } => 0,
+            ActionDriver::Connect { .. } => collected.connect_outcomes(),
+            ActionDriver::Close { .. } => collected.close_outcomes(),
+            ActionDriver::Wait { .. } => 0,
         }
     }
 
     /// The one source address this phase connects from, if it has exactly one.
     pub fn single_source(&self) -> Option<IpAddr> {
         match self {
-            Driver::Connect { sources, .. } if sources.addrs.len() == 1 => Some(sources.addrs[0]),
+            ActionDriver::Connect { sources, .. } if sources.addrs.len() == 1 => Some(sources.addrs[0]),
             _ => None,
         }
     }

@@ -4,8 +4,9 @@
 
 use tokio::time::Instant;
 
-use super::connection::Event;
-use crate::stats::{ErrorCounts, ErrorKind, Latency};
+use crate::engine::connection::Event;
+use crate::failure::{ErrorCounts, ErrorKind};
+use crate::latency::Latency;
 
 /// A phase's running measurements.
 #[derive(Debug)]

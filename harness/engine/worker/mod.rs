@@ -4,6 +4,12 @@
 //! coordinator's order before each phase, so that no worker starts phase k+1 before
 //! every worker has finished phase k.
 
+
+pub mod action;
+pub mod collector;
+pub mod held;
+pub mod pacing;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,17 +21,17 @@ use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::census::Censuses;
-use super::collector::Collector;
-use super::connection::{self, Attempt, CloseCommand, ConnSpec, Event, Links};
-use super::driver::{Driver, GRACE};
-use super::link::{instant_of_unix_us, Order, WorkerMsg, WorkerProgress};
-use super::pacing::Shard;
-use super::roster::{self, Bell, Roster};
+use crate::engine::census::Censuses;
+use collector::Collector;
+use crate::engine::connection::{self, Attempt, CloseCommand, ConnSpec, Event, Links};
+use action::{ActionDriver, GRACE};
+use crate::engine::messages::{instant_of_unix_us, Order, WorkerMsg, WorkerProgress};
+use crate::shard::Shard;
+use held::{Bell, HeldConnections};
 use crate::plan::{PhasePlan, Plan};
 use crate::report::{Exhaustion, Latencies, PhaseReport};
 use crate::sources::Sources;
-use crate::stats::ErrorKind;
+use crate::failure::ErrorKind;
 
 /// What a worker needs besides the plan.
 #[derive(Debug, Clone)]
@@ -121,7 +127,7 @@ struct Worker<'p> {
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
     /// The bells of held connections, oldest first (some may have died since).
-    roster: Arc<Roster>,
+    roster: Arc<HeldConnections>,
     /// Rings the held connections' keep-alive pings (MQTT with a keep-alive).
     keep_alive: Option<JoinHandle<()>>,
     /// Connections open right now, as far as the events tell.
@@ -144,10 +150,10 @@ impl<'p> Worker<'p> {
             on_eof: plan.client_on_eof,
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
         });
-        let roster = Arc::new(Roster::new());
+        let roster = Arc::new(HeldConnections::new());
         let pinging = spec.protocol == crate::protocol::Protocol::Mqtt && !spec.mqtt.keep_alive.is_zero();
         let keep_alive = pinging.then(|| {
-            tokio::spawn(roster::keep_alive(Arc::downgrade(&roster), roster::tick_period(spec.mqtt.keep_alive)))
+            tokio::spawn(held::keep_alive(Arc::downgrade(&roster), held::tick_period(spec.mqtt.keep_alive)))
         });
         Worker {
             plan,
@@ -168,13 +174,13 @@ impl<'p> Worker<'p> {
         }
     }
 
-    fn driver_for(&mut self, phase: &PhasePlan, start: Instant) -> Driver {
+    fn driver_for(&mut self, phase: &PhasePlan, start: Instant) -> ActionDriver {
         let held = self.roster.prune() as u64;
         let sources = match &phase.sources {
             Some(addrs) => Sources::new(addrs.clone(), self.sources.ports),
             None => self.sources.clone(),
         };
-        Driver::new(&phase.action, start, held, sources, self.shard)
+        ActionDriver::new(&phase.action, start, held, sources, self.shard)
     }
 
     async fn run_phase(
@@ -240,7 +246,7 @@ impl<'p> Worker<'p> {
             after_ms: at.saturating_duration_since(start).as_millis() as u64,
             time_wait: exhaustion_census.as_ref().map_or(0, |(c, _)| c.get(probe::TcpState::TimeWait)),
             recovered_after_ms: collected.recovered_at.map(|r| r.saturating_duration_since(at).as_millis() as u64),
-            failed: collected.errors.get(crate::stats::ErrorKind::AddrNotAvailable),
+            failed: collected.errors.get(crate::failure::ErrorKind::AddrNotAvailable),
             ip_local_port_range: exhaustion_census.as_ref().and_then(|(_, l)| l.ip_local_port_range),
             tcp_tw_reuse: exhaustion_census.as_ref().and_then(|(_, l)| l.tcp_tw_reuse),
         });
@@ -281,10 +287,10 @@ impl<'p> Worker<'p> {
     }
 
     /// Start every operation whose scheduled instant has come.
-    fn issue_due(&mut self, driver: &mut Driver, first_n: u64) {
+    fn issue_due(&mut self, driver: &mut ActionDriver, first_n: u64) {
         let now = Instant::now();
         match driver {
-            Driver::Connect { pacer, timeout, permits, then_close, sources, .. } => {
+            ActionDriver::Connect { pacer, timeout, permits, then_close, sources, .. } => {
                 for (i, scheduled) in pacer.take_due(now) {
                     let n = first_n + i;
                     let attempt = Attempt {
@@ -299,7 +305,7 @@ impl<'p> Worker<'p> {
                     self.spawn_connection(Box::new(attempt));
                 }
             }
-            Driver::Close { pacer, how, timeout, fill, sent } => {
+            ActionDriver::Close { pacer, how, timeout, fill, sent } => {
                 for (_, scheduled) in pacer.take_due(now) {
                     let cmd = CloseCommand { how: *how, scheduled, timeout: *timeout, fill: *fill };
                     if self.roster.close_oldest(cmd) {
@@ -307,7 +313,7 @@ impl<'p> Worker<'p> {
                     }
                 }
             }
-            Driver::Wait { .. } => {}
+            ActionDriver::Wait { .. } => {}
         }
     }
 
@@ -322,7 +328,7 @@ impl<'p> Worker<'p> {
         self.tracker.spawn(connection::run(links, attempt));
     }
 
-    fn publish(&self, index: usize, driver: &Driver, collected: &Collector) {
+    fn publish(&self, index: usize, driver: &ActionDriver, collected: &Collector) {
         let _ = self.out.send(WorkerMsg::Progress(WorkerProgress {
             phase: index,
             planned: driver.planned(),
@@ -364,7 +370,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::engine::link::unix_us_now;
+    use crate::engine::messages::unix_us_now;
 
     /// A stop that crosses the order to start a phase: the worker still reports that
     /// phase, or the coordinator (which ordered it) would wait for its report forever.

@@ -2,63 +2,14 @@
 //! whatever happened to the operations before it. Latency is measured from that
 //! instant, so a slow target cannot hide its delay (no coordinated omission).
 //!
-//! A phase's operations are split among shards (worker processes, hosts) by
-//! interleaving: shard `index` of `count` runs operations `index`, `index + count`, ...
-//! at their single-process instants, so the shards together run exactly the schedule
-//! of one process.
+//! A [`Shard`] of a phase runs operations `index`, `index + count`, ... at their
+//! single-process instants.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-/// Which share of every phase a process runs: operation `i` is its own when
-/// `i % count == index`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
-}
-
-impl Shard {
-    /// The whole run in one process.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
-
-    /// How many of the operations `0..total` are this shard's.
-    pub fn share(self, total: u64) -> u64 {
-        let (index, count) = (u64::from(self.index), u64::from(self.count));
-        total.saturating_sub(index).div_ceil(count)
-    }
-
-    /// The global number of this shard's `k`-th operation.
-    pub fn global(self, k: u64) -> u64 {
-        u64::from(self.index) + k * u64::from(self.count)
-    }
-
-    /// Worker `worker` of the `workers` processes running host shard `host`: the host's
-    /// operations (`i % host.count == host.index`) dealt round-robin to its workers.
-    pub fn compose(host: Shard, worker: u32, workers: u32) -> Shard {
-        Shard { index: host.index + host.count * worker, count: host.count * workers }
-    }
-
-    /// `"i/N"` → a shard, checked.
-    pub fn parse(text: &str) -> Result<Shard, String> {
-        let bad = || format!("`{text}` is not a shard; write INDEX/COUNT with INDEX < COUNT, e.g. 0/4");
-        let (i, n) = text.split_once('/').ok_or_else(bad)?;
-        let index: u32 = i.trim().parse().map_err(|_| bad())?;
-        let count: u32 = n.trim().parse().map_err(|_| bad())?;
-        if count == 0 || index >= count {
-            return Err(bad());
-        }
-        Ok(Shard { index, count })
-    }
-}
-
-impl std::fmt::Display for Shard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.index, self.count)
-    }
-}
+use crate::shard::Shard;
 
 /// Issues this shard's `total` operations of a phase paced at `rate` per second from `start`.
 #[derive(Debug, Clone)]
@@ -143,33 +94,5 @@ mod tests {
         assert_eq!(joined, whole);
         assert_eq!([0, 1, 2].map(|index| Shard { index, count: 3 }.share(10)), [4, 3, 3]);
         assert_eq!(Shard { index: 4, count: 5 }.share(3), 0);
-    }
-
-    #[test]
-    fn hosts_and_their_workers_compose_into_the_single_schedule() {
-        let total = 1000;
-        let mut seen = vec![0u32; total as usize];
-        for host in (0..3).map(|index| Shard { index, count: 3 }) {
-            let mut mine = 0;
-            for w in 0..4 {
-                let shard = Shard::compose(host, w, 4);
-                for k in 0..shard.share(total) {
-                    let g = shard.global(k);
-                    assert_eq!(g % 3, u64::from(host.index), "host {host}'s worker {w} ran {g}");
-                    seen[g as usize] += 1;
-                }
-                mine += shard.share(total);
-            }
-            assert_eq!(mine, host.share(total));
-        }
-        assert!(seen.iter().all(|n| *n == 1), "every operation runs exactly once");
-    }
-
-    #[test]
-    fn shards_parse() {
-        assert_eq!(Shard::parse("1/4"), Ok(Shard { index: 1, count: 4 }));
-        for bad in ["4/4", "1/0", "x/2", "3"] {
-            assert!(Shard::parse(bad).is_err(), "{bad}");
-        }
     }
 }
