@@ -1,5 +1,6 @@
 //! Expectations: `metric = "OP VALUE"` pairs of a phase's `expect` table, parsed into
-//! [`Expectation`]s and judged against a [`PhaseReport`].
+//! [`Expectation`]s. Judging them against a phase's figures is the report's
+//! (`report/judge.rs`): this grammar sits below the report, in the plan's layer.
 //!
 //! Metrics: any TCP state (`established`, `time_wait`, ...; client side, or
 //! `server.<state>`), latency percentiles (`connect_p99`, `handshake_p50`, `close_max`,
@@ -8,7 +9,6 @@
 
 use probe::TcpState;
 
-use crate::report::{ExpectationResult, PhaseReport};
 use crate::failure::ErrorKind;
 use crate::latency::{parse_latency_us, LatencyText};
 
@@ -31,7 +31,7 @@ impl Op {
         Op::ALL.iter().find(|(_, op)| *op == self).map(|(s, _)| *s).unwrap_or("?")
     }
 
-    fn holds(self, actual: f64, expected: f64) -> bool {
+    pub fn holds(self, actual: f64, expected: f64) -> bool {
         match self {
             Op::Lt => actual < expected,
             Op::Le => actual <= expected,
@@ -152,39 +152,6 @@ impl Metric {
             _ => "count",
         }
     }
-
-    /// The measured value in a phase, if the phase has it.
-    pub fn actual(&self, phase: &PhaseReport) -> Option<f64> {
-        let value = match self {
-            Metric::State(Side::Client, s) => phase.census.client.get(*s),
-            Metric::State(Side::Server, s) => phase.census.server.as_ref()?.get(*s),
-            Metric::Latency(kind, pct) => {
-                let summary = match kind {
-                    LatencyKind::Connect => &phase.latency_us.connect,
-                    LatencyKind::Handshake => &phase.latency_us.handshake,
-                    LatencyKind::Close => &phase.latency_us.close,
-                };
-                if summary.count == 0 {
-                    return None;
-                }
-                match pct {
-                    Percentile::P50 => summary.p50,
-                    Percentile::P90 => summary.p90,
-                    Percentile::P99 => summary.p99,
-                    Percentile::P999 => summary.p999,
-                    Percentile::Max => summary.max,
-                    Percentile::Min => summary.min,
-                }
-            }
-            Metric::Errors(None) => phase.errors.values().sum(),
-            Metric::Errors(Some(kind)) => phase.errors.get(kind.key()).copied().unwrap_or(0),
-            Metric::Kernel(name) => return Some(phase.kernel.get(name).copied().unwrap_or(0) as f64),
-            Metric::Connected => phase.succeeded,
-            Metric::Drops => phase.drops,
-            Metric::Rate => return Some(phase.achieved_rate_per_s),
-        };
-        Some(value as f64)
-    }
 }
 
 fn state_list() -> String {
@@ -232,32 +199,6 @@ impl Expectation {
     /// `errors == 0`, added to phases that name no error expectation.
     pub fn no_errors() -> Expectation {
         Expectation { metric: Metric::Errors(None), op: Op::Eq, value: 0.0, expr: "errors == 0".into(), implicit: true }
-    }
-
-    /// Judge this expectation against a phase's measurements.
-    pub fn judge(&self, phase: &PhaseReport) -> ExpectationResult {
-        let actual = self.metric.actual(phase);
-        ExpectationResult {
-            expr: self.expr.clone(),
-            actual,
-            unit: self.metric.unit().to_string(),
-            passed: actual.is_some_and(|a| self.op.holds(a, self.value)),
-            implicit: self.implicit,
-            deferred: false,
-        }
-    }
-
-    /// The expectation a report's result was judged from, parsed back from its `expr`
-    /// (`name OP VALUE`, as [`Expectation::parse`] writes it): to judge it again on
-    /// other figures (merged shards).
-    pub fn from_result(result: &ExpectationResult) -> Result<Expectation, String> {
-        let (name, condition) = result
-            .expr
-            .split_once(' ')
-            .ok_or_else(|| format!("`{}` is not an expectation (NAME OP VALUE)", result.expr))?;
-        let mut parsed = Expectation::parse(name, &toml::Value::String(condition.to_string()))?;
-        parsed.implicit = result.implicit;
-        Ok(parsed)
     }
 }
 
@@ -339,18 +280,6 @@ mod tests {
         assert!(parse("established", ">= lots").unwrap_err().contains("not a number"));
         let err = Expectation::parse("established", &toml::Value::Boolean(true)).unwrap_err();
         assert!(err.contains("found a boolean"));
-    }
-
-    #[test]
-    fn results_parse_back_into_their_expectations() {
-        for (name, value) in [("established", ">= 5_000"), ("connect_p99", "< 1.5ms"), ("errors.refused", "0")] {
-            let e = parse(name, value).unwrap();
-            let phase = crate::report::PhaseReport::empty("p", "connect");
-            assert_eq!(Expectation::from_result(&e.judge(&phase)).unwrap(), e);
-        }
-        let implicit = Expectation::no_errors();
-        let phase = crate::report::PhaseReport::empty("p", "connect");
-        assert_eq!(Expectation::from_result(&implicit.judge(&phase)).unwrap(), implicit);
     }
 
     #[test]

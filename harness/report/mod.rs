@@ -12,6 +12,7 @@ pub mod findings;
 pub mod frame;
 pub mod html;
 pub mod json;
+pub mod judge;
 pub mod junit;
 pub mod merge;
 pub mod text;
