@@ -6,8 +6,8 @@ use std::io;
 use netlink_packet_sock_diag::{AF_INET, AF_INET6};
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
+use super::filter::Filter;
 use super::sockdiag::{self, DiagMsg, Dump, Progress, ReplyError};
-use super::Filter;
 
 /// Receive buffer for one datagram. The kernel sizes dump datagrams from the reader's
 /// buffer, up to 32 KiB (about 280 sockets); `MSG_TRUNC` tells us if one is ever larger.
