@@ -133,6 +133,7 @@ fn record_golden_replies() {
 fn one_walk_per_family_and_proc_agree() {
     let (port, _listeners, _streams) = sockets_on_one_port();
     let mut diag = netlink::SockDiag::open().unwrap();
+    let mut per_family_diag = netlink::SockDiag::open_per_family().unwrap();
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let filters = [
         Filter::server(port),
@@ -144,7 +145,7 @@ fn one_walk_per_family_and_proc_agree() {
         let mut one_walk = Tally::new(None);
         diag.dump_tcp(filter, |m| one_walk.add(m.state(), |_| lo)).unwrap();
         let mut per_family = Tally::new(None);
-        diag.dump_per_family(sockdiag::ALL_STATES, filter, |m| per_family.add(m.state(), |_| lo)).unwrap();
+        per_family_diag.dump_tcp(filter, |m| per_family.add(m.state(), |_| lo)).unwrap();
         let mut proc = Tally::new(None);
         proc_net_census(filter, &mut proc).unwrap();
         assert_eq!(one_walk.states, per_family.states, "{filter:?}");
