@@ -8,8 +8,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::parse_error::ParseError;
 use crate::state::{StateCounts, TcpState};
-use crate::ParseError;
 
 use super::filter::Filter;
 use super::listening::ListeningSocket;
