@@ -12,13 +12,14 @@ pub struct NofileRaise {
     pub hard: u64,
 }
 
-/// Raise the soft RLIMIT_NOFILE to the hard limit.
+/// Raise the soft RLIMIT_NOFILE to the hard limit. The probe reads the limit
+/// ([`probe::limits::nofile`]); raising it is the harness's, with the same `rlimit` crate.
 pub fn raise_nofile() -> std::io::Result<NofileRaise> {
-    let (soft_before, hard) = rlimit::Resource::NOFILE.get()?;
+    let (soft_before, hard) = probe::limits::nofile()?;
     if soft_before < hard {
         rlimit::Resource::NOFILE.set(hard, hard)?;
     }
-    let (soft_after, hard) = rlimit::Resource::NOFILE.get()?;
+    let (soft_after, hard) = probe::limits::nofile()?;
     Ok(NofileRaise { soft_before, soft_after, hard })
 }
 

@@ -125,11 +125,6 @@ fn hold(k: u8, pairs: usize, port: u16) {
 
 /// Soft RLIMIT_NOFILE up to the hard limit.
 fn raise_nofile() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit with a valid `struct rlimit`.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        limit.rlim_cur = limit.rlim_max;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-    }
+    let (_, hard) = probe::limits::nofile().expect("getrlimit");
+    rlimit::Resource::NOFILE.set(hard, hard).expect("setrlimit");
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ParseError;
+use crate::parse_error::ParseError;
 
 const PROC_NET_SNMP: &str = "/proc/net/snmp";
 const PROC_NET_NETSTAT: &str = "/proc/net/netstat";

@@ -14,6 +14,7 @@
 pub mod census;
 pub mod counters;
 pub mod limits;
+mod parse_error;
 pub mod process;
 pub mod sockstat;
 pub mod state;
@@ -21,28 +22,7 @@ pub mod state;
 pub use census::{Backend, Census, CensusError, Filter, ListeningSocket, PeerCount, Prober};
 pub use counters::KernelCounters;
 pub use limits::Limits;
+pub use parse_error::ParseError;
 pub use process::{listeners_for, listeners_of, Listeners, ProcessFds};
 pub use sockstat::SockStat;
 pub use state::{StateCounts, TcpState};
-
-/// A /proc file whose text did not have the expected shape.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what}: {found:?}")]
-pub struct ParseError {
-    /// What was expected.
-    pub what: &'static str,
-    /// The offending text (a line, or a value).
-    pub found: String,
-}
-
-impl ParseError {
-    pub(crate) fn new(what: &'static str, found: impl Into<String>) -> ParseError {
-        ParseError { what, found: found.into() }
-    }
-}
-
-impl From<ParseError> for std::io::Error {
-    fn from(e: ParseError) -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
-    }
-}

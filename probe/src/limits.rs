@@ -1,6 +1,7 @@
 //! Limits that cap how many connections a machine can open, and the TCP sysctls in force.
 //!
-//! The descriptor limits come from getrlimit(2); the rest from /proc/sys, whose files hold
+//! The descriptor limits come from getrlimit(2) ([`nofile`], through the `rlimit` crate, which
+//! the harness also raises them with); the rest from /proc/sys, whose files hold
 //! one number (or, for `ip_local_port_range`, two) and a newline. What is in use against
 //! the machine-wide ceilings comes from /proc/sys/fs/file-nr ([`files_open`]) and
 //! /proc/meminfo ([`mem_available`]).
@@ -33,8 +34,8 @@ impl Limits {
     /// Read this process's limits and the sysctls of its network namespace.
     pub fn read() -> Limits {
         let (nofile_soft, nofile_hard) = match nofile() {
-            Some((soft, hard)) => (Some(soft), Some(hard)),
-            None => (None, None),
+            Ok((soft, hard)) => (Some(soft), Some(hard)),
+            Err(_) => (None, None),
         };
         Limits {
             nofile_soft,
@@ -145,12 +146,9 @@ pub fn parse_mem_available(text: &str) -> Option<u64> {
     }
 }
 
-/// RLIMIT_NOFILE as (soft, hard).
-fn nofile() -> Option<(u64, u64)> {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one `struct rlimit` through a valid pointer.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0).then_some((limit.rlim_cur, limit.rlim_max))
+/// This process's RLIMIT_NOFILE as (soft, hard); `u64::MAX` is unlimited.
+pub fn nofile() -> std::io::Result<(u64, u64)> {
+    rlimit::Resource::NOFILE.get()
 }
 
 /// The text of /proc/sys/`name`, if readable.

@@ -20,7 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::census::{ListeningSocket, Prober};
-use crate::ParseError;
+use crate::parse_error::ParseError;
 
 /// One process's descriptors: how many it holds and how many it may hold.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -9,7 +9,7 @@
 //! [`SockStat::parse`] reads the `sockets:` and `TCP:` lines of such a text;
 //! [`SockStat::read`] reads the file of the current network namespace.
 
-use crate::ParseError;
+use crate::parse_error::ParseError;
 
 const PROC_NET_SOCKSTAT: &str = "/proc/net/sockstat";
 

@@ -38,20 +38,12 @@ impl TcpState {
         TcpState::NewSynRecv,
     ];
 
-    /// The states a census reports (NEW_SYN_RECV is folded into SYN_RECV, as `ss` does).
-    pub const REPORTED: [TcpState; 11] = [
-        TcpState::Established,
-        TcpState::SynSent,
-        TcpState::SynRecv,
-        TcpState::FinWait1,
-        TcpState::FinWait2,
-        TcpState::TimeWait,
-        TcpState::Close,
-        TcpState::CloseWait,
-        TcpState::LastAck,
-        TcpState::Listen,
-        TcpState::Closing,
-    ];
+    /// The states a census reports (NEW_SYN_RECV is folded into SYN_RECV, as `ss` does):
+    /// [`TcpState::ALL`] without its last, NEW_SYN_RECV.
+    pub const REPORTED: [TcpState; 11] = match TcpState::ALL.first_chunk::<11>() {
+        Some(reported) => *reported,
+        None => unreachable!(),
+    };
 
     /// The state for a kernel state number, if it is one.
     pub fn from_kernel(n: u8) -> Option<TcpState> {
@@ -80,6 +72,15 @@ impl TcpState {
         TcpState::REPORTED.into_iter().find(|s| s.key() == key)
     }
 
+    /// The state a census counts this one as: NEW_SYN_RECV as SYN_RECV, any other as itself.
+    fn reported(self) -> TcpState {
+        if self == TcpState::NewSynRecv {
+            TcpState::SynRecv
+        } else {
+            self
+        }
+    }
+
     /// The bit for this state in a sock_diag request's state mask.
     pub fn mask_bit(self) -> u32 {
         1 << (self as u32)
@@ -103,14 +104,12 @@ impl StateCounts {
 
     /// Count `n` sockets in `state`.
     pub fn add_n(&mut self, state: TcpState, n: u64) {
-        let state = if state == TcpState::NewSynRecv { TcpState::SynRecv } else { state };
-        self.counts[state as usize] += n;
+        self.counts[state.reported() as usize] += n;
     }
 
     /// Sockets in `state`.
     pub fn get(&self, state: TcpState) -> u64 {
-        let state = if state == TcpState::NewSynRecv { TcpState::SynRecv } else { state };
-        self.counts[state as usize]
+        self.counts[state.reported() as usize]
     }
 
     /// Sockets in any state.

@@ -21,10 +21,7 @@ fn a_listener_leads_to_this_process() {
     assert_eq!(fds.pid, me);
     let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
     assert_eq!(fds.name, comm.trim_end());
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one `struct rlimit` through a valid pointer.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
-    assert_eq!((fds.limit_soft, fds.limit_hard), (limit.rlim_cur, limit.rlim_max));
+    assert_eq!((fds.limit_soft, fds.limit_hard), probe::limits::nofile().unwrap());
     // other tests of this binary may open a few descriptors meanwhile
     assert!(fds.open.abs_diff(own_fds()) <= 4, "{} open, {} seen here", fds.open, own_fds());
 

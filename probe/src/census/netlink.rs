@@ -6,8 +6,8 @@ use std::io;
 use netlink_packet_sock_diag::{AF_INET, AF_INET6};
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr};
 
+use super::filter::Filter;
 use super::sockdiag::{self, DiagMsg, Dump, Progress, ReplyError};
-use super::Filter;
 
 /// Receive buffer for one datagram. The kernel sizes dump datagrams from the reader's
 /// buffer, up to 32 KiB (about 280 sockets); `MSG_TRUNC` tells us if one is ever larger.
@@ -80,6 +80,13 @@ impl SockDiag {
         self.dump_tcp_in(sockdiag::ALL_STATES, filter, visit)
     }
 
+    /// A socket that dumps one family at a time, as when the kernel refuses the
+    /// compatibility request (to check both ways against each other).
+    #[cfg(test)]
+    pub(crate) fn open_per_family() -> io::Result<SockDiag> {
+        Ok(SockDiag { both_families: false, ..SockDiag::open()? })
+    }
+
     /// [`SockDiag::dump_tcp`] for the sockets in `states` only (a mask of `1 << state`).
     pub(crate) fn dump_tcp_in(
         &mut self,
@@ -97,17 +104,8 @@ impl SockDiag {
                 other => return other,
             }
         }
-        self.dump_per_family(states, filter, visit)
-    }
-
-    /// One `SOCK_DIAG_BY_FAMILY` dump per family; IPv4 is skipped when the filter names an
-    /// IPv6 address (IPv6 holds IPv4-mapped sockets too, so it is always asked).
-    pub(crate) fn dump_per_family(
-        &mut self,
-        states: u32,
-        filter: &Filter,
-        mut visit: impl FnMut(DiagMsg<'_>),
-    ) -> Result<(), DumpError> {
+        // One `SOCK_DIAG_BY_FAMILY` dump per family; IPv4 is skipped when the filter names
+        // an IPv6 address (IPv6 holds IPv4-mapped sockets too, so it is always asked).
         let families: &[u8] = if filter.wants_ipv4() { &[AF_INET, AF_INET6] } else { &[AF_INET6] };
         for &family in families {
             self.dump(Dump::Family(family), states, filter, &mut visit)?;

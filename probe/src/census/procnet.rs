@@ -8,10 +8,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use crate::parse_error::ParseError;
 use crate::state::{StateCounts, TcpState};
-use crate::ParseError;
 
-use super::{Filter, ListeningSocket};
+use super::filter::Filter;
+use super::listening::ListeningSocket;
 
 /// One socket line of /proc/net/tcp{,6}, as much as a census needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
