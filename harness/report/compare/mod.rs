@@ -1,8 +1,8 @@
 //! `sockcap compare`: two reports side by side, phase by phase, figure by figure, and
 //! which differences pass a regression limit. Pure: [`compare`] takes two
 //! [`RunReport`](crate::report::RunReport)s and returns a [`Comparison`]; printing is
-//! the CLI's job. The comparison is in [`comparison`](mod@comparison), a figure and its
-//! verdict in [`figure`], the limits in [`limits`].
+//! the CLI's job. The comparison is in `comparison.rs`, a figure and its
+//! verdict in `figure.rs`, the limits in `limits.rs`.
 //!
 //! - Phases are matched by name (the n-th phase called `ramp` in one report with the
 //!   n-th in the other). A phase of the baseline missing from the current report is a

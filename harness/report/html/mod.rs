@@ -4,14 +4,15 @@
 //! placeholders and the footer.
 //!
 //! The page carries its chart data as a JSON block, `<script type="application/json"
-//! id="sockcap-data">` with schema [`DATA_SCHEMA`], built in [`data`] from the
+//! id="sockcap-data">` with schema [`DATA_SCHEMA`], built in `data.rs` from the
 //! [`RunReport`]: every phase's census samples and end census, the success and failure
 //! rates between successive samples, and latency percentile curves computed from the
-//! serialized HdrHistograms. `html/report.js` draws the charts from that block; the
-//! tables ([`tables`]: phases, latency, errors, limits, kernel counters; and
-//! [`expectations`]) are rendered in Rust, so they read without JavaScript. Every
+//! serialized HdrHistograms. `report.js` draws the charts from that block; the
+//! tables (`tables.rs`: phases, latency, errors, limits, kernel counters; and
+//! `expectations.rs`) are rendered in Rust, so they read without JavaScript. Every
 //! string taken from the report is escaped, in the markup ([`Escaped`]) and inside the
 //! JSON block.
+
 mod data;
 mod expectations;
 mod tables;
