@@ -25,9 +25,9 @@ use std::path::Path;
 
 use probe::StateCounts;
 
-use super::write::{self, WriteError};
 use super::format::micros;
 use super::markup::escape;
+use super::write::{self, WriteError};
 use super::{ExpectationResult, Outcome, PhaseReport, RunReport};
 
 /// Write the JUnit XML of `report` to `path`, atomically.

@@ -310,6 +310,16 @@ impl PhaseReport {
     }
 }
 
+impl Latencies {
+    /// The latencies with a sample or more, by name (`connect`, `handshake`, `close`),
+    /// in that order.
+    pub fn measured(&self) -> impl Iterator<Item = (&'static str, &LatencySummary)> {
+        [("connect", &self.connect), ("handshake", &self.handshake), ("close", &self.close)]
+            .into_iter()
+            .filter(|(_, l)| l.count > 0)
+    }
+}
+
 impl RunReport {
     /// The verdict in one word, as the text and HTML reports show it.
     pub fn verdict_word(&self) -> &'static str {

@@ -142,9 +142,7 @@ fn states(c: &StateCounts) -> String {
 }
 
 fn latency_table(out: &mut String, p: &PhaseReport) {
-    let rows =
-        [("connect", &p.latency_us.connect), ("handshake", &p.latency_us.handshake), ("close", &p.latency_us.close)];
-    if rows.iter().all(|(_, l)| l.count == 0) {
+    if p.latency_us.measured().next().is_none() {
         return;
     }
     let _ = writeln!(
@@ -152,7 +150,7 @@ fn latency_table(out: &mut String, p: &PhaseReport) {
         "  latency  {:<10}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}",
         "", "count", "p50", "p90", "p99", "p99.9", "max"
     );
-    for (name, l) in rows.iter().filter(|(_, l)| l.count > 0) {
+    for (name, l) in p.latency_us.measured() {
         let _ = writeln!(out, "           {name:<10}{:>8}{}", l.count, percentiles(l));
     }
 }

@@ -113,12 +113,8 @@ pub fn compare(
     }
     for (which, report) in [(Which::Baseline, baseline), (Which::Current, current)] {
         match report.outcome {
-            Outcome::Interrupted => {
-                notes.push(format!("the {which} run was interrupted; its last phase is partial"))
-            }
-            Outcome::Failed => {
-                notes.push(format!("a worker of the {which} run died; its last phase is partial"))
-            }
+            Outcome::Interrupted => notes.push(format!("the {which} run was interrupted; its last phase is partial")),
+            Outcome::Failed => notes.push(format!("a worker of the {which} run died; its last phase is partial")),
             Outcome::Completed => {}
         }
         let failed = report.failures().count();

@@ -146,12 +146,7 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         open: p.open_at_end,
     };
     let rate = rate_steps(p.started_ms, &samples, &end);
-    let latency =
-        [("connect", &p.latency_us.connect), ("handshake", &p.latency_us.handshake), ("close", &p.latency_us.close)]
-            .into_iter()
-            .filter(|(_, s)| s.count > 0)
-            .map(|(name, s)| curve(name, s))
-            .collect();
+    let latency = p.latency_us.measured().map(|(name, s)| curve(name, s)).collect();
     PhaseData {
         name: &p.name,
         kind: &p.kind,

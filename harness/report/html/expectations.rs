@@ -9,7 +9,8 @@ use crate::report::{ExpectationResult, RunReport};
 pub(super) fn section(out: &mut String, r: &RunReport) {
     out.push_str("<section id=\"expectations\"><h2>Expectations</h2>\n");
     for (i, p) in r.phases.iter().enumerate() {
-        let _ = writeln!(out, "<h3>{}. {} <span class=\"kind\">{}</span></h3>", i + 1, Escaped(&p.name), Escaped(&p.kind));
+        let _ =
+            writeln!(out, "<h3>{}. {} <span class=\"kind\">{}</span></h3>", i + 1, Escaped(&p.name), Escaped(&p.kind));
         if p.expectations.is_empty() {
             out.push_str("<p class=\"hint\">No expectations.</p>\n");
             continue;

@@ -65,16 +65,8 @@ fn states(c: &StateCounts) -> String {
 }
 
 pub(super) fn latency_section(out: &mut String, r: &RunReport) {
-    let rows: Vec<(&PhaseReport, &str, &LatencySummary)> = r
-        .phases
-        .iter()
-        .flat_map(|p| {
-            [("connect", &p.latency_us.connect), ("handshake", &p.latency_us.handshake), ("close", &p.latency_us.close)]
-                .into_iter()
-                .filter(|(_, l)| l.count > 0)
-                .map(move |(name, l)| (p, name, l))
-        })
-        .collect();
+    let rows: Vec<(&PhaseReport, &str, &LatencySummary)> =
+        r.phases.iter().flat_map(|p| p.latency_us.measured().map(move |(name, l)| (p, name, l))).collect();
     out.push_str("<section id=\"latency\"><h2>Latency percentiles</h2>\n");
     if rows.is_empty() {
         out.push_str("<p class=\"hint\">No phase measured a latency.</p>\n</section>\n");

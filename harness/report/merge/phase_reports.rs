@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::report::{CensusPair, Exhaustion, Latencies, PhaseReport};
 use crate::latency::{HdrError, Latency, LatencySummary};
+use crate::report::{CensusPair, Exhaustion, Latencies, PhaseReport};
 
 /// A phase merged from its parts, and what could not be merged.
 #[derive(Debug, Clone)]

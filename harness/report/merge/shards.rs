@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use probe::{SockStat, StateCounts};
 
 use super::phase_reports;
+use crate::expect::Expectation;
 use crate::report::{
     CensusPair, CensusSample, MergeInfo, MergedShard, Outcome, PhaseReport, RunReport, ShardInfo, SCHEMA,
 };
-use crate::expect::Expectation;
 
 /// One shard's report and where it came from.
 #[derive(Debug, Clone)]
@@ -343,8 +343,8 @@ mod tests {
     use probe::TcpState;
 
     use super::*;
-    use crate::report::test_support::{latency, sample_report};
     use crate::latency::Latency;
+    use crate::report::test_support::{latency, sample_report};
 
     fn established(n: u64) -> StateCounts {
         let mut c = StateCounts::default();
