@@ -5,8 +5,8 @@
 //! (`_us`, `_ms`, `_per_s`). Views: [`text`] (the human table on stdout) and [`json`]
 //! (the file, written atomically). [`junit`] writes the expectations as JUnit XML;
 //! [`html`] the page; [`compare`] judges one report against another (`sockcap compare`);
-//! [`write`](mod@write) is the atomic file output they share, [`format`](mod@format) and [`markup`]
-//! the number formats and the escaping of the human views.
+//! [`write`](mod@write) is the atomic file output they share; [`format`](mod@format)
+//! and [`markup`] are the number formats and the escaping of the human views.
 //! The JSON's shape is `docs/report.schema.json`, kept in step by a test.
 
 pub mod compare;
