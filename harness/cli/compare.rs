@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::{exit, Failure};
 use crate::report::compare::{self, Better, Comparison, Figure, Presence, RegressionLimits, Verdict, Which};
-use crate::report::text::fmt_us;
+use crate::report::format::micros;
 use crate::report::RunReport;
 
 #[derive(Debug, clap::Args)]
@@ -149,7 +149,7 @@ fn value(f: &Figure, v: Option<f64>) -> String {
 
 fn amount(unit: &str, v: f64) -> String {
     match unit {
-        "us" => fmt_us(v.abs().round() as u64),
+        "us" => micros(v.abs().round() as u64),
         "per_s" => format!("{:.1}/s", v.abs()),
         _ => format!("{}", v.abs()),
     }

@@ -368,10 +368,9 @@ impl<'p> Coordinator<'p> {
         let mut report = if parts.is_empty() {
             self.empty_phase(phase)
         } else {
-            crate::report::merge::phases(&parts).unwrap_or_else(|e| {
-                self.notes.push(format!("phase `{}`: merging the workers' histograms: {e}", phase.name));
-                self.empty_phase(phase)
-            })
+            let merged = crate::report::merge::phases(&parts, "worker");
+            self.notes.extend(merged.notes);
+            merged.report
         };
         if parts.len() < self.workers.len() {
             self.notes.push(format!(

@@ -1,8 +1,8 @@
 //! Findings: sentences a reader can act on, drawn from a finished report
 //! (errors that point at a limit on either side, missing census data).
 
-use crate::report::{PhaseReport, RunReport};
 use crate::failure::ErrorKind;
+use crate::report::{PhaseReport, RunReport};
 
 /// One sentence on a phase whose ports ran out: when, how many TIME_WAIT, and whether
 /// ports came back (which of the kernel's three behaviours it saw).

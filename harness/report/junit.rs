@@ -25,9 +25,10 @@ use std::path::Path;
 
 use probe::StateCounts;
 
+use super::format::micros;
+use super::markup::escape;
 use super::write::{self, WriteError};
 use super::{ExpectationResult, Outcome, PhaseReport, RunReport};
-use crate::report::text::fmt_us;
 
 /// Write the JUnit XML of `report` to `path`, atomically.
 pub fn write(report: &RunReport, path: &Path) -> Result<(), WriteError> {
@@ -198,7 +199,7 @@ fn classname(scenario: &str, phase: &str) -> String {
 fn actual_text(e: &ExpectationResult) -> String {
     match e.actual {
         None => "not measured".to_string(),
-        Some(v) if e.unit == "us" => fmt_us(v as u64),
+        Some(v) if e.unit == "us" => micros(v as u64),
         Some(v) if e.unit == "per_s" => format!("{v:.1}/s"),
         Some(v) => format!("{v}"),
     }
@@ -242,39 +243,10 @@ fn phase_timestamp(run_started: &str, offset_ms: u64) -> String {
     }
 }
 
-/// Escape text for XML content and attribute values (both quote kinds included), and
-/// replace the characters XML 1.0 does not allow at all (most C0 controls) by U+FFFD.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            // Kept, but as references so attribute-value normalisation does not turn them into spaces.
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::test_support::sample_report;
-
-    #[test]
-    fn escapes_markup_and_drops_invalid_characters() {
-        assert_eq!(escape(r#"a < b & "c" > 'd'"#), "a &lt; b &amp; &quot;c&quot; &gt; &apos;d&apos;");
-        assert_eq!(escape("x\u{1}y\nz"), "x\u{FFFD}y&#10;z");
-        assert_eq!(escape("µs ✓"), "µs ✓");
-    }
 
     #[test]
     fn one_suite_per_phase_and_failures_named() {

@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use probe::StateCounts;
 
-use crate::report::{ExpectationResult, PhaseReport, RunReport};
 use crate::latency::LatencySummary;
+use crate::report::format::{self, micros, Digits};
+use crate::report::{ExpectationResult, PhaseReport, RunReport};
 
 /// Render the whole report.
 pub fn render(report: &RunReport) -> String {
@@ -76,9 +77,9 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     let secs = p.duration_ms as f64 / 1000.0;
     let errors: u64 = p.errors.values().sum();
     let work = match p.kind.as_str() {
-        "connect" => format!("{}/{} connected, {}/s", p.succeeded, p.planned, fmt_rate(p.achieved_rate_per_s)),
-        "close" => format!("{}/{} closed, {}/s", p.succeeded, p.planned, fmt_rate(p.achieved_rate_per_s)),
-        "churn" => format!("{}/{} connect+close cycles, {}/s", p.succeeded, p.planned, fmt_rate(p.achieved_rate_per_s)),
+        "connect" => format!("{}/{} connected, {}/s", p.succeeded, p.planned, rate(p)),
+        "close" => format!("{}/{} closed, {}/s", p.succeeded, p.planned, rate(p)),
+        "churn" => format!("{}/{} connect+close cycles, {}/s", p.succeeded, p.planned, rate(p)),
         _ => format!("{} held", p.open_at_end),
     };
     let _ = writeln!(
@@ -126,6 +127,11 @@ fn peak_established(p: &PhaseReport) -> Option<(u64, u64)> {
     (peak > established(&p.census.client)).then_some((t_ms, peak))
 }
 
+/// The phase's achieved rate, as this report writes rates.
+fn rate(p: &PhaseReport) -> String {
+    format::rate(p.achieved_rate_per_s, Digits::Plain)
+}
+
 fn states(c: &StateCounts) -> String {
     let listed: Vec<String> = c.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{} {n}", s.key())).collect();
     if listed.is_empty() {
@@ -136,9 +142,7 @@ fn states(c: &StateCounts) -> String {
 }
 
 fn latency_table(out: &mut String, p: &PhaseReport) {
-    let rows =
-        [("connect", &p.latency_us.connect), ("handshake", &p.latency_us.handshake), ("close", &p.latency_us.close)];
-    if rows.iter().all(|(_, l)| l.count == 0) {
+    if p.latency_us.measured().next().is_none() {
         return;
     }
     let _ = writeln!(
@@ -146,13 +150,13 @@ fn latency_table(out: &mut String, p: &PhaseReport) {
         "  latency  {:<10}{:>8}{:>10}{:>10}{:>10}{:>10}{:>10}",
         "", "count", "p50", "p90", "p99", "p99.9", "max"
     );
-    for (name, l) in rows.iter().filter(|(_, l)| l.count > 0) {
+    for (name, l) in p.latency_us.measured() {
         let _ = writeln!(out, "           {name:<10}{:>8}{}", l.count, percentiles(l));
     }
 }
 
 fn percentiles(l: &LatencySummary) -> String {
-    [l.p50, l.p90, l.p99, l.p999, l.max].iter().map(|v| format!("{:>10}", fmt_us(*v))).collect()
+    [l.p50, l.p90, l.p99, l.p999, l.max].iter().map(|v| format!("{:>10}", micros(*v))).collect()
 }
 
 fn expectation(e: &ExpectationResult) -> String {
@@ -163,8 +167,8 @@ fn expectation(e: &ExpectationResult) -> String {
     };
     let actual = match e.actual {
         None => "not measured".to_string(),
-        Some(v) if e.unit == "us" => fmt_us(v as u64),
-        Some(v) if e.unit == "per_s" => format!("{}/s", fmt_rate(v)),
+        Some(v) if e.unit == "us" => micros(v as u64),
+        Some(v) if e.unit == "per_s" => format!("{}/s", format::rate(v, Digits::Plain)),
         Some(v) => format!("{v}"),
     };
     let implicit = if e.implicit { " (default)" } else { "" };
@@ -202,34 +206,5 @@ fn verdict(out: &mut String, r: &RunReport) {
     }
     for note in &r.notes {
         let _ = writeln!(out, "note: {note}");
-    }
-}
-
-/// Microseconds, human-sized: `850µs`, `12.3ms`, `1.24s`.
-pub fn fmt_us(us: u64) -> String {
-    match us {
-        0..=999 => format!("{us}µs"),
-        1_000..=999_999 => format!("{:.2}ms", us as f64 / 1e3),
-        _ => format!("{:.2}s", us as f64 / 1e6),
-    }
-}
-
-fn fmt_rate(r: f64) -> String {
-    if r >= 100.0 {
-        format!("{:.0}", r)
-    } else {
-        format!("{r:.1}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn microseconds_read_well() {
-        assert_eq!(fmt_us(850), "850µs");
-        assert_eq!(fmt_us(12_345), "12.35ms");
-        assert_eq!(fmt_us(1_240_000), "1.24s");
     }
 }

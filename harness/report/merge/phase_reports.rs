@@ -5,19 +5,54 @@
 //! What the coordinator observes itself for the whole machine (census, samples, kernel
 //! counters, sockstat) it sets on the merged report afterwards; here those are summed,
 //! which is right for reports of different machines.
+//!
+//! A histogram that cannot be decoded (workers' and shards' alike) does not stop the
+//! merge: that latency (connect, handshake or close) is left out of the merged phase,
+//! as not measured, since percentiles of the other parts alone are not the phase's;
+//! every other figure is merged, and a note says which histogram failed and why.
 
 use std::collections::BTreeMap;
 
-use crate::report::{CensusPair, Exhaustion, Latencies, PhaseReport};
 use crate::latency::{HdrError, Latency, LatencySummary};
+use crate::report::{CensusPair, Exhaustion, Latencies, PhaseReport};
 
-/// One report for the phase measured in `parts` (at least one; the first names it).
+/// A phase merged from its parts, and what could not be merged.
+#[derive(Debug, Clone)]
+pub struct MergedPhase {
+    pub report: PhaseReport,
+    /// One per latency left out because a part's histogram cannot be decoded: which
+    /// histogram, of how many parts, and why.
+    pub notes: Vec<String>,
+}
+
+/// One report for the phase measured in `parts` (at least one; the first names it),
+/// each part measured by one `part` (`worker`, `shard`: the notes name them so).
 /// Expectations are left empty: judge them on the merged figures.
-pub fn phases(parts: &[PhaseReport]) -> Result<PhaseReport, HdrError> {
+pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
     let first = parts.first().expect("merging at least one phase report");
+    let mut notes = Vec::new();
+    let mut latency = |histogram: &str, of: fn(&PhaseReport) -> &LatencySummary| {
+        latency(parts.iter().map(of)).unwrap_or_else(|Undecodable { parts: failed, error }| {
+            let whose = match parts.len() {
+                1 => format!("the {part}'s"),
+                all => format!("{failed} of the {all} {part}s'"),
+            };
+            notes.push(format!(
+                "phase `{}`: {whose} {histogram} histogram cannot be decoded ({error}); the phase's {histogram} \
+                 latencies are left out",
+                first.name
+            ));
+            LatencySummary::default()
+        })
+    };
+    let latency_us = Latencies {
+        connect: latency("connect", |p| &p.latency_us.connect),
+        handshake: latency("handshake", |p| &p.latency_us.handshake),
+        close: latency("close", |p| &p.latency_us.close),
+    };
     let sum = |f: fn(&PhaseReport) -> u64| parts.iter().map(f).sum::<u64>();
     let rate = parts.iter().map(|p| p.achieved_rate_per_s).sum::<f64>();
-    Ok(PhaseReport {
+    let report = PhaseReport {
         name: first.name.clone(),
         kind: first.kind.clone(),
         started_ms: parts.iter().map(|p| p.started_ms).min().unwrap_or(0),
@@ -32,11 +67,7 @@ pub fn phases(parts: &[PhaseReport]) -> Result<PhaseReport, HdrError> {
         ports_taken: sum(|p| p.ports_taken),
         census: census(parts.iter().map(|p| &p.census)),
         samples: Vec::new(),
-        latency_us: Latencies {
-            connect: latency(parts.iter().map(|p| &p.latency_us.connect))?,
-            handshake: latency(parts.iter().map(|p| &p.latency_us.handshake))?,
-            close: latency(parts.iter().map(|p| &p.latency_us.close))?,
-        },
+        latency_us,
         errors: add_maps(parts.iter().map(|p| &p.errors)),
         other_errnos: add_maps(parts.iter().map(|p| &p.other_errnos)),
         kernel: add_maps(parts.iter().map(|p| &p.kernel)),
@@ -46,15 +77,30 @@ pub fn phases(parts: &[PhaseReport]) -> Result<PhaseReport, HdrError> {
         // One target seen from every part: the largest reading.
         target_fds: parts.iter().filter_map(|p| p.target_fds).max_by_key(|t| t.open),
         expectations: Vec::new(),
-    })
+    };
+    MergedPhase { report, notes }
 }
 
-fn latency<'a>(parts: impl Iterator<Item = &'a LatencySummary>) -> Result<LatencySummary, HdrError> {
+/// Parts' histograms that cannot be decoded: how many, and the first one's error.
+struct Undecodable {
+    parts: usize,
+    error: HdrError,
+}
+
+/// The parts' histograms added, or which of them cannot be decoded.
+fn latency<'a>(parts: impl Iterator<Item = &'a LatencySummary>) -> Result<LatencySummary, Undecodable> {
     let mut merged = Latency::new();
+    let mut undecodable: Option<Undecodable> = None;
     for part in parts.filter(|p| p.count > 0) {
-        merged.merge(&Latency::from_hdr(&part.hdr)?);
+        match Latency::from_hdr(&part.hdr) {
+            Ok(latency) => merged.merge(&latency),
+            Err(error) => undecodable.get_or_insert(Undecodable { parts: 0, error }).parts += 1,
+        }
     }
-    Ok(merged.summary())
+    match undecodable {
+        None => Ok(merged.summary()),
+        Some(failed) => Err(failed),
+    }
 }
 
 /// Element-wise sums: the parts' phases started at one instant.
@@ -125,7 +171,9 @@ mod tests {
         two.latency_us.connect = latency.summary();
         two.errors.insert("refused".into(), 3);
         two.timeline_100ms = vec![5, 0, 7];
-        let merged = phases(&[one.clone(), two.clone()]).unwrap();
+        let merged = phases(&[one.clone(), two.clone()], "worker");
+        assert!(merged.notes.is_empty(), "{:?}", merged.notes);
+        let merged = merged.report;
         assert_eq!(merged.succeeded, one.succeeded + two.succeeded);
         assert_eq!(merged.latency_us.connect.count, one.latency_us.connect.count + 1000);
         assert_eq!(merged.errors["refused"], one.errors.get("refused").copied().unwrap_or(0) + 3);
@@ -137,5 +185,23 @@ mod tests {
         timeline.resize(timeline.len().max(3), 0);
         timeline.iter_mut().zip([5, 0, 7]).for_each(|(t, n)| *t += n);
         assert_eq!(merged.timeline_100ms, timeline);
+    }
+
+    #[test]
+    fn an_undecodable_histogram_leaves_its_latency_out_with_a_note() {
+        let report = sample_report();
+        let one = report.phases[0].clone();
+        let mut two = one.clone();
+        two.latency_us.connect.hdr = "not base64!".into();
+        let merged = phases(&[one.clone(), two.clone(), one.clone()], "shard");
+        assert_eq!(merged.report.succeeded, 3 * one.succeeded, "every other figure is merged");
+        assert_eq!(merged.report.latency_us.connect, LatencySummary::default());
+        assert_eq!(merged.report.latency_us.handshake.count, 3 * one.latency_us.handshake.count);
+        assert_eq!(merged.notes.len(), 1, "{:?}", merged.notes);
+        let note = &merged.notes[0];
+        assert!(note.starts_with("phase `ramp`: 1 of the 3 shards' connect histogram cannot be decoded ("), "{note}");
+        assert!(note.ends_with("the phase's connect latencies are left out"), "{note}");
+        let alone = phases(&[two], "worker");
+        assert!(alone.notes[0].starts_with("phase `ramp`: the worker's connect histogram cannot"), "{:?}", alone.notes);
     }
 }

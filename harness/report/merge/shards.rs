@@ -3,7 +3,7 @@
 //! - each shard index must appear once, every shard with the same scenario file and N;
 //!   a missing one makes the merged report partial;
 //! - counters are added and histograms merged from their serialized form
-//!   ([`super::phases`]);
+//!   ([`super::phases`]; one that cannot be decoded leaves its latency out, with a note);
 //! - the census series are put on one clock, each shard's from its own start of phase 1
 //!   (the fleet's common start), and summed second by second: the merged peak is the
 //!   peak of the sum, not the sum of the peaks;
@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use probe::{SockStat, StateCounts};
 
 use super::phase_reports;
+use crate::expect::Expectation;
 use crate::report::{
     CensusPair, CensusSample, MergeInfo, MergedShard, Outcome, PhaseReport, RunReport, ShardInfo, SCHEMA,
 };
-use crate::expect::Expectation;
 
 /// One shard's report and where it came from.
 #[derive(Debug, Clone)]
@@ -41,8 +41,6 @@ pub enum MergeError {
     OtherScenario { file: String, other: String, sha: String, other_sha: String },
     #[error("no report to merge")]
     Nothing,
-    #[error("phase `{phase}`: {why}")]
-    Histogram { phase: String, why: String },
 }
 
 /// The merged report of the shards in `parts`, `expected` of them in the fleet.
@@ -83,8 +81,9 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
     for p in 0..phase_count {
         let with: Vec<usize> = (0..reports.len()).filter(|i| reports[*i].phases.len() > p).collect();
         let parts: Vec<PhaseReport> = with.iter().map(|i| aligned(reports[*i], p)).collect();
-        let mut phase = phase_reports::phases(&parts)
-            .map_err(|e| MergeError::Histogram { phase: parts[0].name.clone(), why: e.to_string() })?;
+        let merged = phase_reports::phases(&parts, "shard");
+        notes.extend(merged.notes);
+        let mut phase = merged.report;
         let Scoped { client, server, kernel, sockstat } =
             by_scope(with.iter().map(|i| (scopes[*i], Scoped::phase(&reports[*i].phases[p]))));
         (phase.census, phase.kernel, phase.sockstat) = (CensusPair { client, server }, kernel, sockstat);
@@ -344,8 +343,8 @@ mod tests {
     use probe::TcpState;
 
     use super::*;
-    use crate::report::test_support::{latency, sample_report};
     use crate::latency::Latency;
+    use crate::report::test_support::{latency, sample_report};
 
     fn established(n: u64) -> StateCounts {
         let mut c = StateCounts::default();
