@@ -25,7 +25,7 @@
 //! notes it, while `sockcap preflight` counts it in its verdict (exit 3 when anything
 //! blocks) and names the first bottleneck on either side.
 //!
-//! One file a check (named as the check), on the [`Ctx`](context) every check reads;
+//! One file a check (named as the check), each a method on the `Ctx` (`context`) every check reads;
 //! `environment` reads the machine, `check` holds the result types, `numbers` how the
 //! sentences write numbers.
 
