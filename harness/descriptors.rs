@@ -28,6 +28,11 @@ pub fn per_process(nofile_limit: u64) -> u64 {
     nofile_limit.saturating_sub(RESERVE).max(1)
 }
 
+/// The most processes one side of a run spreads its connections over: client workers
+/// (`--workers`) and the embedded target's (`embedded.workers`, `serve --workers`). At
+/// 20,000 descriptors each, far more sockets than one machine's memory holds.
+pub const MAX_WORKERS: u32 = 1024;
+
 /// Processes needed to hold `connections` under a per-process descriptor limit.
 pub fn workers_needed(connections: u64, nofile_limit: u64) -> u64 {
     connections.div_ceil(per_process(nofile_limit)).max(1)

@@ -12,6 +12,10 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
+/// A listen backlog as large as the kernel allows: it is clamped to
+/// `net.core.somaxconn`.
+pub const DEFAULT_BACKLOG: u32 = 65_535;
+
 /// True when `ip` belongs to this machine (loopback, or bindable here).
 pub fn is_local(ip: IpAddr) -> bool {
     ip.is_loopback() || ip.is_unspecified() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()

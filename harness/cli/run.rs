@@ -139,7 +139,18 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
 async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Failure> {
     // In a private namespace the well-known port is free, and outside the ephemeral range.
     let port = if plan.netns.is_some() { 1883 } else { crate::embedded::quiet_port() };
-    let opts = ServeOptions { listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)), workers, ..plan.embedded };
+    let embedded = &plan.embedded;
+    let opts = ServeOptions {
+        listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        protocol: plan.protocol,
+        backlog: embedded.backlog,
+        on_eof: embedded.on_eof,
+        accept: embedded.accept,
+        defer_accept: embedded.defer_accept,
+        read: embedded.read,
+        shutdown_after: embedded.shutdown_after,
+        workers,
+    };
     EmbeddedTarget::spawn(opts)
         .await
         .context("starting the embedded target (`sockcap serve`)")

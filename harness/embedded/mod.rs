@@ -61,13 +61,10 @@ pub use quiet_port::quiet_port;
 pub use server::serve;
 pub use workers::workers_for;
 
-/// A listen backlog as large as the kernel allows: it is clamped to
-/// `net.core.somaxconn`.
-pub const DEFAULT_BACKLOG: u32 = 65_535;
-
-/// The most processes one embedded target may run (`--workers`, `embedded.workers`);
-/// at 20,000 descriptors each, far more sockets than one machine's memory holds.
-pub const MAX_WORKERS: u32 = 1024;
+/// The most processes one embedded target may run (`--workers`, `embedded.workers`).
+pub use crate::descriptors::MAX_WORKERS;
+/// The default listen backlog (`--backlog`, `embedded.backlog`).
+pub use crate::socket::DEFAULT_BACKLOG;
 
 /// What the embedded target listens on, speaks, and how it treats connections.
 ///
