@@ -25,7 +25,7 @@ use socket2::SockRef;
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::testing::TestServer;
-use super::{ServeOptions, ServeSummary};
+use super::options::{ServeOptions, ServeSummary};
 use crate::protocol::Protocol;
 
 /// How long a state may take to appear before the test fails.

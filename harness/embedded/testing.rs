@@ -10,7 +10,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{serve, ServeOptions, ServeSummary};
+use super::options::{ServeOptions, ServeSummary};
+use super::server::serve;
 use crate::protocol::Protocol;
 
 /// How long a test waits for the server to connect or stop.
