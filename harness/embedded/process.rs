@@ -67,10 +67,10 @@ pub async fn run_serve_process(opts: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Once `serve` has bound (`bound`), starts the workers, prints the ready line
-/// when all of them listen, and waits for shutdown, by when it has stopped them.
-/// Errs, with every worker stopped, if one fails to start or the ready line
-/// cannot be printed.
+/// Once `serve` has bound (`bound`), starts the workers, says to `audience`
+/// that the target is ready when all of them listen, and waits for shutdown, by
+/// when it has stopped them. Errs, with every worker stopped, if one fails to
+/// start or the ready line (or message) cannot be printed.
 async fn run_workers(
     opts: ServeOptions,
     audience: Audience,

@@ -70,8 +70,7 @@ impl TestServer {
 /// An MQTT 3.1.1 CONNECT from `client_id`.
 pub(super) fn connect_packet(client_id: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    let connect =
-        mqtt::Connect { client_id, keep_alive_s: 30, clean_session: true, username: None, password: None };
+    let connect = mqtt::Connect { client_id, keep_alive_s: 30, clean_session: true, username: None, password: None };
     mqtt::encode_connect(&connect, &mut out);
     out
 }
@@ -89,8 +88,7 @@ pub(super) async fn read_exact<const N: usize>(stream: &mut TcpStream) -> [u8; N
 /// Waits for the server to close: EOF, or a reset if it had unread bytes.
 pub(super) async fn assert_closed_by_server(stream: &mut TcpStream) {
     let mut buf = [0; 16];
-    let read =
-        tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await.expect("the server closes the connection");
+    let read = tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await.expect("the server closes the connection");
     match read {
         Ok(0) => {}
         Ok(n) => panic!("expected EOF, got {:02x?}", &buf[..n]),

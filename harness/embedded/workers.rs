@@ -239,7 +239,8 @@ impl Worker {
         };
         // Its last words on stderr come before the caller hears of its end.
         let deadline = Instant::now() + DRAIN;
-        let summary = tokio::time::timeout_at(deadline, self.messages.summary()).await.ok().and_then(Result::ok).flatten();
+        let summary =
+            tokio::time::timeout_at(deadline, self.messages.summary()).await.ok().and_then(Result::ok).flatten();
         let _ = tokio::time::timeout_at(deadline, self.stderr).await;
         WorkerEnd { pid: self.pid, ending, summary: summary.map(|worker| worker.summary) }
     }
@@ -386,8 +387,11 @@ mod tests {
     async fn a_worker_that_fails_to_start_stops_the_others() {
         let scripts = Scripts::new("fails");
         let shutdown = CancellationToken::new();
-        let commands =
-            vec![scripts.polite(ServeSummary::default()), scripts.shell("echo 'cannot bind' >&2; exit 3"), scripts.polite(ServeSummary::default())];
+        let commands = vec![
+            scripts.polite(ServeSummary::default()),
+            scripts.shell("echo 'cannot bind' >&2; exit 3"),
+            scripts.polite(ServeSummary::default()),
+        ];
         let err = start(commands, &shutdown).await.unwrap_err();
         let message = format!("{err:#}");
         assert!(message.contains("worker 2 of 3 (pid "), "{message}");
