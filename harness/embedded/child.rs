@@ -1,22 +1,26 @@
 //! The embedded target as a child process: `sockcap serve` started from the
-//! current executable, found through its ready line, stopped with SIGTERM (then
-//! SIGKILL), and killed if the handle is dropped.
+//! current executable, found through its ready message, stopped with SIGTERM
+//! (then SIGKILL), and killed if the handle is dropped. Its summary message at
+//! exit becomes the summary line on our stderr.
 
 use std::net::SocketAddr;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 
-use super::{parse_ready_line, ServeOptions};
+use super::messages::{summary_line, Audience, ChildMessages};
+use super::options::ServeOptions;
 
-/// How long `sockcap serve` may take to print its ready line.
+/// How long `sockcap serve` may take to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long `sockcap serve` may take to exit after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long to wait for the rest of a child's messages once it has exited.
+pub(super) const DRAIN: Duration = Duration::from_secs(1);
 
 /// A running `sockcap serve` child process.
 #[derive(Debug)]
@@ -29,23 +33,25 @@ pub struct EmbeddedTarget {
     pub pid: u32,
     /// The process; killed when dropped, so the target never outlives the run.
     child: Child,
+    /// Its stdout, kept open (a later write must not fail with EPIPE) for its
+    /// summary message.
+    messages: ChildMessages<ChildStdout>,
 }
 
 impl EmbeddedTarget {
     /// Starts `sockcap serve` with `opts` as flags (`--workers` included) from
-    /// the current executable and waits for its ready line, which it prints once
-    /// all its worker processes listen. Call it from a thread that outlives the
-    /// target (see [`prepare`]).
+    /// the current executable and waits for its ready message, which it sends
+    /// once all its worker processes listen. Call it from a thread that outlives
+    /// the target (see [`prepare`]).
     pub async fn spawn(opts: ServeOptions) -> anyhow::Result<EmbeddedTarget> {
         let exe = std::env::current_exe().context("locating the sockcap executable to start the embedded target")?;
-        let mut command = Command::new(exe);
-        command.args(serve_args(&opts));
-        spawn_command(command, READY_TIMEOUT).await
+        spawn_command(serve_command(exe, &serve_args(&opts)), READY_TIMEOUT).await
     }
 
     /// Stops the target: SIGTERM, up to 5 s to exit, then SIGKILL; the process
-    /// is reaped in every case. Errs if it had already exited, exited with a
-    /// failure, or had to be killed.
+    /// is reaped in every case, and the summary line it sent is printed on
+    /// stderr. Errs if it had already exited, exited with a failure, or had to
+    /// be killed.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.stop_within(STOP_GRACE).await
     }
@@ -53,6 +59,7 @@ impl EmbeddedTarget {
     async fn stop_within(mut self, grace: Duration) -> anyhow::Result<()> {
         let exited = self.child.try_wait().context("checking on the embedded target")?;
         if let Some(status) = exited {
+            self.print_summary().await;
             bail!("the embedded target (pid {}) had already exited ({status})", self.pid);
         }
         // Not reaped yet, so the pid cannot belong to another process.
@@ -60,6 +67,7 @@ impl EmbeddedTarget {
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(status) => {
                 let status = status.context("waiting for the embedded target to exit")?;
+                self.print_summary().await;
                 check_clean_exit(self.pid, status)
             }
             Err(_elapsed) => {
@@ -68,6 +76,21 @@ impl EmbeddedTarget {
             }
         }
     }
+
+    /// Prints the summary line of an exited target on stderr, if it sent one.
+    async fn print_summary(&mut self) {
+        if let Ok(Ok(Some(summary))) = tokio::time::timeout(DRAIN, self.messages.summary()).await {
+            eprintln!("{}", summary_line(&summary));
+        }
+    }
+}
+
+/// A `sockcap serve` command with `args` that sends this process its messages.
+pub(super) fn serve_command(exe: impl AsRef<std::ffi::OsStr>, args: &[String]) -> Command {
+    let mut command = Command::new(exe);
+    command.args(args);
+    Audience::make_parent(&mut command);
+    command
 }
 
 /// The arguments of the `sockcap serve` command line, for the target of a run
@@ -102,7 +125,7 @@ pub(super) fn serve_args(opts: &ServeOptions) -> Vec<String> {
     args
 }
 
-/// Spawns `command` and waits up to `ready_timeout` for a ready line on its
+/// Spawns `command` and waits up to `ready_timeout` for a ready message on its
 /// stdout. On any failure the child is killed and reaped.
 async fn spawn_command(mut command: Command, ready_timeout: Duration) -> anyhow::Result<EmbeddedTarget> {
     prepare(&mut command);
@@ -111,14 +134,10 @@ async fn spawn_command(mut command: Command, ready_timeout: Duration) -> anyhow:
     let mut child = command.spawn().with_context(|| format!("starting the embedded target {program:?}"))?;
     let pid = child.id().context("the embedded target exited as soon as it started")?;
     let stdout = child.stdout.take().context("the embedded target's stdout is not piped")?;
-    let mut stdout = BufReader::new(stdout);
+    let mut messages = ChildMessages::new(stdout);
 
-    match tokio::time::timeout(ready_timeout, read_ready_line(&mut stdout)).await {
-        Ok(Ok(Some(addr))) => {
-            // Keep the pipe open: a later write must not fail with EPIPE.
-            child.stdout = Some(stdout.into_inner());
-            Ok(EmbeddedTarget { addr, pid, child })
-        }
+    match tokio::time::timeout(ready_timeout, messages.ready()).await {
+        Ok(Ok(Some(addr))) => Ok(EmbeddedTarget { addr, pid, child, messages }),
         Ok(Ok(None)) => {
             let status = exit_status(&mut child).await;
             bail!("the embedded target (pid {pid}) exited before it was ready ({status})")
@@ -135,7 +154,7 @@ async fn spawn_command(mut command: Command, ready_timeout: Duration) -> anyhow:
 }
 
 /// Sets up `command` as a `sockcap serve` child that cannot outlive this process:
-/// stdin from /dev/null, stdout piped (the ready line), killed when its handle is
+/// stdin from /dev/null, stdout piped (its messages), killed when its handle is
 /// dropped, PR_SET_PDEATHSIG SIGKILL, and a process group of its own, so a
 /// terminal's Ctrl-C reaches this process only, which stops the child in order.
 /// The caller chooses stderr.
@@ -163,20 +182,6 @@ pub(crate) fn prepare(command: &mut Command) {
             }
             Ok(())
         });
-    }
-}
-
-/// Reads lines until a ready line (its address) or EOF (`None`).
-pub(super) async fn read_ready_line(stdout: &mut BufReader<ChildStdout>) -> std::io::Result<Option<SocketAddr>> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if stdout.read_line(&mut line).await? == 0 {
-            return Ok(None);
-        }
-        if let Some(addr) = parse_ready_line(&line) {
-            return Ok(Some(addr));
-        }
     }
 }
 
@@ -229,7 +234,7 @@ mod tests {
         command
     }
 
-    const READY: &str = "echo 'sockcap serve: listening on 127.0.0.1:5555 (tcp)'";
+    const READY: &str = r#"echo '{"msg":"ready","addr":"127.0.0.1:5555"}'"#;
 
     fn is_alive(pid: u32) -> bool {
         // SAFETY: signal 0 only checks that the process exists.

@@ -24,8 +24,8 @@ use probe::{Filter, Prober, StateCounts, TcpState};
 use socket2::SockRef;
 use tokio::net::{TcpSocket, TcpStream};
 
+use super::options::{ServeOptions, ServeSummary};
 use super::testing::TestServer;
-use super::{ServeOptions, ServeSummary};
 use crate::protocol::Protocol;
 
 /// How long a state may take to appear before the test fails.

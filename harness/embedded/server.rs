@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection;
-use super::{ServeOptions, ServeSummary};
+use super::options::{ServeOptions, ServeSummary};
 
 /// Pause after an accept error that a retry cannot fix at once (EMFILE, ...):
 /// the listener stays readable, so retrying at once would spin a core.

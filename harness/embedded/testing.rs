@@ -1,16 +1,21 @@
 //! The embedded target served in-process for tests: start it on a free loopback port,
-//! connect to it, count its sockets with the probe, stop it.
+//! connect to it, count its sockets with the probe, stop it; and what its clients in
+//! tests send and expect.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use probe::Filter;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{serve, ServeOptions, ServeSummary};
+use super::options::{ServeOptions, ServeSummary};
+use super::server::serve;
+use crate::protocol::mqtt;
 use crate::protocol::Protocol;
 
 /// How long a test waits for the server to connect or stop.
@@ -60,4 +65,40 @@ impl TestServer {
         self.shutdown.cancel();
         tokio::time::timeout(PATIENCE, self.task).await.expect("serve returns promptly on shutdown").unwrap().unwrap()
     }
+}
+
+/// An MQTT 3.1.1 CONNECT from `client_id`.
+pub(super) fn connect_packet(client_id: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    let connect = mqtt::Connect { client_id, keep_alive_s: 30, clean_session: true, username: None, password: None };
+    mqtt::encode_connect(&connect, &mut out);
+    out
+}
+
+/// The next `N` bytes the server sends.
+pub(super) async fn read_exact<const N: usize>(stream: &mut TcpStream) -> [u8; N] {
+    let mut buf = [0; N];
+    tokio::time::timeout(PATIENCE, stream.read_exact(&mut buf))
+        .await
+        .expect("the server answers")
+        .expect("the connection stays open");
+    buf
+}
+
+/// Waits for the server to close: EOF, or a reset if it had unread bytes.
+pub(super) async fn assert_closed_by_server(stream: &mut TcpStream) {
+    let mut buf = [0; 16];
+    let read = tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await.expect("the server closes the connection");
+    match read {
+        Ok(0) => {}
+        Ok(n) => panic!("expected EOF, got {:02x?}", &buf[..n]),
+        Err(e) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+    }
+}
+
+/// Asserts that the server neither sends nor closes for a while.
+pub(super) async fn assert_still_open(stream: &mut TcpStream) {
+    let mut buf = [0; 16];
+    let read = tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await;
+    assert!(read.is_err(), "expected silence, got {read:?}");
 }

@@ -4,9 +4,9 @@
 //!
 //! Each worker runs `sockcap serve --listen ADDR --workers 1` with the parent's
 //! behaviour flags and binds with SO_REUSEPORT next to the parent's listener. Its
-//! stdout is a pipe the parent reads the ready line from; its stderr is relayed to
-//! the parent's, prefixed with its pid, except for its summary line, which the
-//! parent keeps to add up. A worker that dies while serving is reported to the
+//! stdout is a pipe the parent reads its messages from, as JSON lines: ready,
+//! then at exit its summary, which the parent keeps to add up; its stderr is
+//! relayed to the parent's, prefixed with its pid. A worker that dies while serving is reported to the
 //! caller as it happens; at shutdown every worker gets SIGTERM, then SIGKILL after
 //! [`STOP_GRACE`].
 
@@ -21,11 +21,13 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::child::{exit_status, prepare, read_ready_line, send_signal, serve_args};
-use super::{parse_summary_line, ServeOptions, ServeSummary};
+use super::child::{exit_status, prepare, send_signal, serve_args, serve_command, DRAIN};
+use super::messages::ChildMessages;
+use super::options::{ServeOptions, ServeSummary};
+use crate::descriptors::MAX_WORKERS;
 use crate::descriptors;
 
-/// How long the workers together may take to print their ready lines: less
+/// How long the workers together may take to say they are ready: less
 /// than a run waits for its target's, so the parent can still say which failed.
 const READY_TIMEOUT: Duration = Duration::from_secs(8);
 
@@ -33,20 +35,17 @@ const READY_TIMEOUT: Duration = Duration::from_secs(8);
 /// run gives its target, so the parent can still reap them and exit cleanly.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// How long to wait for a worker's stderr to end once the worker has exited.
-const STDERR_DRAIN: Duration = Duration::from_secs(1);
-
 /// The processes an embedded target needs (itself included) to hold
 /// `connections` with each process under its own `nofile_limit`
 /// ([`descriptors::workers_needed`]). SO_REUSEPORT shares connections out by a hash,
 /// not exactly evenly, so once more than one process is needed the count also
-/// covers an eighth more connections than asked. At most [`super::MAX_WORKERS`].
+/// covers an eighth more connections than asked. At most [`MAX_WORKERS`].
 pub fn workers_for(connections: u64, nofile_limit: u64) -> u32 {
     let needed = match descriptors::workers_needed(connections, nofile_limit) {
         1 => 1,
         _ => descriptors::workers_needed(connections.saturating_add(connections / 8), nofile_limit),
     };
-    u32::try_from(needed).unwrap_or(u32::MAX).min(super::MAX_WORKERS)
+    u32::try_from(needed).unwrap_or(u32::MAX).min(MAX_WORKERS)
 }
 
 /// The workers of one `sockcap serve`, each listening.
@@ -61,8 +60,10 @@ struct Worker {
     pid: u32,
     /// Killed when dropped.
     child: Child,
-    /// Relays its stderr to ours; yields its summary line, if it printed one.
-    stderr: JoinHandle<Option<ServeSummary>>,
+    /// Its stdout, kept open (a later write must not fail with EPIPE).
+    messages: ChildMessages<ChildStdout>,
+    /// Relays its stderr to ours.
+    stderr: JoinHandle<()>,
 }
 
 /// How a worker's life ended, with what it said of its work.
@@ -70,7 +71,7 @@ struct Worker {
 pub(super) struct WorkerEnd {
     pub pid: u32,
     pub ending: Ending,
-    /// The figures of its summary line; `None` if it printed none (killed, crashed).
+    /// The figures of its summary message; `None` if it sent none (killed, crashed).
     pub summary: Option<ServeSummary>,
 }
 
@@ -106,8 +107,8 @@ impl WorkerEnd {
 
 impl Workers {
     /// Starts `count` workers serving `opts` on `addr` (the address this process
-    /// bound, port resolved) and waits until every one has printed its ready
-    /// line. `None` if `shutdown` came first; on that and on every error the
+    /// bound, port resolved) and waits until every one has said it is ready.
+    /// `None` if `shutdown` came first; on that and on every error the
     /// workers already started are killed and reaped. Call it from a thread that
     /// outlives the workers (see [`prepare`]).
     pub async fn start(
@@ -122,11 +123,7 @@ impl Workers {
         let exe = std::env::current_exe().context("locating the sockcap executable")?;
         let mut args = serve_args(&ServeOptions { listen: addr, workers: 1, ..opts });
         args.push("--one-thread".into());
-        let commands = (0..count).map(|_| {
-            let mut command = Command::new(&exe);
-            command.args(&args);
-            command
-        });
+        let commands = (0..count).map(|_| serve_command(&exe, &args));
         start_commands(commands.collect(), addr, READY_TIMEOUT, shutdown).await
     }
 
@@ -162,13 +159,13 @@ impl Workers {
         }
         for worker in &mut workers {
             let _ = worker.child.wait().await;
-            let _ = tokio::time::timeout(STDERR_DRAIN, &mut worker.stderr).await;
+            let _ = tokio::time::timeout(DRAIN, &mut worker.stderr).await;
         }
     }
 }
 
-/// Spawns every command, then waits until `ready_timeout` for each to print a
-/// ready line naming `addr`.
+/// Spawns every command, then waits until `ready_timeout` for each to say it
+/// is ready on `addr`.
 async fn start_commands(
     commands: Vec<Command>,
     addr: SocketAddr,
@@ -177,13 +174,9 @@ async fn start_commands(
 ) -> anyhow::Result<Option<Workers>> {
     let total = commands.len();
     let mut workers = Workers { workers: Vec::with_capacity(total) };
-    let mut stdouts = Vec::with_capacity(total);
     for command in commands {
         match Worker::spawn(command) {
-            Ok((worker, stdout)) => {
-                workers.workers.push(worker);
-                stdouts.push(stdout);
-            }
+            Ok(worker) => workers.workers.push(worker),
             Err(e) => {
                 workers.kill_all().await;
                 return Err(e);
@@ -193,22 +186,18 @@ async fn start_commands(
 
     // They start side by side: one deadline for all.
     let deadline = Instant::now() + ready_timeout;
-    for (i, stdout) in stdouts.into_iter().enumerate() {
-        let mut stdout = BufReader::new(stdout);
+    for i in 0..total {
         let ready = tokio::select! {
-            () = shutdown.cancelled() => {
-                workers.kill_all().await;
-                return Ok(None);
-            }
-            ready = tokio::time::timeout_at(deadline, read_ready_line(&mut stdout)) => ready,
+            () = shutdown.cancelled() => None,
+            ready = tokio::time::timeout_at(deadline, workers.workers[i].messages.ready()) => Some(ready),
+        };
+        let Some(ready) = ready else {
+            workers.kill_all().await;
+            return Ok(None);
         };
         let worker = &mut workers.workers[i];
         let failure = match ready {
-            Ok(Ok(Some(at))) if at == addr => {
-                // Keep the pipe open: a later write must not fail with EPIPE.
-                worker.child.stdout = Some(stdout.into_inner());
-                continue;
-            }
+            Ok(Ok(Some(at))) if at == addr => continue,
             Ok(Ok(Some(at))) => format!("listens on {at} instead of {addr}"),
             Ok(Ok(None)) => format!("exited before it was ready ({})", exit_status(&mut worker.child).await),
             Ok(Err(e)) => format!("could not be read from: {e}"),
@@ -222,9 +211,9 @@ async fn start_commands(
 }
 
 impl Worker {
-    /// Spawns `command` with its stdout piped (returned, for the ready line) and
-    /// its stderr relayed.
-    fn spawn(mut command: Command) -> anyhow::Result<(Worker, ChildStdout)> {
+    /// Spawns `command` with its stdout piped (for its messages) and its stderr
+    /// relayed.
+    fn spawn(mut command: Command) -> anyhow::Result<Worker> {
         prepare(&mut command);
         command.stderr(Stdio::piped());
         let program = command.as_std().get_program().to_owned();
@@ -233,7 +222,7 @@ impl Worker {
         let stdout = child.stdout.take().context("a worker's stdout is not piped")?;
         let stderr = child.stderr.take().context("a worker's stderr is not piped")?;
         let stderr = tokio::spawn(relay_stderr(pid, stderr));
-        Ok((Worker { pid, child, stderr }, stdout))
+        Ok(Worker { pid, child, messages: ChildMessages::new(stdout), stderr })
     }
 
     /// Waits for the worker to exit or for `shutdown`, then stops it.
@@ -249,8 +238,12 @@ impl Worker {
                 }
             },
         };
-        let summary = tokio::time::timeout(STDERR_DRAIN, self.stderr).await.ok().and_then(Result::ok).flatten();
-        WorkerEnd { pid: self.pid, ending, summary }
+        // Its last words on stderr come before the caller hears of its end.
+        let deadline = Instant::now() + DRAIN;
+        let summary =
+            tokio::time::timeout_at(deadline, self.messages.summary()).await.ok().and_then(Result::ok).flatten();
+        let _ = tokio::time::timeout_at(deadline, self.stderr).await;
+        WorkerEnd { pid: self.pid, ending, summary: summary.map(|worker| worker.summary) }
     }
 
     /// SIGTERM, up to `grace` to exit, then SIGKILL; reaped in every case.
@@ -283,24 +276,18 @@ impl Worker {
 }
 
 /// Copies a worker's stderr to ours line by line, each line prefixed with its
-/// pid, and returns the figures of its summary line instead of relaying it.
-/// Reads until EOF whatever the bytes, so the worker never writes into a closed
-/// pipe.
-async fn relay_stderr(pid: u32, stderr: ChildStderr) -> Option<ServeSummary> {
+/// pid. Reads until EOF whatever the bytes, so the worker never writes into a
+/// closed pipe.
+async fn relay_stderr(pid: u32, stderr: ChildStderr) {
     let mut stderr = BufReader::new(stderr);
     let mut line = Vec::new();
-    let mut summary = None;
     loop {
         line.clear();
         match stderr.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return summary,
+            Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let text = String::from_utf8_lossy(&line);
-        match parse_summary_line(&text) {
-            Some(figures) => summary = Some(figures),
-            None => eprintln!("sockcap serve: worker pid {pid}: {}", text.trim_end()),
-        }
+        eprintln!("sockcap serve: worker pid {pid}: {}", String::from_utf8_lossy(&line).trim_end());
     }
 }
 
@@ -309,9 +296,10 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::embedded::messages::{ServeMsg, TargetSummary};
 
     const ADDR: &str = "127.0.0.1:5555";
-    const READY: &str = "echo 'sockcap serve: listening on 127.0.0.1:5555 (tcp)'";
+    const READY: &str = r#"echo '{"msg":"ready","addr":"127.0.0.1:5555"}'"#;
 
     /// Stand-ins for workers (the unit-test binary is not sockcap) that write
     /// their pids to a file, so a test can check that none is left.
@@ -330,9 +318,13 @@ mod tests {
             command
         }
 
-        /// Prints the ready line, then serves until SIGTERM, when it prints `summary`.
-        fn polite(&self, summary: &str) -> Command {
-            self.shell(&format!("trap 'echo \"{summary}\" >&2; exit 0' TERM; {READY}; while :; do sleep 0.05; done"))
+        /// Says it is ready, then serves until SIGTERM, when it says `summary`.
+        fn polite(&self, summary: ServeSummary) -> Command {
+            let msg = ServeMsg::Summary(TargetSummary { summary, processes: 1, reported: 1 });
+            let msg = serde_json::to_string(&msg).unwrap();
+            self.shell(&format!(
+                "summary() {{ echo '{msg}'; }}; trap 'summary; exit 0' TERM; {READY}; while :; do sleep 0.05; done"
+            ))
         }
 
         /// Every script started so far.
@@ -365,7 +357,7 @@ mod tests {
         assert_eq!(workers_for(50_000, 20_000), 3);
         // 39,800 would fill two processes exactly; the hash is not that even.
         assert_eq!(workers_for(39_800, 20_000), 3);
-        assert_eq!(workers_for(u64::MAX, 200), crate::embedded::MAX_WORKERS);
+        assert_eq!(workers_for(u64::MAX, 200), MAX_WORKERS);
     }
 
     #[tokio::test]
@@ -373,8 +365,8 @@ mod tests {
         let scripts = Scripts::new("summaries");
         let shutdown = CancellationToken::new();
         let commands = vec![
-            scripts.polite("sockcap serve: 2 accepted, 1 MQTT connects, 0 accept errors"),
-            scripts.polite("sockcap serve: 3 accepted, 0 MQTT connects, 4 accept errors"),
+            scripts.polite(ServeSummary { accepted: 2, connects: 1, accept_errors: 0 }),
+            scripts.polite(ServeSummary { accepted: 3, connects: 0, accept_errors: 4 }),
         ];
         let workers = start(commands, &shutdown).await.unwrap().expect("not interrupted");
         let pids: Vec<u32> = workers.workers.iter().map(|w| w.pid).collect();
@@ -396,8 +388,11 @@ mod tests {
     async fn a_worker_that_fails_to_start_stops_the_others() {
         let scripts = Scripts::new("fails");
         let shutdown = CancellationToken::new();
-        let commands =
-            vec![scripts.polite("unused"), scripts.shell("echo 'cannot bind' >&2; exit 3"), scripts.polite("unused")];
+        let commands = vec![
+            scripts.polite(ServeSummary::default()),
+            scripts.shell("echo 'cannot bind' >&2; exit 3"),
+            scripts.polite(ServeSummary::default()),
+        ];
         let err = start(commands, &shutdown).await.unwrap_err();
         let message = format!("{err:#}");
         assert!(message.contains("worker 2 of 3 (pid "), "{message}");
@@ -412,7 +407,7 @@ mod tests {
     async fn a_worker_with_another_address_is_refused() {
         let scripts = Scripts::new("address");
         let shutdown = CancellationToken::new();
-        let other = scripts.shell("echo 'sockcap serve: listening on 127.0.0.1:6666 (tcp)'; exec sleep 30");
+        let other = scripts.shell(r#"echo '{"msg":"ready","addr":"127.0.0.1:6666"}'; exec sleep 30"#);
         let err = start(vec![other], &shutdown).await.unwrap_err();
         assert!(format!("{err:#}").contains("listens on 127.0.0.1:6666 instead of 127.0.0.1:5555"), "{err:#}");
         assert!(scripts.pids().iter().all(|&pid| !is_alive(pid)));
@@ -422,7 +417,7 @@ mod tests {
     async fn gives_up_on_a_worker_that_never_gets_ready() {
         let scripts = Scripts::new("never");
         let shutdown = CancellationToken::new();
-        let commands = vec![scripts.polite("unused"), scripts.shell("exec sleep 30")];
+        let commands = vec![scripts.polite(ServeSummary::default()), scripts.shell("exec sleep 30")];
         let err = start_commands(commands, ADDR.parse().unwrap(), Duration::from_secs(1), &shutdown).await.unwrap_err();
         assert!(format!("{err:#}").contains("worker 2 of 2 (pid "), "{err:#}");
         assert!(format!("{err:#}").contains("no ready line within 1s"), "{err:#}");
@@ -447,7 +442,7 @@ mod tests {
         let shutdown = CancellationToken::new();
         let commands = vec![
             scripts.shell(&format!("{READY}; sleep 0.2; exit 9")),
-            scripts.polite("sockcap serve: 1 accepted, 0 MQTT connects, 0 accept errors"),
+            scripts.polite(ServeSummary { accepted: 1, ..ServeSummary::default() }),
         ];
         let workers = start(commands, &shutdown).await.unwrap().unwrap();
         let survivor = workers.workers[1].pid;

@@ -1,0 +1,22 @@
+//! One connection of the embedded target, as a stack:
+//!
+//! - `session`: the connection's life over TCP, whatever it speaks: the one
+//!   task per connection, reading and writing without blocking, and the
+//!   misbehaviours of [`ServeOptions`](super::ServeOptions) (`read: false`,
+//!   `shutdown_after`, `on_eof`).
+//! - `protocol`: the server side of the protocol it speaks, chosen by
+//!   [`Protocol`](crate::protocol::Protocol) — `tcp` (nothing to answer),
+//!   `mqtt` (MQTT 3.1.1) — each in its own file.
+//! - `exchange`: what a protocol hands back to the session on each read:
+//!   replies and the next step.
+//!
+//! A new protocol is a new file beside `tcp.rs` and `mqtt.rs` and a variant of
+//! `ServerProtocol`; the session does not change.
+
+mod exchange;
+mod mqtt;
+mod protocol;
+mod session;
+mod tcp;
+
+pub(super) use session::run;
