@@ -1,7 +1,7 @@
 //! The client side of each protocol behind one seam, chosen by [`Protocol`]: whether
 //! a session opens with a hello, the hello's bytes, how the target's answer reads,
 //! the keep-alive ping, what a held connection takes from its socket, and the polite
-//! goodbye. Each arm calls its protocol's own file ([`tcp`](super::tcp),
+//! goodbye. Each arm calls its protocol's own file ([`tcp`],
 //! [`mqtt::client`](super::mqtt::client)); a new protocol (MQTT 5) is a new file and
 //! an arm in each match here. A `match` on a `Copy` enum rather than a trait object:
 //! nothing is boxed or looked up on the hold loop's path.

@@ -1,22 +1,17 @@
 //! What the client engine and a protocol's client side say to each other about one
 //! session: the [`Hello`] that opens it, the target's [`Answer`], and what a read of a
-//! held connection found ([`Readout`]). Protocol-neutral: each protocol's file turns
-//! them into its own packets.
+//! held connection found ([`Readout`]). Each protocol's file turns them into its own
+//! packets; the hello is in the terms of MQTT, the one protocol that greets today.
 
 use std::io;
 
-/// What a client introduces itself with when a protocol opens a session with a hello.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hello<'a> {
-    /// The client identifier, its template already filled.
-    pub client_id: &'a str,
-    /// Keep-alive interval in seconds; 0 disables keep-alive.
-    pub keep_alive_s: u16,
-    /// Ask the target to discard any previous session state.
-    pub clean_session: bool,
-    pub username: Option<&'a str>,
-    pub password: Option<&'a [u8]>,
-}
+use super::mqtt::Connect;
+
+/// What a client introduces itself with when a protocol opens a session with a hello:
+/// client id, keep-alive, clean session, credentials. These are MQTT's terms, and MQTT's
+/// CONNECT fields serve as they are; a protocol that greets with more (MQTT 5's
+/// properties) adds them in its own file.
+pub type Hello<'a> = Connect<'a>;
 
 /// What the bytes received since a hello say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +30,9 @@ pub enum Answer {
 #[derive(Debug)]
 pub enum Readout {
     /// Bytes came (and were taken); `pong`: the answer to a keep-alive ping among them.
-    Data { pong: bool },
+    Data {
+        pong: bool,
+    },
     /// The target closed its end.
     Eof,
     /// Nothing to take yet (the socket's readiness is cleared).

@@ -10,9 +10,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::command::CloseCommand;
 use crate::engine::worker::held::Bell;
 use crate::failure::ErrorKind;
-use super::command::CloseCommand;
 use crate::plan::MqttOptions;
 use crate::protocol::{OnEof, Protocol};
 use crate::transport::Transport;

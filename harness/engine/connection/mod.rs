@@ -2,9 +2,9 @@
 //! - transport: the dial ([`crate::transport`]: TCP today, its source-port rules);
 //! - protocol: the hello and its answer, the keep-alive ping, what a held connection
 //!   reads, the goodbye ([`crate::protocol::client`]: raw TCP, MQTT 3.1.1);
-//! - session behaviour, one file per stage of the task's life: [`open`] (connect,
-//!   handshake, a churn cycle's close), [`hold`] (keep-alive, drop detection), [`close`]
-//!   (the close modes).
+//! - session behaviour, one file per stage of the task's life: `open.rs` (connect,
+//!   handshake, a churn cycle's close), `hold.rs` (keep-alive, drop detection),
+//!   `close.rs` (the close modes).
 //!
 //! Everything it measures goes to the engine as an [`Event`]; it never holds a buffer
 //! across an idle await (it waits for read readiness and reads into a small stack
@@ -27,8 +27,8 @@ pub use links::{Attempt, ConnSpec, Event, Links};
 ///
 /// The attempt (with its handshake slots) comes boxed and goes once connected, and the
 /// connecting and closing futures are boxed: a held connection's task carries only what
-/// holding needs (see the size test below). `run` and [`hold`](hold::hold) return `async
-/// move` blocks rather than being `async fn`s, whose arguments would take their space twice.
+/// holding needs (see the size test below). `run` and `hold` return `async move` blocks
+/// rather than being `async fn`s, whose arguments would take their space twice.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 pub fn run(links: Links, attempt: Box<Attempt>) -> impl Future<Output = ()> {
     async move {

@@ -7,7 +7,7 @@ use std::io;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::{decode, encode_connect, packet_bounds, Connect, Packet, DISCONNECT, PINGREQ};
+use super::{decode, encode_connect, packet_bounds, Packet, DISCONNECT, PINGREQ};
 use crate::protocol::session::{Answer, Hello, Readout};
 use crate::socket;
 
@@ -19,15 +19,8 @@ pub const GOODBYE: &[u8] = &DISCONNECT;
 
 /// Appends the CONNECT that opens a session.
 pub fn hello(hello: &Hello, out: &mut Vec<u8>) {
-    let connect = Connect {
-        client_id: hello.client_id,
-        keep_alive_s: hello.keep_alive_s,
-        clean_session: hello.clean_session,
-        username: hello.username,
-        password: hello.password,
-    };
     out.reserve(32 + hello.client_id.len());
-    encode_connect(&connect, out);
+    encode_connect(hello, out);
 }
 
 /// Whether the bytes received since the CONNECT hold the CONNACK, and what it says.

@@ -214,10 +214,10 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use super::super::encode::tests::{connect, encoded};
     use super::super::encode::encode_remaining_length;
+    use super::super::encode::tests::{connect, encoded};
     use super::super::packet::{connack, Connect, DISCONNECT, PINGREQ, PINGRESP};
+    use super::*;
 
     fn decode_all(buf: &[u8]) -> (Packet, usize) {
         decode(buf).expect("valid packet").expect("complete packet")

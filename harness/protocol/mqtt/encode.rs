@@ -71,8 +71,8 @@ fn put_field(field: &[u8], out: &mut Vec<u8>) {
 /// Also the CONNECT samples (`connect`, `encoded`) of the decoder's tests.
 #[cfg(test)]
 pub(super) mod tests {
-    use super::*;
     use super::super::packet::{DISCONNECT, PINGREQ, PINGRESP};
+    use super::*;
 
     pub(in crate::protocol::mqtt) fn connect(client_id: &str) -> Connect<'_> {
         Connect { client_id, keep_alive_s: 30, clean_session: true, username: None, password: None }
