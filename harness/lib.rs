@@ -18,6 +18,7 @@ pub mod scenario;
 pub mod socket;
 pub mod shard;
 pub mod sources;
+pub mod transport;
 pub mod failure;
 pub mod latency;
 pub mod embedded;

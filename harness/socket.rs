@@ -1,8 +1,9 @@
 //! Socket operations that tokio and socket2 do not offer, shared by the client engine,
 //! the embedded target and their tests: integer socket options by number
 //! (IP_BIND_ADDRESS_NO_PORT, TCP_DEFER_ACCEPT), the count of unsent bytes, and filling
-//! a send buffer until the peer's window is closed; and whether an address is this
-//! machine's.
+//! a send buffer until the peer's window is closed; peeking at and taking bytes from the
+//! receive queue, its length and whether the peer has shut down its end; and whether an
+//! address is this machine's.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -54,6 +55,33 @@ pub fn unsent_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(usize::try_from(bytes).unwrap_or(0))
+}
+
+/// Bytes in the receive queue not yet read (SIOCINQ).
+pub fn queued_bytes(socket: &impl AsRawFd) -> io::Result<usize> {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: SIOCINQ (FIONREAD) writes one int through the pointer, which is valid.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONREAD, &mut bytes) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(bytes).unwrap_or(0))
+}
+
+/// recv() without blocking; with `peek`, the bytes stay in the receive queue.
+pub fn receive(socket: &impl AsRawFd, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
+    // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which is valid for them.
+    let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether the peer has shut down its sending side (its FIN arrived: POLLRDHUP), even
+/// while bytes it sent before are still queued.
+pub fn peer_shut_down(socket: &impl AsRawFd) -> bool {
+    let mut fd = libc::pollfd { fd: socket.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd, and a zero timeout: poll() returns at once.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready == 1 && fd.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0
 }
 
 /// Write zeros until the socket takes no more *and* some of it is unsent: the peer's

@@ -18,7 +18,7 @@
 //! timestamps are on), so explicit ports would hide the very exhaustion a churn phase
 //! is there to show. They still set SO_REUSEADDR, like every bound client socket, so
 //! that a later phase's explicit ports can share their TIME_WAIT ports (see
-//! `engine::connection::open_socket`).
+//! `transport::tcp::open_socket`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 

@@ -4,8 +4,15 @@
 //! - `mqtt`: MQTT 3.1.1 CONNECT → CONNACK, PINGREQ → PINGRESP at the keep-alive
 //!   interval, DISCONNECT. [`mqtt`] holds the codec, shared by the client engine
 //!   and the embedded target.
+//!
+//! The client engine reaches a protocol through one seam, methods on [`Protocol`]
+//! ([`client`]), in the terms of [`session`]; each protocol's client side is its own
+//! file: [`tcp`], [`mqtt::client`].
 
+pub mod client;
 pub mod mqtt;
+pub mod session;
+pub mod tcp;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,159 +1,12 @@
-//! MQTT 3.1.1 packet codec: encoders for what the client engine and the
-//! embedded target send, and a decoder for what they receive. Pure: bytes in,
-//! bytes or [`Packet`]s out, no I/O.
-//!
-//! Why our own codec rather than a crate such as rumqttc's `mqttbytes`: sockcap's
-//! budget is about 1 KiB of user memory per idle connection, and it needs six
-//! packet types (CONNECT, CONNACK, PINGREQ, PINGRESP, DISCONNECT, and "anything
-//! else" to skip). The general codecs decode into owned, `Bytes`-backed packets
-//! and expect a `BytesMut` read buffer per connection, which alone would eat the
-//! budget. This one decodes from a borrowed slice, so a connection can read into
-//! a shared scratch buffer and keep bytes only while a packet is split across
-//! reads. It is small enough to review and is fuzzed by the property test below.
-//!
-//! The decoder is strict where the specification says a receiver must close the
-//! connection (fixed-header flags, reserved CONNECT flag bits, field lengths
-//! running past the packet) and caps packets at [`MAX_PACKET_LEN`]: a load tool
-//! never needs large packets, and the cap bounds what a peer can make us buffer.
+//! The MQTT 3.1.1 decoder: the first packet of a borrowed slice, or how many
+//! bytes more it needs, or why the input is not MQTT.
 
 use thiserror::Error;
 
-/// Largest packet, fixed header included, that [`decode`] accepts.
-pub const MAX_PACKET_LEN: usize = 64 * 1024;
-
-/// Longest string or binary field MQTT can encode (2-byte length prefix).
-pub const MAX_FIELD_LEN: usize = u16::MAX as usize;
-
-/// The protocol level of MQTT 3.1.1.
-pub const PROTOCOL_LEVEL: u8 = 4;
-
-/// The first byte of every CONNECT packet (type 1, no flags).
-pub const CONNECT_HEADER: u8 = CONNECT_TYPE << 4;
-
-/// A complete PINGREQ packet.
-pub const PINGREQ: [u8; 2] = [PINGREQ_TYPE << 4, 0];
-/// A complete PINGRESP packet.
-pub const PINGRESP: [u8; 2] = [PINGRESP_TYPE << 4, 0];
-/// A complete DISCONNECT packet.
-pub const DISCONNECT: [u8; 2] = [DISCONNECT_TYPE << 4, 0];
-
-const CONNECT_TYPE: u8 = 1;
-const CONNACK_TYPE: u8 = 2;
-const PINGREQ_TYPE: u8 = 12;
-const PINGRESP_TYPE: u8 = 13;
-const DISCONNECT_TYPE: u8 = 14;
-
-/// CONNECT flag bits (MQTT 3.1.1 §3.1.2.3).
-const FLAG_USERNAME: u8 = 0x80;
-const FLAG_PASSWORD: u8 = 0x40;
-const FLAG_WILL_RETAIN: u8 = 0x20;
-const FLAG_WILL_QOS: u8 = 0x18;
-const FLAG_WILL: u8 = 0x04;
-const FLAG_CLEAN_SESSION: u8 = 0x02;
-const FLAG_RESERVED: u8 = 0x01;
-
-/// The fields of a CONNECT packet that sockcap sends. No will message: a load
-/// test has no use for one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Connect<'a> {
-    /// Client identifier, at most [`MAX_FIELD_LEN`] bytes.
-    pub client_id: &'a str,
-    /// Keep-alive interval in seconds; 0 disables keep-alive.
-    pub keep_alive_s: u16,
-    /// Ask the broker to discard any previous session state.
-    pub clean_session: bool,
-    /// User name, at most [`MAX_FIELD_LEN`] bytes.
-    pub username: Option<&'a str>,
-    /// Password, at most [`MAX_FIELD_LEN`] bytes. MQTT 3.1.1 allows a password
-    /// only with a user name; it is encoded as given, so a scenario can provoke
-    /// the broker's rejection on purpose.
-    pub password: Option<&'a [u8]>,
-}
-
-/// Appends a CONNECT packet to `out`.
-///
-/// # Panics
-/// If a field is longer than [`MAX_FIELD_LEN`] bytes; the plan validates client
-/// ids and credentials before they get here.
-pub fn encode_connect(c: &Connect, out: &mut Vec<u8>) {
-    let mut flags = 0;
-    if c.clean_session {
-        flags |= FLAG_CLEAN_SESSION;
-    }
-    if c.username.is_some() {
-        flags |= FLAG_USERNAME;
-    }
-    if c.password.is_some() {
-        flags |= FLAG_PASSWORD;
-    }
-    let field_len = |f: Option<&[u8]>| f.map_or(0, |f| 2 + f.len());
-    // Protocol name (6), level (1), flags (1), keep-alive (2), then the payload.
-    let remaining = 10 + 2 + c.client_id.len() + field_len(c.username.map(str::as_bytes)) + field_len(c.password);
-
-    out.reserve(1 + 4 + remaining);
-    out.push(CONNECT_HEADER);
-    encode_remaining_length(remaining, out);
-    out.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', PROTOCOL_LEVEL, flags]);
-    out.extend_from_slice(&c.keep_alive_s.to_be_bytes());
-    put_field(c.client_id.as_bytes(), out);
-    if let Some(username) = c.username {
-        put_field(username.as_bytes(), out);
-    }
-    if let Some(password) = c.password {
-        put_field(password, out);
-    }
-}
-
-/// A complete CONNACK packet.
-pub const fn connack(session_present: bool, code: u8) -> [u8; 4] {
-    [CONNACK_TYPE << 4, 2, session_present as u8, code]
-}
-
-/// Appends a CONNACK packet to `out`; `code` 0 accepts the connection, the
-/// others are listed by [`connack_reason`].
-pub fn encode_connack(session_present: bool, code: u8, out: &mut Vec<u8>) {
-    out.extend_from_slice(&connack(session_present, code));
-}
-
-/// What a CONNACK return code means (MQTT 3.1.1 §3.2.2.3).
-pub fn connack_reason(code: u8) -> &'static str {
-    match code {
-        0 => "connection accepted",
-        1 => "unacceptable protocol version",
-        2 => "identifier rejected",
-        3 => "server unavailable",
-        4 => "bad user name or password",
-        5 => "not authorized",
-        _ => "reserved return code",
-    }
-}
-
-/// A decoded packet. Only what sockcap acts on is decoded; every other packet
-/// type is skipped whole as [`Packet::Other`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Packet {
-    /// A client's CONNECT. For a protocol other than MQTT 3.1.1 (level 4) only
-    /// the fields up to keep-alive are read, since the layout after them differs
-    /// (MQTT 5 adds properties): `client_id` is then empty, and a server should
-    /// answer with return code 1.
-    Connect {
-        client_id: String,
-        keep_alive_s: u16,
-        protocol_level: u8,
-    },
-    /// A server's CONNACK.
-    ConnAck {
-        session_present: bool,
-        code: u8,
-    },
-    PingReq,
-    PingResp,
-    Disconnect,
-    /// Any other valid packet type (PUBLISH, SUBSCRIBE, ...), skipped.
-    Other {
-        packet_type: u8,
-    },
-}
+use super::packet::{
+    Packet, CONNACK_TYPE, CONNECT_TYPE, DISCONNECT_TYPE, FLAG_PASSWORD, FLAG_RESERVED, FLAG_USERNAME, FLAG_WILL,
+    FLAG_WILL_QOS, FLAG_WILL_RETAIN, MAX_PACKET_LEN, PINGREQ_TYPE, PINGRESP_TYPE, PROTOCOL_LEVEL,
+};
 
 /// Input that is not a valid MQTT 3.1.1 packet. The connection it came from
 /// should be closed: the byte stream cannot be resynchronised.
@@ -188,9 +41,23 @@ pub enum DecodeError {
 /// Returns `Ok(None)` when `buf` holds only part of a packet (read more and call
 /// again with the longer buffer), or the packet and the number of bytes it used.
 pub fn decode(buf: &[u8]) -> Result<Option<(Packet, usize)>, DecodeError> {
-    let Some(&first) = buf.first() else {
+    let Some((body_at, total)) = packet_bounds(buf)? else {
         return Ok(None);
     };
+    let Some(body) = buf.get(body_at..total) else {
+        return Ok(None);
+    };
+    let packet = decode_body(buf[0] >> 4, buf[0] & 0x0F, body)?;
+    Ok(Some((packet, total)))
+}
+
+/// Reads the fixed header that `buf` starts with: `Ok(None)` while `buf` ends inside
+/// it, else where the packet's body starts and where the packet ends (its length),
+/// whether or not the rest of the packet is in `buf` yet.
+pub fn packet_bounds(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
     let Some((remaining, len_bytes)) = decode_remaining_length(&buf[1..])? else {
         return Ok(None);
     };
@@ -198,11 +65,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Packet, usize)>, DecodeError> {
     if total > MAX_PACKET_LEN {
         return Err(DecodeError::PacketTooLarge { len: total, max: MAX_PACKET_LEN });
     }
-    let Some(body) = buf.get(1 + len_bytes..total) else {
-        return Ok(None);
-    };
-    let packet = decode_body(first >> 4, first & 0x0F, body)?;
-    Ok(Some((packet, total)))
+    Ok(Some((1 + len_bytes, total)))
 }
 
 /// Decodes the variable header and payload of a packet of `packet_type`.
@@ -300,7 +163,7 @@ fn expect_length(packet_type: u8, body: &[u8], expected: usize) -> Result<(), De
 /// Reads the variable-length "remaining length" (MQTT 3.1.1 §2.2.3) from the
 /// start of `buf`: `Ok(None)` if `buf` ends inside it, else the value and the
 /// number of bytes it took.
-fn decode_remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
+pub(super) fn decode_remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
     let mut value = 0;
     for (i, &byte) in buf.iter().take(4).enumerate() {
         value |= usize::from(byte & 0x7F) << (7 * i);
@@ -313,29 +176,6 @@ fn decode_remaining_length(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeE
     } else {
         Ok(None)
     }
-}
-
-/// Appends `len` as a variable-length "remaining length"; `len` must be below
-/// 2^28, which every packet sockcap encodes is by far.
-fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
-    debug_assert!(len < 1 << 28, "remaining length {len} does not fit in 4 bytes");
-    loop {
-        let byte = (len & 0x7F) as u8;
-        len >>= 7;
-        if len == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// Appends a length-prefixed string or binary field.
-fn put_field(field: &[u8], out: &mut Vec<u8>) {
-    let len = u16::try_from(field.len())
-        .unwrap_or_else(|_| panic!("MQTT field of {} bytes exceeds the {MAX_FIELD_LEN}-byte limit", field.len()));
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(field);
 }
 
 /// A cursor over a packet body whose reads fail with
@@ -374,54 +214,13 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::encode::encode_remaining_length;
+    use super::super::encode::tests::{connect, encoded};
+    use super::super::packet::{connack, Connect, DISCONNECT, PINGREQ, PINGRESP};
     use super::*;
-
-    fn connect(client_id: &str) -> Connect<'_> {
-        Connect { client_id, keep_alive_s: 30, clean_session: true, username: None, password: None }
-    }
-
-    fn encoded(c: &Connect) -> Vec<u8> {
-        let mut out = Vec::new();
-        encode_connect(c, &mut out);
-        out
-    }
 
     fn decode_all(buf: &[u8]) -> (Packet, usize) {
         decode(buf).expect("valid packet").expect("complete packet")
-    }
-
-    #[test]
-    fn encodes_connect_golden_bytes() {
-        let mut expected = vec![0x10, 21, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 30, 0, 9];
-        expected.extend_from_slice(b"sockcap-0");
-        assert_eq!(encoded(&connect("sockcap-0")), expected);
-    }
-
-    #[test]
-    fn encodes_connect_with_credentials_golden_bytes() {
-        let c = Connect {
-            username: Some("u"),
-            password: Some(b"pw"),
-            keep_alive_s: 10,
-            clean_session: false,
-            ..connect("c")
-        };
-        let expected = [
-            0x10, 20, 0, 4, b'M', b'Q', b'T', b'T', 4, 0xC0, 0, 10, // header
-            0, 1, b'c', 0, 1, b'u', 0, 2, b'p', b'w', // payload
-        ];
-        assert_eq!(encoded(&c), expected);
-    }
-
-    #[test]
-    fn fixed_packets_match_the_spec() {
-        assert_eq!(PINGREQ, [0xC0, 0x00]);
-        assert_eq!(PINGRESP, [0xD0, 0x00]);
-        assert_eq!(DISCONNECT, [0xE0, 0x00]);
-        let mut out = Vec::new();
-        encode_connack(true, 5, &mut out);
-        assert_eq!(out, [0x20, 0x02, 0x01, 0x05]);
-        assert_eq!(connack(false, 0), [0x20, 0x02, 0x00, 0x00]);
     }
 
     #[test]
@@ -547,71 +346,5 @@ mod tests {
     fn rejects_an_oversized_packet_before_it_arrives() {
         // 64 KiB of remaining length: the header alone is enough to refuse it.
         assert!(matches!(decode(&[0x30, 0x80, 0x80, 0x04]), Err(DecodeError::PacketTooLarge { .. })));
-    }
-
-    #[test]
-    fn names_connack_codes() {
-        assert_eq!(connack_reason(0), "connection accepted");
-        assert_eq!(connack_reason(1), "unacceptable protocol version");
-        assert_eq!(connack_reason(5), "not authorized");
-        assert_eq!(connack_reason(6), "reserved return code");
-    }
-
-    #[test]
-    #[should_panic(expected = "exceeds the 65535-byte limit")]
-    fn refuses_to_encode_an_overlong_field() {
-        let long = "x".repeat(MAX_FIELD_LEN + 1);
-        encode_connect(&connect(&long), &mut Vec::new());
-    }
-
-    /// xorshift64: a deterministic pseudo-random source without a dependency.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
-    /// Checks the decoder's contract on arbitrary input: no panic, a consumed
-    /// count within the buffer, and the same answer from the exact packet.
-    fn check_decode_contract(buf: &[u8]) {
-        if let Ok(Some((packet, used))) = decode(buf) {
-            assert!((2..=buf.len()).contains(&used), "{buf:02x?} used {used}");
-            assert_eq!(decode(&buf[..used]), Ok(Some((packet, used))));
-        }
-    }
-
-    #[test]
-    fn decode_never_panics_on_random_bytes() {
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
-        for _ in 0..200_000 {
-            let len = rng.below(40);
-            let buf: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            check_decode_contract(&buf);
-        }
-    }
-
-    #[test]
-    fn decode_never_panics_on_mutated_packets() {
-        let c = Connect { username: Some("user"), password: Some(b"pw"), ..connect("client") };
-        let seeds = [encoded(&c), connack(true, 0).to_vec(), PINGREQ.to_vec()];
-        let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
-        for _ in 0..200_000 {
-            let mut buf = seeds[rng.below(seeds.len())].clone();
-            for _ in 0..=rng.below(3) {
-                let at = rng.below(buf.len());
-                buf[at] = rng.next() as u8;
-            }
-            buf.truncate(rng.below(buf.len() + 1));
-            check_decode_contract(&buf);
-        }
     }
 }

@@ -1,0 +1,111 @@
+//! Holding an open connection: the protocol's keep-alive rung by the worker's
+//! [`Bell`](crate::engine::worker::held::Bell), read readiness, the target's close,
+//! until the worker's close order, the end of the run, or the connection's loss. What it reads goes through the protocol
+//! ([`Protocol::receive`](crate::protocol::Protocol::receive)).
+
+use std::future::Future;
+use std::io;
+use std::task::Poll;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::close::close_held;
+use super::command::CloseCommand;
+use super::links::{Event, Links};
+use crate::failure::ErrorKind;
+use crate::protocol::session::Readout;
+use crate::protocol::OnEof;
+
+/// Where a held connection is in its life (after a half-close of ours it is in
+/// [`half_closed`](super::close)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    /// Established and (MQTT) accepted; keep-alive running.
+    Held,
+    /// Closed by the target and kept open by the client (CLOSE_WAIT) until told to close.
+    PeerClosed,
+}
+
+/// What woke a held connection, in the order it is handled: the worker's orders first,
+/// then the socket, then the keep-alive ping (after any PINGRESP waiting to be read).
+enum Wake {
+    Stop,
+    Close(CloseCommand),
+    Readable(io::Result<()>),
+    Ping,
+}
+
+/// Hold an open connection until the worker's close order, the end of the run, or its loss.
+///
+/// Across its idle await the task keeps only the stream, a reference and two flags: it
+/// waits on the socket's read readiness (`poll_read_ready`: the waker lives in the
+/// socket's registration) and on its [`Bell`](crate::engine::worker::held::Bell) (the worker's close and stop orders and the
+/// keep-alive tick), both polled by one `poll_fn`.
+#[allow(clippy::manual_async_fn)] // on purpose: see [`run`](super::run)
+pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()> + '_ {
+    async move {
+        let keep_alive = links.spec.mqtt.keep_alive;
+        if links.spec.protocol.ping().is_some() && !keep_alive.is_zero() {
+            links.bell.ping_at(Some(Instant::now() + keep_alive));
+        }
+        let mut awaiting_pong = false;
+        let mut lifecycle = Lifecycle::Held;
+        let close_order = loop {
+            let wake = std::future::poll_fn(|cx| {
+                let rings = links.bell.poll(cx);
+                if rings.stop {
+                    return Poll::Ready(Wake::Stop);
+                }
+                if let Some(cmd) = rings.close {
+                    return Poll::Ready(Wake::Close(cmd));
+                }
+                if lifecycle == Lifecycle::Held {
+                    if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+                        return Poll::Ready(Wake::Readable(ready));
+                    }
+                }
+                if rings.ping {
+                    return Poll::Ready(Wake::Ping);
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Stop => return,
+                Wake::Close(cmd) => break cmd,
+                Wake::Readable(Err(e)) => return links.lost(&e),
+                Wake::Readable(Ok(())) => match links.spec.protocol.receive(&stream) {
+                    Readout::Data { pong } => awaiting_pong &= !pong,
+                    Readout::Nothing => {}
+                    Readout::Eof if links.spec.on_eof == OnEof::Hold => {
+                        // Kept open (CLOSE_WAIT) until told to close: no more reads or pings
+                        // (this also takes back a ping rung meanwhile).
+                        lifecycle = Lifecycle::PeerClosed;
+                        links.bell.ping_at(None);
+                        links.send(Event::PeerClosed);
+                    }
+                    Readout::Eof => return links.send(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None }),
+                    Readout::Failed(e) => return links.lost(&e),
+                },
+                Wake::Ping if awaiting_pong => {
+                    return links.send(Event::Lost { kind: ErrorKind::PingTimeout, errno: None });
+                }
+                Wake::Ping => {
+                    // Two bytes into an idle socket's send buffer: no await needed. A full
+                    // buffer means the target stopped reading; the next tick tells.
+                    // Rung only where the protocol has a ping (see above).
+                    let ping = links.spec.protocol.ping().unwrap_or_default();
+                    match stream.try_write(ping) {
+                        Ok(_) => awaiting_pong = true,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return links.lost(&e),
+                    }
+                    links.bell.pinged(links.spec.mqtt.keep_alive);
+                }
+            }
+        };
+        // Out of the loop, so that nothing of it is kept across this await.
+        Box::pin(close_held(stream, close_order, links)).await
+    }
+}

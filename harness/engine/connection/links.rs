@@ -1,0 +1,108 @@
+//! What a connection task shares with its worker: the run's [`ConnSpec`], the
+//! [`Attempt`] it was scheduled as, the [`Event`]s it reports, and its [`Links`] to the
+//! worker for its whole life.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::command::CloseCommand;
+use crate::engine::worker::held::Bell;
+use crate::failure::ErrorKind;
+use crate::plan::MqttOptions;
+use crate::protocol::{OnEof, Protocol};
+use crate::transport::Transport;
+
+/// What every connection of a run shares.
+#[derive(Debug)]
+pub struct ConnSpec {
+    pub target: SocketAddr,
+    pub protocol: Protocol,
+    pub mqtt: MqttOptions,
+    /// The worker index substituted for `{worker}` in client ids.
+    pub worker: u32,
+    /// What a held connection does when the target closes it.
+    pub on_eof: OnEof,
+    /// SO_SNDBUF for every socket, when a phase fills send buffers: a small fixed buffer
+    /// instead of autotuning's up to 4 MiB per connection.
+    pub sndbuf: Option<u32>,
+}
+
+impl ConnSpec {
+    /// The transport every connection runs over: plain TCP, until a scenario can choose
+    /// TLS or WebSocket (then a field of its own).
+    pub fn transport(&self) -> Transport {
+        Transport::Tcp
+    }
+}
+
+/// A connection's outcome or a change of its state, sent to the engine.
+#[derive(Debug, Clone, Copy)]
+pub enum Event {
+    /// Connected, and (MQTT) CONNACK accepted. Latencies from the scheduled instant.
+    /// `started`: when connect() was called (the kernel picked the source port then).
+    Connected { started: Instant, connect_us: u64, handshake_us: Option<u64> },
+    /// The connection never became usable.
+    ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
+    /// An established connection was lost without sockcap closing it.
+    Lost { kind: ErrorKind, errno: Option<i32> },
+    /// The target closed a connection that the client keeps open (CLOSE_WAIT).
+    PeerClosed,
+    /// The source port sockcap chose was unusable (held by another program's socket that
+    /// does not share it, or its 4-tuple already connected): the kernel chose this one's.
+    PortTaken,
+    /// A close asked for by the engine finished (`error` when it did not go as the mode expects).
+    Closed { close_us: u64, error: Option<(ErrorKind, Option<i32>)> },
+}
+
+/// One connection attempt, as the pacer schedules it.
+#[derive(Debug)]
+pub struct Attempt {
+    /// Connection number within the run (for the client id).
+    pub n: u64,
+    pub scheduled: Instant,
+    /// Scheduled instant plus the handshake timeout.
+    pub deadline: Instant,
+    /// The local address and port to bind (see [`crate::sources`]); port 0: the kernel
+    /// picks the port at connect; `None`: the kernel picks both.
+    pub source: Option<SocketAddr>,
+    /// Close as soon as connected (a churn cycle); `scheduled` is replaced by that instant.
+    pub then_close: Option<CloseCommand>,
+    /// The phase's handshake slots (`max_inflight`).
+    pub permits: Arc<Semaphore>,
+}
+
+/// What a connection task keeps for its whole life: the worker's settings and its ties
+/// to the worker. One value, so that holding needs one reference to it.
+#[derive(Debug)]
+pub struct Links {
+    pub spec: Arc<ConnSpec>,
+    /// Where its [`Event`]s go.
+    pub events: mpsc::UnboundedSender<Event>,
+    /// The worker's close and stop orders and keep-alive tick, once held.
+    pub bell: Arc<Bell>,
+    /// Cancelled when the run ends (while connecting, and after a half-close).
+    pub stop: CancellationToken,
+}
+
+impl Links {
+    pub(super) fn send(&self, event: Event) {
+        // The worker gone means the run is over: nobody is left to count it.
+        let _ = self.events.send(event);
+    }
+
+    /// The connection failed while established.
+    pub(super) fn lost(&self, e: &io::Error) {
+        let (kind, errno) = ErrorKind::classify(e);
+        self.send(Event::Lost { kind, errno });
+    }
+}
+
+/// Microseconds from `start` (a scheduled instant) to now: every latency an [`Event`] carries.
+pub(super) fn micros_since(start: Instant) -> u64 {
+    Instant::now().saturating_duration_since(start).as_micros() as u64
+}

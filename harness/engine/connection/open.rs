@@ -1,0 +1,169 @@
+//! Opening a connection: a handshake slot, the transport's dial (source port rules and
+//! all, see [`crate::transport::tcp`]), then the protocol's hello and the target's
+//! answer, all within the attempt's deadline; for a churn cycle, the close at once.
+
+use std::io;
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::time::{timeout_at, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::close::close;
+use super::command::CloseCommand;
+use super::links::{micros_since, Attempt, ConnSpec, Event};
+use crate::failure::ErrorKind;
+use crate::protocol::session::{Answer, Hello};
+use crate::transport::tcp::write_all;
+
+/// Connect and handshake; for a churn cycle, close at once. Returns the stream to hold,
+/// if there is one.
+pub(super) async fn open_or_churn(
+    spec: &ConnSpec,
+    attempt: Box<Attempt>,
+    events: &mpsc::UnboundedSender<Event>,
+    stop: &CancellationToken,
+) -> Option<TcpStream> {
+    let opened = tokio::select! {
+        biased;
+        _ = stop.cancelled() => return None,
+        opened = open_within_deadline(spec, &attempt, events) => opened,
+    };
+    let (stream, permit) = match opened {
+        Ok((stream, permit, started, connect_us, handshake_us)) => {
+            let _ = events.send(Event::Connected { started, connect_us, handshake_us });
+            (stream, permit)
+        }
+        Err(failure) => {
+            let _ = events.send(Event::ConnectFailed {
+                kind: failure.kind,
+                errno: failure.errno,
+                connect_us: failure.connect_us,
+            });
+            return None;
+        }
+    };
+    // A churn cycle keeps its slot through the close; a held connection frees it now.
+    if let Some(cmd) = attempt.then_close {
+        let cmd = CloseCommand { scheduled: Instant::now(), ..cmd };
+        // Boxed: it would otherwise take space in every connecting future.
+        let (close_us, error, _) = Box::pin(close(stream, cmd, spec.protocol)).await;
+        let _ = events.send(Event::Closed { close_us, error });
+        drop(permit);
+        return None;
+    }
+    drop(permit);
+    Some(stream)
+}
+
+/// Why an attempt failed, and how far it got.
+struct Failure {
+    kind: ErrorKind,
+    errno: Option<i32>,
+    connect_us: Option<u64>,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, connect_us: Option<u64>) -> Failure {
+        Failure { kind, errno: None, connect_us }
+    }
+
+    fn io(err: &io::Error, connect_us: Option<u64>) -> Failure {
+        let (kind, errno) = ErrorKind::classify(err);
+        Failure { kind, errno, connect_us }
+    }
+}
+
+/// A connection open and its handshake done, with the slot it holds (`max_inflight`).
+type Opened = (TcpStream, OwnedSemaphorePermit, Instant, u64, Option<u64>);
+
+async fn open_within_deadline(
+    spec: &ConnSpec,
+    attempt: &Attempt,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Result<Opened, Failure> {
+    // Waiting for a handshake slot counts against the deadline: the clock runs from the
+    // scheduled instant whatever holds the connection up.
+    let connecting = async {
+        let Ok(permit) = attempt.permits.clone().acquire_owned().await else {
+            return Err(io::Error::other("the run is ending"));
+        };
+        let port_taken = || {
+            let _ = events.send(Event::PortTaken);
+        };
+        let dialled = spec.transport().dial(spec.target, attempt.source, spec.sndbuf, port_taken).await;
+        dialled.map(|(stream, started)| (stream, started, permit))
+    };
+    let (stream, started, permit) = match timeout_at(attempt.deadline, connecting).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => return Err(Failure::io(&e, None)),
+        Err(_) => return Err(Failure::new(ErrorKind::TimedOut, None)),
+    };
+    let connect_us = micros_since(attempt.scheduled);
+    if !spec.protocol.greets() {
+        return Ok((stream, permit, started, connect_us, None));
+    }
+    match timeout_at(attempt.deadline, handshake(&stream, spec, attempt.n)).await {
+        Ok(Ok(())) => Ok((stream, permit, started, connect_us, Some(micros_since(attempt.scheduled)))),
+        Ok(Err(failure)) => Err(Failure { connect_us: Some(connect_us), ..failure }),
+        Err(_) => Err(Failure::new(ErrorKind::ConnackTimeout, Some(connect_us))),
+    }
+}
+
+fn client_id(template: &str, worker: u32, n: u64) -> String {
+    template.replace("{worker}", &worker.to_string()).replace("{n}", &n.to_string())
+}
+
+/// Send the protocol's hello and read until its answer (a CONNACK for MQTT) is whole.
+/// The answer is read into a stack array here, which this future (boxed, and gone once
+/// connected) holds across its awaits.
+async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Failure> {
+    let id = client_id(&spec.mqtt.client_id, spec.worker, n);
+    let mut packet = Vec::new();
+    spec.protocol.hello(
+        &Hello {
+            client_id: &id,
+            keep_alive_s: spec.mqtt.keep_alive.as_secs() as u16,
+            clean_session: spec.mqtt.clean_session,
+            username: spec.mqtt.username.as_deref(),
+            password: spec.mqtt.password.as_deref().map(str::as_bytes),
+        },
+        &mut packet,
+    );
+    write_all(stream, &packet).await.map_err(|e| Failure::io(&e, None))?;
+    drop(packet);
+    let mut buf = [0u8; 64];
+    let mut filled = 0;
+    loop {
+        stream.readable().await.map_err(|e| Failure::io(&e, None))?;
+        match stream.try_read(&mut buf[filled..]) {
+            Ok(0) => return Err(Failure::new(ErrorKind::ClosedBeforeConnack, None)),
+            Ok(read) => filled += read,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                let mut failure = Failure::io(&e, None);
+                if failure.kind == ErrorKind::Reset {
+                    // A reset before any CONNACK is the same symptom as an EOF: the broker dropped us.
+                    failure.kind = ErrorKind::ClosedBeforeConnack;
+                }
+                return Err(failure);
+            }
+        }
+        match spec.protocol.answer(&buf[..filled]) {
+            Answer::Incomplete if filled < buf.len() => continue,
+            Answer::Accepted => return Ok(()),
+            Answer::Refused => return Err(Failure::new(ErrorKind::ConnackRefused, None)),
+            Answer::Incomplete | Answer::Unexpected => return Err(Failure::new(ErrorKind::Protocol, None)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_fill_the_template() {
+        assert_eq!(client_id("sockcap-{worker}-{n}", 2, 41), "sockcap-2-41");
+    }
+}

@@ -1,0 +1,37 @@
+//! MQTT 3.1.1 packet codec: encoders for what the client engine and the
+//! embedded target send, and a decoder for what they receive. Pure: bytes in,
+//! bytes or [`Packet`]s out, no I/O.
+//!
+//! Why our own codec rather than a crate such as rumqttc's `mqttbytes`: sockcap's
+//! budget is about 1 KiB of user memory per idle connection, and it needs six
+//! packet types (CONNECT, CONNACK, PINGREQ, PINGRESP, DISCONNECT, and "anything
+//! else" to skip). The general codecs decode into owned, `Bytes`-backed packets
+//! and expect a `BytesMut` read buffer per connection, which alone would eat the
+//! budget. This one decodes from a borrowed slice, so a connection can read into
+//! a shared scratch buffer and keep bytes only while a packet is split across
+//! reads. It is small enough to review and is fuzzed by the property tests
+//! (`properties.rs`).
+//!
+//! The decoder is strict where the specification says a receiver must close the
+//! connection (fixed-header flags, reserved CONNECT flag bits, field lengths
+//! running past the packet) and caps packets at [`MAX_PACKET_LEN`]: a load tool
+//! never needs large packets, and the cap bounds what a peer can make us buffer.
+//!
+//! The codec is `packet.rs` (packet values and constants), `encode.rs` and
+//! `decode.rs`, re-exported here; [`client`] is the client engine's side of MQTT
+//! 3.1.1 (CONNECT, CONNACK, keep-alive, DISCONNECT, taking whole packets from the
+//! socket). MQTT 5 goes beside it as a new codec part and a new client file.
+
+pub mod client;
+mod decode;
+mod encode;
+mod packet;
+#[cfg(test)]
+mod properties;
+
+pub use decode::{decode, packet_bounds, DecodeError};
+pub use encode::{encode_connack, encode_connect};
+pub use packet::{
+    connack, connack_reason, Connect, Packet, CONNECT_HEADER, DISCONNECT, MAX_FIELD_LEN, MAX_PACKET_LEN, PINGREQ,
+    PINGRESP, PROTOCOL_LEVEL,
+};
