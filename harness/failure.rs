@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::io;
 
-
 /// Why a connection failed or was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ErrorKind {

@@ -4,10 +4,14 @@
 //! Data flows one way: CLI / scenario file → [`plan::Plan`] →
 //! [`engine::run`] → [`report::RunReport`] → the views in [`report`].
 
+pub mod child_process;
 pub mod cli;
+pub mod descriptors;
+pub mod embedded;
 pub mod engine;
 pub mod expect;
-pub mod descriptors;
+pub mod failure;
+pub mod latency;
 pub mod netns;
 pub mod plan;
 pub mod preflight;
@@ -15,10 +19,7 @@ pub mod protocol;
 pub mod rendezvous;
 pub mod report;
 pub mod scenario;
-pub mod socket;
 pub mod shard;
+pub mod socket;
 pub mod sources;
 pub mod transport;
-pub mod failure;
-pub mod latency;
-pub mod embedded;

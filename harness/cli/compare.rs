@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{exit, Failure};
+use super::failure::{exit, Failure};
 use crate::report::compare::{self, Better, Comparison, Figure, Presence, RegressionLimits, Verdict, Which};
 use crate::report::format::micros;
 use crate::report::RunReport;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context};
 
-use super::{exit, Failure};
+use super::failure::{exit, Failure};
 use crate::report::merge::shards::{self, ShardReport};
 use crate::report::{self, frame};
 

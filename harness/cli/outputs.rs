@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Failure;
+use super::failure::Failure;
 use crate::report::{self, RunReport};
 
 #[derive(Debug, clap::Args)]

@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 use serde::Serialize;
 
-use super::{exit, Failure, Workers};
+use super::failure::{exit, Failure};
+use super::values::Workers;
 use crate::descriptors;
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight::{self, count, Assessment, CheckName, Environment, Side, Verdict};
@@ -27,7 +28,7 @@ pub struct PreflightArgs {
     #[arg(long, value_name = "LIST")]
     pub sources: Option<String>,
     /// Client worker processes: "auto" (as many as the descriptor limit needs) or a number.
-    #[arg(long, default_value = "auto", value_name = "auto|N", value_parser = super::parse_workers)]
+    #[arg(long, default_value = "auto", value_name = "auto|N", value_parser = super::values::parse_workers)]
     pub workers: Workers,
     /// Check one host's share of a sharded run (`run --shard I/N`), "auto" as `run` reads it.
     #[arg(long, value_name = "I/N|auto", value_parser = super::shard_args::parse_shard)]
@@ -56,7 +57,7 @@ struct Document<'a> {
 }
 
 pub fn preflight(args: PreflightArgs) -> Result<u8, Failure> {
-    let whole = super::load_plan(&args.scenario, args.target.as_deref())?;
+    let whole = super::setup::load_plan(&args.scenario, args.target.as_deref())?;
     let host = super::shard_args::host_shard(args.shard, |var| std::env::var(var).ok())
         .map_err(|m| Failure::bad_input(anyhow!(m)))?;
     let mut plan = whole.host_share(host);

@@ -6,7 +6,26 @@ use std::time::{Duration, Instant};
 use probe::{Census, CensusError, Filter, PeerCount, Prober, StateCounts};
 use serde::Serialize;
 
-use super::{exit, Failure, ProbeArgs};
+use super::failure::{exit, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct ProbeArgs {
+    /// Count sockets whose local or remote port is this one (default: every TCP socket).
+    #[arg(long, short)]
+    pub port: Option<u16>,
+    /// Show this many addresses holding most sockets to the port.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Repeat at this interval ("1s", "500ms") until Ctrl-C.
+    #[arg(long, value_parser = super::values::parse_interval)]
+    pub watch: Option<Duration>,
+    /// Print JSON (one object per census, one per line with --watch).
+    #[arg(long)]
+    pub json: bool,
+    /// Read /proc/net/tcp{,6} instead of sock_diag.
+    #[arg(long)]
+    pub proc_net: bool,
+}
 
 /// One probe reading.
 #[derive(Debug, Serialize)]

@@ -9,24 +9,58 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{exit, progress, shard_args, Failure, RunArgs};
-use crate::engine::worker_set::{self, WorkerSet};
-use crate::engine::worker::WorkerContext;
-use crate::engine::{self, RunContext, StartGate};
+use super::failure::{exit, Failure};
+use super::{progress, shard_args};
 use crate::descriptors;
+use crate::embedded::{EmbeddedTarget, ServeOptions};
+use crate::engine::worker::WorkerContext;
+use crate::engine::worker_set::{self, WorkerSet};
+use crate::engine::{self, RunContext, StartGate};
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight;
 use crate::rendezvous::RendezvousError;
-use crate::report::{self, Outcome, RunReport};
-use crate::embedded::{EmbeddedTarget, ServeOptions};
+use crate::report::{self, Outcome, RunReport, ShardInfo};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The scenario file (TOML).
+    pub scenario: PathBuf,
+    /// Connect here instead of the scenario's `target` ("HOST:PORT" or "embedded").
+    #[arg(long)]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub outputs: super::outputs::ReportFiles,
+    /// No live progress on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Run client and embedded target in a private network namespace (as `[netns]` does,
+    /// with the kernel's default sysctls unless the scenario sets some).
+    #[arg(long)]
+    pub netns: bool,
+    /// Client source addresses instead of the scenario's `sources`, comma-separated:
+    /// "127.0.0.2-127.0.0.40,127.0.1.1".
+    #[arg(long, value_name = "LIST")]
+    pub sources: Option<String>,
+    /// Worker processes holding the connections: "auto" (as many as the descriptor
+    /// limit requires) or a number.
+    #[arg(long, default_value = "auto", value_parser = super::values::parse_workers)]
+    pub workers: super::values::Workers,
+    #[command(flatten)]
+    pub sharding: shard_args::ShardOptions,
+    /// Print the JSON report on stdout after the text, framed and checksummed, for
+    /// collection from logs (`kubectl logs`); `sockcap merge` reads such logs.
+    #[arg(long)]
+    pub emit_report: bool,
+}
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
-    let mut plan = super::load_plan(&args.scenario, args.target.as_deref())?;
+    let mut plan = super::setup::load_plan(&args.scenario, args.target.as_deref())?;
     args.outputs.check_dirs()?;
-    let host = shard_args::host_shard(args.shard, |var| std::env::var(var).ok())
+    let host = shard_args::host_shard(args.sharding.shard, |var| std::env::var(var).ok())
         .map_err(|m| Failure::bad_input(anyhow::anyhow!(m)))?;
     let sha256 = shard_args::scenario_sha256(&args.scenario)?;
-    let (gate, how) = shard_args::start_gate(&args, host, &sha256)?;
+    let (gate, how) = shard_args::start_gate(&args.sharding, host, &sha256)?;
     if let Some(list) = &args.sources {
         plan.set_sources(list).map_err(|m| Failure::bad_input(anyhow::anyhow!("--sources: {m}")))?;
     }
@@ -37,7 +71,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         }
         plan.netns = Some(Vec::new());
     }
-    if plan.netns.is_some() && args.rendezvous.is_some() {
+    if plan.netns.is_some() && args.sharding.rendezvous.is_some() {
         let why = "--rendezvous: a run in a private network namespace ([netns] or --netns) cannot reach its \
                    peers; run the shards without it, or start them with --start-at";
         return Err(Failure::bad_input(anyhow::anyhow!(why)));
@@ -80,9 +114,9 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let sources = env.sources;
     if workers == 1 {
         // The connections are held in this process.
-        super::tune_malloc_for_connections();
+        super::setup::tune_malloc_for_connections();
     }
-    let rt = super::runtime()?;
+    let rt = super::setup::runtime()?;
     let report = rt.block_on(async {
         let embedded = match plan.target {
             TargetSpec::Embedded => Some(start_embedded(&plan, target_workers).await?),
@@ -108,7 +142,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             descriptors_needed: needed,
             notes,
             // Inside the run's namespace, toward the resolved target: the census's scope.
-            shard: args.shard.map(|_| shard_args::shard_info(host, sha256.clone(), how, target)),
+            shard: args.sharding.shard.map(|_| ShardInfo::of_this_host(host, sha256.clone(), how, target)),
         };
         let report = run_engine(&plan, ctx, crew, gate, args.quiet).await;
         if let Some(embedded) = embedded {

@@ -2,15 +2,34 @@
 //! `--start-at RFC3339`, turned into the host's [`Shard`], its [`ShardInfo`] and the
 //! engine's [`StartGate`].
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Failure, RunArgs};
-use crate::shard::Shard;
+use super::failure::Failure;
 use crate::engine::StartGate;
 use crate::rendezvous::{self, Member};
-use crate::report::ShardInfo;
+use crate::shard::Shard;
+
+/// The shard options of `sockcap run`.
+#[derive(Debug, clap::Args)]
+pub struct ShardOptions {
+    /// Run shard I of N of the scenario (connection g is shard g mod N's), one per
+    /// host; "auto" reads I from $JOB_COMPLETION_INDEX and N from $SOCKCAP_SHARDS.
+    /// Merge the shards' --json reports with `sockcap merge`.
+    #[arg(long, value_name = "I/N|auto", value_parser = parse_shard)]
+    pub shard: Option<ShardArg>,
+    /// Start phase 1 together with the other shards: shard 0 listens on PORT, the
+    /// others register at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "start_at")]
+    pub rendezvous: Option<String>,
+    /// How long a shard waits for its peers at the rendezvous before giving up (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub rendezvous_timeout: Duration,
+    /// Start phase 1 at this instant (UTC RFC 3339, e.g. 2026-11-27T18:30:00Z): for
+    /// shards started by other means than a rendezvous; the hosts' clocks must agree.
+    #[arg(long, value_name = "RFC3339")]
+    pub start_at: Option<String>,
+}
 
 /// `--shard`: a fixed shard, or one read from the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +78,7 @@ pub fn scenario_sha256(path: &Path) -> Result<String, Failure> {
 
 /// How phase 1's start is agreed, checked before anything starts: `--rendezvous`,
 /// `--start-at` (which must lie ahead), or neither.
-pub fn start_gate(args: &RunArgs, host: Shard, sha256: &str) -> Result<(StartGate, &'static str), Failure> {
+pub fn start_gate(args: &ShardOptions, host: Shard, sha256: &str) -> Result<(StartGate, &'static str), Failure> {
     if args.shard.is_none() && (args.rendezvous.is_some() || args.start_at.is_some()) {
         let why = "--rendezvous and --start-at start the shards of a fleet together; give this run its --shard I/N";
         return Err(Failure::bad_input(anyhow::anyhow!(why)));
@@ -88,27 +107,6 @@ pub fn start_gate(args: &RunArgs, host: Shard, sha256: &str) -> Result<(StartGat
         }
         None => Ok((StartGate::Now, "none")),
     }
-}
-
-/// What the report says of this shard (its start instant is filled in by the engine).
-pub fn shard_info(host: Shard, sha256: String, start: &str, target: SocketAddr) -> ShardInfo {
-    ShardInfo {
-        index: host.index,
-        count: host.count,
-        scenario_sha256: sha256,
-        host: rendezvous::host_name(),
-        start: start.to_string(),
-        start_unix_us: 0,
-        census_scope: census_scope(target),
-    }
-}
-
-/// This machine's boot id, this process's network namespace and the target: the
-/// sockets a census here counts.
-fn census_scope(target: SocketAddr) -> String {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let netns = std::fs::read_link("/proc/self/ns/net").map(|l| l.display().to_string()).unwrap_or_default();
-    format!("{}/{netns} {target}", boot.trim())
 }
 
 #[cfg(test)]

@@ -8,12 +8,41 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{exit, Failure, WorkerArgs};
+use super::failure::{exit, Failure};
+use crate::descriptors;
 use crate::engine::messages::{Order, WorkerMsg};
 use crate::engine::worker::{self, WorkerContext, WorkerLink};
-use crate::descriptors;
 use crate::plan::{parse_sources, Plan, TargetSpec};
 use crate::sources::Sources;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// `sockcap worker`: one shard of a run, driven by a coordinator over stdin/stdout.
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The scenario file (TOML).
+    pub scenario: PathBuf,
+    /// The target address, resolved by the coordinator.
+    #[arg(long)]
+    pub target: SocketAddr,
+    /// This worker's shard, INDEX/COUNT.
+    #[arg(long, value_parser = crate::shard::Shard::parse)]
+    pub shard: crate::shard::Shard,
+    /// The source ports per address, LO-HI.
+    #[arg(long)]
+    pub ports: String,
+    /// Source addresses, comma-separated (none: the kernel's choice).
+    #[arg(long)]
+    pub sources: Option<String>,
+    /// Host shards of the run (`run --shard I/N`: N); the shard above then counts
+    /// over all hosts' workers.
+    #[arg(long, default_value_t = 1)]
+    pub hosts: u32,
+    /// The SHA-256 of the scenario file as the coordinator read it: a worker refuses a
+    /// file that changed since.
+    #[arg(long)]
+    pub scenario_sha256: Option<String>,
+}
 
 pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
     if let Some(then) = &args.scenario_sha256 {
@@ -45,8 +74,8 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
         shard: args.shard,
         hosts: args.hosts,
     };
-    super::tune_malloc_for_connections();
-    let rt = super::runtime_on_this_thread()?;
+    super::setup::tune_malloc_for_connections();
+    let rt = super::setup::runtime_on_this_thread()?;
     let served = rt.block_on(serve_coordinator(&plan, ctx));
     // The stdin reader may still block in read(2): do not wait for it.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -53,14 +53,13 @@ mod server;
 mod testing;
 mod workers;
 
-pub(crate) use child::prepare as prepare_child;
-pub use child::EmbeddedTarget;
-pub use messages::{parse_ready_line, ready_line, ServeMsg, TargetSummary, PARENT_ENV};
-pub use options::{ServeOptions, ServeSummary};
 /// The most processes one embedded target may run (`--workers`, `embedded.workers`).
 pub use crate::descriptors::MAX_WORKERS;
 /// The default listen backlog (`--backlog`, `embedded.backlog`).
 pub use crate::socket::DEFAULT_BACKLOG;
+pub use child::EmbeddedTarget;
+pub use messages::{parse_ready_line, ready_line, ServeMsg, TargetSummary, PARENT_ENV};
+pub use options::{ServeOptions, ServeSummary};
 pub use process::run_serve_process;
 pub use quiet_port::quiet_port;
 pub use server::serve;

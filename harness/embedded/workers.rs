@@ -21,11 +21,12 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::child::{exit_status, prepare, send_signal, serve_args, serve_command, DRAIN};
+use super::child::{exit_status, send_signal, serve_args, serve_command, DRAIN};
 use super::messages::ChildMessages;
 use super::options::{ServeOptions, ServeSummary};
-use crate::descriptors::MAX_WORKERS;
+use crate::child_process::prepare;
 use crate::descriptors;
+use crate::descriptors::MAX_WORKERS;
 
 /// How long the workers together may take to say they are ready: less
 /// than a run waits for its target's, so the parent can still say which failed.

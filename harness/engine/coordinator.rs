@@ -18,17 +18,17 @@ use tokio::sync::watch;
 use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use super::census::Censuses;
+use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
+use super::worker_set::{Inbound, WorkerSet};
 use crate::descriptors::NofileRaise;
 use crate::plan::{PhasePlan, Plan};
 use crate::rendezvous::RendezvousError;
 use crate::report::{
     CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,
 };
-use crate::sources::Sources;
-use super::census::Censuses;
-use super::worker_set::{Inbound, WorkerSet};
-use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
 use crate::shard::Shard;
+use crate::sources::Sources;
 
 /// What the engine needs besides the plan: the resolved target and the environment.
 #[derive(Debug, Clone)]
@@ -216,7 +216,12 @@ struct Coordinator<'p> {
 }
 
 impl<'p> Coordinator<'p> {
-    fn new(plan: &'p Plan, ctx: &RunContext, worker_set: WorkerSet, progress: watch::Sender<Progress>) -> Coordinator<'p> {
+    fn new(
+        plan: &'p Plan,
+        ctx: &RunContext,
+        worker_set: WorkerSet,
+        progress: watch::Sender<Progress>,
+    ) -> Coordinator<'p> {
         let prober = Prober::new();
         let mut notes = ctx.notes.clone();
         if let Some(warning) = prober.warning() {
@@ -248,7 +253,8 @@ impl<'p> Coordinator<'p> {
             Inbound::Msg(WorkerMsg::Progress(p)) => worker.latest = p,
             Inbound::Msg(WorkerMsg::Phase { report, .. }) => worker.report = Some(*report),
             Inbound::Msg(WorkerMsg::Done { notes }) => {
-                let prefix = if self.worker_set.len() > 1 { format!("{}: ", self.worker_set.name(i)) } else { String::new() };
+                let prefix =
+                    if self.worker_set.len() > 1 { format!("{}: ", self.worker_set.name(i)) } else { String::new() };
                 self.notes.extend(notes.into_iter().map(|n| format!("{prefix}{n}")));
             }
             Inbound::Ended { failure } => {

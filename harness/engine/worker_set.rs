@@ -18,9 +18,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::messages::{Order, WorkerMsg};
-use crate::shard::Shard;
 use super::worker::{self, WorkerContext, WorkerLink};
 use crate::plan::Plan;
+use crate::shard::Shard;
 use crate::sources::Sources;
 
 /// What reaches the coordinator from worker `i`.
@@ -202,7 +202,7 @@ fn worker_args(scenario: &Scenario, target: SocketAddr, sources: &Sources, shard
 fn spawn_worker(mut command: Command) -> std::io::Result<Child> {
     // Its own process group and PR_SET_PDEATHSIG, as the embedded target has; then the
     // orders on stdin.
-    crate::embedded::prepare_child(&mut command);
+    crate::child_process::prepare(&mut command);
     command.stdin(Stdio::piped()).stderr(Stdio::inherit());
     command.spawn()
 }

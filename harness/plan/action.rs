@@ -161,7 +161,12 @@ pub(super) fn connect_plan(check: &Check, at: &str, c: &ConnectSection) -> Resul
     })
 }
 
-pub(super) fn close_plan(check: &Check, at: &str, c: &CloseSection, protocol: Protocol) -> Result<ClosePlan, PlanError> {
+pub(super) fn close_plan(
+    check: &Check,
+    at: &str,
+    c: &CloseSection,
+    protocol: Protocol,
+) -> Result<ClosePlan, PlanError> {
     let how = CloseMode::parse(&c.how).ok_or_else(|| {
         check.err(format!("{at}.how"), format!("`{}` is not a close mode; use one of {}", c.how, CloseMode::NAMES))
     })?;
@@ -193,7 +198,12 @@ pub(super) fn close_plan(check: &Check, at: &str, c: &CloseSection, protocol: Pr
     Ok(ClosePlan { how, rate, amount, timeout, fill: c.fill.unwrap_or(false) })
 }
 
-pub(super) fn churn_plan(check: &Check, at: &str, c: &ChurnSection, protocol: Protocol) -> Result<ChurnPlan, PlanError> {
+pub(super) fn churn_plan(
+    check: &Check,
+    at: &str,
+    c: &ChurnSection,
+    protocol: Protocol,
+) -> Result<ChurnPlan, PlanError> {
     let rate = check.rate(&format!("{at}.rate"), c.rate)?;
     let count = match (c.count, &c.duration) {
         (Some(_), Some(_)) => return Err(check.err(at, "give `duration` or `count`, not both")),

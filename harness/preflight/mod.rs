@@ -150,7 +150,6 @@ mod tests {
         assert_eq!(target.gives_at, Some(1_000_000 - 20 - TARGET_RESERVE));
     }
 
-
     #[test]
     fn a_client_side_block_refuses_the_run_and_a_warning_does_not() {
         // too few workers forced
@@ -206,7 +205,6 @@ mod tests {
         assert_eq!(a.client_blocker().unwrap().name, CheckName::Ports);
     }
 
-
     #[test]
     fn json_names_every_check() {
         let plan = plan(LOCAL, &connect(100, 100));
@@ -221,5 +219,4 @@ mod tests {
         assert_eq!(json["checks"][0]["verdict"], "fits");
         assert_eq!(json["target_processes"][0]["name"], "mosquitto");
     }
-
 }

@@ -87,5 +87,4 @@ mod tests {
         let phase = crate::report::PhaseReport::empty("p", "connect");
         assert_eq!(Expectation::from_result(&implicit.judge(&phase)).unwrap(), implicit);
     }
-
 }

@@ -20,6 +20,7 @@ pub mod junit;
 pub mod markup;
 pub mod merge;
 pub mod run_report;
+mod shard_info;
 pub mod text;
 pub mod write;
 

@@ -18,7 +18,7 @@ use source::{Crate, ModPath};
 /// files and from modules of lower layers; modules of one layer do not import each other,
 /// except in the foundation (layer 0), whose small modules may use one another.
 const LAYERS: &[&[&str]] = &[
-    &["protocol", "transport", "shard", "socket", "failure", "latency", "descriptors", "sources"],
+    &["protocol", "transport", "shard", "socket", "failure", "latency", "descriptors", "sources", "child_process"],
     &["scenario"],
     &["expect"],
     &["plan", "rendezvous"],
@@ -102,7 +102,8 @@ fn the_checker_sees_what_it_should() {
     write("b.rs", "use crate::a::{self, Thing};\npub struct Other;\nfn f() { a::Thing; }\n#[cfg(test)]\nmod tests { use crate::t::X; }\n");
     write("t.rs", "use crate::b::Other;\n");
     let krate = Crate::read(&dir);
-    let edges: BTreeSet<(String, String)> = krate.edges().into_iter().map(|(f, t)| (name(&dir, &f), name(&dir, &t))).collect();
+    let edges: BTreeSet<(String, String)> =
+        krate.edges().into_iter().map(|(f, t)| (name(&dir, &f), name(&dir, &t))).collect();
     assert_eq!(edges, BTreeSet::from([("b.rs".to_string(), "a/inner.rs".to_string())]));
     assert!(circles(&krate.edges()).is_empty());
     write("a/inner.rs", "pub struct Thing;\nfn g() { crate::b::Other; }\n");
@@ -156,7 +157,8 @@ fn circles(edges: &BTreeSet<(PathBuf, PathBuf)>) -> Vec<Vec<PathBuf>> {
             }
         }
     }
-    let mut walk = Walk { next: &next, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), found: Vec::new() };
+    let mut walk =
+        Walk { next: &next, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), found: Vec::new() };
     for v in next.keys() {
         if !walk.index.contains_key(v) {
             visit(&mut walk, v);

@@ -199,7 +199,9 @@ fn tokens(text: &str) -> Vec<Token> {
         } else if c == 'r' && (next == Some('"') || next == Some('#') && chars.get(i + 2) == Some(&'"')) {
             let hashes = chars[i + 1..].iter().take_while(|c| **c == '#').count();
             i += 2 + hashes;
-            while i < chars.len() && !(chars[i] == '"' && chars[i + 1..].iter().take(hashes).filter(|c| **c == '#').count() == hashes) {
+            while i < chars.len()
+                && !(chars[i] == '"' && chars[i + 1..].iter().take(hashes).filter(|c| **c == '#').count() == hashes)
+            {
                 i += 1;
             }
             i += 1 + hashes;
@@ -249,7 +251,10 @@ pub fn parse(text: &str, module: ModPath) -> File {
     let mut test_attr = false;
     while i < toks.len() {
         // `#[cfg(test)]` before the next item.
-        if toks[i] == Token::Punct('#') && ident(toks.get(i + 2)) == Some("cfg") && ident(toks.get(i + 4)) == Some("test") {
+        if toks[i] == Token::Punct('#')
+            && ident(toks.get(i + 2)) == Some("cfg")
+            && ident(toks.get(i + 4)) == Some("test")
+        {
             test_attr = true;
             i += 7;
             continue;

@@ -11,10 +11,10 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::collector::Collector;
-use crate::engine::connection::CloseCommand;
 use super::pacing::Pacer;
-use crate::shard::Shard;
+use crate::engine::connection::CloseCommand;
 use crate::plan::{Action, CloseAmount, CloseMode};
+use crate::shard::Shard;
 use crate::sources::Sources;
 
 /// How long past its last deadline, and past the last event, a phase waits for outcomes

@@ -4,7 +4,6 @@
 //! coordinator's order before each phase, so that no worker starts phase k+1 before
 //! every worker has finished phase k.
 
-
 pub mod action;
 pub mod collector;
 pub mod held;
@@ -22,16 +21,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::census::Censuses;
-use collector::Collector;
 use crate::engine::connection::{self, Attempt, CloseCommand, ConnSpec, Event, Links};
-use action::{ActionDriver, GRACE};
 use crate::engine::messages::{instant_of_unix_us, Order, WorkerMsg, WorkerProgress};
-use crate::shard::Shard;
-use held::{Bell, HeldConnections};
+use crate::failure::ErrorKind;
 use crate::plan::{PhasePlan, Plan};
 use crate::report::{Exhaustion, Latencies, PhaseReport};
+use crate::shard::Shard;
 use crate::sources::Sources;
-use crate::failure::ErrorKind;
+use action::{ActionDriver, GRACE};
+use collector::Collector;
+use held::{Bell, HeldConnections};
 
 /// What a worker needs besides the plan.
 #[derive(Debug, Clone)]
@@ -152,9 +151,8 @@ impl<'p> Worker<'p> {
         });
         let roster = Arc::new(HeldConnections::new());
         let pinging = spec.protocol == crate::protocol::Protocol::Mqtt && !spec.mqtt.keep_alive.is_zero();
-        let keep_alive = pinging.then(|| {
-            tokio::spawn(held::keep_alive(Arc::downgrade(&roster), held::tick_period(spec.mqtt.keep_alive)))
-        });
+        let keep_alive = pinging
+            .then(|| tokio::spawn(held::keep_alive(Arc::downgrade(&roster), held::tick_period(spec.mqtt.keep_alive))));
         Worker {
             plan,
             spec,
