@@ -313,16 +313,24 @@ async fn attempt(me: &Member, rendezvous: &str) -> Result<Instant, Attempt> {
     }
 }
 
-/// Connect to shard 0 with SO_REUSEADDR set: the port connect() picks lies in
+/// Connect to shard 0 from a port bound with SO_REUSEADDR: that port lies in
 /// ip_local_port_range, where the run binds its own source ports, and a later bind() may
-/// share a port only with a socket that set it. Without it this socket (or its
+/// share a port only with sockets that all set it. Without the flag this socket (or its
 /// TIME_WAIT) made the run's bind of the same address and port fail with EADDRINUSE
-/// (measured: 1 connect in 1,200 in the lab).
+/// (measured: 1 connect in 1,200 in the lab). Bound before connect: a port connect()
+/// picks may already be held by other connections (to other destinations) that did not
+/// set the flag, which block that bind as well (measured: 3 tests in 5 failed with
+/// 8,000 loopback TIME_WAITs left by the test suite); bind() picks a port no socket holds.
 async fn connect(rendezvous: &str) -> std::io::Result<TcpStream> {
     let mut last = None;
     for addr in tokio::net::lookup_host(rendezvous).await? {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let (socket, any) = if addr.is_ipv4() {
+            (TcpSocket::new_v4()?, SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)))
+        } else {
+            (TcpSocket::new_v6()?, SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)))
+        };
         socket.set_reuseaddr(true)?;
+        socket.bind(any)?;
         match socket.connect(addr).await {
             Ok(stream) => return Ok(stream),
             Err(e) => last = Some(e),
