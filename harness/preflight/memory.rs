@@ -10,7 +10,7 @@ use super::numbers::{bytes, count, plural};
 /// ~9.7 KB per connection pair, i.e. both sockets).
 pub const KERNEL_BYTES_PER_SOCKET: u64 = 5_400;
 /// sockcap's user memory per held connection: the budget the engine is built to
-/// (1.5 KiB; ~1.1 KB measured for an idle tokio task per connection, see STYLE.md).
+/// (1.5 KiB; ~1.1 KB measured for an idle held connection).
 pub const HARNESS_BYTES_PER_CONNECTION: u64 = 1_536;
 /// The embedded target's (`sockcap serve`, release build) user memory per held MQTT
 /// connection: VmRSS grew by 1,117–1,152 bytes per connection over 10,000 idle

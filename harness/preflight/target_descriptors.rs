@@ -6,8 +6,8 @@ use super::context::Ctx;
 use super::numbers::{count, limit, plural};
 use crate::descriptors;
 
-/// Descriptors a target process keeps for itself (its log, config, listeners): mosquitto
-/// under a 20,000 limit holds at most 19,992 clients here.
+/// Descriptors a target process keeps for itself (its log, config, listeners): measured,
+/// mosquitto under a 20,000 limit held at most 19,992 clients.
 pub const TARGET_RESERVE: u64 = 10;
 
 impl Ctx<'_> {
@@ -84,7 +84,7 @@ impl Ctx<'_> {
             "raise the target's descriptor limit to at least {wanted} (LimitNOFILE={wanted} in its systemd unit, or \
              `ulimit -n {wanted}` in the shell that starts it), or run more target processes on the port \
              (SO_REUSEPORT). Past its limit mosquitto accepts and drops at once: clients see EOF before CONNACK \
-             (under 20,000 it holds at most ~19,990 clients)"
+             (it holds a few clients fewer than its descriptor limit)"
         );
         check.judged(Verdict::Blocks, summary, Some(fix))
     }

@@ -54,7 +54,7 @@ pub fn findings(report: &RunReport) -> Vec<String> {
     if n > 0 {
         out.push(format!(
             "{n} clients saw the TCP connect to {target} succeed and then the connection close before any CONNACK: \
-             the target may be out of descriptors (mosquitto here holds at most ~19,990 clients); \
+             the target may be out of descriptors (mosquitto holds a few clients fewer than its descriptor limit); \
              check its descriptor limit (`cat /proc/PID/limits`, LimitNOFILE= for a service) and its log"
         ));
     }

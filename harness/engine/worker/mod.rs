@@ -150,7 +150,7 @@ impl<'p> Worker<'p> {
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
         });
         let roster = Arc::new(HeldConnections::new());
-        let pinging = spec.protocol == crate::protocol::Protocol::Mqtt && !spec.mqtt.keep_alive.is_zero();
+        let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
         let keep_alive = pinging
             .then(|| tokio::spawn(held::keep_alive(Arc::downgrade(&roster), held::tick_period(spec.mqtt.keep_alive))));
         Worker {
