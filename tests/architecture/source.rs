@@ -211,7 +211,7 @@ fn tokens(text: &str) -> Vec<Token> {
                 i += if chars[i] == '\\' { 2 } else { 1 };
             }
             i += 1;
-        } else if c == '\'' && chars.get(i + 2) == Some(&'\'') || c == '\'' && next == Some('\\') {
+        } else if c == '\'' && (chars.get(i + 2) == Some(&'\'') || next == Some('\\')) {
             i += 1;
             while i < chars.len() && chars[i] != '\'' {
                 i += if chars[i] == '\\' { 2 } else { 1 };
@@ -284,7 +284,7 @@ pub fn parse(text: &str, module: ModPath) -> File {
             Some("use") => {
                 let end = (j..toks.len()).find(|k| toks[*k] == Token::Punct(';')).unwrap_or(toks.len());
                 let mut leaves = Vec::new();
-                use_tree(&toks[j + 1..end], &mut Vec::new(), &mut leaves);
+                use_tree(&toks[j + 1..end], &[], &mut leaves);
                 for (name, path) in leaves {
                     // A re-export alone is no use of the item: a path through it resolves
                     // to the defining file. Used in this file's own code too, it is one.
@@ -344,8 +344,8 @@ fn skip_block(toks: &[Token], open: usize) -> usize {
 
 /// The leaves of a `use` tree (`a::{b, c::d as e, self}`): (name in scope, path).
 /// Globs bring in no name and are left out.
-fn use_tree(toks: &[Token], prefix: &mut Vec<String>, out: &mut Vec<(String, Vec<String>)>) {
-    let mut path = prefix.clone();
+fn use_tree(toks: &[Token], prefix: &[String], out: &mut Vec<(String, Vec<String>)>) {
+    let mut path = prefix.to_vec();
     let mut i = 0;
     while i < toks.len() {
         match &toks[i] {
@@ -360,7 +360,7 @@ fn use_tree(toks: &[Token], prefix: &mut Vec<String>, out: &mut Vec<(String, Vec
             Token::Punct('{') => {
                 let close = matching(toks, i);
                 for part in split_top(&toks[i + 1..close]) {
-                    use_tree(part, &mut path.clone(), out);
+                    use_tree(part, &path, out);
                 }
                 return;
             }
