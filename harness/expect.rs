@@ -1,6 +1,6 @@
 //! Expectations: `metric = "OP VALUE"` pairs of a phase's `expect` table, parsed into
 //! [`Expectation`]s. Judging them against a phase's figures is the report's
-//! (`report/judge.rs`): this grammar sits below the report, in the plan's layer.
+//! (`report/judge.rs`): this grammar sits below the report and the plan, which reads it.
 //!
 //! Metrics: any TCP state (`established`, `time_wait`, ...; client side, or
 //! `server.<state>`), latency percentiles (`connect_p99`, `handshake_p50`, `close_max`,

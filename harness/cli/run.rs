@@ -127,7 +127,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             (None, TargetSpec::Addr(addr)) => addr,
             (None, TargetSpec::Embedded) => unreachable!("an embedded target was started above"),
         };
-        let crew = if workers == 1 {
+        let clients = if workers == 1 {
             let ctx = WorkerContext { target, sources: sources.clone(), shard: host, hosts: host.count };
             WorkerSet::in_process(Arc::new(plan.clone()), ctx)
         } else {
@@ -144,7 +144,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             // Inside the run's namespace, toward the resolved target: the census's scope.
             shard: args.sharding.shard.map(|_| ShardInfo::of_this_host(host, sha256.clone(), how, target)),
         };
-        let report = run_engine(&plan, ctx, crew, gate, args.quiet).await;
+        let report = run_engine(&plan, ctx, clients, gate, args.quiet).await;
         if let Some(embedded) = embedded {
             if let Err(e) = embedded.stop().await {
                 eprintln!("sockcap: stopping the embedded target: {e:#}");
@@ -195,7 +195,7 @@ async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Fai
 async fn run_engine(
     plan: &Plan,
     ctx: RunContext,
-    crew: WorkerSet,
+    clients: WorkerSet,
     gate: StartGate,
     quiet: bool,
 ) -> Result<RunReport, RendezvousError> {
@@ -203,7 +203,7 @@ async fn run_engine(
     let signals = tokio::spawn(watch_ctrl_c(shutdown.clone()));
     let (progress_tx, progress_rx) = watch::channel(engine::Progress::default());
     let renderer = (!quiet).then(|| tokio::spawn(progress::render(progress_rx, std::io::stderr().is_terminal())));
-    let report = engine::run(plan, ctx, crew, gate, shutdown, progress_tx).await;
+    let report = engine::run(plan, ctx, clients, gate, shutdown, progress_tx).await;
     signals.abort();
     if let Some(renderer) = renderer {
         let _ = renderer.await;

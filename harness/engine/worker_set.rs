@@ -73,16 +73,16 @@ impl WorkerSet {
     ) -> anyhow::Result<WorkerSet> {
         let exe = std::env::current_exe().context("locating the sockcap executable to start worker processes")?;
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
-        let mut crew = WorkerSet { orders: Vec::new(), inbox, names: Vec::new(), tasks: Vec::new() };
+        let mut set = WorkerSet { orders: Vec::new(), inbox, names: Vec::new(), tasks: Vec::new() };
         for index in 0..count {
             let shard = Shard::compose(host, index, count);
             let mut command = Command::new(&exe);
             command.args(worker_args(scenario, target, sources, shard, host.count));
             let child = spawn_worker(command).with_context(|| format!("starting worker {index} ({exe:?})"))?;
             let name = format!("worker {index} (pid {})", child.id().unwrap_or(0));
-            crew.attach(child, name, inbox_tx.clone());
+            set.attach(child, name, inbox_tx.clone());
         }
-        Ok(crew)
+        Ok(set)
     }
 
     fn attach(&mut self, mut child: Child, name: String, inbox: mpsc::UnboundedSender<(usize, Inbound)>) {

@@ -46,7 +46,7 @@ pub struct ConnectPlan {
     pub rate: f64,
     /// From each connection's scheduled instant to its finished handshake.
     pub timeout: Duration,
-    /// Handshakes in flight at once.
+    /// Handshakes in flight at once, in each worker process.
     pub max_inflight: usize,
     /// Wait for every connect's outcome before the phase ends (false: end once all started).
     pub wait: bool,
@@ -134,6 +134,9 @@ impl CloseAmount {
 
 /// Most handshakes in flight at once.
 const MAX_INFLIGHT: i64 = 1_000_000;
+/// Handshakes in flight at once in a worker process when `max_inflight` is not given;
+/// also the bound on a churn phase's cycles in flight.
+pub const DEFAULT_MAX_INFLIGHT: i64 = 2000;
 
 pub(super) fn connect_plan(check: &Check, at: &str, c: &ConnectSection) -> Result<ConnectPlan, PlanError> {
     if c.count <= 0 {
@@ -146,7 +149,7 @@ pub(super) fn connect_plan(check: &Check, at: &str, c: &ConnectSection) -> Resul
     if timeout.is_zero() {
         return Err(check.err(format!("{at}.timeout"), "the handshake timeout must be longer than zero"));
     }
-    let max_inflight = c.max_inflight.unwrap_or(2000);
+    let max_inflight = c.max_inflight.unwrap_or(DEFAULT_MAX_INFLIGHT);
     if !(1..=MAX_INFLIGHT).contains(&max_inflight) {
         return Err(check.err(format!("{at}.max_inflight"), format!("max_inflight must be 1 to {MAX_INFLIGHT}")));
     }

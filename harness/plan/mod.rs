@@ -25,7 +25,7 @@ use crate::protocol::{OnEof, Protocol};
 use crate::scenario::Scenario;
 use crate::shard::Shard;
 
-pub use action::{Action, ChurnPlan, CloseAmount, CloseMode, ClosePlan, ConnectPlan};
+pub use action::{Action, ChurnPlan, CloseAmount, CloseMode, ClosePlan, ConnectPlan, DEFAULT_MAX_INFLIGHT};
 pub use embedded::EmbeddedPlan;
 pub use error::PlanError;
 pub use mqtt::MqttOptions;

@@ -10,7 +10,8 @@ use super::numbers::{bytes, count, plural};
 /// ~9.7 KB per connection pair, i.e. both sockets).
 pub const KERNEL_BYTES_PER_SOCKET: u64 = 5_400;
 /// sockcap's user memory per held connection: the budget the engine is built to
-/// (1.5 KiB; ~1.1 KB measured for an idle held connection).
+/// (1.5 KiB; `bench/memory.sh` measured 835–848 bytes of growth per idle held MQTT
+/// connection in a worker, ~1.3 KB with each process's baseline, on this project's machine).
 pub const HARNESS_BYTES_PER_CONNECTION: u64 = 1_536;
 /// The embedded target's (`sockcap serve`, release build) user memory per held MQTT
 /// connection: VmRSS grew by 1,117–1,152 bytes per connection over 10,000 idle

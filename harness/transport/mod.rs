@@ -1,7 +1,9 @@
 //! Transports a client connection runs over, below its protocol: how a connection is
 //! opened (dialled) and how bytes are written to it. Today TCP ([`tcp`]); TLS and
 //! WebSocket go beside it as `tls.rs` and `ws.rs`, each a [`Transport`] variant with
-//! its arm in [`Transport::dial`].
+//! its arm in [`Transport::dial`]. Dialling returns a `TcpStream` today, which the
+//! connection's steps (`engine/connection/`) and the protocol clients read and write
+//! directly: a TLS or WebSocket stream needs a stream type of its own through them.
 
 pub mod tcp;
 

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::collector::Collector;
 use super::pacing::Pacer;
 use crate::engine::connection::CloseCommand;
-use crate::plan::{Action, CloseAmount, CloseMode};
+use crate::plan::{Action, CloseAmount, CloseMode, DEFAULT_MAX_INFLIGHT};
 use crate::shard::Shard;
 use crate::sources::Sources;
 
@@ -64,7 +64,7 @@ impl ActionDriver {
                 pacer: Pacer::new(start, c.rate, shard.share(c.count), shard),
                 timeout: c.timeout,
                 // One cycle holds its slot from connect to close: bound them like handshakes.
-                permits: Arc::new(Semaphore::new(2000)),
+                permits: Arc::new(Semaphore::new(DEFAULT_MAX_INFLIGHT as usize)),
                 wait: true,
                 then_close: Some(CloseCommand {
                     how: c.how,

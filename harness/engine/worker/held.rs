@@ -118,7 +118,7 @@ pub struct HeldConnections {
     bells: Mutex<VecDeque<Arc<Bell>>>,
 }
 
-/// Like dropped close handles: when the worker lets go of its roster, whoever is still
+/// Like dropped close handles: when the worker lets go of its held, whoever is still
 /// on it stops.
 impl Drop for HeldConnections {
     fn drop(&mut self) {
@@ -135,7 +135,7 @@ impl HeldConnections {
         self.bells.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A bell for a connection to be held, put at the back of the roster.
+    /// A bell for a connection to be held, put at the back of the held.
     pub fn enlist(&self) -> Arc<Bell> {
         let bell = Arc::new(Bell::new());
         self.lock().push_back(bell.clone());
@@ -149,7 +149,7 @@ impl HeldConnections {
         bells.len()
     }
 
-    /// Give the oldest live connection its close order and take it off the roster;
+    /// Give the oldest live connection its close order and take it off the held;
     /// `false` when none is left.
     pub fn close_oldest(&self, cmd: CloseCommand) -> bool {
         let mut bells = self.lock();
@@ -163,7 +163,7 @@ impl HeldConnections {
         false
     }
 
-    /// Tell every connection on the roster to stop, and empty it.
+    /// Tell every connection on the held to stop, and empty it.
     pub fn stop_all(&self) {
         for bell in std::mem::take(&mut *self.lock()) {
             bell.ring(|rung| rung.stop = true);
@@ -188,15 +188,15 @@ pub fn tick_period(keep_alive: Duration) -> Duration {
     (keep_alive / 20).clamp(Duration::from_millis(5), Duration::from_secs(1))
 }
 
-/// The worker's keep-alive tick: rings the due pings every `period` until the roster is
+/// The worker's keep-alive tick: rings the due pings every `period` until the held is
 /// dropped.
-pub async fn keep_alive(roster: Weak<HeldConnections>, period: Duration) {
+pub async fn keep_alive(held: Weak<HeldConnections>, period: Duration) {
     let mut ticks = interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let Some(roster) = roster.upgrade() else { return };
-        roster.ring_due_pings(Instant::now());
+        let Some(held) = held.upgrade() else { return };
+        held.ring_due_pings(Instant::now());
     }
 }
 
@@ -231,53 +231,53 @@ mod tests {
 
     #[test]
     fn closes_go_to_the_oldest_live_connection_and_wake_it() {
-        let roster = HeldConnections::new();
-        let dead = roster.enlist();
-        let (first, second) = (roster.enlist(), roster.enlist());
+        let held = HeldConnections::new();
+        let dead = held.enlist();
+        let (first, second) = (held.enlist(), held.enlist());
         drop(dead);
         let (count, waker) = counter();
         assert_eq!(first.poll(&mut Context::from_waker(&waker)), Rings::default());
-        assert!(roster.close_oldest(cmd()));
+        assert!(held.close_oldest(cmd()));
         assert_eq!(wakes(&count), 1);
         assert!(first.poll(&mut Context::from_waker(&waker)).close.is_some());
         assert!(second.poll(&mut Context::from_waker(&waker)).close.is_none());
-        assert_eq!(roster.prune(), 1);
+        assert_eq!(held.prune(), 1);
         drop(second);
-        assert!(!roster.close_oldest(cmd()), "no live connection is left");
+        assert!(!held.close_oldest(cmd()), "no live connection is left");
     }
 
     #[test]
     fn stop_reaches_every_connection_on_the_roster() {
-        let roster = HeldConnections::new();
-        let bells = [roster.enlist(), roster.enlist()];
-        roster.stop_all();
-        assert_eq!(roster.prune(), 0);
+        let held = HeldConnections::new();
+        let bells = [held.enlist(), held.enlist()];
+        held.stop_all();
+        assert_eq!(held.prune(), 0);
         let (_, waker) = counter();
         assert!(bells.iter().all(|b| b.poll(&mut Context::from_waker(&waker)).stop));
     }
 
     #[test]
     fn pings_ring_when_due_and_every_keep_alive_after() {
-        let roster = HeldConnections::new();
-        let bell = roster.enlist();
+        let held = HeldConnections::new();
+        let bell = held.enlist();
         let (count, waker) = counter();
         let now = Instant::now();
         bell.ping_at(Some(now + Duration::from_secs(10)));
         bell.poll(&mut Context::from_waker(&waker));
-        roster.ring_due_pings(now);
+        held.ring_due_pings(now);
         assert_eq!((wakes(&count), bell.poll(&mut Context::from_waker(&waker)).ping), (0, false), "not due yet");
-        roster.ring_due_pings(now + Duration::from_secs(10));
+        held.ring_due_pings(now + Duration::from_secs(10));
         assert_eq!((wakes(&count), bell.poll(&mut Context::from_waker(&waker)).ping), (1, true));
-        roster.ring_due_pings(now + Duration::from_secs(11));
+        held.ring_due_pings(now + Duration::from_secs(11));
         assert_eq!(wakes(&count), 1, "rung until handled, woken once");
         bell.pinged(Duration::from_secs(10));
-        roster.ring_due_pings(now + Duration::from_secs(19));
+        held.ring_due_pings(now + Duration::from_secs(19));
         assert_eq!((wakes(&count), bell.poll(&mut Context::from_waker(&waker)).ping), (1, false), "next one not due");
-        roster.ring_due_pings(now + Duration::from_secs(20));
+        held.ring_due_pings(now + Duration::from_secs(20));
         assert_eq!(wakes(&count), 2, "due keep_alive after the last one was due");
         bell.ping_at(None);
         assert!(!bell.poll(&mut Context::from_waker(&waker)).ping, "the rung ping is taken back");
-        roster.ring_due_pings(now + Duration::from_secs(60));
+        held.ring_due_pings(now + Duration::from_secs(60));
         assert_eq!(wakes(&count), 2, "no more pings");
     }
 

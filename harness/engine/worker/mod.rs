@@ -126,7 +126,7 @@ struct Worker<'p> {
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
     /// The bells of held connections, oldest first (some may have died since).
-    roster: Arc<HeldConnections>,
+    connections: Arc<HeldConnections>,
     /// Rings the held connections' keep-alive pings (MQTT with a keep-alive).
     keep_alive: Option<JoinHandle<()>>,
     /// Connections open right now, as far as the events tell.
@@ -149,10 +149,10 @@ impl<'p> Worker<'p> {
             on_eof: plan.client_on_eof,
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
         });
-        let roster = Arc::new(HeldConnections::new());
+        let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
         let keep_alive = pinging
-            .then(|| tokio::spawn(held::keep_alive(Arc::downgrade(&roster), held::tick_period(spec.mqtt.keep_alive))));
+            .then(|| tokio::spawn(held::keep_alive(Arc::downgrade(&connections), held::tick_period(spec.mqtt.keep_alive))));
         Worker {
             plan,
             spec,
@@ -162,7 +162,7 @@ impl<'p> Worker<'p> {
             out,
             events_tx,
             events_rx,
-            roster,
+            connections,
             keep_alive,
             open: 0,
             conn_stop: CancellationToken::new(),
@@ -173,7 +173,7 @@ impl<'p> Worker<'p> {
     }
 
     fn driver_for(&mut self, phase: &PhasePlan, start: Instant) -> ActionDriver {
-        let held = self.roster.prune() as u64;
+        let held = self.connections.prune() as u64;
         let sources = match &phase.sources {
             Some(addrs) => Sources::new(addrs.clone(), self.sources.ports),
             None => self.sources.clone(),
@@ -306,7 +306,7 @@ impl<'p> Worker<'p> {
             ActionDriver::Close { pacer, how, timeout, fill, sent } => {
                 for (_, scheduled) in pacer.take_due(now) {
                     let cmd = CloseCommand { how: *how, scheduled, timeout: *timeout, fill: *fill };
-                    if self.roster.close_oldest(cmd) {
+                    if self.connections.close_oldest(cmd) {
                         *sent += 1;
                     }
                 }
@@ -318,7 +318,7 @@ impl<'p> Worker<'p> {
     fn spawn_connection(&mut self, attempt: Box<Attempt>) {
         // A churn cycle is never held: its bell is its own.
         let bell = match attempt.then_close {
-            None => self.roster.enlist(),
+            None => self.connections.enlist(),
             Some(_) => Arc::new(Bell::new()),
         };
         let links =
@@ -340,7 +340,7 @@ impl<'p> Worker<'p> {
     /// Close every connection still open and wait for the tasks, under a deadline.
     async fn finish(&mut self) {
         self.conn_stop.cancel();
-        self.roster.stop_all();
+        self.connections.stop_all();
         if let Some(tick) = self.keep_alive.take() {
             tick.abort();
         }
