@@ -22,4 +22,5 @@ pub mod scenario;
 pub mod shard;
 pub mod socket;
 pub mod sources;
+pub mod stderr;
 pub mod transport;

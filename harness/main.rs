@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     match cli::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("sockcap: {:#}", failure.error);
+            sockcap::stderr::line(format_args!("sockcap: {:#}", failure.error));
             ExitCode::from(failure.code)
         }
     }

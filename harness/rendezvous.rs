@@ -140,7 +140,10 @@ pub async fn agree(me: &Member, rendezvous: &str, within: Duration) -> Result<In
 /// Shard 0: wait for shards 1..N, then start them together.
 async fn lead(me: &Member, port: u16, deadline: Instant, within: Duration) -> Result<Instant, RendezvousError> {
     let listener = listen(port).await?;
-    eprintln!("sockcap: rendezvous: shard 0 waits on port {port} for {} more shards", me.count - 1);
+    crate::stderr::line(format_args!(
+        "sockcap: rendezvous: shard 0 waits on port {port} for {} more shards",
+        me.count - 1
+    ));
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let mut members: BTreeMap<u32, (u64, OwnedWriteHalf)> = BTreeMap::new();
     let mut refusals: Vec<String> = Vec::new();
@@ -159,17 +162,17 @@ async fn lead(me: &Member, port: u16, deadline: Instant, within: Duration) -> Re
                     });
                     if let Some(reason) = refusal {
                         let reason = format!("shard {} from {peer} ({}): {reason}", member.index, member.host);
-                        eprintln!("sockcap: rendezvous: refused {reason}");
+                        crate::stderr::line(format_args!("sockcap: rendezvous: refused {reason}"));
                         let _ = send(&mut out, &Msg::Refused { reason: reason.clone() }).await;
                         refusals.push(reason);
                         continue;
                     }
                     let registered = members.len() as u32 + 2;
                     if send(&mut out, &Msg::Waiting { registered, count: me.count }).await.is_ok() {
-                        eprintln!(
+                        crate::stderr::line(format_args!(
                             "sockcap: rendezvous: shard {} ({}, {peer}) registered; {registered} of {} are there",
                             member.index, member.host, me.count
-                        );
+                        ));
                         members.insert(member.index, (id, out));
                     }
                 }
@@ -249,7 +252,9 @@ async fn registration(stream: TcpStream, peer: SocketAddr, id: u64, events: mpsc
     let first = tokio::time::timeout(REGISTER_WITHIN, lines.next_line()).await;
     let Ok(Ok(Some(line))) = first else { return };
     let Ok(Msg::Register(member)) = serde_json::from_str::<Msg>(&line) else {
-        eprintln!("sockcap: rendezvous: ignoring {peer}: not a shard's registration: {line:.120}");
+        crate::stderr::line(format_args!(
+            "sockcap: rendezvous: ignoring {peer}: not a shard's registration: {line:.120}"
+        ));
         return;
     };
     let index = member.index;
@@ -302,7 +307,9 @@ async fn attempt(me: &Member, rendezvous: &str) -> Result<Instant, Attempt> {
             Ok(Msg::Start { in_us }) => return Ok(Instant::now() + Duration::from_micros(in_us)),
             Ok(Msg::Refused { reason }) => return Err(Attempt::Refused(reason)),
             Ok(Msg::Waiting { registered, count }) => {
-                eprintln!("sockcap: rendezvous: registered; {registered} of {count} shards are there");
+                crate::stderr::line(format_args!(
+                    "sockcap: rendezvous: registered; {registered} of {count} shards are there"
+                ));
             }
             Ok(Msg::Register(_)) | Err(_) => {
                 return Err(Attempt::Refused(format!(

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use super::console::Console;
 use super::failure::{exit, Failure};
 use crate::report::compare::{self, Better, Comparison, Figure, Presence, RegressionLimits, Verdict, Which};
 use crate::report::format::micros;
@@ -40,7 +41,7 @@ pub fn compare(args: CompareArgs) -> Result<u8, Failure> {
                 .context(format!("{} cannot be compared; write it again with `sockcap run --json`", path.display())),
         )
     })?;
-    print!("{}", render(&args.baseline, &baseline, &args.current, &current, &comparison));
+    Console::stdout().print(&render(&args.baseline, &baseline, &args.current, &current, &comparison))?;
     Ok(if comparison.passed() { exit::PASSED } else { exit::FAILED })
 }
 

@@ -26,15 +26,17 @@ pub struct MergeArgs {
 }
 
 pub fn merge(args: MergeArgs) -> Result<u8, Failure> {
-    args.outputs.check_dirs()?;
+    let inputs: Vec<(&str, &Path)> = args.files.iter().map(|f| ("a merge input", f.as_path())).collect();
+    args.outputs.check(&inputs)?;
     let mut parts = Vec::new();
     for path in &args.files {
         parts.extend(read(path)?);
     }
     let merged = shards::shards(parts, args.expect_shards)
         .map_err(|e| Failure::bad_input(anyhow::Error::new(e).context("the reports cannot be merged")))?;
-    print!("{}", report::text::render(&merged));
+    let printed = args.outputs.text_console().print(&report::text::render(&merged));
     args.outputs.write(&merged)?;
+    printed?;
     Ok(if merged.passed { exit::PASSED } else { exit::FAILED })
 }
 

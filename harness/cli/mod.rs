@@ -2,9 +2,11 @@
 //! file with its arguments; all of them return a result carrying an exit code
 //! ([`exit`], [`Failure`] in `failure.rs`) so nothing below `main` calls
 //! `process::exit` (except a second Ctrl-C). What several commands share: `setup.rs`
-//! (the plan, the runtime), `values.rs` (argument values), `outputs.rs` (report files).
+//! (the plan, the runtime), `values.rs` (argument values), `outputs.rs` (report files), `console.rs` (text on
+//! stdout that a closed pipe ends quietly).
 
 mod compare;
+mod console;
 mod failure;
 mod merge;
 mod outputs;

@@ -4,12 +4,12 @@
 //! check blocks on either side, 2 for a bad scenario or arguments.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::anyhow;
 use serde::Serialize;
 
+use super::console::Console;
 use super::failure::{exit, Failure};
 use super::values::Workers;
 use crate::descriptors;
@@ -84,21 +84,11 @@ pub fn preflight(args: PreflightArgs) -> Result<u8, Failure> {
             assessment: &assessment,
         };
         let text = serde_json::to_string_pretty(&document).map_err(Failure::failed)?;
-        write_stdout(&format!("{text}\n"))?;
+        Console::stdout().print(&format!("{text}\n"))?;
     } else {
-        write_stdout(&render(&plan, &assessment))?;
+        Console::stdout().print(&render(&plan, &assessment))?;
     }
     Ok(if assessment.fits() { exit::PASSED } else { exit::ENVIRONMENT })
-}
-
-/// Print `text`; a reader that went away (`| head`) is not an error.
-fn write_stdout(text: &str) -> Result<(), Failure> {
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Failure::environment(anyhow::Error::new(e).context("writing to stdout")))
-        }
-        _ => Ok(()),
-    }
 }
 
 fn target_text(plan: &Plan) -> String {

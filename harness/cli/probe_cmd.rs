@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use probe::{Census, CensusError, Filter, PeerCount, Prober, StateCounts};
 use serde::Serialize;
 
+use super::console::Console;
 use super::failure::{exit, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -48,16 +49,21 @@ struct Reading {
 pub fn probe(args: ProbeArgs) -> Result<u8, Failure> {
     let mut prober = if args.proc_net { Prober::proc_net() } else { Prober::new() };
     if let Some(warning) = prober.warning() {
-        eprintln!("sockcap: warning: {warning}");
+        crate::stderr::line(format_args!("sockcap: warning: {warning}"));
     }
+    let mut console = Console::stdout();
     loop {
         let reading =
             read(&mut prober, &args).map_err(|e| Failure::environment(anyhow::Error::new(e).context("census")))?;
         if args.json {
             let line = serde_json::to_string(&reading).map_err(Failure::failed)?;
-            println!("{line}");
+            console.print(&format!("{line}\n"))?;
         } else {
-            print!("{}", render(&reading));
+            console.print(&render(&reading))?;
+        }
+        // `--watch | head -2`: the reader has what it wanted.
+        if console.closed() {
+            break;
         }
         let Some(every) = args.watch else { break };
         std::thread::sleep(every);

@@ -56,7 +56,10 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let mut plan = super::setup::load_plan(&args.scenario, args.target.as_deref())?;
-    args.outputs.check_dirs()?;
+    args.outputs.check(&[("the scenario file", &args.scenario)])?;
+    if args.emit_report {
+        args.outputs.leave_stdout_to("--emit-report")?;
+    }
     let host = shard_args::host_shard(args.sharding.shard, |var| std::env::var(var).ok())
         .map_err(|m| Failure::bad_input(anyhow::anyhow!(m)))?;
     let sha256 = shard_args::scenario_sha256(&args.scenario)?;
@@ -147,7 +150,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         let report = run_engine(&plan, ctx, clients, gate, args.quiet).await;
         if let Some(embedded) = embedded {
             if let Err(e) = embedded.stop().await {
-                eprintln!("sockcap: stopping the embedded target: {e:#}");
+                crate::stderr::line(format_args!("sockcap: stopping the embedded target: {e:#}"));
             }
         }
         report.map_err(|e| match e {
@@ -155,11 +158,14 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             RendezvousError::TimedOut(_) | RendezvousError::Listen(_) => Failure::environment(e),
         })
     })?;
-    print!("{}", report::text::render(&report));
-    if args.emit_report {
-        print!("{}", report::frame::frame(&report));
+    // The text may meet a closed stdout (`| head`): the report files are written anyway.
+    let mut console = args.outputs.text_console();
+    let mut printed = console.print(&report::text::render(&report));
+    if args.emit_report && printed.is_ok() {
+        printed = console.print(&report::frame::frame(&report));
     }
     args.outputs.write(&report)?;
+    printed?;
     Ok(match (report.outcome, report.passed) {
         (Outcome::Interrupted, _) => exit::INTERRUPTED,
         (Outcome::Failed, _) => exit::FAILED,
@@ -218,7 +224,9 @@ async fn watch_ctrl_c(shutdown: CancellationToken) {
     if !stop_signal(&mut term).await {
         return;
     }
-    eprintln!("\nsockcap: interrupted; closing connections and writing the report (Ctrl-C again to quit now)");
+    crate::stderr::line(format_args!(
+        "\nsockcap: interrupted; closing connections and writing the report (Ctrl-C again to quit now)"
+    ));
     shutdown.cancel();
     if stop_signal(&mut term).await {
         std::process::exit(i32::from(exit::INTERRUPTED));

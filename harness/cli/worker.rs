@@ -94,7 +94,9 @@ async fn serve_coordinator(plan: &Plan, ctx: WorkerContext) -> anyhow::Result<()
                 Ok(order) => {
                     let _ = orders_tx.send(order);
                 }
-                Err(e) => eprintln!("sockcap worker: ignoring a line that is not an order ({e}): {line:.120}"),
+                Err(e) => crate::stderr::line(format_args!(
+                    "sockcap worker: ignoring a line that is not an order ({e}): {line:.120}"
+                )),
             }
         }
         // EOF: the coordinator is gone; dropping the sender tells the worker to stop.

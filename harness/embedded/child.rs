@@ -81,7 +81,7 @@ impl EmbeddedTarget {
     /// Prints the summary line of an exited target on stderr, if it sent one.
     async fn print_summary(&mut self) {
         if let Ok(Ok(Some(summary))) = tokio::time::timeout(DRAIN, self.messages.summary()).await {
-            eprintln!("{}", summary_line(&summary));
+            crate::stderr::line(summary_line(&summary));
         }
     }
 }

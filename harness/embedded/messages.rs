@@ -80,7 +80,7 @@ impl Audience {
     pub fn say_summary(self, summary: TargetSummary) -> io::Result<()> {
         match self {
             Audience::Person => {
-                eprintln!("{}", summary_line(&summary));
+                crate::stderr::line(summary_line(&summary));
                 Ok(())
             }
             Audience::Parent => print_msg(&ServeMsg::Summary(summary)),

@@ -97,7 +97,7 @@ async fn run_workers(
     let ends = workers
         .serve(shutdown, |end| {
             if let Some(note) = end.note() {
-                eprintln!("sockcap serve: {note}");
+                crate::stderr::line(format_args!("sockcap serve: {note}"));
             }
         })
         .await;

@@ -288,7 +288,10 @@ async fn relay_stderr(pid: u32, stderr: ChildStderr) {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        eprintln!("sockcap serve: worker pid {pid}: {}", String::from_utf8_lossy(&line).trim_end());
+        crate::stderr::line(format_args!(
+            "sockcap serve: worker pid {pid}: {}",
+            String::from_utf8_lossy(&line).trim_end()
+        ));
     }
 }
 

@@ -1,21 +1,25 @@
-//! `--json FILE`: the report as JSON (schema `sockcap.report/1`), written atomically
-//! (a temporary file in the same directory, then rename: [`super::write::atomically`]),
-//! so a reader never sees half a file.
+//! `--json FILE`: the report as JSON (schema `sockcap.report/1`), written to what the
+//! path names ([`super::write`]: a file atomically, so a reader never sees half of it;
+//! a FIFO or a device in place), or to any writer (`--json -`: standard output).
 
 use std::fs;
+use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
 
 use crate::report::{RunReport, SCHEMA};
 
-/// Write `report` to `path` atomically.
+/// Write `report` to `path` (see [`super::write::Destination`]).
 pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
-    super::write::atomically(path, |out| {
-        serde_json::to_writer_pretty(&mut *out, report)?;
-        out.write_all(b"\n")
-    })?;
+    super::write::to_path(path, |out| to_writer(report, out))?;
     Ok(())
+}
+
+/// Write `report` as pretty JSON and a newline to `out`.
+pub fn to_writer(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, report)?;
+    out.write_all(b"\n")
 }
 
 /// A report from its JSON text (`origin` names it in messages), its schema checked

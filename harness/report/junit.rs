@@ -30,10 +30,10 @@ use super::markup::escape;
 use super::write::{self, WriteError};
 use super::{ExpectationResult, Outcome, PhaseReport, RunReport};
 
-/// Write the JUnit XML of `report` to `path`, atomically.
+/// Write the JUnit XML of `report` to `path` (see [`write::Destination`]).
 pub fn write(report: &RunReport, path: &Path) -> Result<(), WriteError> {
     let xml = render(report);
-    write::atomically(path, |out| out.write_all(xml.as_bytes()))
+    write::to_path(path, |out| out.write_all(xml.as_bytes()))
 }
 
 /// The JUnit XML document for a report.

@@ -3,10 +3,11 @@
 //! [`RunReport`] ([`run_report`](mod@run_report)) is what [`crate::engine::run`] returns
 //! and what `--json` writes (schema `sockcap.report/1`). Field names carry their units
 //! (`_us`, `_ms`, `_per_s`). Views: [`text`] (the human table on stdout) and [`json`]
-//! (the file, written atomically). [`junit`] writes the expectations as JUnit XML;
-//! [`html`] the page; [`compare`] judges one report against another (`sockcap compare`);
-//! [`write`](mod@write) is the atomic file output they share; [`format`](mod@format)
-//! and [`markup`] are the number formats and the escaping of the human views.
+//! (the file). [`junit`] writes the expectations as JUnit XML; [`html`] the page;
+//! [`compare`] judges one report against another (`sockcap compare`); [`write`](mod@write)
+//! is the file output they share (atomic for a file, in place for a FIFO or a device);
+//! [`format`](mod@format) and [`markup`] are the number formats and the escaping of the
+//! human views.
 //! The JSON's shape is `docs/report.schema.json`, kept in step by a test.
 
 pub mod compare;

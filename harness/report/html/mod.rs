@@ -29,10 +29,10 @@ use crate::report::RunReport;
 const CSS: &str = include_str!("report.css");
 const JS: &str = include_str!("report.js");
 
-/// Write the page for `report` to `path` atomically.
+/// Write the page for `report` to `path` (see [`super::write::Destination`]).
 pub fn write(report: &RunReport, path: &Path) -> anyhow::Result<()> {
     let page = render(report);
-    super::write::atomically(path, |out| out.write_all(page.as_bytes()))?;
+    super::write::to_path(path, |out| out.write_all(page.as_bytes()))?;
     Ok(())
 }
 
