@@ -145,3 +145,77 @@ fn rendered(flag: &str, report: &RunReport) -> anyhow::Result<Vec<u8>> {
         _ => report::html::render(report).into_bytes(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sockcap-outputs-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn files(json: Option<PathBuf>, junit: Option<PathBuf>, html: Option<PathBuf>) -> ReportFiles {
+        ReportFiles { json, junit, html }
+    }
+
+    fn refusal(files: &ReportFiles, inputs: &[(&str, &Path)]) -> String {
+        let failure = files.check(inputs).expect_err("refused");
+        assert_eq!(failure.code, super::super::failure::exit::BAD_INPUT);
+        format!("{:#}", failure.error)
+    }
+
+    #[test]
+    fn distinct_files_pass() {
+        let dir = scratch("ok");
+        let f = files(Some(dir.join("r.json")), Some(dir.join("r.xml")), Some("-".into()));
+        f.check(&[("the scenario file", &dir.join("s.toml"))]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn one_file_under_two_names_is_refused() {
+        let dir = scratch("same");
+        // Not there yet: the same path spelt two ways.
+        let spelt = dir.join(".").join("r.json");
+        let why = refusal(&files(Some(dir.join("r.json")), None, Some(spelt)), &[]);
+        assert!(why.contains("--json") && why.contains("--html") && why.contains("the same file"), "{why}");
+        // There, and reached through a symlink.
+        std::fs::write(dir.join("r.json"), "old").unwrap();
+        std::os::unix::fs::symlink("r.json", dir.join("link")).unwrap();
+        let why = refusal(&files(Some(dir.join("link")), Some(dir.join("r.json")), None), &[]);
+        assert!(why.contains("the same file"), "{why}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_output_over_an_input_is_refused() {
+        let dir = scratch("input");
+        let scenario = dir.join("s.toml");
+        std::fs::write(&scenario, "name = \"x\"").unwrap();
+        let why = refusal(&files(None, Some(dir.join("./s.toml")), None), &[("the scenario file", &scenario)]);
+        assert!(why.contains("--junit") && why.contains("is the scenario file"), "{why}");
+        assert_eq!(std::fs::read_to_string(&scenario).unwrap(), "name = \"x\"");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn standard_output_takes_one_output() {
+        let why = refusal(&files(Some("-".into()), None, Some("-".into())), &[]);
+        assert!(why.contains("only one output can go to standard output"), "{why}");
+        let f = files(None, Some("-".into()), None);
+        let why = format!("{:#}", f.leave_stdout_to("--emit-report").unwrap_err().error);
+        assert!(why.contains("--junit - and --emit-report"), "{why}");
+        files(Some("r.json".into()), None, None).leave_stdout_to("--emit-report").unwrap();
+    }
+
+    #[test]
+    fn a_directory_or_a_missing_directory_is_refused() {
+        let why = refusal(&files(Some(std::env::temp_dir()), None, None), &[]);
+        assert!(why.contains("--json") && why.contains("is a directory"), "{why}");
+        let why = refusal(&files(None, None, Some("/nonexistent-sockcap-dir/r.html".into())), &[]);
+        assert!(why.contains("/nonexistent-sockcap-dir") && why.contains("does not exist"), "{why}");
+    }
+}
