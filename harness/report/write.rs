@@ -7,7 +7,7 @@
 //!   the target, so a reader (a CI step, a browser) never sees half a file;
 //! - a FIFO or a character device (`/dev/null`, `/dev/stdout`, a terminal) is opened
 //!   and written in place: no temporary file, no rename, so the node stays what it was
-//!   (a FIFO blocks until a reader opens it, as a shell's `>` does);
+//!   (a FIFO once a reader has opened it, waited for at most [`FIFO_READER_WAIT`]);
 //! - a directory, a block device or a socket is refused: a report over one would
 //!   destroy it or make no sense.
 //!
@@ -16,8 +16,10 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// A report file could not be written, or its path names something that must not be
 /// written over.
@@ -37,6 +39,8 @@ pub enum WriteError {
     Write { path: PathBuf, source: io::Error },
     #[error("writing {}", .path.display())]
     InPlace { path: PathBuf, source: io::Error },
+    #[error("no process opened the FIFO {} for reading within {} s; start its reader first", .path.display(), .waited.as_secs())]
+    NoReader { path: PathBuf, waited: Duration },
     #[error("renaming {} to {}", .from.display(), .to.display())]
     Rename { from: PathBuf, to: PathBuf, source: io::Error },
 }
@@ -54,8 +58,10 @@ pub fn to_path(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>)
 pub enum Destination {
     /// A regular file, or nothing yet: written atomically (temporary file, rename).
     Replace(PathBuf),
-    /// A FIFO or a character device: opened and written in place, never replaced.
-    InPlace(PathBuf),
+    /// A FIFO: written in place once a reader has opened it (waited for [`FIFO_READER_WAIT`]).
+    Fifo(PathBuf),
+    /// A character device (`/dev/null`, a terminal): opened and written in place, never replaced.
+    Device(PathBuf),
 }
 
 impl Destination {
@@ -81,8 +87,10 @@ impl Destination {
         if kind.is_file() {
             target.file_name().ok_or_else(|| WriteError::NotAFile(path.to_path_buf()))?;
             Ok(Destination::Replace(target))
-        } else if kind.is_fifo() || kind.is_char_device() {
-            Ok(Destination::InPlace(target))
+        } else if kind.is_fifo() {
+            Ok(Destination::Fifo(target))
+        } else if kind.is_char_device() {
+            Ok(Destination::Device(target))
         } else if kind.is_dir() {
             refused("a directory")
         } else if kind.is_block_device() {
@@ -97,7 +105,7 @@ impl Destination {
     /// The path written: the given one with its symlinks followed.
     pub fn path(&self) -> &Path {
         match self {
-            Destination::Replace(p) | Destination::InPlace(p) => p,
+            Destination::Replace(p) | Destination::Fifo(p) | Destination::Device(p) => p,
         }
     }
 
@@ -105,7 +113,17 @@ impl Destination {
     pub fn write(&self, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), WriteError> {
         match self {
             Destination::Replace(path) => atomically(path, fill),
-            Destination::InPlace(path) => in_place(path, fill),
+            Destination::Fifo(path) => {
+                let file = open_fifo(path, FIFO_READER_WAIT)?;
+                in_place(path, file, fill)
+            }
+            Destination::Device(path) => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|source| WriteError::InPlace { path: path.to_path_buf(), source })?;
+                in_place(path, file, fill)
+            }
         }
     }
 }
@@ -155,15 +173,66 @@ fn atomically(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) 
     })
 }
 
-/// Open `path` (a FIFO or a device: it exists) for writing and write into it; an error
-/// of the write or the final flush (`/dev/full`: ENOSPC) names the path.
-fn in_place(path: &Path, fill: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), WriteError> {
-    let write = || -> io::Result<()> {
-        let mut out = BufWriter::new(OpenOptions::new().write(true).open(path)?);
-        fill(&mut out)?;
-        out.flush()
-    };
-    write().map_err(|source| WriteError::InPlace { path: path.to_path_buf(), source })
+/// How long a report waits for a process to open its FIFO for reading. Opening a FIFO
+/// blocks until a reader comes, and after the run Ctrl-C no longer stops sockcap (its
+/// handler is installed for good), so the wait is bounded.
+pub const FIFO_READER_WAIT: Duration = Duration::from_secs(30);
+
+/// Open the FIFO `path` for writing once a reader has it open, polling (a non-blocking
+/// open fails with ENXIO while there is none) for at most `wait`; then writes block as
+/// usual.
+fn open_fifo(path: &Path, wait: Duration) -> Result<fs::File, WriteError> {
+    let deadline = Instant::now() + wait;
+    let mut told = false;
+    loop {
+        match OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path) {
+            Ok(file) => {
+                clear_nonblocking(&file).map_err(|source| WriteError::InPlace { path: path.to_path_buf(), source })?;
+                return Ok(file);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < deadline => {
+                if !told {
+                    crate::stderr::line(format_args!(
+                        "sockcap: waiting up to {} s for a reader of the FIFO {}",
+                        wait.as_secs(),
+                        path.display()
+                    ));
+                    told = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                return Err(WriteError::NoReader { path: path.to_path_buf(), waited: wait })
+            }
+            Err(source) => return Err(WriteError::InPlace { path: path.to_path_buf(), source }),
+        }
+    }
+}
+
+/// Make writes to `file` block again (a slow reader slows the writer, as with `>`).
+fn clear_nonblocking(file: &fs::File) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL on a descriptor `file` owns; no pointer is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: F_SETFL on the same descriptor, with integer flags.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Write into `file`, opened from `path` (a FIFO or a device); an error of the write or
+/// the final flush (`/dev/full`: ENOSPC) names the path.
+fn in_place(
+    path: &Path,
+    file: fs::File,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), WriteError> {
+    let mut out = BufWriter::new(file);
+    fill(&mut out).and_then(|()| out.flush()).map_err(|source| WriteError::InPlace { path: path.to_path_buf(), source })
 }
 
 /// A file by its device and inode: two paths name the same file exactly when their
@@ -280,7 +349,7 @@ mod tests {
     #[test]
     fn devices_are_written_in_place_and_directories_refused() {
         let null = Path::new("/dev/null");
-        assert_eq!(Destination::of(null).unwrap(), Destination::InPlace(null.to_path_buf()));
+        assert_eq!(Destination::of(null).unwrap(), Destination::Device(null.to_path_buf()));
         let err = Destination::of(Path::new("/tmp")).unwrap_err();
         assert!(err.to_string().contains("/tmp is a directory"), "{err}");
         let full = Path::new("/dev/full");
@@ -303,6 +372,21 @@ mod tests {
         to_path(&fifo, |w| w.write_all(b"through the pipe")).unwrap();
         assert_eq!(reader.join().unwrap(), "through the pipe");
         assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo(), "still a FIFO");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_nobody_reads_is_an_error_after_the_wait() {
+        let dir = scratch("fifo-alone");
+        let fifo = dir.join("pipe");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        let started = Instant::now();
+        let err = open_fifo(&fifo, Duration::from_millis(200)).unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "the wait is bounded");
+        assert!(matches!(err, WriteError::NoReader { .. }), "{err}");
+        assert!(err.to_string().contains("pipe") && err.to_string().contains("start its reader"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }
