@@ -234,3 +234,19 @@ fn probe_watch_ends_quietly_on_a_closed_stdout() {
     let (code, stderr) = with_closed_stdout(&dir, &["probe", "--watch", "100ms"]);
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+#[test]
+fn another_stdout_error_exits_3_and_names_it() {
+    let full = fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full opens for writing");
+    let out = sockcap()
+        .args(["probe", "--port", "1"])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("sockcap probe runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_exit(&out, 3);
+    assert!(stderr.contains("writing to standard output") && stderr.contains("No space left"), "{stderr}");
+}
