@@ -61,6 +61,9 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()>
                     return Poll::Ready(Wake::Close(cmd));
                 }
                 if lifecycle == Lifecycle::Held {
+                    // Spends tokio's cooperative budget: against a target that sends
+                    // without pause this returns Pending once the budget is out, so the
+                    // task yields and a rung ping (and its timeout) still gets its turn.
                     if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
                         return Poll::Ready(Wake::Readable(ready));
                     }
