@@ -6,6 +6,7 @@
 
 mod compare;
 mod failure;
+mod interrupt;
 mod merge;
 mod outputs;
 mod preflight;
