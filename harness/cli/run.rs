@@ -131,7 +131,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             let ctx = WorkerContext { target, sources: sources.clone(), shard: host, hosts: host.count };
             WorkerSet::in_process(Arc::new(plan.clone()), ctx)
         } else {
-            let scenario = worker_set::Scenario { path: &plan.file, sha256: &sha256 };
+            let embedded = embedded.is_some();
+            let scenario = worker_set::Scenario { path: &plan.file, sha256: &sha256, embedded };
             WorkerSet::processes(&scenario, target, &sources, host, workers as u32).map_err(Failure::environment)?
         };
         let ctx = RunContext {
