@@ -4,6 +4,7 @@
 //! lab of network namespaces the distributed tests run in.
 
 mod close_modes;
+mod deadlines;
 mod distributed;
 mod faults;
 mod html_report;
