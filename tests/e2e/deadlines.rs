@@ -143,3 +143,48 @@ fn a_second_sigint_quits_at_once() {
         assert_gone(&children, Duration::from_secs(5));
     }
 }
+
+/// The second SIGINT quits even after the engine has returned, while the run stops its
+/// embedded target (here stopped with SIGSTOP, so the run would wait 5 s for it to
+/// answer SIGTERM before killing it). Before the fix, the engine's signal watcher was
+/// gone by then: the second SIGINT did nothing and the run ended 5 s later.
+#[test]
+fn a_second_sigint_quits_while_the_run_stops_its_target() {
+    let dir = TempDir::new("deadline-sigint-target");
+    let toml = "name = \"a target that will not stop\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n\n\
+                [[phase]]\nname = \"connect\"\nconnect = { count = 20, rate = 1000 }\n\n\
+                [[phase]]\nname = \"hold\"\nhold = \"30s\"\n";
+    let (mut run, _json) = start_run(&dir, toml, &["--workers", "1"]);
+    let pid = run.id();
+    Progress::of(&mut run).wait_for_phase("hold", Duration::from_secs(20));
+    let serve = children_running(pid, "serve");
+    assert_eq!(serve.len(), 1, "the embedded target: {serve:?}");
+    let signal = |pid: u32, sig: libc::c_int| {
+        // SAFETY: kill(2) to this test's own run and the target that run started.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, sig) }, 0);
+    };
+    signal(serve[0], libc::SIGSTOP);
+    signal(pid, libc::SIGINT);
+    // The run has reported and is stopping its target: SIGTERM waits in the stopped target.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !sigterm_pending(serve[0]) {
+        assert!(Instant::now() < deadline, "the run did not stop its target within 15 s of the first SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = Instant::now();
+    signal(pid, libc::SIGINT);
+    let status = wait_with_timeout(&mut run, Duration::from_secs(10));
+    let took = second.elapsed();
+    assert_eq!(status.code(), Some(130));
+    assert!(took < Duration::from_secs(2), "the run ended {took:?} after the second SIGINT");
+    assert_gone(&serve, Duration::from_secs(5));
+}
+
+/// Whether SIGTERM is pending for process `pid` (its ShdPnd mask in /proc).
+fn sigterm_pending(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter_map(|l| l.strip_prefix("ShdPnd:"))
+        .any(|mask| u64::from_str_radix(mask.trim(), 16).is_ok_and(|bits| bits & (1 << (libc::SIGTERM - 1)) != 0))
+}
