@@ -12,6 +12,7 @@ mod netlab;
 mod preflight;
 mod probe_cmd;
 mod report_formats;
+mod scenario_workers;
 mod scenarios;
 mod serve_workers;
 mod shards;
