@@ -74,6 +74,12 @@ fn quickstart_runs_with_three_workers() {
             ("\"== 5000\"", "\"== 1500\""),
             ("hold = \"6s\"", "hold = \"2s\""),
             ("\">= 4900\"", "\">= 1470\""),
+            // What is checked here is the split over workers, not this machine's latency
+            // while other tests load its cores.
+            (
+                "connect_p99 = \"< 100ms\", handshake_p99 = \"< 200ms\"",
+                "connect_p99 = \"< 5s\", handshake_p99 = \"< 5s\"",
+            ),
         ],
     );
     passes_with_three_workers("quickstart.toml", &text, &[]);
@@ -99,7 +105,14 @@ fn mqtt_ramp_runs_with_three_workers_and_unique_client_ids() {
         "mqtt-ramp.toml",
         &[
             ("client_id = \"sockcap-{worker}-{n}\"", "client_id = \"sockcap-{n}\""),
-            ("count = 15000", "count = 3000"),
+            // mosquitto's listen backlog is 100: with 3 × 30 handshakes in flight at most,
+            // its accept queue cannot overflow however slow a loaded machine makes it
+            // (with 3 × 2,000, 84 overflowed once while other tests ran).
+            (
+                "count = 15000, rate = 5000, timeout = \"10s\", max_inflight = 2000",
+                "count = 3000, rate = 2000, timeout = \"10s\", max_inflight = 30",
+            ),
+            ("handshake_p99 = \"< 250ms\"", "handshake_p99 = \"< 5s\""),
             ("\">= 15000\"", "\">= 3000\""),
             ("hold = \"10s\"", "hold = \"2s\""),
             ("\">= 14900\"", "\">= 2950\""),
