@@ -30,6 +30,18 @@ impl Shard {
         u64::from(self.index) + k * u64::from(self.count)
     }
 
+    /// This shard of a phase whose operations continue a count that stood at `first`
+    /// before it: operation `i` is its own when `(first + i) % count == index`. Shards
+    /// then take their turns across phases as if the phases were one, so that over all
+    /// connect phases shard `s` opens the connections numbered `s.index` mod `s.count`
+    /// (in the count of connections opened to hold), and closes by count, oldest first,
+    /// take from each shard what it holds (see `Plan::first_operation`).
+    pub fn offset_by(self, first: u64) -> Shard {
+        let count = u64::from(self.count);
+        let shift = (u64::from(self.index) + count - first % count) % count;
+        Shard { index: shift as u32, count: self.count }
+    }
+
     /// Worker `worker` of the `workers` processes running host shard `host`: the host's
     /// operations (`i % host.count == host.index`) dealt round-robin to its workers.
     pub fn compose(host: Shard, worker: u32, workers: u32) -> Shard {
@@ -77,6 +89,33 @@ mod tests {
             assert_eq!(mine, host.share(total));
         }
         assert!(seen.iter().all(|n| *n == 1), "every operation runs exactly once");
+    }
+
+    /// Phases of 4, 3 and 5 operations split over 3 shards: with each phase's shards
+    /// offset by the operations before it, shard s runs exactly the operations numbered
+    /// s mod 3 of the count across the phases, so the phases together deal operations as
+    /// one phase would. Without the offset, shard 0 took 2 of each phase's 4 or 5.
+    #[test]
+    fn offset_shards_continue_the_count_across_phases() {
+        let phases = [4u64, 3, 5];
+        let mut first = 0;
+        let mut ran = vec![Vec::new(); 3];
+        for total in phases {
+            for index in 0..3 {
+                let shard = Shard { index, count: 3 }.offset_by(first);
+                for k in 0..shard.share(total) {
+                    let i = shard.global(k);
+                    assert!(i < total);
+                    ran[index as usize].push(first + i);
+                }
+            }
+            first += total;
+        }
+        for (index, numbers) in ran.iter().enumerate() {
+            assert!(numbers.iter().all(|n| n % 3 == index as u64), "shard {index} ran {numbers:?}");
+        }
+        assert_eq!(ran.iter().map(Vec::len).sum::<usize>(), 12);
+        assert_eq!(Shard::ALL.offset_by(7), Shard::ALL);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Socket operations that tokio and socket2 do not offer, shared by the client engine,
 //! the embedded target and their tests: integer socket options by number
 //! (IP_BIND_ADDRESS_NO_PORT, TCP_DEFER_ACCEPT), the count of unsent bytes, and filling
-//! a send buffer until the peer's window is closed; peeking at and taking bytes from the
-//! receive queue, its length and whether the peer has shut down its end; and whether an
-//! address is this machine's.
+//! a send buffer until the peer's window is closed; peeking at, taking and discarding
+//! bytes from the receive queue, its length and whether the peer has shut down its end;
+//! and whether an address is this machine's.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -72,6 +72,18 @@ pub fn receive(socket: &impl AsRawFd, buf: &mut [u8], peek: bool) -> io::Result<
     let flags = libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
     // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`, which is valid for them.
     let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Take up to `max` bytes from a TCP socket's receive queue and throw them away, without
+/// blocking and without copying them anywhere (MSG_TRUNC: for TCP the kernel discards the
+/// data, so no buffer is needed). Returns the bytes taken; 0 means the peer's FIN: the
+/// queue is empty and will stay so.
+pub fn discard(socket: &impl AsRawFd, max: usize) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+    // SAFETY: with MSG_TRUNC, TCP copies nothing to the buffer: a null pointer is never
+    // written through (were it, the kernel would fail with EFAULT, not write).
+    let n = unsafe { libc::recv(socket.as_raw_fd(), std::ptr::null_mut(), max, flags) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 

@@ -8,6 +8,7 @@
 mod compare;
 mod console;
 mod failure;
+mod interrupt;
 mod merge;
 mod outputs;
 mod preflight;

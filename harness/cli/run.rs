@@ -134,7 +134,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             let ctx = WorkerContext { target, sources: sources.clone(), shard: host, hosts: host.count };
             WorkerSet::in_process(Arc::new(plan.clone()), ctx)
         } else {
-            let scenario = worker_set::Scenario { path: &plan.file, sha256: &sha256 };
+            let embedded = embedded.is_some();
+            let scenario = worker_set::Scenario { path: &plan.file, sha256: &sha256, embedded };
             WorkerSet::processes(&scenario, target, &sources, host, workers as u32).map_err(Failure::environment)?
         };
         let ctx = RunContext {
@@ -197,7 +198,7 @@ async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Fai
         .map_err(Failure::environment)
 }
 
-/// Run the engine with Ctrl-C handling and the progress line.
+/// Run the engine with Ctrl-C handling (`interrupt.rs`) and the progress line.
 async fn run_engine(
     plan: &Plan,
     ctx: RunContext,
@@ -206,37 +207,17 @@ async fn run_engine(
     quiet: bool,
 ) -> Result<RunReport, RendezvousError> {
     let shutdown = CancellationToken::new();
-    let signals = tokio::spawn(watch_ctrl_c(shutdown.clone()));
+    // Without signals to watch, the default action (the process ends) stays.
+    let signals = super::interrupt::watch(shutdown.clone()).ok();
     let (progress_tx, progress_rx) = watch::channel(engine::Progress::default());
     let renderer = (!quiet).then(|| tokio::spawn(progress::render(progress_rx, std::io::stderr().is_terminal())));
     let report = engine::run(plan, ctx, clients, gate, shutdown, progress_tx).await;
-    signals.abort();
+    if let Some(signals) = signals {
+        // A second signal still quits at once (its handler stays).
+        signals.abort();
+    }
     if let Some(renderer) = renderer {
         let _ = renderer.await;
     }
     report
-}
-
-/// First Ctrl-C (or SIGTERM, which a container's runtime sends to stop it): stop the run
-/// and report. Second: leave at once.
-async fn watch_ctrl_c(shutdown: CancellationToken) {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
-    if !stop_signal(&mut term).await {
-        return;
-    }
-    crate::stderr::line(format_args!(
-        "\nsockcap: interrupted; closing connections and writing the report (Ctrl-C again to quit now)"
-    ));
-    shutdown.cancel();
-    if stop_signal(&mut term).await {
-        std::process::exit(i32::from(exit::INTERRUPTED));
-    }
-}
-
-/// The next SIGINT or SIGTERM; false when signals cannot be watched.
-async fn stop_signal(term: &mut tokio::signal::unix::Signal) -> bool {
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.is_ok(),
-        r = term.recv() => r.is_some(),
-    }
 }

@@ -25,6 +25,11 @@ pub struct WorkerArgs {
     /// The target address, resolved by the coordinator.
     #[arg(long)]
     pub target: SocketAddr,
+    /// The run's target is the embedded one, started by the coordinator at `--target`:
+    /// the scenario is read as written for it (its `[embedded]` and `[netns]` sections
+    /// stand), and the connections go to `--target`.
+    #[arg(long)]
+    pub embedded: bool,
     /// This worker's shard, INDEX/COUNT.
     #[arg(long, value_parser = crate::shard::Shard::parse)]
     pub shard: crate::shard::Shard,
@@ -56,7 +61,8 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
             return Err(Failure::bad_input(anyhow::anyhow!(why)));
         }
     }
-    let plan = Plan::load_toward(&args.scenario, Some(TargetSpec::Addr(args.target))).map_err(Failure::bad_input)?;
+    let spec = if args.embedded { TargetSpec::Embedded } else { TargetSpec::Addr(args.target) };
+    let plan = Plan::load_toward(&args.scenario, Some(spec)).map_err(Failure::bad_input)?;
     let ports = probe::limits::parse_port_range(&args.ports.replace('-', " "))
         .ok_or_else(|| Failure::bad_input(anyhow::anyhow!("--ports {}: write LO-HI", args.ports)))?;
     let addrs = match &args.sources {

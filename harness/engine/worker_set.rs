@@ -170,11 +170,15 @@ impl Drop for WorkerSet {
     }
 }
 
-/// The scenario file the workers read, and its SHA-256 as the coordinator read it.
+/// The scenario file the workers read, its SHA-256 as the coordinator read it, and
+/// whether the run's target is the embedded one the coordinator started.
 #[derive(Debug, Clone)]
 pub struct Scenario<'a> {
     pub path: &'a Path,
     pub sha256: &'a str,
+    /// The workers read the scenario as written for the embedded target (its
+    /// `[embedded]` and `[netns]` sections stand) and connect to the address they are given.
+    pub embedded: bool,
 }
 
 /// The `sockcap worker` command line for one shard.
@@ -196,6 +200,9 @@ fn worker_args(scenario: &Scenario, target: SocketAddr, sources: &Sources, shard
     if !sources.addrs.is_empty() {
         args.extend(["--sources".into(), crate::sources::compact(&sources.addrs)]);
     }
+    if scenario.embedded {
+        args.push("--embedded".into());
+    }
     args
 }
 
@@ -215,12 +222,16 @@ mod tests {
     fn worker_command_lines_carry_the_shard_and_sources() {
         let sources = Sources::new(vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()], (1000, 2000));
         let target = "127.0.0.1:1883".parse().unwrap();
-        let scenario = Scenario { path: Path::new("s.toml"), sha256: "ab12" };
+        let scenario = Scenario { path: Path::new("s.toml"), sha256: "ab12", embedded: false };
         let args = worker_args(&scenario, target, &sources, Shard { index: 1, count: 3 }, 1);
         assert_eq!(
             args.join(" "),
             "worker s.toml --scenario-sha256 ab12 --target 127.0.0.1:1883 --shard 1/3 --ports 1000-2000 --hosts 1 \
              --sources 127.0.0.2-127.0.0.3"
         );
+        // Workers of a run against the embedded target read the scenario as written for it.
+        let embedded = Scenario { embedded: true, ..scenario };
+        let args = worker_args(&embedded, target, &sources, Shard { index: 1, count: 3 }, 1);
+        assert_eq!(args.last().map(String::as_str), Some("--embedded"));
     }
 }

@@ -224,6 +224,24 @@ impl Plan {
         self.phases.iter().take(index).map(started).sum()
     }
 
+    /// Where phase `index`'s operations continue a run-wide count, over all shards: for a
+    /// connect phase, the connections opened to hold by the phases before it; for a close
+    /// by count, the closes by count before it; 0 otherwise. Each shard's share of the
+    /// phase is taken from there ([`Shard::offset_by`]): a shard then holds every
+    /// `count`-th connection in the order they were opened, and a close by count (oldest
+    /// first) takes from each shard exactly what a single process would close of its
+    /// connections. Connection numbers (`{n}`) are [`Plan::connections_before`] plus the
+    /// operation's number within the phase, whichever shard runs it.
+    pub fn first_operation(&self, index: usize) -> u64 {
+        let Some(phase) = self.phases.get(index) else { return 0 };
+        let counted = |p: &PhasePlan| match (&phase.action, &p.action) {
+            (Action::Connect(_), Action::Connect(c)) => c.count,
+            (Action::Close(_), Action::Close(ClosePlan { amount: CloseAmount::Count(n), .. })) => *n,
+            _ => 0,
+        };
+        self.phases.iter().take(index).map(counted).sum()
+    }
+
     /// The most connections held open at once, churn cycles left out: what the source
     /// ports must carry (see [`crate::sources`]).
     pub fn peak_held(&self) -> u64 {

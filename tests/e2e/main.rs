@@ -4,6 +4,7 @@
 //! lab of network namespaces the distributed tests run in.
 
 mod close_modes;
+mod deadlines;
 mod distributed;
 mod faults;
 mod html_report;
@@ -12,6 +13,7 @@ mod preflight;
 mod probe_cmd;
 mod report_formats;
 mod report_outputs;
+mod scenario_workers;
 mod scenarios;
 mod serve_workers;
 mod shards;

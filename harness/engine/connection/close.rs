@@ -2,11 +2,16 @@
 //! target's), half-close (then reading until the target closes too), or the protocol's
 //! goodbye (MQTT DISCONNECT) before waiting for the target's FIN; each optionally after
 //! filling the send buffer.
+//!
+//! A close ends by its deadline whatever the target does: what it sends meanwhile is
+//! thrown away in bounded work (at most [`DRAIN_PER_WAKE`] bytes, then the task yields to
+//! the runtime), the goodbye is written under the deadline too, and a close whose
+//! deadline passes is abandoned with an RST (SO_LINGER 0) and counted `close_timeout`.
 
 use std::io;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -14,9 +19,12 @@ use super::command::CloseCommand;
 use super::links::{micros_since, Event, Links};
 use crate::failure::ErrorKind;
 use crate::plan::CloseMode;
-use crate::protocol::session::Readout;
-use crate::protocol::{tcp, Protocol};
+use crate::protocol::Protocol;
 use crate::transport::tcp::write_all;
+
+/// The most a closing connection takes from its receive queue before it yields to the
+/// runtime: a target that sends without pause cannot hold a worker's thread.
+pub(super) const DRAIN_PER_WAKE: usize = 64 << 10;
 
 /// Close a held connection as ordered; after a half-close, wait for the target's close.
 pub(super) async fn close_held(stream: TcpStream, cmd: CloseCommand, links: &Links) {
@@ -38,9 +46,10 @@ async fn half_closed(stream: &TcpStream, links: &Links) {
                 if let Err(e) = ready {
                     return links.lost(&e);
                 }
-                match tcp::receive(stream) {
-                    Readout::Eof | Readout::Failed(_) => return,
-                    Readout::Data { .. } | Readout::Nothing => {}
+                match drain(stream) {
+                    Ok(Drained::Eof) | Err(_) => return,
+                    Ok(Drained::Taken) => tokio::task::yield_now().await,
+                    Ok(Drained::Empty) => {}
                 }
             }
         }
@@ -61,19 +70,27 @@ pub(super) async fn close(
     if cmd.fill {
         crate::socket::fill_send_buffer(&stream).await;
     }
+    let deadline = Instant::now().max(cmd.scheduled) + cmd.timeout;
     let result = match (cmd.how, protocol.goodbye()) {
         // Linger 0 makes close() send RST at once; it never blocks.
-        (CloseMode::Rst, _) => socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO)),
+        (CloseMode::Rst, _) => abort(&stream),
         (CloseMode::HalfClose, _) => stream.shutdown().await,
         (CloseMode::Fin, _) | (CloseMode::MqttDisconnect, None) => match stream.shutdown().await {
-            Ok(()) => wait_for_fin(&stream, cmd).await,
+            Ok(()) => wait_for_fin(&stream, deadline).await,
             Err(e) => Err(e),
         },
-        (CloseMode::MqttDisconnect, Some(goodbye)) => match write_all(&stream, goodbye).await {
-            Ok(()) => wait_for_fin(&stream, cmd).await,
-            Err(e) => Err(e),
-        },
+        (CloseMode::MqttDisconnect, Some(goodbye)) => {
+            // A target that reads nothing can keep the goodbye from going out.
+            match timeout_at(deadline, write_all(&stream, goodbye)).await.unwrap_or_else(|_| Err(timed_out())) {
+                Ok(()) => wait_for_fin(&stream, deadline).await,
+                Err(e) => Err(e),
+            }
+        }
     };
+    if result.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::TimedOut) {
+        // Abandoned: an RST, so that nothing of it lingers (FIN_WAIT, TIME_WAIT).
+        let _ = abort(&stream);
+    }
     let still_open = if cmd.how == CloseMode::HalfClose {
         Some(stream)
     } else {
@@ -82,6 +99,15 @@ pub(super) async fn close(
     };
     let close_us = micros_since(cmd.scheduled);
     (close_us, result.err().map(|e| classify_close_error(&e)), still_open)
+}
+
+/// SO_LINGER 0: the descriptor's close sends an RST and leaves no socket behind.
+fn abort(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO))
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the close timeout passed")
 }
 
 fn classify_close_error(e: &io::Error) -> (ErrorKind, Option<i32>) {
@@ -93,22 +119,45 @@ fn classify_close_error(e: &io::Error) -> (ErrorKind, Option<i32>) {
 }
 
 /// Read (and discard: the bytes as such, whatever the protocol) until the target's FIN
-/// arrives, or the close timeout passes.
-async fn wait_for_fin(stream: &TcpStream, cmd: CloseCommand) -> io::Result<()> {
-    let deadline = Instant::now().max(cmd.scheduled) + cmd.timeout;
-    let wait = async {
-        loop {
-            stream.readable().await?;
-            match tcp::receive(stream) {
-                Readout::Eof => return Ok(()),
-                Readout::Failed(e) => return Err(e),
-                Readout::Data { .. } | Readout::Nothing => {}
-            }
+/// arrives, or `deadline` passes. At most [`DRAIN_PER_WAKE`] bytes per wake-up, then the
+/// task yields: `readable()` spends none of tokio's cooperative budget, so a target that
+/// sends without pause would otherwise keep this loop, and its thread, busy for as long
+/// as it sends, and the deadline would never be looked at.
+async fn wait_for_fin(stream: &TcpStream, deadline: Instant) -> io::Result<()> {
+    loop {
+        timeout_at(deadline, stream.readable()).await.unwrap_or_else(|_| Err(timed_out()))?;
+        match drain(stream)? {
+            Drained::Eof => return Ok(()),
+            Drained::Empty => continue,
+            Drained::Taken => {}
         }
-    };
-    timeout_at(deadline, wait)
-        .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no FIN from the target")))
+        if Instant::now() >= deadline {
+            return Err(timed_out());
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// What one bounded drain of the receive queue found.
+#[derive(Debug, PartialEq, Eq)]
+enum Drained {
+    /// The target's FIN: nothing more will come.
+    Eof,
+    /// Bytes were thrown away (up to [`DRAIN_PER_WAKE`]; more may wait).
+    Taken,
+    /// Nothing was queued; the readiness is cleared.
+    Empty,
+}
+
+/// Throw away at most [`DRAIN_PER_WAKE`] bytes of what the target sent, without copying.
+fn drain(stream: &TcpStream) -> io::Result<Drained> {
+    let taken = stream.try_io(Interest::READABLE, || crate::socket::discard(stream, DRAIN_PER_WAKE));
+    match taken {
+        Ok(0) => Ok(Drained::Eof),
+        Ok(_) => Ok(Drained::Taken),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Drained::Empty),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +211,46 @@ mod tests {
         let (_, error, still_open) = closing.await.unwrap();
         assert!(error.is_none() && still_open.is_none());
         assert_eq!(ss_states(local, peer), ["TIME-WAIT"]);
+    }
+
+    /// A target that sends without pause and never closes: the FIN close still ends at
+    /// its deadline, counted `close_timeout`, abandoned with an RST (no socket left). Before,
+    /// the close read 64 bytes a turn without ever yielding, on this very thread: it ended
+    /// only when the target stopped sending (here never: the test hung).
+    #[tokio::test]
+    async fn a_fin_close_ends_at_its_deadline_while_the_target_streams() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let streamer = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            let block = [7u8; 64 << 10];
+            let until = std::time::Instant::now() + Duration::from_secs(20);
+            // Ends when the client's RST comes (or, bounded, after 20 s).
+            while std::time::Instant::now() < until && std::io::Write::write_all(&mut peer, &block).is_ok() {}
+        });
+        let client = TcpStream::connect(server).await.unwrap();
+        let local = client.local_addr().unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let cmd = CloseCommand { timeout: Duration::from_millis(300), ..order(CloseMode::Fin) };
+        let began = std::time::Instant::now();
+        let (_, error, still_open) = close(client, cmd, Protocol::Tcp).await;
+        let took = began.elapsed();
+        assert!(took < Duration::from_secs(2), "the close took {took:?}");
+        assert_eq!(error.map(|(kind, _)| kind), Some(ErrorKind::CloseTimeout));
+        assert!(still_open.is_none());
+        assert_eq!(ss_states(local, server), Vec::<String>::new(), "abandoned with an RST");
+        streamer.join().unwrap();
+    }
+
+    /// A target that reads nothing: the goodbye (MQTT DISCONNECT) cannot go out behind a
+    /// full send buffer, and the close ends at its deadline all the same.
+    #[tokio::test]
+    async fn a_goodbye_the_target_never_reads_ends_at_the_deadline() {
+        let (client, _server) = connected_pair().await;
+        let cmd = CloseCommand { timeout: Duration::from_millis(300), fill: true, ..order(CloseMode::MqttDisconnect) };
+        let closing = close(client, cmd, Protocol::Mqtt);
+        let (_, error, _) = tokio::time::timeout(Duration::from_secs(5), closing).await.expect("the close ended");
+        assert_eq!(error.map(|(kind, _)| kind), Some(ErrorKind::CloseTimeout));
     }
 
     /// A half-close keeps the stream to read what the target still sends.

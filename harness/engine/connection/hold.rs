@@ -61,6 +61,9 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()>
                     return Poll::Ready(Wake::Close(cmd));
                 }
                 if lifecycle == Lifecycle::Held {
+                    // Spends tokio's cooperative budget: against a target that sends
+                    // without pause this returns Pending once the budget is out, so the
+                    // task yields and a rung ping (and its timeout) still gets its turn.
                     if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
                         return Poll::Ready(Wake::Readable(ready));
                     }
@@ -107,5 +110,64 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()>
         };
         // Out of the loop, so that nothing of it is kept across this await.
         Box::pin(close_held(stream, close_order, links)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::engine::connection::ConnSpec;
+    use crate::engine::worker::held::{self, HeldConnections};
+    use crate::plan::MqttOptions;
+    use crate::protocol::Protocol;
+
+    /// A target that answers nothing but sends without pause: the socket is always
+    /// readable, and the keep-alive's ping and its timeout still come (holding must not
+    /// read forever and never look at the ping).
+    #[tokio::test]
+    async fn a_target_that_streams_cannot_keep_the_ping_timeout_away() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let streamer = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            // Not MQTT: bytes a held connection takes and ignores.
+            let block = [0xffu8; 16 << 10];
+            let until = std::time::Instant::now() + Duration::from_secs(20);
+            while std::time::Instant::now() < until && peer.write_all(&block).is_ok() {}
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let keep_alive = Duration::from_millis(200);
+        let spec = Arc::new(ConnSpec {
+            target: addr,
+            protocol: Protocol::Mqtt,
+            mqtt: MqttOptions {
+                client_id: "{n}".into(),
+                keep_alive,
+                clean_session: true,
+                username: None,
+                password: None,
+            },
+            worker: 0,
+            on_eof: OnEof::Close,
+            sndbuf: None,
+        });
+        let connections = Arc::new(HeldConnections::new());
+        let (events, mut outcomes) = mpsc::unbounded_channel();
+        let links = Links { spec, events, bell: connections.enlist(), stop: CancellationToken::new() };
+        let ticks = tokio::spawn(held::keep_alive(Arc::downgrade(&connections), held::tick_period(keep_alive)));
+        let holding = tokio::time::timeout(Duration::from_secs(5), hold(stream, &links)).await;
+        ticks.abort();
+        assert!(holding.is_ok(), "the hold did not end within 5 s");
+        let outcome = outcomes.try_recv().expect("an outcome");
+        assert!(matches!(outcome, Event::Lost { kind: ErrorKind::PingTimeout, .. }), "{outcome:?}");
+        drop(links);
+        streamer.join().unwrap();
     }
 }

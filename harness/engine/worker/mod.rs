@@ -151,8 +151,9 @@ impl<'p> Worker<'p> {
         });
         let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
-        let keep_alive = pinging
-            .then(|| tokio::spawn(held::keep_alive(Arc::downgrade(&connections), held::tick_period(spec.mqtt.keep_alive))));
+        let keep_alive = pinging.then(|| {
+            tokio::spawn(held::keep_alive(Arc::downgrade(&connections), held::tick_period(spec.mqtt.keep_alive)))
+        });
         Worker {
             plan,
             spec,
@@ -172,13 +173,16 @@ impl<'p> Worker<'p> {
         }
     }
 
-    fn driver_for(&mut self, phase: &PhasePlan, start: Instant) -> ActionDriver {
+    fn driver_for(&mut self, index: usize, phase: &PhasePlan, start: Instant) -> ActionDriver {
         let held = self.connections.prune() as u64;
         let sources = match &phase.sources {
             Some(addrs) => Sources::new(addrs.clone(), self.sources.ports),
             None => self.sources.clone(),
         };
-        ActionDriver::new(&phase.action, start, held, sources, self.shard)
+        // The shards take turns across phases: closes by count then fall evenly on what
+        // each holds (see Plan::first_operation).
+        let shard = self.shard.offset_by(self.plan.first_operation(index));
+        ActionDriver::new(&phase.action, start, held, sources, shard)
     }
 
     async fn run_phase(
@@ -189,7 +193,7 @@ impl<'p> Worker<'p> {
         shutdown: &CancellationToken,
     ) -> PhaseReport {
         sleep_until(start).await;
-        let mut driver = self.driver_for(phase, start);
+        let mut driver = self.driver_for(index, phase, start);
         // Connection numbers are global: the phase's first is the count of every
         // connection the phases before it started, in every shard.
         let first_n = self.plan.connections_before(index);
