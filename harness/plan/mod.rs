@@ -9,6 +9,7 @@
 //! are here.
 
 mod action;
+pub mod caps;
 mod embedded;
 mod error;
 mod mqtt;
@@ -79,8 +80,7 @@ impl Plan {
     /// coordinator resolved).
     pub fn load_toward(path: &Path, target: Option<TargetSpec>) -> Result<Plan, PlanError> {
         let check = Check { file: path };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| check.err("", format!("cannot read the scenario: {e}")))?;
+        let text = caps::read_scenario(&check, path)?;
         let mut scenario: Scenario = toml::from_str(&text).map_err(|e| toml_error(&check, &text, &e))?;
         if let Some(target) = target {
             scenario.target = match target {
@@ -100,6 +100,7 @@ impl Plan {
 
     fn from_scenario(path: &Path, s: Scenario) -> Result<Plan, PlanError> {
         let check = Check { file: path };
+        caps::check_scenario(&check, &s)?;
         let protocol = match s.protocol.as_str() {
             "tcp" => Protocol::Tcp,
             "mqtt" => Protocol::Mqtt,

@@ -3,14 +3,22 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use super::caps::MAX_SOURCES;
+
+// The messages below write the cap out.
+const _: () = assert!(MAX_SOURCES == 65_536);
 use super::target::TargetSpec;
 
 /// `["127.0.0.2", "127.0.0.10-127.0.0.20", "::1"]` → addresses.
 pub fn parse_sources(list: &[String]) -> Result<Vec<IpAddr>, String> {
+    let too_many = || {
+        format!("the addresses, ranges expanded, are more than the 65,536 sockcap accepts; give fewer: each address has a port range of its own")
+    };
     let mut out = Vec::new();
     for item in list {
         let bad = || format!("`{item}` is not an address or an IPv4 range like \"127.0.0.2-127.0.0.40\"");
         match item.split_once('-') {
+            None if out.len() >= MAX_SOURCES => return Err(too_many()),
             None => out.push(item.trim().parse::<IpAddr>().map_err(|_| bad())?),
             Some((a, b)) => {
                 let a: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
@@ -18,6 +26,9 @@ pub fn parse_sources(list: &[String]) -> Result<Vec<IpAddr>, String> {
                 let (a, b) = (u32::from(a), u32::from(b));
                 if b < a || b - a >= 65_536 {
                     return Err(format!("`{item}`: the range must go upward and hold at most 65,536 addresses"));
+                }
+                if out.len() + (b - a) as usize >= MAX_SOURCES {
+                    return Err(too_many());
                 }
                 out.extend((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))));
             }

@@ -18,7 +18,18 @@ use source::{Crate, ModPath};
 /// files and from modules of lower layers; modules of one layer do not import each other,
 /// except in the foundation (layer 0), whose small modules may use one another.
 const LAYERS: &[&[&str]] = &[
-    &["protocol", "transport", "shard", "socket", "failure", "latency", "descriptors", "sources", "child_process"],
+    &[
+        "protocol",
+        "transport",
+        "shard",
+        "socket",
+        "failure",
+        "latency",
+        "descriptors",
+        "sources",
+        "child_process",
+        "printable",
+    ],
     &["scenario"],
     &["expect"],
     &["plan", "rendezvous"],
