@@ -15,6 +15,7 @@ use super::values::Workers;
 use crate::descriptors;
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight::{self, count, Assessment, CheckName, Environment, Side, Verdict};
+use crate::printable::printable;
 
 #[derive(Debug, clap::Args)]
 pub struct PreflightArgs {
@@ -117,7 +118,14 @@ const INDENT: usize = 10;
 /// them; then the first bottleneck and the verdict.
 fn render(plan: &Plan, a: &Assessment) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "sockcap preflight: {} ({}), target {}", plan.file.display(), plan.name, target_text(plan));
+    let file = plan.file.display().to_string();
+    let _ = writeln!(
+        out,
+        "sockcap preflight: {} ({}), target {}",
+        printable(&file),
+        printable(&plan.name),
+        target_text(plan)
+    );
     let _ = writeln!(
         out,
         "peak {} connections at once ({} held, churn left out): {} worker process{}{}\n",
