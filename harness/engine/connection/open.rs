@@ -142,8 +142,10 @@ async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Fa
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 let mut failure = Failure::io(&e, None);
-                if failure.kind == ErrorKind::Reset {
-                    // A reset before any CONNACK is the same symptom as an EOF: the broker dropped us.
+                if failure.kind == ErrorKind::Reset && filled == 0 {
+                    // A reset before the target sent anything is the symptom of an EOF: it
+                    // closed without reading our hello (unread data turns its close into a
+                    // RST). After it sent bytes, a reset is a reset.
                     failure.kind = ErrorKind::ClosedBeforeConnack;
                 }
                 return Err(failure);
