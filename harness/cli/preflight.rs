@@ -65,6 +65,7 @@ pub fn preflight(args: PreflightArgs) -> Result<u8, Failure> {
     if let Some(list) = &args.sources {
         plan.set_sources(list).map_err(|m| Failure::bad_input(anyhow!("--sources: {m}")))?;
     }
+    plan.check_sources_here(args.sources.is_some()).map_err(Failure::bad_input)?;
     let nofile = descriptors::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     let target = match plan.target {

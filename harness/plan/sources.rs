@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::caps::MAX_SOURCES;
+use super::error::{Check, PlanError};
 
 // The messages below write the cap out.
 const _: () = assert!(MAX_SOURCES == 65_536);
@@ -12,7 +13,7 @@ use super::target::TargetSpec;
 /// `["127.0.0.2", "127.0.0.10-127.0.0.20", "::1"]` → addresses.
 pub fn parse_sources(list: &[String]) -> Result<Vec<IpAddr>, String> {
     let too_many = || {
-        format!("the addresses, ranges expanded, are more than the 65,536 sockcap accepts; give fewer: each address has a port range of its own")
+        "the addresses, ranges expanded, are more than the 65,536 sockcap accepts; give fewer: each address has a port range of its own".to_string()
     };
     let mut out = Vec::new();
     for item in list {
@@ -57,6 +58,54 @@ pub(super) fn check_family(target: TargetSpec, sources: &[IpAddr]) -> Result<(),
     }
 }
 
+impl super::Plan {
+    /// Every source address (the scenario's and each phase's) is this machine's: in its
+    /// network namespace, or, with `[netns]`, loopback (a private namespace has nothing
+    /// else). Checked before any connect: a foreign address fails every bind with
+    /// EADDRNOTAVAIL, which is not the ports running out. `flag`: the scenario's list
+    /// came from `--sources`.
+    pub fn check_sources_here(&self, flag: bool) -> Result<(), PlanError> {
+        let check = Check { file: &self.file };
+        let lists = std::iter::once(("sources".to_string(), &self.sources)).chain(
+            self.phases
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.sources.as_ref().map(|s| (format!("phase[{i}].sources"), s))),
+        );
+        for (field, list) in lists {
+            let field = if flag && field == "sources" { "--sources".to_string() } else { field };
+            if let Some(ip) = list.iter().find(|ip| !self.source_is_here(**ip)) {
+                return Err(check.err(field, foreign(*ip, self.netns.is_some())));
+            }
+        }
+        Ok(())
+    }
+
+    fn source_is_here(&self, ip: IpAddr) -> bool {
+        if self.netns.is_some() {
+            ip.is_loopback()
+        } else {
+            crate::socket::is_local(ip)
+        }
+    }
+}
+
+/// Why `ip` cannot be a source address, and the fix.
+fn foreign(ip: IpAddr, in_netns: bool) -> String {
+    if in_netns {
+        return format!(
+            "`{ip}` is not an address inside the run's private network namespace ([netns] or --netns), which has \
+             only loopback: use 127.x.y.z (IPv4) or ::1 (IPv6) source addresses, or run without a namespace"
+        );
+    }
+    format!(
+        "`{ip}` is not an address of this machine (no interface has it; see `ip -brief address`), so no connection \
+         can be made from it: use this machine's addresses (any 127.x.y.z toward a loopback target), or add it to \
+         an interface first (`ip address add {ip}/{} dev lo`)",
+        if ip.is_ipv4() { 32 } else { 128 }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +116,30 @@ mod tests {
         let got = parse_sources(&list).unwrap();
         assert_eq!(got.len(), 4);
         assert!(parse_sources(&["127.0.0.9-127.0.0.2".to_string()]).is_err());
+    }
+
+    #[test]
+    fn sources_not_on_this_machine_are_refused_before_any_connect() {
+        let scenario = |sources: &str, netns: &str| {
+            let target = if netns.is_empty() { "127.0.0.1:1883" } else { "embedded" };
+            let text = format!(
+                "name = \"t\"\ntarget = \"{target}\"\nprotocol = \"tcp\"\nsources = [{sources}]\n{netns}\n\
+                 [[phase]]\nhold = \"1s\"\n[[phase]]\nconnect = {{ count = 1, rate = 1 }}\nsources = [\"127.0.0.9\"]\n"
+            );
+            super::super::Plan::from_toml(std::path::Path::new("s.toml"), &text).map_err(|e| e.to_string()).unwrap()
+        };
+        assert!(scenario("\"127.0.0.2-127.0.0.4\"", "").check_sources_here(false).is_ok());
+        let err = scenario("\"127.0.0.2\", \"192.0.2.1\"", "").check_sources_here(false).unwrap_err();
+        assert_eq!(err.field, "sources");
+        assert!(err.message.contains("`192.0.2.1` is not an address of this machine"), "{err}");
+        assert!(err.message.contains("ip address add 192.0.2.1/32 dev lo"), "{err}");
+        assert_eq!(scenario("\"192.0.2.1\"", "").check_sources_here(true).unwrap_err().field, "--sources");
+        // Inside a private namespace only loopback exists, whatever this machine has.
+        let here = crate::socket::interface_addresses().unwrap();
+        if let Some(ip) = here.iter().find(|ip| ip.is_ipv4() && !ip.is_loopback()) {
+            let err = scenario(&format!("\"{ip}\""), "[netns]").check_sources_here(false).unwrap_err();
+            assert!(err.message.contains("private network namespace"), "{err}");
+        }
+        assert!(scenario("\"127.0.0.2\"", "[netns]").check_sources_here(false).is_ok());
     }
 }

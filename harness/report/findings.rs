@@ -118,6 +118,15 @@ pub fn findings(report: &RunReport) -> Vec<String> {
              or close with `rst` to avoid TIME_WAIT"
         ));
     }
+    let key = libc::EADDRNOTAVAIL.to_string();
+    let unbound: u64 = report.phases.iter().filter_map(|p| p.other_errnos.get(&key)).sum();
+    if unbound > 0 {
+        out.push(format!(
+            "{unbound} connections could not bind their source address (EADDRNOTAVAIL at bind, counted `other`): \
+             an address in `sources` is not this machine's (any more; see `ip -brief address`). The ports did not \
+             run out"
+        ));
+    }
     let n = total(report, ErrorKind::TooManyOpenFiles);
     if n > 0 {
         out.push(format!(
@@ -200,5 +209,18 @@ mod tests {
         let note = the_one(&findings);
         assert!(note.contains("descriptor limit is unknown here"), "{note}");
         assert!(!note.contains("mosquitto") && !note.contains("19,99"), "{note}");
+    }
+
+    #[test]
+    fn a_bind_refused_for_its_address_is_not_called_port_exhaustion() {
+        let mut report = sample_report();
+        report.phases[0].errors.insert(ErrorKind::Other.key().into(), 3);
+        report.phases[0].other_errnos.insert(libc::EADDRNOTAVAIL.to_string(), 3);
+        let findings = findings(&report);
+        assert!(
+            findings.iter().any(|f| f.starts_with("3 connections could not bind their source address")),
+            "{findings:?}"
+        );
+        assert!(!findings.iter().any(|f| f.contains("TIME_WAIT") || f.contains("ran out (")), "{findings:?}");
     }
 }
