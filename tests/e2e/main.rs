@@ -11,6 +11,7 @@ mod netlab;
 mod preflight;
 mod probe_cmd;
 mod report_formats;
+mod scenario_bounds;
 mod scenarios;
 mod serve_workers;
 mod shards;
