@@ -188,6 +188,24 @@ impl Plan {
         Ok(())
     }
 
+    /// Every source address (the scenario's and each phase's) is this machine's (see
+    /// [`sources::first_foreign`]). Checked before any connect: a foreign address fails
+    /// every bind with EADDRNOTAVAIL, which is not the ports running out. `flag`: the
+    /// scenario's list came from `--sources`.
+    pub fn check_sources_here(&self, flag: bool) -> Result<(), PlanError> {
+        let check = Check { file: &self.file };
+        let whole = (if flag { "--sources" } else { "sources" }.to_string(), &self.sources);
+        let phases = self.phases.iter().enumerate();
+        let lists = std::iter::once(whole)
+            .chain(phases.filter_map(|(i, p)| p.sources.as_ref().map(|s| (format!("phase[{i}].sources"), s))));
+        for (field, list) in lists {
+            if let Some(ip) = sources::first_foreign(list, self.netns.is_some()) {
+                return Err(check.err(field, sources::foreign(ip, self.netns.is_some())));
+            }
+        }
+        Ok(())
+    }
+
     /// The most connections open at once, assuming every connect succeeds (the
     /// descriptors a run needs).
     pub fn peak_connections(&self) -> u64 {

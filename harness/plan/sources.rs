@@ -1,14 +1,14 @@
 //! Client source addresses as a scenario or `--sources` gives them: [`parse_sources`],
-//! and the check that they are of the target's address family.
+//! the check that they are of the target's address family, and that they are this
+//! machine's ([`first_foreign`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::caps::MAX_SOURCES;
-use super::error::{Check, PlanError};
+use super::target::TargetSpec;
 
 // The messages below write the cap out.
 const _: () = assert!(MAX_SOURCES == 65_536);
-use super::target::TargetSpec;
 
 /// `["127.0.0.2", "127.0.0.10-127.0.0.20", "::1"]` → addresses.
 pub fn parse_sources(list: &[String]) -> Result<Vec<IpAddr>, String> {
@@ -58,40 +58,15 @@ pub(super) fn check_family(target: TargetSpec, sources: &[IpAddr]) -> Result<(),
     }
 }
 
-impl super::Plan {
-    /// Every source address (the scenario's and each phase's) is this machine's: in its
-    /// network namespace, or, with `[netns]`, loopback (a private namespace has nothing
-    /// else). Checked before any connect: a foreign address fails every bind with
-    /// EADDRNOTAVAIL, which is not the ports running out. `flag`: the scenario's list
-    /// came from `--sources`.
-    pub fn check_sources_here(&self, flag: bool) -> Result<(), PlanError> {
-        let check = Check { file: &self.file };
-        let lists = std::iter::once(("sources".to_string(), &self.sources)).chain(
-            self.phases
-                .iter()
-                .enumerate()
-                .filter_map(|(i, p)| p.sources.as_ref().map(|s| (format!("phase[{i}].sources"), s))),
-        );
-        for (field, list) in lists {
-            let field = if flag && field == "sources" { "--sources".to_string() } else { field };
-            if let Some(ip) = list.iter().find(|ip| !self.source_is_here(**ip)) {
-                return Err(check.err(field, foreign(*ip, self.netns.is_some())));
-            }
-        }
-        Ok(())
-    }
-
-    fn source_is_here(&self, ip: IpAddr) -> bool {
-        if self.netns.is_some() {
-            ip.is_loopback()
-        } else {
-            crate::socket::is_local(ip)
-        }
-    }
+/// The first of `list` that is not this machine's: not on its network namespace's
+/// interfaces, or, `in_netns`, not loopback (a private namespace has nothing else).
+pub(super) fn first_foreign(list: &[IpAddr], in_netns: bool) -> Option<IpAddr> {
+    let here = |ip: &IpAddr| if in_netns { ip.is_loopback() } else { crate::socket::is_local(*ip) };
+    list.iter().find(|ip| !here(ip)).copied()
 }
 
 /// Why `ip` cannot be a source address, and the fix.
-fn foreign(ip: IpAddr, in_netns: bool) -> String {
+pub(super) fn foreign(ip: IpAddr, in_netns: bool) -> String {
     if in_netns {
         return format!(
             "`{ip}` is not an address inside the run's private network namespace ([netns] or --netns), which has \

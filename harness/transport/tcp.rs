@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
-use super::{DialError, DialStep};
+use super::error::{DialError, DialStep};
 
 /// Open a socket and connect; returns the instant connect() was called.
 ///
