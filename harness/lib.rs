@@ -15,6 +15,7 @@ pub mod latency;
 pub mod netns;
 pub mod plan;
 pub mod preflight;
+pub mod printable;
 pub mod protocol;
 pub mod rendezvous;
 pub mod report;

@@ -6,7 +6,7 @@
 //! and whether an address is this machine's.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -17,9 +17,49 @@ use tokio::time::{timeout_at, Instant};
 /// `net.core.somaxconn`.
 pub const DEFAULT_BACKLOG: u32 = 65_535;
 
-/// True when `ip` belongs to this machine (loopback, or bindable here).
+/// True when `ip` belongs to this machine, in the network namespace this process is in:
+/// loopback, unspecified, or an address of one of its interfaces (getifaddrs).
+///
+/// Not "bindable here": with `net.ipv4.ip_nonlocal_bind = 1` (or IP_FREEBIND) bind()
+/// takes any address, so a successful bind does not show the address is ours.
 pub fn is_local(ip: IpAddr) -> bool {
-    ip.is_loopback() || ip.is_unspecified() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+    ip.is_loopback() || ip.is_unspecified() || interface_addresses().is_ok_and(|all| all.contains(&ip))
+}
+
+/// The IPv4 and IPv6 addresses of this namespace's interfaces.
+pub fn interface_addresses() -> io::Result<Vec<IpAddr>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head through the pointer, which is valid; the list
+    // is freed below with freeifaddrs, once, after the last read.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut at = list;
+    while !at.is_null() {
+        // SAFETY: `at` is a node of the list getifaddrs made, not freed yet.
+        let entry = unsafe { &*at };
+        if !entry.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family says its full type.
+            match i32::from(unsafe { (*entry.ifa_addr).sa_family }) {
+                libc::AF_INET => {
+                    // SAFETY: an AF_INET address is a sockaddr_in.
+                    let sin = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
+                    out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))));
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: an AF_INET6 address is a sockaddr_in6.
+                    let sin6 = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in6>() };
+                    out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+                }
+                _ => {}
+            }
+        }
+        at = entry.ifa_next;
+    }
+    // SAFETY: the list from getifaddrs above, freed once; nothing refers to it after.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(out)
 }
 
 /// setsockopt(level, name) with an int value.
@@ -123,4 +163,22 @@ pub async fn fill_send_buffer(stream: &TcpStream) -> usize {
         }
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_machines_addresses_are_local_and_a_documentation_address_is_not() {
+        let all = interface_addresses().unwrap();
+        assert!(all.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{all:?}");
+        for ip in &all {
+            assert!(is_local(*ip), "{ip}");
+        }
+        assert!(is_local("127.0.3.4".parse().unwrap()) && is_local("::1".parse().unwrap()));
+        // TEST-NET-1 and the IPv6 documentation prefix: on no machine's interfaces.
+        assert!(!is_local("192.0.2.1".parse().unwrap()));
+        assert!(!is_local("2001:db8::1".parse().unwrap()));
+    }
 }

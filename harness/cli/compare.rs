@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use super::console::Console;
 use super::failure::{exit, Failure};
+use crate::printable::printable;
 use crate::report::compare::{self, Better, Comparison, Figure, Presence, RegressionLimits, Verdict, Which};
 use crate::report::format::micros;
 use crate::report::RunReport;
@@ -60,22 +61,22 @@ fn render(base_path: &Path, base: &RunReport, cur_path: &Path, cur: &RunReport, 
     let _ = writeln!(
         out,
         "baseline  {} ({}, {}, sockcap {})",
-        base_path.display(),
-        base.scenario.name,
+        printable(&base_path.display().to_string()),
+        printable(&base.scenario.name),
         base.started_at,
         base.sockcap_version
     );
     let _ = writeln!(
         out,
         "current   {} ({}, {}, sockcap {})",
-        cur_path.display(),
-        cur.scenario.name,
+        printable(&cur_path.display().to_string()),
+        printable(&cur.scenario.name),
         cur.started_at,
         cur.sockcap_version
     );
     let _ = writeln!(out, "limits    {}", c.limits);
     for note in &c.notes {
-        let _ = writeln!(out, "note: {note}");
+        let _ = writeln!(out, "note: {}", printable(note));
     }
     for phase in &c.phases {
         out.push('\n');
@@ -84,7 +85,7 @@ fn render(base_path: &Path, base: &RunReport, cur_path: &Path, cur: &RunReport, 
             Presence::BaselineOnly => ": MISSING from the current report",
             Presence::CurrentOnly => ": new, not in the baseline",
         };
-        let _ = writeln!(out, "phase {} ({}){presence}", phase.name, phase.kind);
+        let _ = writeln!(out, "phase {} ({}){presence}", printable(&phase.name), phase.kind);
         let _ = writeln!(
             out,
             "  {:<24}{:>12}{:>12}{:>12}{:>10}  {:<12}verdict",
@@ -94,7 +95,7 @@ fn render(base_path: &Path, base: &RunReport, cur_path: &Path, cur: &RunReport, 
             let _ = writeln!(
                 out,
                 "  {:<24}{:>12}{:>12}{:>12}{:>10}  {:<12}{}",
-                f.name,
+                printable(&f.name),
                 value(f, f.baseline),
                 value(f, f.current),
                 change(f),
@@ -132,10 +133,10 @@ fn render(base_path: &Path, base: &RunReport, cur_path: &Path, cur: &RunReport, 
                     limit(f)
                 ),
             };
-            let _ = writeln!(out, "  phase {}: {} {detail}", phase.name, f.name);
+            let _ = writeln!(out, "  phase {}: {} {detail}", printable(&phase.name), printable(&f.name));
         }
         for phase in missing {
-            let _ = writeln!(out, "  phase {}: in the baseline, not in the current report", phase.name);
+            let _ = writeln!(out, "  phase {}: in the baseline, not in the current report", printable(&phase.name));
         }
     }
     out

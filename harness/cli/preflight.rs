@@ -15,6 +15,7 @@ use super::values::Workers;
 use crate::descriptors;
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight::{self, count, Assessment, CheckName, Environment, Side, Verdict};
+use crate::printable::printable;
 
 #[derive(Debug, clap::Args)]
 pub struct PreflightArgs {
@@ -64,6 +65,7 @@ pub fn preflight(args: PreflightArgs) -> Result<u8, Failure> {
     if let Some(list) = &args.sources {
         plan.set_sources(list).map_err(|m| Failure::bad_input(anyhow!("--sources: {m}")))?;
     }
+    plan.check_sources_here(args.sources.is_some()).map_err(Failure::bad_input)?;
     let nofile = descriptors::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("reading RLIMIT_NOFILE")))?;
     let target = match plan.target {
@@ -107,7 +109,14 @@ const INDENT: usize = 10;
 /// them; then the first bottleneck and the verdict.
 fn render(plan: &Plan, a: &Assessment) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "sockcap preflight: {} ({}), target {}", plan.file.display(), plan.name, target_text(plan));
+    let file = plan.file.display().to_string();
+    let _ = writeln!(
+        out,
+        "sockcap preflight: {} ({}), target {}",
+        printable(&file),
+        printable(&plan.name),
+        target_text(plan)
+    );
     let _ = writeln!(
         out,
         "peak {} connections at once ({} held, churn left out): {} worker process{}{}\n",

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
 use crate::engine::Progress;
+use crate::printable::printable;
 
 /// Interval of plain lines when stderr is not a terminal.
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
@@ -61,7 +62,7 @@ fn start_phase(bar: &ProgressBar, p: &Progress) {
     bar.set_style(style.progress_chars("=> "));
     bar.set_length(p.planned);
     bar.set_position(0);
-    bar.set_prefix(format!("[{}/{}] {} ({})", p.phase_index + 1, p.phase_count, p.phase_name, p.kind));
+    bar.set_prefix(format!("[{}/{}] {} ({})", p.phase_index + 1, p.phase_count, printable(&p.phase_name), p.kind));
     bar.reset();
 }
 
@@ -94,7 +95,14 @@ pub fn describe(p: &Progress, rate: Option<f64>) -> String {
         "churn" => format!("{}/{} cycles, ", p.succeeded, p.planned),
         _ => String::new(),
     };
-    format!("[{}/{}] {} ({}): {work}{}", p.phase_index + 1, p.phase_count, p.phase_name, p.kind, status(p, rate))
+    format!(
+        "[{}/{}] {} ({}): {work}{}",
+        p.phase_index + 1,
+        p.phase_count,
+        printable(&p.phase_name),
+        p.kind,
+        status(p, rate)
+    )
 }
 
 /// What follows the bar: rate (counted phases) or elapsed time, errors, open, census.

@@ -79,6 +79,9 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
                    peers; run the shards without it, or start them with --start-at";
         return Err(Failure::bad_input(anyhow::anyhow!(why)));
     }
+    // A source address that is not this machine's would fail every bind: refused
+    // before anything connects.
+    plan.check_sources_here(args.sources.is_some()).map_err(Failure::bad_input)?;
     if let Some(sysctls) = &plan.netns {
         // Before the runtime exists: its threads, the workers and the embedded target
         // inherit the namespace.

@@ -6,6 +6,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::printable::printable;
+
 /// A scenario that cannot run, with where and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub struct PlanError {
@@ -18,10 +20,13 @@ pub struct PlanError {
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The message quotes the scenario's own values (names, addresses): escaped, so
+        // a control character in them cannot act on the terminal.
+        let (file, message) = (self.file.display().to_string(), printable(&self.message));
         if self.field.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
+            write!(f, "{}: {message}", printable(&file))
         } else {
-            write!(f, "{}: field `{}`: {}", self.file.display(), self.field, self.message)
+            write!(f, "{}: field `{}`: {message}", printable(&file), printable(&self.field))
         }
     }
 }

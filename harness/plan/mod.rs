@@ -9,6 +9,7 @@
 //! are here.
 
 mod action;
+pub mod caps;
 mod embedded;
 mod error;
 mod mqtt;
@@ -79,8 +80,7 @@ impl Plan {
     /// coordinator resolved).
     pub fn load_toward(path: &Path, target: Option<TargetSpec>) -> Result<Plan, PlanError> {
         let check = Check { file: path };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| check.err("", format!("cannot read the scenario: {e}")))?;
+        let text = caps::read_scenario(&check, path)?;
         let mut scenario: Scenario = toml::from_str(&text).map_err(|e| toml_error(&check, &text, &e))?;
         if let Some(target) = target {
             scenario.target = match target {
@@ -100,6 +100,7 @@ impl Plan {
 
     fn from_scenario(path: &Path, s: Scenario) -> Result<Plan, PlanError> {
         let check = Check { file: path };
+        caps::check_scenario(&check, &s)?;
         let protocol = match s.protocol.as_str() {
             "tcp" => Protocol::Tcp,
             "mqtt" => Protocol::Mqtt,
@@ -184,6 +185,24 @@ impl Plan {
         let sources = parse_sources(&items)?;
         check_family(self.target, &sources)?;
         self.sources = sources;
+        Ok(())
+    }
+
+    /// Every source address (the scenario's and each phase's) is this machine's (see
+    /// [`sources::first_foreign`]). Checked before any connect: a foreign address fails
+    /// every bind with EADDRNOTAVAIL, which is not the ports running out. `flag`: the
+    /// scenario's list came from `--sources`.
+    pub fn check_sources_here(&self, flag: bool) -> Result<(), PlanError> {
+        let check = Check { file: &self.file };
+        let whole = (if flag { "--sources" } else { "sources" }.to_string(), &self.sources);
+        let phases = self.phases.iter().enumerate();
+        let lists = std::iter::once(whole)
+            .chain(phases.filter_map(|(i, p)| p.sources.as_ref().map(|s| (format!("phase[{i}].sources"), s))));
+        for (field, list) in lists {
+            if let Some(ip) = sources::first_foreign(list, self.netns.is_some()) {
+                return Err(check.err(field, sources::foreign(ip, self.netns.is_some())));
+            }
+        }
         Ok(())
     }
 

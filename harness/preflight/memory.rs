@@ -43,7 +43,7 @@ impl Ctx<'_> {
             .add("process_base_bytes", Some(base))
             .add("mem_available_bytes", self.env.mem_available);
         let target_note = if self.env.target_local && !self.embedded {
-            " (the local target's own user memory is not counted: mosquitto's is ~0.72 KB per client)"
+            " (the local target's own user memory is not counted)"
         } else {
             ""
         };

@@ -5,9 +5,11 @@ use super::check::{Check, CheckName, Side, Verdict};
 use super::context::Ctx;
 use super::numbers::{count, limit, plural};
 use crate::descriptors;
+use crate::printable::printable;
 
-/// Descriptors a target process keeps for itself (its log, config, listeners): measured,
-/// mosquitto under a 20,000 limit held at most 19,992 clients.
+/// Descriptors a target process is taken to keep for itself (standard streams, log,
+/// config, listeners): an allowance, not a reading; the check shows each process's
+/// own open count and limit, read from /proc, beside it.
 pub const TARGET_RESERVE: u64 = 10;
 
 impl Ctx<'_> {
@@ -66,7 +68,9 @@ impl Ctx<'_> {
         let each: Vec<String> = listeners
             .processes
             .iter()
-            .map(|p| format!("{} (pid {}): {} open of {}", p.name, p.pid, count(p.open), limit(p.limit_soft)))
+            .map(|p| {
+                format!("{} (pid {}): {} open of {}", printable(&p.name), p.pid, count(p.open), limit(p.limit_soft))
+            })
             .collect();
         let summary = format!(
             "{}; {} can accept about {} more connections ({TARGET_RESERVE} descriptors kept per process), the scenario holds up to {}",
@@ -83,8 +87,9 @@ impl Ctx<'_> {
         let fix = format!(
             "raise the target's descriptor limit to at least {wanted} (LimitNOFILE={wanted} in its systemd unit, or \
              `ulimit -n {wanted}` in the shell that starts it), or run more target processes on the port \
-             (SO_REUSEPORT). Past its limit mosquitto accepts and drops at once: clients see EOF before CONNACK \
-             (it holds a few clients fewer than its descriptor limit)"
+             (SO_REUSEPORT). Past its limit a target that accepts and then closes what it cannot serve gives \
+             clients EOF or RST before any CONNACK (`closed_before_connack`); one that stops accepting leaves \
+             them waiting (`connack_timeout`)"
         );
         check.judged(Verdict::Blocks, summary, Some(fix))
     }

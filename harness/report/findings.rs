@@ -2,7 +2,7 @@
 //! (errors that point at a limit on either side, missing census data).
 
 use crate::failure::ErrorKind;
-use crate::report::{PhaseReport, RunReport};
+use crate::report::{PhaseReport, RunReport, TargetFds};
 
 /// One sentence on a phase whose ports ran out: when, how many TIME_WAIT, and whether
 /// ports came back (which of the kernel's three behaviours it saw).
@@ -41,6 +41,36 @@ fn exhaustion(report: &RunReport, phase: &PhaseReport) -> Option<String> {
     ))
 }
 
+/// Connections the target accepted and closed before its CONNACK: what the target's own
+/// descriptors showed when the phases that saw them ended (measured when the target
+/// listens on this machine and its processes can be read), or that they are unknown.
+fn closed_before_connack(report: &RunReport, n: u64) -> String {
+    let target = &report.scenario.target;
+    let head =
+        format!("{n} clients saw the TCP connect to {target} succeed and then the connection close before any CONNACK");
+    let seen = |p: &&PhaseReport| p.errors.get(ErrorKind::ClosedBeforeConnack.key()).is_some_and(|n| *n > 0);
+    let measured = report.phases.iter().filter(seen).filter_map(|p| p.target_fds.map(|t| (p, t)));
+    let check = "(`cat /proc/PID/limits`, LimitNOFILE= for a service) and its log";
+    match measured.max_by_key(|(_, t)| (t.open + 8 >= t.limit, t.open)) {
+        Some((p, t)) if t.open + 8 >= t.limit => format!(
+            "{head}: the target's processes held {} of their {} descriptors at the end of phase `{}`: it is at its \
+             descriptor limit and closes what it cannot serve; raise its limit (LimitNOFILE= for a service, \
+             `ulimit -n` before starting it) or run more target processes",
+            t.open, t.limit, p.name
+        ),
+        Some((p, t)) => format!(
+            "{head}: the target's processes held {} of their {} descriptors at the end of phase `{}`, so they were \
+             not out of descriptors then: check the target's own connection limit (a broker's max_connections) \
+             and its log",
+            t.open, t.limit, p.name
+        ),
+        None => format!(
+            "{head}: a target out of descriptors does this, but its descriptor limit is unknown here (it is not \
+             on this machine, or its processes could not be read): check its limit {check}"
+        ),
+    }
+}
+
 /// Sum of one error kind over all phases.
 fn total(report: &RunReport, kind: ErrorKind) -> u64 {
     report.phases.iter().map(|p| p.errors.get(kind.key()).copied().unwrap_or(0)).sum()
@@ -51,16 +81,13 @@ pub fn findings(report: &RunReport) -> Vec<String> {
     let target = &report.scenario.target;
     let mut out = Vec::new();
     let n = total(report, ErrorKind::ClosedBeforeConnack);
+    let at_limit = |t: &TargetFds| t.open + 8 >= t.limit;
     if n > 0 {
-        out.push(format!(
-            "{n} clients saw the TCP connect to {target} succeed and then the connection close before any CONNACK: \
-             the target may be out of descriptors (mosquitto holds a few clients fewer than its descriptor limit); \
-             check its descriptor limit (`cat /proc/PID/limits`, LimitNOFILE= for a service) and its log"
-        ));
+        out.push(closed_before_connack(report, n));
     }
     // Within a few descriptors of the limit: the listener's accept() fails next.
     if let Some((phase, t)) =
-        report.phases.iter().find_map(|p| p.target_fds.filter(|t| t.open + 8 >= t.limit).map(|t| (p, t)))
+        report.phases.iter().find_map(|p| p.target_fds.filter(|t| at_limit(t)).map(|t| (p, t))).filter(|_| n == 0)
     {
         out.push(format!(
             "the target's processes held {} of their {} descriptors at the end of phase `{}`: it is at its \
@@ -91,6 +118,15 @@ pub fn findings(report: &RunReport) -> Vec<String> {
              or close with `rst` to avoid TIME_WAIT"
         ));
     }
+    let key = libc::EADDRNOTAVAIL.to_string();
+    let unbound: u64 = report.phases.iter().filter_map(|p| p.other_errnos.get(&key)).sum();
+    if unbound > 0 {
+        out.push(format!(
+            "{unbound} connections could not bind their source address (EADDRNOTAVAIL at bind, counted `other`): \
+             an address in `sources` is not this machine's (any more; see `ip -brief address`). The ports did not \
+             run out"
+        ));
+    }
     let n = total(report, ErrorKind::TooManyOpenFiles);
     if n > 0 {
         out.push(format!(
@@ -118,4 +154,73 @@ pub fn findings(report: &RunReport) -> Vec<String> {
         out.push("a worker process died (see the note naming it): phases after the last one shown did not run".into());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::test_support::sample_report;
+
+    /// The sample report with `n` connections closed before CONNACK in its first phase,
+    /// and the target's descriptors as measured then (`None`: not measured).
+    fn closed_before_connack_with(n: u64, fds: Option<TargetFds>) -> Vec<String> {
+        let mut report = sample_report();
+        report.phases[0].errors.insert(ErrorKind::ClosedBeforeConnack.key().into(), n);
+        report.phases[0].target_fds = fds;
+        findings(&report)
+    }
+
+    fn the_one(findings: &[String]) -> &str {
+        let found: Vec<&String> = findings.iter().filter(|f| f.contains("before any CONNACK")).collect();
+        assert_eq!(found.len(), 1, "{findings:?}");
+        found[0]
+    }
+
+    #[test]
+    fn closed_before_connack_quotes_the_targets_own_measured_limit() {
+        let at_limit = Some(TargetFds { processes: 1, open: 510, limit: 512 });
+        let findings = closed_before_connack_with(42, at_limit);
+        let note = the_one(&findings);
+        assert!(note.starts_with("42 clients saw the TCP connect to 127.0.0.1:1883 succeed"), "{note}");
+        assert!(note.contains("held 510 of their 512 descriptors at the end of phase `ramp`"), "{note}");
+        assert!(note.contains("at its descriptor limit"), "{note}");
+        // Said once, not again in a sentence of its own.
+        assert_eq!(findings.iter().filter(|f| f.contains("512")).count(), 1, "{findings:?}");
+        for f in &findings {
+            assert!(!f.contains("mosquitto") && !f.contains("19,99") && !f.contains("20,000"), "{f}");
+        }
+    }
+
+    #[test]
+    fn closed_before_connack_far_from_the_limit_is_not_blamed_on_descriptors() {
+        let far = Some(TargetFds { processes: 1, open: 30, limit: 1_048_576 });
+        let findings = closed_before_connack_with(10, far);
+        let note = the_one(&findings);
+        assert!(
+            note.contains("held 30 of their 1048576 descriptors") && note.contains("not out of descriptors"),
+            "{note}"
+        );
+        assert!(note.contains("connection limit"), "{note}");
+    }
+
+    #[test]
+    fn closed_before_connack_with_no_reading_says_the_limit_is_unknown() {
+        let findings = closed_before_connack_with(7, None);
+        let note = the_one(&findings);
+        assert!(note.contains("descriptor limit is unknown here"), "{note}");
+        assert!(!note.contains("mosquitto") && !note.contains("19,99"), "{note}");
+    }
+
+    #[test]
+    fn a_bind_refused_for_its_address_is_not_called_port_exhaustion() {
+        let mut report = sample_report();
+        report.phases[0].errors.insert(ErrorKind::Other.key().into(), 3);
+        report.phases[0].other_errnos.insert(libc::EADDRNOTAVAIL.to_string(), 3);
+        let findings = findings(&report);
+        assert!(
+            findings.iter().any(|f| f.starts_with("3 connections could not bind their source address")),
+            "{findings:?}"
+        );
+        assert!(!findings.iter().any(|f| f.contains("TIME_WAIT") || f.contains("ran out (")), "{findings:?}");
+    }
 }

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use probe::StateCounts;
 
 use crate::latency::LatencySummary;
+use crate::printable::printable;
 use crate::report::format::{self, micros, Digits};
 use crate::report::{ExpectationResult, PhaseReport, RunReport};
 
@@ -25,7 +26,14 @@ pub fn render(report: &RunReport) -> String {
 fn header(out: &mut String, r: &RunReport) {
     let s = &r.scenario;
     let embedded = if s.embedded_target { ", embedded target" } else { "" };
-    let _ = writeln!(out, "sockcap {} — {} ({} → {}{embedded})", r.sockcap_version, s.name, s.protocol, s.target);
+    let _ = writeln!(
+        out,
+        "sockcap {} — {} ({} → {}{embedded})",
+        r.sockcap_version,
+        printable(&s.name),
+        s.protocol,
+        s.target
+    );
     let l = &r.limits;
     let f = &l.in_force;
     let opt = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
@@ -86,7 +94,7 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
         out,
         "phase {}/{total} {} ({}) {secs:.2}s: {work}; errors {errors}; drops {}",
         i + 1,
-        p.name,
+        printable(&p.name),
         p.kind,
         p.drops
     );
@@ -201,10 +209,10 @@ fn verdict(out: &mut String, r: &RunReport) {
     } else {
         let _ = writeln!(out, "FAILED{outcome}: {} of {checked} expectations failed", failures.len());
         for (phase, e) in failures {
-            let _ = writeln!(out, "  phase {phase}: {}", expectation(e));
+            let _ = writeln!(out, "  phase {}: {}", printable(phase), expectation(e));
         }
     }
     for note in &r.notes {
-        let _ = writeln!(out, "note: {note}");
+        let _ = writeln!(out, "note: {}", printable(note));
     }
 }

@@ -5,9 +5,11 @@
 //! connection's steps (`engine/connection/`) and the protocol clients read and write
 //! directly: a TLS or WebSocket stream needs a stream type of its own through them.
 
+mod error;
 pub mod tcp;
 
-use std::io;
+pub use error::{DialError, DialStep};
+
 use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
@@ -29,7 +31,7 @@ impl Transport {
         source: Option<SocketAddr>,
         sndbuf: Option<u32>,
         port_taken: impl FnOnce(),
-    ) -> io::Result<(TcpStream, Instant)> {
+    ) -> Result<(TcpStream, Instant), DialError> {
         match self {
             Transport::Tcp => tcp::dial(target, source, sndbuf, port_taken).await,
         }

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
+use super::error::{DialError, DialStep};
+
 /// Open a socket and connect; returns the instant connect() was called.
 ///
 /// A source port sockcap chose can turn out unusable: held by a socket that does not
@@ -21,68 +23,66 @@ pub async fn dial(
     source: Option<SocketAddr>,
     sndbuf: Option<u32>,
     port_taken: impl FnOnce(),
-) -> io::Result<(TcpStream, Instant)> {
+) -> Result<(TcpStream, Instant), DialError> {
     let chosen = source.filter(|s| s.port() != 0);
-    let connected = match connect_from(target, source, sndbuf).await {
-        Err((e, at_connect)) if chosen.is_some() && is_port_taken(&e, at_connect) => {
+    match connect_from(target, source, sndbuf).await {
+        Err(e) if chosen.is_some() && is_port_taken(&e) => {
             port_taken();
             connect_from(target, chosen.map(|s| SocketAddr::new(s.ip(), 0)), sndbuf).await
         }
         connected => connected,
-    };
-    connected.map_err(|(e, _)| e)
+    }
 }
 
 /// Whether `e` says an explicitly bound port is in use: at bind (by a socket that does not
 /// share it), or at connect (this 4-tuple).
-fn is_port_taken(e: &io::Error, at_connect: bool) -> bool {
-    match e.raw_os_error() {
-        Some(libc::EADDRINUSE) => !at_connect,
-        Some(libc::EADDRNOTAVAIL) => at_connect,
+fn is_port_taken(e: &DialError) -> bool {
+    match e.error.raw_os_error() {
+        Some(libc::EADDRINUSE) => e.step == DialStep::Bind,
+        Some(libc::EADDRNOTAVAIL) => e.step == DialStep::Connect,
         _ => false,
     }
 }
 
-/// Open a socket bound to `source` and connect it; fails with the error and whether it
-/// was connect()'s (not the socket's set-up).
+/// Open a socket bound to `source` and connect it.
 async fn connect_from(
     target: SocketAddr,
     source: Option<SocketAddr>,
     sndbuf: Option<u32>,
-) -> Result<(TcpStream, Instant), (io::Error, bool)> {
-    let socket = open_socket(target, source, sndbuf).map_err(|e| (e, false))?;
+) -> Result<(TcpStream, Instant), DialError> {
+    let socket = open_socket(target, source, sndbuf)?;
     let started = Instant::now();
-    match socket.connect(target).await {
-        Ok(stream) => {
-            stream.set_nodelay(true).map_err(|e| (e, true))?;
-            Ok((stream, started))
-        }
-        Err(e) => Err((e, true)),
-    }
+    let at_connect = |e| DialError::new(DialStep::Connect, e);
+    let stream = socket.connect(target).await.map_err(at_connect)?;
+    stream.set_nodelay(true).map_err(at_connect)?;
+    Ok((stream, started))
 }
 
 /// A socket ready to connect: buffer size and source address set.
-fn open_socket(target: SocketAddr, source: Option<SocketAddr>, sndbuf: Option<u32>) -> io::Result<TcpSocket> {
+fn open_socket(target: SocketAddr, source: Option<SocketAddr>, sndbuf: Option<u32>) -> Result<TcpSocket, DialError> {
+    let at_socket = |e| DialError::new(DialStep::Socket, e);
     let socket = match target {
-        SocketAddr::V4(_) => TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => TcpSocket::new_v6()?,
-    };
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(at_socket)?;
     if let Some(bytes) = sndbuf {
-        socket.set_send_buffer_size(bytes)?;
+        socket.set_send_buffer_size(bytes).map_err(at_socket)?;
     }
     let Some(local) = source else { return Ok(socket) };
     // SO_REUSEADDR on every bound socket: a later bind() may share a port only with
     // sockets that set it too, the kernel's choices at connect and TIME_WAIT included.
     // Without it, a churn phase's TIME_WAIT ports refused the explicit ports of a
     // connect phase after it (EADDRINUSE). The kernel's own choice at connect ignores it.
-    socket.set_reuseaddr(true)?;
-    if local.port() == 0 {
-        bind_at_connect(&socket, local)?;
+    socket.set_reuseaddr(true).map_err(at_socket)?;
+    let bound = if local.port() == 0 {
+        bind_at_connect(&socket, local)
     } else {
         // A port sockcap chose itself: the connect rate stays flat however full the
         // range is, where the kernel's own search slows past half of it.
-        socket.bind(local)?;
-    }
+        socket.bind(local)
+    };
+    bound.map_err(|e| DialError::new(DialStep::Bind, e))?;
     Ok(socket)
 }
 
@@ -105,4 +105,23 @@ pub async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A source address on no interface fails at bind, before any packet: the step says
+    /// so. (With net.ipv4.ip_nonlocal_bind = 1 bind would take it: this test needs 0.)
+    #[tokio::test]
+    async fn a_foreign_source_fails_at_bind() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap();
+        let foreign: SocketAddr = "192.0.2.1:0".parse().unwrap();
+        let nonlocal = std::fs::read_to_string("/proc/sys/net/ipv4/ip_nonlocal_bind").unwrap_or_default();
+        assert_eq!(nonlocal.trim(), "0", "this test needs net.ipv4.ip_nonlocal_bind = 0");
+        let err = dial(target, Some(foreign), None, || panic!("not a taken port")).await.unwrap_err();
+        assert_eq!((err.step, err.error.raw_os_error()), (DialStep::Bind, Some(libc::EADDRNOTAVAIL)), "{err}");
+        assert!(err.to_string().starts_with("bind: "), "{err}");
+    }
 }

@@ -29,6 +29,7 @@ const LAYERS: &[&[&str]] = &[
         "sources",
         "child_process",
         "stderr",
+        "printable",
     ],
     &["scenario"],
     &["expect"],

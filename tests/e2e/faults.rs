@@ -2,8 +2,15 @@
 //! the report written: a refused connect, a broker that closes before CONNACK
 //! (as mosquitto does at its descriptor limit), a broker that refuses the session.
 //! (A target that vanishes mid-run is in probe_cmd.rs, which starts its own target.)
+//! A small MQTT target in Python, started here under a descriptor limit the test sets,
+//! shows that the diagnosis quotes the target's own limit, and that data then a reset
+//! before the CONNACK is counted `reset`.
 
-use crate::support::{assert_exit, free_port, phase, run_scenario, Mosquitto};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{assert_exit, free_port, phase, run_scenario, Mosquitto, TempDir};
 
 #[test]
 fn refused_target_is_counted_and_exits_1() {
@@ -50,8 +57,10 @@ fn broker_closing_before_connack_is_its_own_error_kind() {
     // the TCP connect of the refused ten was measured
     assert_eq!(ramp["latency_us"]["connect"]["count"], 30);
     assert_eq!(ramp["latency_us"]["handshake"]["count"], held);
+    // mosquitto held ~20 descriptors of its limit: the note says so, and does not blame
+    // descriptors.
     let notes = report["notes"].to_string();
-    assert!(notes.contains("out of descriptors"), "{notes}");
+    assert!(notes.contains("not out of descriptors") && notes.contains("connection limit"), "{notes}");
 }
 
 /// A broker at its own descriptor limit: the report shows its descriptors per phase
@@ -121,4 +130,137 @@ fn unanswered_pings_are_ping_timeout_drops() {
     assert_eq!(total(&|p| p["succeeded"].as_u64().unwrap_or(0)), 20, "{report}");
     assert_eq!(total(&|p| p["errors"]["ping_timeout"].as_u64().unwrap_or(0)), 20, "{report}");
     assert_eq!(total(&|p| p["drops"].as_u64().unwrap_or(0)), 20, "{report}");
+}
+
+/// A minimal MQTT target: accepts, reads the CONNECT, answers CONNACK and holds the
+/// connection. `limit`: its RLIMIT_NOFILE; at the limit it closes what it cannot serve
+/// (a spare descriptor freed to accept and close it), as a broker out of descriptors
+/// does. `reset`: it sends one byte of a CONNACK, then resets the connection.
+const PY_TARGET: &str = r#"
+import errno, os, resource, socket, struct, sys
+port_file, mode, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.bind(("127.0.0.1", 0))
+listener.listen(1024)
+spare = open(os.devnull)
+with open(port_file + ".tmp", "w") as f:
+    f.write(str(listener.getsockname()[1]))
+os.rename(port_file + ".tmp", port_file)
+held = []
+while True:
+    try:
+        conn, _ = listener.accept()
+    except OSError as e:
+        if e.errno != errno.EMFILE:
+            raise
+        spare.close()
+        conn, _ = listener.accept()
+        conn.close()
+        spare = open(os.devnull)
+        continue
+    conn.settimeout(5)
+    try:
+        conn.recv(4096)
+    except OSError:
+        conn.close()
+        continue
+    if mode == "reset":
+        conn.sendall(b"\x20")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+    else:
+        conn.sendall(b"\x20\x02\x00\x00")
+        held.append(conn)
+"#;
+
+/// The Python target, killed on drop.
+struct PyTarget {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl PyTarget {
+    fn start(tag: &str, mode: &str, nofile: u64) -> PyTarget {
+        let dir = TempDir::new(tag);
+        let script = dir.file("target.py", PY_TARGET);
+        let port_file: PathBuf = dir.path("port");
+        let mut child = Command::new("python3")
+            .arg(&script)
+            .arg(&port_file)
+            .arg(mode)
+            .arg(nofile.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs (the test's MQTT target needs it)");
+        let start = Instant::now();
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                break text.trim().parse().expect("a port");
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the Python target exited: {status}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "the Python target did not start in 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        PyTarget { child, port, _dir: dir }
+    }
+}
+
+impl Drop for PyTarget {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mqtt_ramp(name: &str, port: u16, count: u64) -> String {
+    format!(
+        "name = \"{name}\"\ntarget = \"127.0.0.1:{port}\"\nprotocol = \"mqtt\"\n\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = {count}, rate = 500 }}\n"
+    )
+}
+
+/// A target that is not mosquitto, with a descriptor limit of 64 set by the test: the
+/// finding quotes what was measured of it (its descriptors in use and its limit), not
+/// another machine's broker.
+#[test]
+fn closed_before_connack_quotes_the_targets_own_descriptor_limit() {
+    const LIMIT: u64 = 64;
+    let target = PyTarget::start("py-limit", "hold", LIMIT);
+    let (out, report) = run_scenario("py-limit", &mqtt_ramp("small limit", target.port, 100), &[]);
+    assert_exit(&out, 1);
+    let ramp = phase(&report, "ramp");
+    let (held, closed) =
+        (ramp["succeeded"].as_u64().unwrap(), ramp["errors"]["closed_before_connack"].as_u64().unwrap());
+    assert!(held > 0 && closed > 0 && held + closed == 100, "held {held}, closed {closed}: {}", ramp["errors"]);
+    assert_eq!(ramp["target_fds"]["limit"], LIMIT, "{}", ramp["target_fds"]);
+    let notes: Vec<String> =
+        report["notes"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
+    let note = notes.iter().find(|n| n.contains("before any CONNACK")).unwrap_or_else(|| panic!("{notes:?}"));
+    let open = ramp["target_fds"]["open"].as_u64().unwrap();
+    assert!(note.contains(&format!("held {open} of their {LIMIT} descriptors")), "{note}");
+    assert!(note.contains("at its descriptor limit"), "{note}");
+    for n in &notes {
+        assert!(!n.contains("mosquitto") && !n.contains("19,99") && !n.contains("19.99"), "{n}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&format!("of their {LIMIT} descriptors")) && !stdout.contains("mosquitto"), "{stdout}");
+}
+
+/// A target that sends a byte of its answer, then resets the connection: a reset,
+/// not a connection closed before CONNACK.
+#[test]
+fn data_then_reset_before_connack_is_counted_reset() {
+    let target = PyTarget::start("py-reset", "reset", 1024);
+    let (out, report) = run_scenario("py-reset", &mqtt_ramp("reset after a byte", target.port, 20), &[]);
+    assert_exit(&out, 1);
+    let ramp = phase(&report, "ramp");
+    assert_eq!(ramp["errors"]["reset"], 20, "{}", ramp["errors"]);
+    assert_eq!(ramp["errors"]["closed_before_connack"], 0, "{}", ramp["errors"]);
+    assert_eq!(ramp["latency_us"]["connect"]["count"], 20);
 }

@@ -13,6 +13,7 @@ mod preflight;
 mod probe_cmd;
 mod report_formats;
 mod report_outputs;
+mod scenario_bounds;
 mod scenario_workers;
 mod scenarios;
 mod serve_workers;

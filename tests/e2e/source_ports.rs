@@ -1,11 +1,13 @@
 //! The source ports sockcap chooses itself (`sources`): a port already held by a socket
 //! that does not share it, or a 4-tuple already connected, gives way to the kernel's
 //! choice, counted in the report; the ports a churn phase left in TIME_WAIT do not refuse
-//! a later connect phase's.
+//! a later connect phase's. A source address that is not this machine's is refused
+//! before any connect.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
 
-use crate::support::{assert_exit, census, free_port, phase, run_scenario};
+use crate::support::{assert_exit, census, free_port, phase, run, run_scenario, TempDir};
 
 /// The first port of ip_local_port_range: connection g of a run with one source address
 /// binds `lo + g`.
@@ -90,4 +92,60 @@ fn a_connect_phase_after_a_churn_phase_binds_over_its_time_wait() {
     assert_eq!(ramp["succeeded"], 900, "{} {}", ramp["errors"], ramp["other_errnos"]);
     assert_eq!(ramp["ports_taken"], 0, "the churn's TIME_WAIT ports are shared, not taken");
     assert_eq!(census(ramp, "client", "established"), 900);
+}
+
+/// A source address on none of this machine's interfaces (192.0.2.1, TEST-NET-1) is
+/// refused with exit 2 before anything connects: by `run` (the scenario's `sources`, a
+/// phase's, and `--sources`) and by `preflight`, naming the address and the fix; inside
+/// a private namespace, where only loopback exists, too. The target listening here sees
+/// no connection.
+#[test]
+fn a_source_address_not_on_this_machine_is_refused_before_any_connect() {
+    let target = TcpListener::bind(("127.0.0.1", free_port())).unwrap();
+    target.set_nonblocking(true).unwrap();
+    let addr = target.local_addr().unwrap();
+    let dir = TempDir::new("foreign-source");
+    let scenario = |name: &str, sources: &str, phase_sources: &str| {
+        dir.file(
+            name,
+            &format!(
+                "name = \"foreign\"\ntarget = \"{addr}\"\nprotocol = \"tcp\"\n{sources}\n\
+                 [[phase]]\nname = \"ramp\"\nconnect = {{ count = 20, rate = 1000 }}\n{phase_sources}\n"
+            ),
+        )
+    };
+    let whole = scenario("whole.toml", "sources = [\"127.0.0.2\", \"192.0.2.1\"]", "");
+    let phase = scenario("phase.toml", "", "sources = [\"192.0.2.1\"]");
+    let plain = scenario("plain.toml", "", "");
+    let runs: [(&[&str], &str); 4] = [
+        (&["run", whole.to_str().unwrap(), "--quiet"], "field `sources`"),
+        (&["run", phase.to_str().unwrap(), "--quiet"], "field `phase[0].sources`"),
+        (&["run", plain.to_str().unwrap(), "--quiet", "--sources", "192.0.2.1"], "field `--sources`"),
+        (&["preflight", whole.to_str().unwrap()], "field `sources`"),
+    ];
+    for (args, field) in runs {
+        let started = Instant::now();
+        let out = run(args);
+        assert_exit(&out, 2);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(field), "{args:?}: {stderr}");
+        assert!(stderr.contains("`192.0.2.1` is not an address of this machine"), "{args:?}: {stderr}");
+        assert!(stderr.contains("ip address add 192.0.2.1/32 dev lo"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("TIME_WAIT") && !stderr.contains("ephemeral"), "{args:?}: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{args:?} took {:?}", started.elapsed());
+    }
+    let netns = dir.file(
+        "netns.toml",
+        "name = \"ns\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\nsources = [\"192.0.2.1\"]\n[netns]\n\
+         [[phase]]\nconnect = { count = 5, rate = 100 }\n",
+    );
+    let out = run(&["run", netns.to_str().unwrap(), "--quiet"]);
+    assert_exit(&out, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`192.0.2.1` is not an address inside the run's private network namespace"), "{stderr}");
+    // Nothing reached the target.
+    match target.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the target was connected to: {other:?}"),
+    }
 }

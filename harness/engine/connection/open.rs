@@ -15,6 +15,7 @@ use super::links::{micros_since, Attempt, ConnSpec, Event};
 use crate::failure::ErrorKind;
 use crate::protocol::session::{Answer, Hello};
 use crate::transport::tcp::write_all;
+use crate::transport::{DialError, DialStep};
 
 /// Connect and handshake; for a churn cycle, close at once. Returns the stream to hold,
 /// if there is one.
@@ -72,6 +73,18 @@ impl Failure {
         let (kind, errno) = ErrorKind::classify(err);
         Failure { kind, errno, connect_us }
     }
+
+    /// A dial that failed. EADDRNOTAVAIL at bind is a source address that is not this
+    /// machine's (any more), not the ports running out: counted `other` with its errno,
+    /// which the findings name.
+    fn dial(err: &DialError) -> Failure {
+        match (err.step, err.error.raw_os_error()) {
+            (DialStep::Bind, Some(libc::EADDRNOTAVAIL)) => {
+                Failure { kind: ErrorKind::Other, errno: Some(libc::EADDRNOTAVAIL), connect_us: None }
+            }
+            _ => Failure::io(&err.error, None),
+        }
+    }
 }
 
 /// A connection open and its handshake done, with the slot it holds (`max_inflight`).
@@ -86,17 +99,17 @@ async fn open_within_deadline(
     // scheduled instant whatever holds the connection up.
     let connecting = async {
         let Ok(permit) = attempt.permits.clone().acquire_owned().await else {
-            return Err(io::Error::other("the run is ending"));
+            return Err(Failure::io(&io::Error::other("the run is ending"), None));
         };
         let port_taken = || {
             let _ = events.send(Event::PortTaken);
         };
         let dialled = spec.transport().dial(spec.target, attempt.source, spec.sndbuf, port_taken).await;
-        dialled.map(|(stream, started)| (stream, started, permit))
+        dialled.map(|(stream, started)| (stream, started, permit)).map_err(|e| Failure::dial(&e))
     };
     let (stream, started, permit) = match timeout_at(attempt.deadline, connecting).await {
         Ok(Ok(opened)) => opened,
-        Ok(Err(e)) => return Err(Failure::io(&e, None)),
+        Ok(Err(failure)) => return Err(failure),
         Err(_) => return Err(Failure::new(ErrorKind::TimedOut, None)),
     };
     let connect_us = micros_since(attempt.scheduled);
@@ -142,8 +155,10 @@ async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Fa
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 let mut failure = Failure::io(&e, None);
-                if failure.kind == ErrorKind::Reset {
-                    // A reset before any CONNACK is the same symptom as an EOF: the broker dropped us.
+                if failure.kind == ErrorKind::Reset && filled == 0 {
+                    // A reset before the target sent anything is the symptom of an EOF: it
+                    // closed without reading our hello (unread data turns its close into a
+                    // RST). After it sent bytes, a reset is a reset.
                     failure.kind = ErrorKind::ClosedBeforeConnack;
                 }
                 return Err(failure);
@@ -161,6 +176,15 @@ async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Fa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_address_bind_refuses_is_not_the_ports_running_out() {
+        let unavailable = || io::Error::from_raw_os_error(libc::EADDRNOTAVAIL);
+        let at_bind = Failure::dial(&DialError::new(DialStep::Bind, unavailable()));
+        assert_eq!((at_bind.kind, at_bind.errno), (ErrorKind::Other, Some(libc::EADDRNOTAVAIL)));
+        let at_connect = Failure::dial(&DialError::new(DialStep::Connect, unavailable()));
+        assert_eq!((at_connect.kind, at_connect.errno), (ErrorKind::AddrNotAvailable, None));
+    }
 
     #[test]
     fn client_ids_fill_the_template() {
