@@ -377,7 +377,8 @@ fn a_shard_of_another_scenario_n_or_taken_index_is_refused_at_once() {
 }
 
 /// A shard whose peers never arrive gives up at its rendezvous timeout with exit 3:
-/// shard 0 listening alone, and shard 1 with nobody listening.
+/// shard 0 listening alone, and shard 1 with nobody listening. Neither has a token, and
+/// each warns once that anyone can join.
 #[test]
 #[cfg_attr(sockcap_not_root, ignore = "needs root to make network namespaces")]
 fn a_shard_whose_peers_never_come_exits_3_at_the_timeout() {
@@ -406,6 +407,9 @@ fn a_shard_whose_peers_never_come_exits_3_at_the_timeout() {
     for (i, shard) in shards.iter_mut().enumerate() {
         let result = shard.wait(Duration::from_secs(15));
         assert_exit_code(&format!("shard {i} alone"), &result, 3);
+        // Without a token, each shard says anyone can join.
+        let warning = "no token (--rendezvous-token-file or $SOCKCAP_RENDEZVOUS_TOKEN): anyone who reaches";
+        assert_eq!(result.1.matches(warning).count(), 1, "shard {i}: {}", result.1);
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "gave up after {took:?}");
