@@ -166,16 +166,11 @@ fn bad_input_exits_2() {
 }
 
 /// In a container or a pod the memory that counts is its cgroup's limit less its use,
-/// not the machine's MemAvailable: preflight run inside a 100 MB memory cgroup (v1, as
-/// on this machine) blocks a run that fits the machine many times over.
+/// not the machine's MemAvailable: preflight run inside a 100 MB memory cgroup (v1 or v2,
+/// whichever the runner has) blocks a run that fits the machine many times over.
 #[test]
 fn a_memory_cgroup_limit_is_the_memory_that_counts() {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
-    let Some(path) = cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string())) else {
-        panic!("this test needs a cgroup v1 memory controller (as on the project machine): {cgroups}");
-    };
-    let dir = format!("/sys/fs/cgroup/memory{}/sockcap-e2e-{}", path.trim_end_matches('/'), std::process::id());
-    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating the memory cgroup {dir}: {e}"));
+    let (dir, limit_file) = memory_cgroup(&format!("sockcap-e2e-{}", std::process::id()));
     struct Remove(String);
     impl Drop for Remove {
         fn drop(&mut self) {
@@ -183,7 +178,7 @@ fn a_memory_cgroup_limit_is_the_memory_that_counts() {
         }
     }
     let _remove = Remove(dir.clone());
-    std::fs::write(format!("{dir}/memory.limit_in_bytes"), "100000000").expect("set the cgroup's limit");
+    std::fs::write(format!("{dir}/{limit_file}"), "100000000").expect("set the cgroup's limit");
 
     let tmp = TempDir::new("preflight-cgroup");
     let file = tmp.file("scenario.toml", &scenario("embedded", "", 20_000));
@@ -202,6 +197,27 @@ fn a_memory_cgroup_limit_is_the_memory_that_counts() {
     // Outside the cgroup the same scenario fits.
     let out = preflight("cgroup-outside", &scenario("embedded", "", 20_000), &["--json"]);
     assert_eq!(check(&json(&out), "memory")["verdict"], "fits");
+}
+
+/// A new memory cgroup `name`, made where this process's memory controller is: under its
+/// own v1 memory cgroup, or (v2) under the root, where the memory controller is on and no
+/// process rule stands in the way. Its directory and the file that sets its limit.
+fn memory_cgroup(name: &str) -> (String, &'static str) {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let (dir, limit_file) = match cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string())) {
+        Some(v1) => (format!("/sys/fs/cgroup/memory{}/{name}", v1.trim_end_matches('/')), "memory.limit_in_bytes"),
+        None => {
+            let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control").unwrap_or_default();
+            assert!(
+                controllers.split_whitespace().any(|c| c == "memory"),
+                "this test needs a memory cgroup it can make: no v1 memory controller in /proc/self/cgroup \
+                 ({cgroups}) and no v2 memory controller in /sys/fs/cgroup/cgroup.subtree_control ({controllers})"
+            );
+            (format!("/sys/fs/cgroup/{name}"), "memory.max")
+        }
+    };
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating the memory cgroup {dir} (needs root): {e}"));
+    (dir, limit_file)
 }
 
 /// A scenario written for a cluster names its broker (`mqtt-broker:1883`); with
