@@ -27,7 +27,7 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -48,11 +48,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 /// How long shard 0 waits for a connection's registration line.
 const REGISTER_WITHIN: Duration = Duration::from_secs(10);
+/// The most shard 0 reads from one connection (a registration is about 300 bytes): a
+/// peer that sends more, or a line without end, is read no further.
+const MOST_READ: u64 = 64 * 1024;
 
 /// Why a shard did not get a common start.
 #[derive(Debug, thiserror::Error)]
 pub enum RendezvousError {
-    /// Shard 0 refused this shard: it runs another scenario, N or version.
+    /// Shard 0 refused this shard: it runs another scenario, N or version, or it lacks
+    /// the run's token.
     #[error("refused by the rendezvous: {0}")]
     Refused(String),
     /// The peers did not all arrive in time.
@@ -229,7 +233,7 @@ async fn registration(
     if send(&mut out, &Msg::challenge(&challenge)).await.is_err() {
         return;
     }
-    let mut lines = BufReader::new(read).lines();
+    let mut lines = BufReader::new(read.take(MOST_READ)).lines();
     let first = tokio::time::timeout(REGISTER_WITHIN, lines.next_line()).await;
     let Ok(Ok(Some(line))) = first else { return };
     let Ok(Msg::Register { member, answer }) = serde_json::from_str::<Msg>(&line) else {
@@ -483,5 +487,31 @@ mod tests {
         let Err(RendezvousError::TimedOut(why)) = lead.await.unwrap() else { panic!("the lead did not time out") };
         assert!(why.contains("without the rendezvous token") && why.contains("127.0.0.1:"), "{why}");
         assert!(!why.contains(secret), "{why}");
+    }
+
+    /// A peer that sends a line without end is read no further than MOST_READ: shard 0
+    /// closes it at once, not at the registration timeout.
+    #[tokio::test]
+    async fn an_endless_line_is_cut_off() {
+        let port = free_port();
+        let lead = tokio::spawn(async move {
+            agree(&member(0, 2, "a"), None, &format!("x:{port}"), Duration::from_millis(1500)).await
+        });
+        let mut stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(stream) => break stream,
+                Err(_) => sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (read, mut out) = stream.split();
+        let mut lines = BufReader::new(read).lines();
+        lines.next_line().await.unwrap().unwrap();
+        let sent = Instant::now();
+        let endless = vec![b'x'; MOST_READ as usize + 1];
+        tokio::io::AsyncWriteExt::write_all(&mut out, &endless).await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await;
+        assert!(matches!(closed, Ok(Ok(None)) | Ok(Err(_))), "{closed:?}");
+        assert!(sent.elapsed() < Duration::from_secs(2), "closed after {:?}", sent.elapsed());
+        assert!(lead.await.unwrap().is_err());
     }
 }
