@@ -194,6 +194,10 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
         ),
     );
     let rendezvous = SocketAddrV4::new(lab.hosts[0].addr(), RENDEZVOUS_PORT).to_string();
+    // The shards prove a shared token across the hosts.
+    const TOKEN: &str = "lab-token-7d3e9b2c5a10f486";
+    let token = dir.file("rendezvous-token", &format!("{TOKEN}\n"));
+    let token = token.to_str().unwrap();
     let jsons: Vec<_> = (0..3).map(|i| dir.path(&format!("shard{i}.json"))).collect();
     let mut shards: Vec<Spawned> = lab
         .hosts
@@ -203,8 +207,18 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
             // Host 2 finds its place as a Kubernetes indexed Job's pod would: `--shard auto`.
             let shard = if i == 2 { "auto".to_string() } else { format!("{i}/3") };
             let sources = host.sources();
-            let args =
-                ["--shard", &shard, "--rendezvous", &rendezvous, "--rendezvous-timeout", "30s", "--sources", &sources];
+            let args = [
+                "--shard",
+                &shard,
+                "--rendezvous",
+                &rendezvous,
+                "--rendezvous-timeout",
+                "30s",
+                "--sources",
+                &sources,
+                "--rendezvous-token-file",
+                token,
+            ];
             let mut command = run_command(&lab, &host.netns, &scenario, &jsons[i], &args);
             if i == 2 {
                 command.env("JOB_COMPLETION_INDEX", "2").env("SOCKCAP_SHARDS", "3");
@@ -214,7 +228,9 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
         .collect();
     let held = settled_hold(&lab, broker.addr, &mut shards);
     for (i, shard) in shards.iter_mut().enumerate() {
-        assert_exit_code(&format!("shard {i}"), &shard.wait(PATIENCE), 0);
+        let result = shard.wait(PATIENCE);
+        assert_exit_code(&format!("shard {i}"), &result, 0);
+        assert!(!result.1.contains("no token") && !result.1.contains(TOKEN), "shard {i}: {}", result.1);
     }
     let after = lab.server_states(broker.addr);
     let log = broker.stop();
