@@ -266,6 +266,8 @@ fn shard_options_are_checked_before_anything_runs() {
     let missing = dir.path("missing-token");
     let err = stderr_of(&[&rendezvous[..], &["--rendezvous-token-file", missing.to_str().unwrap()]].concat(), &[]);
     assert!(err.contains("cannot read the token"), "{err}");
+    let err = stderr_of(&["--shard", "1/2", "--rendezvous-token-file", short.to_str().unwrap()], &[]);
+    assert!(err.contains("--rendezvous <HOST:PORT>"), "a token without a rendezvous: {err}");
 }
 
 #[test]
