@@ -2,12 +2,12 @@
 //! `--start-at RFC3339`, turned into the host's [`Shard`], its [`ShardInfo`] and the
 //! engine's [`StartGate`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::failure::Failure;
 use crate::engine::StartGate;
-use crate::rendezvous::{self, Member};
+use crate::rendezvous::{self, Member, Token, TOKEN_ENV};
 use crate::shard::Shard;
 
 /// The shard options of `sockcap run`.
@@ -22,6 +22,10 @@ pub struct ShardOptions {
     /// others register at HOST:PORT.
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "start_at")]
     pub rendezvous: Option<String>,
+    /// A file whose content (at least 16 bytes) every shard of the run shares: shard 0
+    /// admits only shards that prove they hold it. Default: $SOCKCAP_RENDEZVOUS_TOKEN.
+    #[arg(long, value_name = "FILE", requires = "rendezvous")]
+    pub rendezvous_token_file: Option<PathBuf>,
     /// How long a shard waits for its peers at the rendezvous before giving up (exit 3).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub rendezvous_timeout: Duration,
@@ -100,13 +104,25 @@ pub fn start_gate(args: &ShardOptions, host: Shard, sha256: &str) -> Result<(Sta
     }
     match &args.rendezvous {
         Some(addr) => {
+            let token = rendezvous_token(args.rendezvous_token_file.as_deref(), |var| std::env::var(var).ok())?;
             let member = Member::new(host, sha256.to_string());
             let (addr, within) = (addr.clone(), args.rendezvous_timeout);
-            let agreed = async move { rendezvous::agree(&member, &addr, within).await };
+            let agreed = async move { rendezvous::agree(&member, token.as_ref(), &addr, within).await };
             Ok((StartGate::Rendezvous(Box::pin(agreed)), "rendezvous"))
         }
         None => Ok((StartGate::Now, "none")),
     }
+}
+
+/// The rendezvous token: `--rendezvous-token-file`, else `$SOCKCAP_RENDEZVOUS_TOKEN`, else
+/// none. One that cannot be read or is too short is bad input (exit 2).
+fn rendezvous_token(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Option<Token>, Failure> {
+    let token = match (file, env(TOKEN_ENV)) {
+        (Some(path), _) => Token::from_file(path).map(Some),
+        (None, Some(value)) => Token::from_env_value(&value).map(Some),
+        (None, None) => Ok(None),
+    };
+    token.map_err(|e| Failure::bad_input(anyhow::anyhow!(e)))
 }
 
 #[cfg(test)]

@@ -11,13 +11,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{
-    assert_gone, census, embedded_port, phase, raise_nofile, report, start_run, wait_for_workers, wait_with_timeout,
+    assert_gone, census, embedded_port, phase, report, start_run_with_nofile, wait_for_workers, wait_with_timeout,
     TempDir,
 };
 
+/// The descriptor limit the capacity runs are given, whatever the runner's: 30,000
+/// connections then need exactly two client workers and two target processes.
+const NOFILE: u64 = 20_000;
+
 #[test]
 fn thirty_thousand_connections_over_workers_and_sources_merge_exactly() {
-    raise_nofile();
     const N: u64 = 30_000;
     let dir = TempDir::new("workers-30k");
     let toml = format!(
@@ -26,8 +29,8 @@ fn thirty_thousand_connections_over_workers_and_sources_merge_exactly() {
          expect = {{ established = \"== {N}\" }}\n\
          [[phase]]\nname = \"hold\"\nhold = \"8s\"\nexpect = {{ established = \"== {N}\" }}\n"
     );
-    let (mut run, json) = start_run(&dir, &toml, &[]);
-    // Past one process's 19,900 descriptors: `--workers auto` takes two.
+    let (mut run, json) = start_run_with_nofile(&dir, &toml, &[], NOFILE);
+    // Past one process's 19,900 descriptors (of NOFILE): `--workers auto` takes two.
     let workers = wait_for_workers(run.id(), 2);
     // During the hold, `ss` sees every connection, from two or more source addresses.
     let port = embedded_port(run.id());

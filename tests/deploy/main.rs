@@ -1,8 +1,9 @@
 //! The Kubernetes deployment in `deploy/k8s/`: every manifest validates against the
 //! Kubernetes API schemas (`kubernetes-validate --strict`), the Indexed Job runs each of
 //! its N shards once, with only safe sysctls and the wiring the rendezvous needs, the
-//! ConfigMap's scenario is a valid sockcap scenario that fits one pod, and `collect.sh`
-//! saves one log per completion index and hands them to `sockcap merge`.
+//! ConfigMap's scenario is a valid sockcap scenario that fits one pod, the shards prove
+//! the rendezvous token from a Secret kustomize generates, and `collect.sh` saves one log
+//! per completion index and hands them to `sockcap merge`.
 //!
 //! kubernetes-validate is a PyPI package; the README's test command installs it into
 //! `target/kubernetes-validate/` (a venv). These tests find it there or on PATH, and
@@ -248,6 +249,46 @@ fn shards_meet_at_shard_0_through_the_headless_service() {
     // Indexed Job pods have hostname <job>-<index>: shard 0 is <job>-0.<service>.
     let job_name = string(&job["metadata"]["name"], "the Job's name");
     assert_eq!(flag(&args(&job), "--rendezvous"), format!("{job_name}-0.{service_name}:{port}"));
+}
+
+/// Shard 0 admits only the pods that hold the run's token: kustomize generates a Secret
+/// from `deploy/k8s/rendezvous-token` (ignored by git), the Job mounts it read-only,
+/// readable by the pod's group only, and hands its file to `--rendezvous-token-file`.
+#[test]
+fn shards_prove_the_rendezvous_token_from_a_generated_secret() {
+    let kustomization = load("kustomization.yaml");
+    let generators = list(&kustomization["secretGenerator"], "secretGenerator");
+    assert_eq!(generators.len(), 1, "one generated Secret");
+    let secret = string(&generators[0]["name"], "the Secret's name");
+    let files = list(&generators[0]["files"], "the Secret's files");
+    assert_eq!(files.len(), 1);
+    let (key, file) = string(&files[0], "a file").split_once('=').expect("KEY=FILE");
+    assert_eq!(file, "rendezvous-token");
+    let gitignore = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".gitignore")).unwrap();
+    assert!(gitignore.lines().any(|l| l == "/deploy/k8s/rendezvous-token"), "the token file is never committed");
+
+    let job = load("job.yaml");
+    let pod = &job["spec"]["template"]["spec"];
+    let volume = list(&pod["volumes"], "volumes")
+        .iter()
+        .find(|v| v["secret"]["secretName"].as_str() == Some(secret))
+        .unwrap_or_else(|| panic!("no volume of the Secret {secret}"));
+    let mode = int(&volume["secret"]["defaultMode"], "the Secret's defaultMode");
+    assert_eq!(mode & 0o007, 0, "others may not read the token: mode {mode:o}");
+    let user = int(&pod["securityContext"]["runAsUser"], "runAsUser");
+    assert!(user != 0 && mode & 0o040 != 0, "the pod's user reads the token through its group: mode {mode:o}");
+    let group = int(&pod["securityContext"]["runAsGroup"], "runAsGroup");
+    assert_eq!(int(&pod["securityContext"]["fsGroup"], "fsGroup"), group, "the token's group is the pod's");
+    let mount = named(&container(&job)["volumeMounts"], string(&volume["name"], "the volume's name"), "volume mount");
+    assert_eq!(mount["readOnly"].as_bool(), Some(true));
+    let path = flag(&args(&job), "--rendezvous-token-file");
+    assert_eq!(path, format!("{}/{key}", string(&mount["mountPath"], "mountPath")));
+
+    // A token made as kustomization.yaml says (32 random bytes in base64, a line end) is
+    // one sockcap takes.
+    let dir = TempDir::new("deploy-token");
+    let token = dir.file(file, "q2Jf0vGm3d5Qm1fXb8aZpQy0b6T1nW4eK7sL9cR2uVo=\n");
+    sockcap::rendezvous::Token::from_file(&token).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! 5,000 MQTT clients against a real mosquitto, ramped, held and closed in each
+//! 3,000 MQTT clients against a real mosquitto, ramped, held and closed in each
 //! close mode; the census in the report is checked against what each mode must
 //! leave, and against `ss` for the same sockets.
 
@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use crate::support::{assert_agree, assert_exit, census, phase, run_scenario, ss_states, Mosquitto};
 
-const CLIENTS: u64 = 5_000;
+/// Under any runner's descriptor limit down to 4,096: mosquitto, started with the limit the
+/// tests run under, holds them all.
+const CLIENTS: u64 = 3_000;
 
 /// Ramp, hold and close `CLIENTS` clients with `how` against `target`; returns the report.
 fn ramp_hold_close(tag: &str, target: &str, how: &str, after: &str) -> Value {

@@ -33,7 +33,9 @@ struct Held {
 
 /// Poll `ss` in every namespace until three readings 150 ms apart agree, with sockets
 /// established from every host: the hold. Every run must still be running afterwards,
-/// or the reading could be of the close.
+/// or the reading could be of the close. One reading runs `ss` 13 times in namespaces:
+/// on a loaded runner (load 12 on 2 cores) three took longer than a 4 s hold, so the
+/// lab's holds last 8 s.
 fn settled_hold(lab: &Lab, target: SocketAddrV4, runs: &mut [Spawned]) -> Held {
     let read = || Held {
         hosts: lab.hosts.iter().map(|h| lab.client_states(h, target)).collect(),
@@ -134,7 +136,7 @@ fn runs_from_three_hosts_count_what_ss_sees_in_each_and_the_target_holds_the_sum
         &format!(
             "name = \"one of three hosts\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n\
              [[phase]]\nname = \"ramp\"\nconnect = {{ count = 300, rate = 1000 }}\n\
-             [[phase]]\nname = \"hold\"\nhold = \"4s\"\nexpect = {{ established = \"== 300\" }}\n\
+             [[phase]]\nname = \"hold\"\nhold = \"8s\"\nexpect = {{ established = \"== 300\" }}\n\
              [[phase]]\nname = \"close\"\nclose = {{ how = \"rst\", rate = 5000 }}\n",
             serve.addr
         ),
@@ -187,13 +189,17 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
              [mqtt]\nclient_id = \"sockcap-{{worker}}-{{n}}\"\nkeep_alive = \"30s\"\n\
              [[phase]]\nname = \"ramp\"\nconnect = {{ count = {TOTAL}, rate = 600 }}\n\
              expect = {{ established = \"== {TOTAL}\" }}\n\
-             [[phase]]\nname = \"hold\"\nhold = \"5s\"\nexpect = {{ established = \"== {TOTAL}\", drops = \"== 0\" }}\n\
+             [[phase]]\nname = \"hold\"\nhold = \"8s\"\nexpect = {{ established = \"== {TOTAL}\", drops = \"== 0\" }}\n\
              [[phase]]\nname = \"close\"\nclose = {{ how = \"mqtt-disconnect\", rate = 3000, timeout = \"30s\" }}\n\
              expect = {{ established = \"== 0\" }}\n",
             broker.addr
         ),
     );
     let rendezvous = SocketAddrV4::new(lab.hosts[0].addr(), RENDEZVOUS_PORT).to_string();
+    // The shards prove a shared token across the hosts.
+    const TOKEN: &str = "lab-token-7d3e9b2c5a10f486";
+    let token = dir.file("rendezvous-token", &format!("{TOKEN}\n"));
+    let token = token.to_str().unwrap();
     let jsons: Vec<_> = (0..3).map(|i| dir.path(&format!("shard{i}.json"))).collect();
     let mut shards: Vec<Spawned> = lab
         .hosts
@@ -203,8 +209,18 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
             // Host 2 finds its place as a Kubernetes indexed Job's pod would: `--shard auto`.
             let shard = if i == 2 { "auto".to_string() } else { format!("{i}/3") };
             let sources = host.sources();
-            let args =
-                ["--shard", &shard, "--rendezvous", &rendezvous, "--rendezvous-timeout", "30s", "--sources", &sources];
+            let args = [
+                "--shard",
+                &shard,
+                "--rendezvous",
+                &rendezvous,
+                "--rendezvous-timeout",
+                "30s",
+                "--sources",
+                &sources,
+                "--rendezvous-token-file",
+                token,
+            ];
             let mut command = run_command(&lab, &host.netns, &scenario, &jsons[i], &args);
             if i == 2 {
                 command.env("JOB_COMPLETION_INDEX", "2").env("SOCKCAP_SHARDS", "3");
@@ -214,7 +230,9 @@ fn three_shards_merge_into_what_ss_sees_on_every_host_and_at_the_target() {
         .collect();
     let held = settled_hold(&lab, broker.addr, &mut shards);
     for (i, shard) in shards.iter_mut().enumerate() {
-        assert_exit_code(&format!("shard {i}"), &shard.wait(PATIENCE), 0);
+        let result = shard.wait(PATIENCE);
+        assert_exit_code(&format!("shard {i}"), &result, 0);
+        assert!(!result.1.contains("no token") && !result.1.contains(TOKEN), "shard {i}: {}", result.1);
     }
     let after = lab.server_states(broker.addr);
     let log = broker.stop();
@@ -377,7 +395,8 @@ fn a_shard_of_another_scenario_n_or_taken_index_is_refused_at_once() {
 }
 
 /// A shard whose peers never arrive gives up at its rendezvous timeout with exit 3:
-/// shard 0 listening alone, and shard 1 with nobody listening.
+/// shard 0 listening alone, and shard 1 with nobody listening. Neither has a token, and
+/// each warns once that anyone can join.
 #[test]
 #[cfg_attr(sockcap_not_root, ignore = "needs root to make network namespaces")]
 fn a_shard_whose_peers_never_come_exits_3_at_the_timeout() {
@@ -406,6 +425,9 @@ fn a_shard_whose_peers_never_come_exits_3_at_the_timeout() {
     for (i, shard) in shards.iter_mut().enumerate() {
         let result = shard.wait(Duration::from_secs(15));
         assert_exit_code(&format!("shard {i} alone"), &result, 3);
+        // Without a token, each shard says anyone can join.
+        let warning = "no token (--rendezvous-token-file or $SOCKCAP_RENDEZVOUS_TOKEN): anyone who reaches";
+        assert_eq!(result.1.matches(warning).count(), 1, "shard {i}: {}", result.1);
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(10), "gave up after {took:?}");

@@ -4,7 +4,11 @@
 
 use serde_json::Value;
 
-use crate::support::{assert_exit, run, Mosquitto, TempDir};
+use crate::support::{assert_exit, run, run_with_nofile, Mosquitto, TempDir};
+
+/// The descriptor limit `sockcap preflight` runs under in these tests, whatever the
+/// runner's: the worker counts they expect follow from it.
+const NOFILE: u64 = 4_096;
 
 fn scenario(target: &str, head: &str, count: u64) -> String {
     format!(
@@ -14,13 +18,14 @@ fn scenario(target: &str, head: &str, count: u64) -> String {
     )
 }
 
-/// Run `sockcap preflight` on `toml` (written as a file) with `extra` arguments.
+/// Run `sockcap preflight` on `toml` (written as a file) with `extra` arguments, under a
+/// descriptor limit of [`NOFILE`].
 fn preflight(tag: &str, toml: &str, extra: &[&str]) -> std::process::Output {
     let dir = TempDir::new(&format!("preflight-{tag}"));
     let file = dir.file("scenario.toml", toml);
     let mut args = vec!["preflight", file.to_str().unwrap()];
     args.extend_from_slice(extra);
-    run(&args)
+    run_with_nofile(&args, NOFILE)
 }
 
 fn stdout(out: &std::process::Output) -> String {
@@ -43,15 +48,15 @@ fn a_scenario_that_fits_exits_0_and_names_the_workers() {
     assert!(text.contains("verdict: fits with 1 worker process"), "{text}");
     assert!(text.contains("descriptors (client)") && text.contains("ports (client)"), "{text}");
 
-    // Past one process's descriptors: as many workers as the hard limit needs.
-    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    // Past one process's descriptors: as many workers as the hard limit needs (8).
     let count = 30_000;
     let out = preflight("workers", &scenario("embedded", "", count), &["--json"]);
     assert_exit(&out, 0);
     let doc = json(&out);
     assert_eq!(doc["fits"], true);
-    assert_eq!(doc["workers"], count.div_ceil(hard - 100));
-    assert_eq!(doc["target_workers"], doc["workers"]);
+    assert_eq!(doc["workers"], count.div_ceil(NOFILE - 100));
+    // the embedded target covers an eighth more, for SO_REUSEPORT's uneven spread (9)
+    assert_eq!(doc["target_workers"], (count + count / 8).div_ceil(NOFILE - 100));
     assert_eq!(check(&doc, "descriptors")["figures"]["workers_needed"], doc["workers"]);
     // a loopback target is spread over enough 127.0.0.x sources by itself: no pair holds
     // more than half the ephemeral range
@@ -88,7 +93,7 @@ fn too_many_connections_for_the_ports_exit_3_with_the_fix() {
 }
 
 /// `28,232`.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
@@ -102,14 +107,13 @@ fn thousands(n: u64) -> String {
 
 #[test]
 fn forced_too_few_workers_exit_3() {
-    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
-    let count = hard + 1_000;
+    let count = NOFILE + 1_000;
     let out = preflight("workers-forced", &scenario("embedded", "", count), &["--workers", "1", "--json"]);
     assert_exit(&out, 3);
     let doc = json(&out);
     assert_eq!(doc["first_bottleneck"], "descriptors");
     assert_eq!(doc["client_blocker"], "descriptors");
-    assert_eq!(check(&doc, "descriptors")["gives_at"], hard - 100);
+    assert_eq!(check(&doc, "descriptors")["gives_at"], NOFILE - 100);
 }
 
 /// mosquitto started with 1,024 descriptors can take about a thousand clients: 2,000 is
@@ -162,16 +166,11 @@ fn bad_input_exits_2() {
 }
 
 /// In a container or a pod the memory that counts is its cgroup's limit less its use,
-/// not the machine's MemAvailable: preflight run inside a 100 MB memory cgroup (v1, as
-/// on this machine) blocks a run that fits the machine many times over.
+/// not the machine's MemAvailable: preflight run inside a 100 MB memory cgroup (v1 or v2,
+/// whichever the runner has) blocks a run that fits the machine many times over.
 #[test]
 fn a_memory_cgroup_limit_is_the_memory_that_counts() {
-    let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
-    let Some(path) = cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string())) else {
-        panic!("this test needs a cgroup v1 memory controller (as on the project machine): {cgroups}");
-    };
-    let dir = format!("/sys/fs/cgroup/memory{}/sockcap-e2e-{}", path.trim_end_matches('/'), std::process::id());
-    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating the memory cgroup {dir}: {e}"));
+    let (dir, limit_file) = memory_cgroup(&format!("sockcap-e2e-{}", std::process::id()));
     struct Remove(String);
     impl Drop for Remove {
         fn drop(&mut self) {
@@ -179,7 +178,7 @@ fn a_memory_cgroup_limit_is_the_memory_that_counts() {
         }
     }
     let _remove = Remove(dir.clone());
-    std::fs::write(format!("{dir}/memory.limit_in_bytes"), "100000000").expect("set the cgroup's limit");
+    std::fs::write(format!("{dir}/{limit_file}"), "100000000").expect("set the cgroup's limit");
 
     let tmp = TempDir::new("preflight-cgroup");
     let file = tmp.file("scenario.toml", &scenario("embedded", "", 20_000));
@@ -200,6 +199,27 @@ fn a_memory_cgroup_limit_is_the_memory_that_counts() {
     assert_eq!(check(&json(&out), "memory")["verdict"], "fits");
 }
 
+/// A new memory cgroup `name`, made where this process's memory controller is: under its
+/// own v1 memory cgroup, or (v2) under the root, where the memory controller is on and no
+/// process rule stands in the way. Its directory and the file that sets its limit.
+fn memory_cgroup(name: &str) -> (String, &'static str) {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let (dir, limit_file) = match cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string())) {
+        Some(v1) => (format!("/sys/fs/cgroup/memory{}/{name}", v1.trim_end_matches('/')), "memory.limit_in_bytes"),
+        None => {
+            let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.subtree_control").unwrap_or_default();
+            assert!(
+                controllers.split_whitespace().any(|c| c == "memory"),
+                "this test needs a memory cgroup it can make: no v1 memory controller in /proc/self/cgroup \
+                 ({cgroups}) and no v2 memory controller in /sys/fs/cgroup/cgroup.subtree_control ({controllers})"
+            );
+            (format!("/sys/fs/cgroup/{name}"), "memory.max")
+        }
+    };
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("creating the memory cgroup {dir} (needs root): {e}"));
+    (dir, limit_file)
+}
+
 /// A scenario written for a cluster names its broker (`mqtt-broker:1883`); with
 /// `--target` the name is never looked up, so the scenario still checks and runs here.
 #[test]
@@ -210,15 +230,14 @@ fn target_overrides_leave_the_scenarios_host_name_unresolved() {
 }
 
 /// `--shard I/N` sizes one host's share: a third of 60,000 loopback connections, and
-/// the worker processes those need under the descriptor limit (four and two here).
+/// the worker processes those need under the descriptor limit (16 and 6 under 4,096).
 #[test]
 fn a_shard_is_sized_on_its_share() {
-    let (_, hard) = rlimit::Resource::NOFILE.get().unwrap();
     let toml = scenario("embedded", "", 60_000);
     let whole = json(&preflight("whole", &toml, &["--json"]));
     let third = json(&preflight("third", &toml, &["--json", "--shard", "1/3"]));
     assert_eq!((whole["peak_connections"].clone(), third["peak_connections"].clone()), (60_000.into(), 20_000.into()));
-    let workers = |n: u64| n.div_ceil(hard - 100).max(1);
+    let workers = |n: u64| n.div_ceil(NOFILE - 100).max(1);
     assert_eq!((whole["workers"].clone(), third["workers"].clone()), (workers(60_000).into(), workers(20_000).into()));
 }
 

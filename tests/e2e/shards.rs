@@ -1,9 +1,11 @@
 //! Sharded runs on one machine: three `sockcap run --shard i/3` processes meet at a
 //! rendezvous, run the scenario's single schedule between them against one mosquitto,
-//! and `sockcap merge` adds their reports up exactly. (The multi-host lab, with a
-//! network namespace per host, is in `distributed.rs`.)
+//! and `sockcap merge` adds their reports up exactly; a peer without the run's
+//! rendezvous token is refused meanwhile. (The multi-host lab, with a network namespace
+//! per host, is in `distributed.rs`.)
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -40,6 +42,11 @@ close = {{ how = "mqtt-disconnect", rate = 3000 }}
     )
 }
 
+/// The run's rendezvous token, in `token.txt` beside the scenario.
+const TOKEN: &str = "e2e-token-4f9c2a7d1b6e8035";
+
+/// Shard `index` of 3; it is given [`TOKEN`] in a file (`--rendezvous-token-file`), shard 2
+/// in `$SOCKCAP_RENDEZVOUS_TOKEN`.
 fn shard(dir: &TempDir, scenario: &str, index: u32, rendezvous: &str, emit: bool) -> Child {
     let json = dir.path(&format!("shard-{index}.json"));
     let stdout = if emit {
@@ -54,6 +61,9 @@ fn shard(dir: &TempDir, scenario: &str, index: u32, rendezvous: &str, emit: bool
         // Shard 1 splits its share over two worker processes: connection g is worker
         // w's of shard 1 when g mod 6 = 1 + 3w.
         .args(if index == 1 { &["--workers", "2"][..] } else { &[] })
+        .args(if index == 2 { vec![] } else { vec!["--rendezvous-token-file".into(), dir.file("token.txt", TOKEN)] })
+        .env_remove("SOCKCAP_RENDEZVOUS_TOKEN")
+        .envs(if index == 2 { vec![("SOCKCAP_RENDEZVOUS_TOKEN", TOKEN)] } else { vec![] })
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(Stdio::piped())
@@ -84,7 +94,10 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     let file = dir.file("s.toml", &scenario(&broker.addr()));
     let file = file.to_str().unwrap();
     let rendezvous = format!("127.0.0.1:{}", free_port());
-    let mut shards: Vec<Child> = (0..3).map(|i| shard(&dir, file, i, &rendezvous, i == 2)).collect();
+    let mut shards: Vec<Child> = vec![shard(&dir, file, 0, &rendezvous, false)];
+    // A peer without the token registers first: refused, and logged by its address.
+    let intruder = register_without_the_token(&rendezvous);
+    shards.extend((1..3).map(|i| shard(&dir, file, i, &rendezvous, i == 2)));
 
     // During the hold, `ss` sees the three shards' connections together: the whole
     // scenario's, once.
@@ -92,10 +105,17 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     let filter = format!("( dst 127.0.0.1:{} )", broker.port);
     assert_agree("ss during the hold", || (ss_states(&filter).get("established").copied(), Some(CLIENTS)));
 
+    let mut stderrs = Vec::new();
     for (i, child) in shards.iter_mut().enumerate() {
         let status = wait_with_timeout(child, Duration::from_secs(60));
-        assert!(status.success(), "shard {i} exited with {status}");
+        let mut stderr = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        assert!(status.success(), "shard {i} exited with {status}: {stderr}");
+        stderrs.push(stderr);
     }
+    let refused = format!("refused {intruder}: it did not answer with the rendezvous token");
+    assert!(stderrs[0].contains(&refused), "shard 0's stderr: {}", stderrs[0]);
+    assert!(stderrs.iter().all(|e| !e.contains("no token")), "{stderrs:?}");
     let parts: Vec<Value> = (0..3).map(|i| report(&dir.path(&format!("shard-{i}.json")))).collect();
     for (i, part) in parts.iter().enumerate() {
         assert_matches_schema(part);
@@ -170,10 +190,42 @@ fn three_shards_with_a_rendezvous_run_one_schedule_and_merge_exactly() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("PARTIAL: no report from shard 1"));
 
+    // The token is in no output and no report.
+    let mut outputs = stderrs;
+    for name in ["shard-0.json", "shard-1.json", "shard-2.json", "shard-2.log", "merged.json", "merged.xml"] {
+        outputs.push(std::fs::read_to_string(dir.path(name)).unwrap());
+    }
+    assert!(outputs.iter().all(|o| !o.contains(TOKEN)), "the token was printed or reported");
+
     // The same shard twice cannot be merged.
     let out = merge(&[&a, &a], &[]);
     assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("both are shard 0"));
+}
+
+/// Connect to shard 0's rendezvous at `addr` (retrying until it listens), answer its
+/// challenge with a wrong HMAC and check the refusal; returns this peer's address.
+fn register_without_the_token(addr: &str) -> std::net::SocketAddr {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let stream = loop {
+        match std::net::TcpStream::connect(addr) {
+            Ok(stream) => break stream,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "shard 0 never listened on {addr}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut lines = BufReader::new(stream.try_clone().unwrap()).lines();
+    let challenge = lines.next().unwrap().unwrap();
+    assert!(challenge.starts_with(r#"{"msg":"challenge""#), "{challenge}");
+    let register = format!(
+        r#"{{"msg":"register","index":1,"count":3,"scenario_sha256":"0","version":"0","host":"intruder","answer":"{}"}}"#,
+        "ab".repeat(32)
+    );
+    (&stream).write_all(format!("{register}\n").as_bytes()).unwrap();
+    let answer = lines.next().unwrap().unwrap();
+    assert!(answer.contains(r#""msg":"refused""#) && answer.contains("rendezvous token"), "{answer}");
+    stream.local_addr().unwrap()
 }
 
 #[test]
@@ -187,6 +239,7 @@ fn shard_options_are_checked_before_anything_runs() {
             .args(args)
             .env_remove("JOB_COMPLETION_INDEX")
             .env_remove("SOCKCAP_SHARDS")
+            .env_remove("SOCKCAP_RENDEZVOUS_TOKEN")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
@@ -203,6 +256,18 @@ fn shard_options_are_checked_before_anything_runs() {
     assert!(stderr_of(&["--shard", "2/2"], &[]).contains("INDEX < COUNT"));
     let err = stderr_of(&["--target", "embedded", "--netns", "--shard", "0/2", "--rendezvous", "127.0.0.1:9"], &[]);
     assert!(err.contains("private network namespace"), "{err}");
+    // A rendezvous token shorter than 16 bytes, from the file or the environment.
+    let short = dir.file("short-token", "fifteen bytes!!\n");
+    let rendezvous = ["--shard", "1/2", "--rendezvous", "127.0.0.1:9"];
+    let err = stderr_of(&[&rendezvous[..], &["--rendezvous-token-file", short.to_str().unwrap()]].concat(), &[]);
+    assert!(err.contains("--rendezvous-token-file") && err.contains("15 bytes"), "{err}");
+    let err = stderr_of(&rendezvous, &[("SOCKCAP_RENDEZVOUS_TOKEN", "too short")]);
+    assert!(err.contains("$SOCKCAP_RENDEZVOUS_TOKEN") && err.contains("9 bytes"), "{err}");
+    let missing = dir.path("missing-token");
+    let err = stderr_of(&[&rendezvous[..], &["--rendezvous-token-file", missing.to_str().unwrap()]].concat(), &[]);
+    assert!(err.contains("cannot read the token"), "{err}");
+    let err = stderr_of(&["--shard", "1/2", "--rendezvous-token-file", short.to_str().unwrap()], &[]);
+    assert!(err.contains("--rendezvous <HOST:PORT>"), "a token without a rendezvous: {err}");
 }
 
 #[test]

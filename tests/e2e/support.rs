@@ -75,6 +75,38 @@ pub fn raise_nofile() {
     rlimit::Resource::NOFILE.set(hard, hard).expect("setrlimit");
 }
 
+/// This process's RLIMIT_NOFILE hard limit: what the processes it starts may be given.
+pub fn hard_nofile() -> u64 {
+    rlimit::Resource::NOFILE.get().expect("getrlimit").1
+}
+
+/// Start `command`'s process with RLIMIT_NOFILE set to `n` (soft and hard), so what it
+/// does past its descriptors does not depend on the runner's limit. `n` must not exceed
+/// [`hard_nofile`] (raising a hard limit needs CAP_SYS_RESOURCE): checked here, with the fix.
+pub fn limit_nofile(command: &mut Command, n: u64) -> &mut Command {
+    let hard = hard_nofile();
+    assert!(
+        n <= hard,
+        "this test runs {:?} under a descriptor limit of {n}, above this runner's hard limit of {hard}: \
+         run the tests with `ulimit -Hn {n}` or more",
+        command.get_program()
+    );
+    let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+    // SAFETY: setrlimit is async-signal-safe, and `limit` is a plain value copied in.
+    unsafe {
+        command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        });
+    }
+    command
+}
+
+/// Run sockcap to completion under a descriptor limit of `n` (see [`limit_nofile`]).
+pub fn run_with_nofile(args: &[&str], n: u64) -> Output {
+    limit_nofile(&mut sockcap(), n).args(args).stdin(Stdio::null()).output().expect("sockcap runs")
+}
+
 /// A mosquitto started by a test, on its own port with its own config; killed on drop.
 pub struct Mosquitto {
     pub port: u16,
@@ -108,14 +140,7 @@ impl Mosquitto {
         let mut command = Command::new(mosquitto_binary());
         command.arg("-c").arg(&conf).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         if let Some(n) = nofile {
-            let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
-            // SAFETY: setrlimit is async-signal-safe, and `limit` is a plain value copied in.
-            unsafe {
-                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
-                    0 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                });
-            }
+            limit_nofile(&mut command, n);
         }
         let child = command.spawn().expect("mosquitto starts (apt-get install -y mosquitto)");
         wait_for_listener(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10));
@@ -352,9 +377,21 @@ pub fn assert_gone(pids: &[u32], within: Duration) {
 }
 
 pub fn start_run(dir: &TempDir, toml: &str, extra: &[&str]) -> (Child, std::path::PathBuf) {
+    start_run_as(sockcap(), dir, toml, extra)
+}
+
+/// [`start_run`] under a descriptor limit of `nofile` (see [`limit_nofile`]).
+#[allow(dead_code)] // used by the capacity tests
+pub fn start_run_with_nofile(dir: &TempDir, toml: &str, extra: &[&str], nofile: u64) -> (Child, std::path::PathBuf) {
+    let mut command = sockcap();
+    limit_nofile(&mut command, nofile);
+    start_run_as(command, dir, toml, extra)
+}
+
+fn start_run_as(mut command: Command, dir: &TempDir, toml: &str, extra: &[&str]) -> (Child, std::path::PathBuf) {
     let scenario = dir.file("s.toml", toml);
     let json = dir.path("out.json");
-    let child = sockcap()
+    let child = command
         .args(["run", scenario.to_str().unwrap(), "--json", json.to_str().unwrap()])
         .args(extra)
         .stdin(Stdio::null())

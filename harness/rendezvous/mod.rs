@@ -9,21 +9,35 @@
 //! agree (the shards start within the one-way delays of the messages, well under a
 //! millisecond in one cluster). From then each shard runs its phases on its own clock.
 //!
-//! The messages are JSON lines over TCP. A shard whose peers never arrive gives up at
-//! its timeout ([`RendezvousError::TimedOut`], exit 3).
+//! With a token (`--rendezvous-token-file` or `$SOCKCAP_RENDEZVOUS_TOKEN`, [`token`]),
+//! shard 0 admits only a peer that answers its random challenge with the token's
+//! HMAC; any other peer is refused and logged by its address, and the run goes on with
+//! its own shards. Without one, anyone who reaches the port can join, and every shard
+//! says so on stderr.
+//!
+//! The messages are JSON lines over TCP ([`wire`]). A shard whose peers never arrive
+//! gives up at its timeout ([`RendezvousError::TimedOut`], exit 3).
+
+mod member;
+pub mod token;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::net::{Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout_at, Instant};
 
-use crate::shard::Shard;
+pub use member::{host_name, Member};
+pub use token::{Token, TokenError, TOKEN_ENV};
+
+use token::Challenge;
+use wire::{connect, hex, parse_challenge, send, unhex, Msg};
 
 /// How long after the last registration every shard starts.
 pub const START_LEAD: Duration = Duration::from_secs(1);
@@ -34,86 +48,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 const RETRY_EVERY: Duration = Duration::from_millis(250);
 /// How long shard 0 waits for a connection's registration line.
 const REGISTER_WITHIN: Duration = Duration::from_secs(10);
-
-/// Who this shard is, as it registers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub index: u32,
-    pub count: u32,
-    pub scenario_sha256: String,
-    pub version: String,
-    pub host: String,
-}
-
-impl Member {
-    pub fn new(shard: Shard, scenario_sha256: String) -> Member {
-        Member {
-            index: shard.index,
-            count: shard.count,
-            scenario_sha256,
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            host: host_name(),
-        }
-    }
-
-    /// Why shard 0 (`self`) refuses `other`, if it does.
-    fn refuses(&self, other: &Member) -> Option<String> {
-        if other.count != self.count {
-            return Some(format!(
-                "it runs --shard {}/{} but shard 0 runs {}/{}: every shard must be given the same N",
-                other.index, other.count, self.index, self.count
-            ));
-        }
-        if other.index == 0 || other.index >= self.count {
-            return Some(format!("index {} is not one of 1..{} (shard 0 leads)", other.index, self.count));
-        }
-        if other.scenario_sha256 != self.scenario_sha256 {
-            return Some(format!(
-                "it runs another scenario (sha256 {:.12}… there, {:.12}… on shard 0): every shard must run the same file",
-                other.scenario_sha256, self.scenario_sha256
-            ));
-        }
-        if other.version != self.version {
-            return Some(format!(
-                "it runs sockcap {} but shard 0 runs {}: use one build on every host",
-                other.version, self.version
-            ));
-        }
-        None
-    }
-}
-
-/// The machine's host name (the pod name in Kubernetes).
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
-    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
-    if ok {
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "unknown".to_string()
-    }
-}
-
-/// What the shards say to each other.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "msg", rename_all = "snake_case")]
-enum Msg {
-    /// Shard i → shard 0.
-    Register(Member),
-    /// Shard 0 → shard i: registered, `registered` of `count` are there.
-    Waiting { registered: u32, count: u32 },
-    /// Shard 0 → every shard: start phase 1 this long after receiving this.
-    Start { in_us: u64 },
-    /// Shard 0 → shard i: not part of this run (or shard 0 gave up).
-    Refused { reason: String },
-}
+/// The most shard 0 reads from one connection (a registration is about 300 bytes): a
+/// peer that sends more, or a line without end, is read no further.
+const MOST_READ: u64 = 64 * 1024;
 
 /// Why a shard did not get a common start.
 #[derive(Debug, thiserror::Error)]
 pub enum RendezvousError {
-    /// Shard 0 refused this shard: it runs another scenario, N or version.
+    /// Shard 0 refused this shard: it runs another scenario, N or version, or it lacks
+    /// the run's token.
     #[error("refused by the rendezvous: {0}")]
     Refused(String),
     /// The peers did not all arrive in time.
@@ -125,20 +68,38 @@ pub enum RendezvousError {
 }
 
 /// Agree on the start of phase 1 with the other shards: the local instant to start at.
-pub async fn agree(me: &Member, rendezvous: &str, within: Duration) -> Result<Instant, RendezvousError> {
+/// With a `token`, shard 0 admits only peers that prove they hold it, and a shard proves it.
+pub async fn agree(
+    me: &Member,
+    token: Option<&Token>,
+    rendezvous: &str,
+    within: Duration,
+) -> Result<Instant, RendezvousError> {
     let deadline = Instant::now() + within;
+    if token.is_none() {
+        crate::stderr::line(format_args!(
+            "sockcap: rendezvous: warning: no token (--rendezvous-token-file or ${TOKEN_ENV}): anyone who reaches \
+             the rendezvous port can join this run"
+        ));
+    }
     if me.index == 0 {
         let port = rendezvous.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).ok_or_else(|| {
             RendezvousError::Listen(format!("--rendezvous {rendezvous}: write HOST:PORT, e.g. sockcap-0.sockcap:7700"))
         })?;
-        lead(me, port, deadline, within).await
+        lead(me, token.cloned().map(Arc::new), port, deadline, within).await
     } else {
-        join(me, rendezvous, deadline, within).await
+        join(me, token, rendezvous, deadline, within).await
     }
 }
 
 /// Shard 0: wait for shards 1..N, then start them together.
-async fn lead(me: &Member, port: u16, deadline: Instant, within: Duration) -> Result<Instant, RendezvousError> {
+async fn lead(
+    me: &Member,
+    token: Option<Arc<Token>>,
+    port: u16,
+    deadline: Instant,
+    within: Duration,
+) -> Result<Instant, RendezvousError> {
     let listener = listen(port).await?;
     crate::stderr::line(format_args!(
         "sockcap: rendezvous: shard 0 waits on port {port} for {} more shards",
@@ -152,8 +113,10 @@ async fn lead(me: &Member, port: u16, deadline: Instant, within: Duration) -> Re
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
+                // An IPv4 peer of the dual-stack listener as 10.0.0.2, not ::ffff:10.0.0.2.
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
                 next_id += 1;
-                tokio::spawn(registration(stream, peer, next_id, events_tx.clone()));
+                tokio::spawn(registration(stream, peer, next_id, token.clone(), events_tx.clone()));
             }
             Some(event) = events.recv() => match event {
                 Event::Registered { id, peer, member, mut out } => {
@@ -175,6 +138,9 @@ async fn lead(me: &Member, port: u16, deadline: Instant, within: Duration) -> Re
                         ));
                         members.insert(member.index, (id, out));
                     }
+                }
+                Event::Unproven { peer } => {
+                    refusals.push(format!("a peer from {peer} without the rendezvous token"));
                 }
                 Event::Gone { id, index } => {
                     // Only the registration that left, not a later one for the same index.
@@ -238,6 +204,10 @@ enum Event {
         member: Member,
         out: OwnedWriteHalf,
     },
+    /// A peer that did not answer the challenge with the token's HMAC: refused.
+    Unproven {
+        peer: SocketAddr,
+    },
     /// A registered shard's connection closed.
     Gone {
         id: u64,
@@ -245,18 +215,47 @@ enum Event {
     },
 }
 
-/// Read one connection's registration, then watch for it to close.
-async fn registration(stream: TcpStream, peer: SocketAddr, id: u64, events: mpsc::UnboundedSender<Event>) {
-    let (read, out) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
+/// Challenge a connection, read its registration and check its answer, then watch for
+/// it to close. A peer without the token's answer is refused and logged by its address
+/// only: what it sent is not shown.
+async fn registration(
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    token: Option<Arc<Token>>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let challenge = match Challenge::random() {
+        Ok(challenge) => challenge,
+        Err(e) => {
+            crate::stderr::line(format_args!("sockcap: rendezvous: no random challenge for {peer}: {e}"));
+            return;
+        }
+    };
+    let (read, mut out) = stream.into_split();
+    if send(&mut out, &Msg::challenge(&challenge)).await.is_err() {
+        return;
+    }
+    let mut lines = BufReader::new(read.take(MOST_READ)).lines();
     let first = tokio::time::timeout(REGISTER_WITHIN, lines.next_line()).await;
     let Ok(Ok(Some(line))) = first else { return };
-    let Ok(Msg::Register(member)) = serde_json::from_str::<Msg>(&line) else {
-        crate::stderr::line(format_args!(
-            "sockcap: rendezvous: ignoring {peer}: not a shard's registration: {line:.120}"
-        ));
+    let Ok(Msg::Register { member, answer }) = serde_json::from_str::<Msg>(&line) else {
+        crate::stderr::line(format_args!("sockcap: rendezvous: ignoring {peer}: not a shard's registration"));
         return;
     };
+    if let Some(token) = &token {
+        let proven = answer.as_deref().and_then(unhex).is_some_and(|answer| token.verify(&challenge, &answer));
+        if !proven {
+            crate::stderr::line(format_args!(
+                "sockcap: rendezvous: refused {peer}: it did not answer with the rendezvous token"
+            ));
+            let reason = "shard 0 needs the run's rendezvous token: give every shard the same \
+                          --rendezvous-token-file or $SOCKCAP_RENDEZVOUS_TOKEN";
+            let _ = send(&mut out, &Msg::Refused { reason: reason.into() }).await;
+            let _ = events.send(Event::Unproven { peer });
+            return;
+        }
+    }
     let index = member.index;
     if events.send(Event::Registered { id, peer, member, out }).is_err() {
         return;
@@ -266,10 +265,16 @@ async fn registration(stream: TcpStream, peer: SocketAddr, id: u64, events: mpsc
 }
 
 /// Shard i > 0: register with shard 0 and wait for the start.
-async fn join(me: &Member, rendezvous: &str, deadline: Instant, within: Duration) -> Result<Instant, RendezvousError> {
+async fn join(
+    me: &Member,
+    token: Option<&Token>,
+    rendezvous: &str,
+    deadline: Instant,
+    within: Duration,
+) -> Result<Instant, RendezvousError> {
     let mut last_problem = String::from("no answer yet");
     loop {
-        match timeout_at(deadline, attempt(me, rendezvous)).await {
+        match timeout_at(deadline, attempt(me, token, rendezvous)).await {
             Ok(Ok(start)) => return Ok(start),
             Ok(Err(Attempt::Refused(reason))) => return Err(RendezvousError::Refused(reason)),
             Ok(Err(Attempt::Retry(problem))) => last_problem = problem,
@@ -290,19 +295,26 @@ enum Attempt {
     Retry(String),
 }
 
-/// One connection to shard 0: register, then wait for the start or a refusal.
-async fn attempt(me: &Member, rendezvous: &str) -> Result<Instant, Attempt> {
+/// One connection to shard 0: answer its challenge, register, then wait for the start
+/// or a refusal.
+async fn attempt(me: &Member, token: Option<&Token>, rendezvous: &str) -> Result<Instant, Attempt> {
     let stream = connect(rendezvous).await.map_err(|e| Attempt::Retry(format!("connecting: {e}")))?;
     let _ = stream.set_nodelay(true);
     let (read, mut out) = stream.into_split();
-    send(&mut out, &Msg::Register(me.clone())).await.map_err(|e| Attempt::Retry(format!("registering: {e}")))?;
     let mut lines = BufReader::new(read).lines();
+    let not_ours = |line: &str| {
+        Attempt::Refused(format!("{rendezvous} does not speak this version of the sockcap rendezvous: {line:.120}"))
+    };
+    let line = next_line(&mut lines).await?;
+    let challenge = match serde_json::from_str::<Msg>(&line) {
+        Ok(Msg::Challenge { challenge }) => parse_challenge(&challenge).ok_or_else(|| not_ours(&line))?,
+        _ => return Err(not_ours(&line)),
+    };
+    let answer = token.map(|token| hex(&token.answer(&challenge)));
+    let register = Msg::Register { member: me.clone(), answer };
+    send(&mut out, &register).await.map_err(|e| Attempt::Retry(format!("registering: {e}")))?;
     loop {
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
-            Ok(None) => return Err(Attempt::Retry("shard 0 closed the connection".into())),
-            Err(e) => return Err(Attempt::Retry(format!("reading: {e}"))),
-        };
+        let line = next_line(&mut lines).await?;
         match serde_json::from_str::<Msg>(&line) {
             Ok(Msg::Start { in_us }) => return Ok(Instant::now() + Duration::from_micros(in_us)),
             Ok(Msg::Refused { reason }) => return Err(Attempt::Refused(reason)),
@@ -311,46 +323,18 @@ async fn attempt(me: &Member, rendezvous: &str) -> Result<Instant, Attempt> {
                     "sockcap: rendezvous: registered; {registered} of {count} shards are there"
                 ));
             }
-            Ok(Msg::Register(_)) | Err(_) => {
-                return Err(Attempt::Refused(format!(
-                    "{rendezvous} does not speak the sockcap rendezvous: {line:.120}"
-                )))
-            }
+            Ok(Msg::Register { .. } | Msg::Challenge { .. }) | Err(_) => return Err(not_ours(&line)),
         }
     }
 }
 
-/// Connect to shard 0 from a port bound with SO_REUSEADDR: that port lies in
-/// ip_local_port_range, where the run binds its own source ports, and a later bind() may
-/// share a port only with sockets that all set it. Without the flag this socket (or its
-/// TIME_WAIT) made the run's bind of the same address and port fail with EADDRINUSE
-/// (measured: 1 connect in 1,200 in the lab). Bound before connect: a port connect()
-/// picks may already be held by other connections (to other destinations) that did not
-/// set the flag, which block that bind as well (measured: 3 tests in 5 failed with
-/// 8,000 loopback TIME_WAITs left by the test suite); bind() picks a port no socket holds.
-async fn connect(rendezvous: &str) -> std::io::Result<TcpStream> {
-    let mut last = None;
-    for addr in tokio::net::lookup_host(rendezvous).await? {
-        let (socket, any) = if addr.is_ipv4() {
-            (TcpSocket::new_v4()?, SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)))
-        } else {
-            (TcpSocket::new_v6()?, SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)))
-        };
-        socket.set_reuseaddr(true)?;
-        socket.bind(any)?;
-        match socket.connect(addr).await {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = Some(e),
-        }
+/// The next line from shard 0; a closed or broken connection is worth another attempt.
+async fn next_line(lines: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedReadHalf>>) -> Result<String, Attempt> {
+    match lines.next_line().await {
+        Ok(Some(line)) => Ok(line),
+        Ok(None) => Err(Attempt::Retry("shard 0 closed the connection".into())),
+        Err(e) => Err(Attempt::Retry(format!("reading: {e}"))),
     }
-    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "the name resolves to no address")))
-}
-
-async fn send(out: &mut OwnedWriteHalf, msg: &Msg) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(msg).expect("rendezvous messages serialize");
-    line.push(b'\n');
-    out.write_all(&line).await?;
-    out.flush().await
 }
 
 #[cfg(test)]
@@ -359,6 +343,10 @@ mod tests {
 
     fn member(index: u32, count: u32, sha: &str) -> Member {
         Member { index, count, scenario_sha256: sha.into(), version: "1".into(), host: format!("h{index}") }
+    }
+
+    fn token(text: &str) -> Token {
+        Token::from_env_value(text).unwrap()
     }
 
     fn free_port() -> u16 {
@@ -370,10 +358,10 @@ mod tests {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let within = Duration::from_secs(10);
-        let lead = tokio::spawn(async move { agree(&member(0, 3, "a"), &format!("x:{port}"), within).await });
+        let lead = tokio::spawn(async move { agree(&member(0, 3, "a"), None, &format!("x:{port}"), within).await });
         let (a, b) = (addr.clone(), addr.clone());
-        let one = tokio::spawn(async move { agree(&member(1, 3, "a"), &a, within).await });
-        let two = tokio::spawn(async move { agree(&member(2, 3, "a"), &b, within).await });
+        let one = tokio::spawn(async move { agree(&member(1, 3, "a"), None, &a, within).await });
+        let two = tokio::spawn(async move { agree(&member(2, 3, "a"), None, &b, within).await });
         let mut starts = Vec::new();
         for shard in [lead, one, two] {
             starts.push(shard.await.unwrap().unwrap());
@@ -388,9 +376,11 @@ mod tests {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let lead =
-            tokio::spawn(async move { agree(&member(0, 2, "a"), &format!("x:{port}"), Duration::from_secs(3)).await });
+            tokio::spawn(
+                async move { agree(&member(0, 2, "a"), None, &format!("x:{port}"), Duration::from_secs(3)).await },
+            );
         let asked = Instant::now();
-        let refused = agree(&member(1, 2, "b"), &addr, Duration::from_secs(10)).await;
+        let refused = agree(&member(1, 2, "b"), None, &addr, Duration::from_secs(10)).await;
         let Err(RendezvousError::Refused(why)) = refused else { panic!("not refused: {refused:?}") };
         assert!(why.contains("another scenario"), "{why}");
         assert!(asked.elapsed() < Duration::from_secs(2), "refused after {:?}", asked.elapsed());
@@ -400,26 +390,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn other_n_version_and_taken_index_are_refused() {
-        let lead = member(0, 3, "a");
-        assert!(lead.refuses(&member(1, 4, "a")).unwrap().contains("same N"));
-        assert!(lead.refuses(&member(3, 3, "a")).unwrap().contains("not one of"));
-        let mut other = member(2, 3, "a");
-        other.version = "2".into();
-        assert!(lead.refuses(&other).unwrap().contains("sockcap 2"));
-        assert_eq!(lead.refuses(&member(2, 3, "a")), None);
-
+    async fn a_taken_index_is_refused() {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let within = Duration::from_secs(5);
-        let lead = tokio::spawn(async move { agree(&member(0, 3, "a"), &format!("x:{port}"), within).await });
+        let lead = tokio::spawn(async move { agree(&member(0, 3, "a"), None, &format!("x:{port}"), within).await });
         let a = addr.clone();
-        let first = tokio::spawn(async move { agree(&member(1, 3, "a"), &a, within).await });
+        let first = tokio::spawn(async move { agree(&member(1, 3, "a"), None, &a, within).await });
         sleep(Duration::from_millis(500)).await;
-        let twice = agree(&member(1, 3, "a"), &addr, within).await;
+        let twice = agree(&member(1, 3, "a"), None, &addr, within).await;
         let Err(RendezvousError::Refused(why)) = twice else { panic!("a second shard 1 was not refused: {twice:?}") };
         assert!(why.contains("already registered"), "{why}");
-        let third = agree(&member(2, 3, "a"), &addr, within).await;
+        let third = agree(&member(2, 3, "a"), None, &addr, within).await;
         assert!(third.is_ok() && first.await.unwrap().is_ok() && lead.await.unwrap().is_ok());
     }
 
@@ -451,8 +433,92 @@ mod tests {
     #[tokio::test]
     async fn a_shard_alone_gives_up() {
         let port = free_port();
-        let gave_up = agree(&member(1, 2, "a"), &format!("127.0.0.1:{port}"), Duration::from_millis(600)).await;
+        let gave_up = agree(&member(1, 2, "a"), None, &format!("127.0.0.1:{port}"), Duration::from_millis(600)).await;
         let Err(RendezvousError::TimedOut(why)) = gave_up else { panic!("no timeout: {gave_up:?}") };
         assert!(why.contains("no common start"), "{why}");
+    }
+
+    /// With a token, shard 0 refuses a shard without it and one with another token
+    /// (each exits at once), and starts the run with the shards that hold it.
+    #[tokio::test]
+    async fn only_shards_with_the_token_are_admitted() {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let within = Duration::from_secs(10);
+        let ours = token("the fleet's own secret, 32 bytes");
+        let lead_token = ours.clone();
+        let lead =
+            tokio::spawn(
+                async move { agree(&member(0, 2, "a"), Some(&lead_token), &format!("x:{port}"), within).await },
+            );
+        let asked = Instant::now();
+        let without = agree(&member(1, 2, "a"), None, &addr, within).await;
+        let Err(RendezvousError::Refused(why)) = without else {
+            panic!("a shard without the token joined: {without:?}")
+        };
+        assert!(why.contains("rendezvous token"), "{why}");
+        let wrong = agree(&member(1, 2, "a"), Some(&token("another fleet's secret")), &addr, within).await;
+        assert!(matches!(wrong, Err(RendezvousError::Refused(_))), "a shard with another token joined: {wrong:?}");
+        assert!(asked.elapsed() < Duration::from_secs(2), "refused after {:?}", asked.elapsed());
+        let right = agree(&member(1, 2, "a"), Some(&ours), &addr, within).await;
+        assert!(right.is_ok() && lead.await.unwrap().is_ok(), "{right:?}");
+    }
+
+    /// A raw client that answers the challenge with garbage is refused, and the
+    /// refusal says why without the token.
+    #[tokio::test]
+    async fn a_wrong_answer_is_refused_and_named_by_address() {
+        let port = free_port();
+        let secret = "a secret the peer does not hold";
+        let lead_token = token(secret);
+        let lead = tokio::spawn(async move {
+            agree(&member(0, 2, "a"), Some(&lead_token), &format!("x:{port}"), Duration::from_millis(1500)).await
+        });
+        let mut stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(stream) => break stream,
+                Err(_) => sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (read, mut out) = stream.split();
+        let mut lines = BufReader::new(read).lines();
+        let challenge = lines.next_line().await.unwrap().unwrap();
+        assert!(challenge.starts_with(r#"{"msg":"challenge","challenge":""#), "{challenge}");
+        let register = format!(
+            r#"{{"msg":"register","index":1,"count":2,"scenario_sha256":"a","version":"1","host":"x","answer":"{}"}}"#,
+            "00".repeat(32)
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut out, format!("{register}\n").as_bytes()).await.unwrap();
+        let refused = lines.next_line().await.unwrap().unwrap();
+        assert!(refused.contains(r#""msg":"refused""#) && !refused.contains(secret), "{refused}");
+        let Err(RendezvousError::TimedOut(why)) = lead.await.unwrap() else { panic!("the lead did not time out") };
+        assert!(why.contains("without the rendezvous token") && why.contains("127.0.0.1:"), "{why}");
+        assert!(!why.contains(secret), "{why}");
+    }
+
+    /// A peer that sends a line without end is read no further than MOST_READ: shard 0
+    /// closes it at once, not at the registration timeout.
+    #[tokio::test]
+    async fn an_endless_line_is_cut_off() {
+        let port = free_port();
+        let lead = tokio::spawn(async move {
+            agree(&member(0, 2, "a"), None, &format!("x:{port}"), Duration::from_millis(1500)).await
+        });
+        let mut stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(stream) => break stream,
+                Err(_) => sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (read, mut out) = stream.split();
+        let mut lines = BufReader::new(read).lines();
+        lines.next_line().await.unwrap().unwrap();
+        let sent = Instant::now();
+        let endless = vec![b'x'; MOST_READ as usize + 1];
+        tokio::io::AsyncWriteExt::write_all(&mut out, &endless).await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await;
+        assert!(matches!(closed, Ok(Ok(None)) | Ok(Err(_))), "{closed:?}");
+        assert!(sent.elapsed() < Duration::from_secs(2), "closed after {:?}", sent.elapsed());
+        assert!(lead.await.unwrap().is_err());
     }
 }
