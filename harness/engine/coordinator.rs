@@ -8,6 +8,7 @@
 //! the workers are told to stop, report what they measured and close their
 //! connections under a deadline.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,10 +23,12 @@ use super::census::Censuses;
 use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
 use super::worker_set::{Inbound, WorkerSet};
 use crate::descriptors::NofileRaise;
+use crate::expect::Metric;
 use crate::plan::{PhasePlan, Plan};
 use crate::rendezvous::RendezvousError;
+use crate::report::unobserved;
 use crate::report::{
-    CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,
+    CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, Unobserved, SCHEMA,
 };
 use crate::shard::Shard;
 use crate::sources::Sources;
@@ -324,9 +327,9 @@ impl<'p> Coordinator<'p> {
         // The census as the phase begins, taken before its clock starts so that pacing
         // does not absorb the census's time.
         let first = self.sample().await;
-        let mut last_census = Some(first.client);
-        let mut samples = vec![first];
-        let counters_before = KernelCounters::read().unwrap_or_default();
+        let mut last_census = first.as_ref().map(|s| s.client);
+        let mut samples: Vec<CensusSample> = first.into_iter().collect();
+        let counters_before = KernelCounters::read();
         let earliest = Instant::now() + START_AHEAD;
         let late = common_start.and_then(|c| earliest.checked_duration_since(c)).filter(|l| *l > START_AHEAD);
         if let Some(late) = late {
@@ -356,9 +359,10 @@ impl<'p> Coordinator<'p> {
                 },
                 _ = sleep_until(next_sample) => {
                     let began = Instant::now();
-                    let sample = self.sample().await;
-                    last_census = Some(sample.client);
-                    samples.push(sample);
+                    if let Some(sample) = self.sample().await {
+                        last_census = Some(sample.client);
+                        samples.push(sample);
+                    }
                     // A census of a million sockets takes about a second of both cores:
                     // keep the census under a fifth of the time, whatever `sample_every`.
                     next_sample = began + every.max(began.elapsed() * CENSUS_SHARE);
@@ -366,10 +370,11 @@ impl<'p> Coordinator<'p> {
                 _ = ticker.tick() => self.publish(index, phase, start, last_census),
             }
         }
-        let (census, problem) = self.censuses.take().await;
-        self.note_once(problem);
-        let counters_after = KernelCounters::read().unwrap_or_default();
+        let (census, census_unobserved) = self.censuses.take().await;
+        self.note_unobserved(&census_unobserved);
+        let counters_after = KernelCounters::read();
         self.publish(index, phase, start, Some(census.client));
+        let reported: Vec<usize> = (0..self.workers.len()).filter(|i| self.workers[*i].report.is_some()).collect();
         let parts: Vec<PhaseReport> = self.workers.iter_mut().filter_map(|w| w.report.take()).collect();
         let mut report = if parts.is_empty() {
             self.empty_phase(phase)
@@ -379,6 +384,12 @@ impl<'p> Coordinator<'p> {
             merged.report
         };
         if parts.len() < self.workers.len() {
+            let silent: Vec<&str> =
+                (0..self.workers.len()).filter(|i| !reported.contains(i)).map(|i| self.worker_set.name(i)).collect();
+            report.unobserved.mark(
+                unobserved::OPERATIONS,
+                format!("{} sent no report of this phase: its counts are missing", silent.join(", ")),
+            );
             self.notes.push(format!(
                 "phase `{}`: {} of {} workers reported it; its figures are theirs",
                 phase.name,
@@ -389,9 +400,13 @@ impl<'p> Coordinator<'p> {
         report.started_ms = start.saturating_duration_since(self.run_start).as_millis() as u64;
         report.duration_ms = start.elapsed().as_millis() as u64;
         report.census = census;
+        report.unobserved.extend(&census_unobserved, "");
         report.samples = samples;
-        report.kernel = counters_before.delta(&counters_after);
-        report.sockstat = SockStat::read().unwrap_or_default();
+        report.kernel = self.kernel_delta(phase, counters_before, counters_after, &mut report.unobserved);
+        report.sockstat = SockStat::read().unwrap_or_else(|e| {
+            report.unobserved.mark(unobserved::SOCKSTAT, format!("/proc/net/sockstat could not be read: {e}"));
+            SockStat::default()
+        });
         report.target_fds = self.target_fds();
         report.expectations = phase.expect.iter().map(|e| e.judge(&report)).collect();
         if self.shard.is_some() {
@@ -450,23 +465,64 @@ impl<'p> Coordinator<'p> {
         });
     }
 
-    /// A census now, with the phase's running counts as the census starts.
-    async fn sample(&mut self) -> CensusSample {
+    /// The kernel counters' deltas over a phase; none, and `kernel` unobserved, when
+    /// either reading failed. A counter an expectation names that this kernel lacks is
+    /// unobserved too (its delta would read 0).
+    fn kernel_delta(
+        &mut self,
+        phase: &PhasePlan,
+        before: std::io::Result<KernelCounters>,
+        after: std::io::Result<KernelCounters>,
+        unobserved: &mut Unobserved,
+    ) -> BTreeMap<String, i64> {
+        let (before, after) = match (before, after) {
+            (Ok(before), Ok(after)) => (before, after),
+            (Err(e), _) | (_, Err(e)) => {
+                let reason = format!("the kernel's TCP counters could not be read: {e}");
+                self.note_once(Some(reason.clone()));
+                unobserved.mark(unobserved::KERNEL, reason);
+                return BTreeMap::new();
+            }
+        };
+        for e in &phase.expect {
+            if let Metric::Kernel(name) = &e.metric {
+                if after.get(name).is_none() {
+                    unobserved.mark(
+                        &format!("{}.{name}", unobserved::KERNEL),
+                        format!(
+                            "this kernel has no counter `{name}` in /proc/net/snmp (Tcp) or /proc/net/netstat (TcpExt)"
+                        ),
+                    );
+                }
+            }
+        }
+        before.delta(&after)
+    }
+
+    /// A census now, with the phase's running counts as the census starts; none when a
+    /// side's census failed (a sample of zeros would be no reading).
+    async fn sample(&mut self) -> Option<CensusSample> {
         // The freshest counts: fold in what the workers already sent.
         while let Some((i, inbound)) = self.worker_set.try_recv() {
             self.handle(i, inbound);
         }
         let counts = self.counts();
         let t_ms = self.run_start.elapsed().as_millis() as u64;
-        let (pair, problem) = self.censuses.take().await;
-        self.note_once(problem);
-        CensusSample {
+        let (pair, unobserved) = self.censuses.take().await;
+        self.note_unobserved(&unobserved);
+        unobserved.is_empty().then_some(CensusSample {
             t_ms,
             client: pair.client,
             server: pair.server,
             succeeded: counts.succeeded,
             failed: counts.failed,
             open: counts.open,
+        })
+    }
+
+    fn note_unobserved(&mut self, unobserved: &Unobserved) {
+        for (_, reason) in unobserved.iter() {
+            self.note_once(Some(reason.to_string()));
         }
     }
 

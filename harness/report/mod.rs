@@ -22,6 +22,7 @@ pub mod merge;
 pub mod run_report;
 mod shard_info;
 pub mod text;
+pub mod unobserved;
 pub mod write;
 
 #[cfg(test)]
@@ -33,3 +34,4 @@ pub use run_report::{
     CensusPair, CensusSample, Exhaustion, ExpectationResult, Latencies, LimitsReport, MergeInfo, MergedShard, Outcome,
     PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,
 };
+pub use unobserved::Unobserved;

@@ -7,6 +7,7 @@
 //!   with [`phases`], the census by scope, the expectations judged again.
 
 pub mod phase_reports;
+mod scoped;
 pub mod shards;
 
 pub use phase_reports::{phases, MergedPhase};
