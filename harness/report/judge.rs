@@ -161,4 +161,30 @@ mod tests {
         let e = parse("close_p99", "< 1ms").judge(&phase);
         assert_eq!((e.passed, e.reason.as_deref()), (false, Some("no close latency was measured in this phase")));
     }
+
+    /// Text, JSON, JUnit and HTML show an unobserved expectation as failed, with why.
+    #[test]
+    fn every_view_shows_an_unobserved_expectation_failed_with_its_reason() {
+        let mut report = crate::report::test_support::sample_report();
+        let hold = &mut report.phases[1];
+        hold.unobserved.mark("census.client", "the client-side census failed: reading /proc/net/tcp: EACCES");
+        hold.expectations = vec![parse("established", "0").judge(hold), Expectation::no_errors().judge(hold)];
+        report.passed = false;
+        assert!(!report.passed);
+        let text = crate::report::text::render(&report);
+        let why = "unobserved: the client-side census failed: reading /proc/net/tcp: EACCES";
+        assert!(text.contains(&format!("FAIL established == 0: {why}")), "{text}");
+        assert!(text.contains(&format!("census   client  {why}")), "{text}");
+        assert!(text.contains("FAILED: 1 of 4 expectations failed"), "{text}");
+        let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        let e = &json["phases"][1]["expectations"][0];
+        assert_eq!((&e["actual"], &e["passed"]), (&serde_json::Value::Null, &serde_json::Value::Bool(false)));
+        assert_eq!(e["reason"], "the client-side census failed: reading /proc/net/tcp: EACCES");
+        assert_eq!(json["phases"][1]["unobserved"]["census.client"], e["reason"]);
+        assert!(json["phases"][1]["expectations"][1].get("reason").is_none(), "a reading has no reason");
+        let xml = crate::report::junit::render(&report);
+        assert!(xml.contains("failures=\"1\"") && xml.contains(&format!("expected established == 0, {why}")), "{xml}");
+        let html = crate::report::html::render(&report);
+        assert!(html.contains("FAIL</span>") && html.contains(why), "{html}");
+    }
 }
