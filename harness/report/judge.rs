@@ -183,8 +183,10 @@ mod tests {
         assert_eq!(json["phases"][1]["unobserved"]["census.client"], e["reason"]);
         assert!(json["phases"][1]["expectations"][1].get("reason").is_none(), "a reading has no reason");
         let xml = crate::report::junit::render(&report);
+        assert!(xml.contains("<property name=\"unobserved.census.client\" value=\"the client-side"), "{xml}");
         assert!(xml.contains("failures=\"1\"") && xml.contains(&format!("expected established == 0, {why}")), "{xml}");
         let html = crate::report::html::render(&report);
         assert!(html.contains("FAIL</span>") && html.contains(why), "{html}");
+        assert!(html.contains("client: <span class=\"bad\">unobserved: the client-side census failed"), "{html}");
     }
 }

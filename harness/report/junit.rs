@@ -11,6 +11,9 @@
 //!   carry the property `implicit = true`), `classname` = `sockcap.<scenario>.<phase>`
 //!   (dots inside the two names become `_`, so the three levels stay three). Properties
 //!   `actual`, `unit`, `implicit`; a failed one has `<failure message="expected …, actual …">`.
+//!   An expectation whose figure was not observed fails with `expected …, unobserved:
+//!   <reason>` and a `reason` property; the suite's `unobserved.<figure>` properties list
+//!   what the phase did not observe.
 //! - An interrupted run gets one more test case in the last phase's suite,
 //!   `run completed`, with an `<error type="interrupted">`: the phases after it did not run.
 //! - A shard's report (`--shard`) marks its expectations `<skipped>`: they are judged
@@ -125,6 +128,7 @@ fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bo
     if let Some(server) = &phase.census.server {
         props.extend(census_props("census.server", server));
     }
+    props.extend(phase.unobserved.iter().map(|(figure, why)| (format!("unobserved.{figure}"), why.to_string())));
     for (name, value) in &props {
         property(out, "      ", name, value);
     }
