@@ -7,7 +7,11 @@
 //! fail, with exit 1 and the reason, instead of passing on zeros nobody counted. The
 //! same scenario run normally passes: the failure is the missing observation's.
 //!
-//! Needs root (a mount namespace, mounts over /proc): the tests fail, saying so, without it.
+//! A merge of shards where one shard's report cannot be read whole (its histogram is
+//! corrupt) leaves the merged phase's counts unobserved: the default `errors == 0` fails.
+//!
+//! Needs root (a mount namespace, mounts over /proc): the census test fails, saying so,
+//! without it.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -16,7 +20,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{assert_exit, assert_matches_schema, output_within, phase, report, run_scenario, TempDir};
+use crate::support::{assert_exit, assert_matches_schema, output_within, phase, report, run, run_scenario, TempDir};
 
 /// The mount namespace's /proc: a tmpfs of links to a real procfs (at /proc/.real),
 /// with /proc/net/{tcp,tcp6,netstat} directories, which fail to read (EISDIR).
@@ -94,14 +98,14 @@ fn scenario(port: u16) -> String {
     )
 }
 
-/// A listener that accepts and keeps what it accepts (the peers close them with RST),
-/// on a thread left to end with the test process.
-fn listener() -> u16 {
+/// A listener that accepts and keeps the first `n` connections (the peers close them
+/// with RST), on a thread left to end with the test process.
+fn listener(n: usize) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         let mut held = Vec::new();
-        for stream in listener.incoming().take(5).flatten() {
+        for stream in listener.incoming().take(n).flatten() {
             held.push(stream);
         }
         std::thread::sleep(Duration::from_secs(60));
@@ -117,7 +121,7 @@ fn expectation<'a>(report: &'a Value, name: &str, expr: &str) -> &'a Value {
 
 #[test]
 fn the_same_scenario_observed_passes() {
-    let port = listener();
+    let port = listener(5);
     let (out, report) = run_scenario("observed", &scenario(port), &[]);
     assert_exit(&out, 0);
     for expr in ["established == 0", "server.time_wait == 0", "kernel.ListenOverflows == 0"] {
@@ -130,7 +134,7 @@ fn the_same_scenario_observed_passes() {
 #[test]
 fn a_census_that_fails_passes_nothing() {
     require_root();
-    let port = listener();
+    let port = listener(5);
     let dir = TempDir::new("unobserved");
     let file = dir.file("scenario.toml", &scenario(port));
     let json = dir.path("report.json");
@@ -166,4 +170,55 @@ fn a_census_that_fails_passes_nothing() {
     assert!(stdout.contains("FAIL established == 0: unobserved: the client-side census failed: reading /proc/net/tcp"));
     assert!(stdout.contains("FAIL kernel.ListenOverflows == 0: unobserved: "), "{stdout}");
     assert!(stdout.contains("FAILED: 3 of "), "{stdout}");
+}
+
+/// Two shards run one after the other (no common start is needed for this); shard 1's
+/// report then has its connect histogram corrupted, as a damaged file would.
+#[test]
+fn a_shard_report_that_cannot_be_read_whole_passes_nothing_in_the_merge() {
+    let port = listener(4);
+    let dir = TempDir::new("unobserved-merge");
+    let toml = format!(
+        "name = \"merge unobserved\"\ntarget = \"127.0.0.1:{port}\"\nprotocol = \"tcp\"\n\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = 4, rate = 100 }}\n\
+         [[phase]]\nname = \"close\"\nclose = {{ how = \"rst\", rate = 100 }}\n"
+    );
+    let file = dir.file("scenario.toml", &toml);
+    let shards: Vec<_> = (0..2).map(|i| dir.path(&format!("shard-{i}.json"))).collect();
+    for (i, json) in shards.iter().enumerate() {
+        let shard = format!("{i}/2");
+        let out = run(&["run", file.to_str().unwrap(), "--shard", &shard, "--quiet", "--json", json.to_str().unwrap()]);
+        assert_exit(&out, 0);
+    }
+    let merged = dir.path("merged.json");
+    let merge = |files: &[&std::path::Path]| {
+        let mut args = vec!["merge", "--expect-shards", "2", "--json", merged.to_str().unwrap()];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        run(&args)
+    };
+    assert_exit(&merge(&[&shards[0], &shards[1]]), 0);
+    let whole = report(&merged);
+    assert_eq!(phase(&whole, "ramp")["unobserved"], serde_json::json!({}));
+
+    let mut damaged = report(&shards[1]);
+    damaged["phases"][0]["latency_us"]["connect"]["hdr"] = Value::from("HISTFAAAA!");
+    let damaged_file = dir.file("shard-1-damaged.json", &damaged.to_string());
+    let out = merge(&[&shards[0], &damaged_file]);
+    assert_exit(&out, 1);
+    let merged = report(&merged);
+    assert_matches_schema(&merged);
+    let ramp = phase(&merged, "ramp");
+    assert_eq!(ramp["succeeded"], 4, "the figures keep their numbers for the schema: {ramp}");
+    let e = expectation(&merged, "ramp", "errors == 0");
+    assert_eq!((&e["actual"], &e["passed"]), (&Value::Null, &Value::Bool(false)), "{e}");
+    let reason = e["reason"].as_str().unwrap_or_else(|| panic!("no reason: {e}"));
+    assert!(reason.contains("connect histogram cannot be decoded"), "{reason}");
+    assert_eq!(ramp["unobserved"]["operations"], reason);
+    assert!(ramp["unobserved"]["latency.connect"].is_string(), "{ramp}");
+    assert_eq!(phase(&merged, "close")["unobserved"], serde_json::json!({}), "the close phase read whole");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("FAIL errors == 0 (default): unobserved: 1 of the 2 shards' connect histogram"),
+        "{stdout}"
+    );
 }
