@@ -373,7 +373,8 @@ impl<'p> Coordinator<'p> {
         let (census, census_unobserved) = self.censuses.take().await;
         self.note_unobserved(&census_unobserved);
         let counters_after = KernelCounters::read();
-        self.publish(index, phase, start, Some(census.client));
+        let observed = census_unobserved.get(unobserved::CENSUS_CLIENT).is_none().then_some(census.client);
+        self.publish(index, phase, start, observed);
         let reported: Vec<usize> = (0..self.workers.len()).filter(|i| self.workers[*i].report.is_some()).collect();
         let parts: Vec<PhaseReport> = self.workers.iter_mut().filter_map(|w| w.report.take()).collect();
         let mut report = if parts.is_empty() {
