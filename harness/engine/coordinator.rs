@@ -8,22 +8,21 @@
 //! the workers are told to stop, report what they measured and close their
 //! connections under a deadline.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
-use probe::{KernelCounters, Prober, SockStat};
+use probe::{Prober, SockStat};
 use tokio::sync::watch;
 use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::census::Censuses;
+use super::counters::PhaseCounters;
 use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
 use super::worker_set::{Inbound, WorkerSet};
 use crate::descriptors::NofileRaise;
-use crate::expect::Metric;
 use crate::plan::{PhasePlan, Plan};
 use crate::rendezvous::RendezvousError;
 use crate::report::unobserved;
@@ -329,7 +328,7 @@ impl<'p> Coordinator<'p> {
         let first = self.sample().await;
         let mut last_census = first.as_ref().map(|s| s.client);
         let mut samples: Vec<CensusSample> = first.into_iter().collect();
-        let counters_before = KernelCounters::read();
+        let counters = PhaseCounters::start();
         let earliest = Instant::now() + START_AHEAD;
         let late = common_start.and_then(|c| earliest.checked_duration_since(c)).filter(|l| *l > START_AHEAD);
         if let Some(late) = late {
@@ -370,10 +369,11 @@ impl<'p> Coordinator<'p> {
                 _ = ticker.tick() => self.publish(index, phase, start, last_census),
             }
         }
-        let (census, census_unobserved) = self.censuses.take().await;
-        self.note_unobserved(&census_unobserved);
-        let counters_after = KernelCounters::read();
-        let observed = census_unobserved.get(unobserved::CENSUS_CLIENT).is_none().then_some(census.client);
+        // What this coordinator could not observe itself: a census side, the counters.
+        let (census, mut observed_here) = self.censuses.take().await;
+        let kernel = counters.end(&phase.expect, &mut observed_here);
+        self.note_unobserved(&observed_here);
+        let observed = observed_here.get(unobserved::CENSUS_CLIENT).is_none().then_some(census.client);
         self.publish(index, phase, start, observed);
         let reported: Vec<usize> = (0..self.workers.len()).filter(|i| self.workers[*i].report.is_some()).collect();
         let parts: Vec<PhaseReport> = self.workers.iter_mut().filter_map(|w| w.report.take()).collect();
@@ -401,9 +401,9 @@ impl<'p> Coordinator<'p> {
         report.started_ms = start.saturating_duration_since(self.run_start).as_millis() as u64;
         report.duration_ms = start.elapsed().as_millis() as u64;
         report.census = census;
-        report.unobserved.extend(&census_unobserved, "");
+        report.unobserved.extend(&observed_here, "");
         report.samples = samples;
-        report.kernel = self.kernel_delta(phase, counters_before, counters_after, &mut report.unobserved);
+        report.kernel = kernel;
         report.sockstat = SockStat::read().unwrap_or_else(|e| {
             report.unobserved.mark(unobserved::SOCKSTAT, format!("/proc/net/sockstat could not be read: {e}"));
             SockStat::default()
@@ -464,40 +464,6 @@ impl<'p> Coordinator<'p> {
             time_wait: census.map(|c| c.get(probe::TcpState::TimeWait)),
             workers: self.workers.len(),
         });
-    }
-
-    /// The kernel counters' deltas over a phase; none, and `kernel` unobserved, when
-    /// either reading failed. A counter an expectation names that this kernel lacks is
-    /// unobserved too (its delta would read 0).
-    fn kernel_delta(
-        &mut self,
-        phase: &PhasePlan,
-        before: std::io::Result<KernelCounters>,
-        after: std::io::Result<KernelCounters>,
-        unobserved: &mut Unobserved,
-    ) -> BTreeMap<String, i64> {
-        let (before, after) = match (before, after) {
-            (Ok(before), Ok(after)) => (before, after),
-            (Err(e), _) | (_, Err(e)) => {
-                let reason = format!("the kernel's TCP counters could not be read: {e}");
-                self.note_once(Some(reason.clone()));
-                unobserved.mark(unobserved::KERNEL, reason);
-                return BTreeMap::new();
-            }
-        };
-        for e in &phase.expect {
-            if let Metric::Kernel(name) = &e.metric {
-                if after.get(name).is_none() {
-                    unobserved.mark(
-                        &format!("{}.{name}", unobserved::KERNEL),
-                        format!(
-                            "this kernel has no counter `{name}` in /proc/net/snmp (Tcp) or /proc/net/netstat (TcpExt)"
-                        ),
-                    );
-                }
-            }
-        }
-        before.delta(&after)
     }
 
     /// A census now, with the phase's running counts as the census starts; none when a
