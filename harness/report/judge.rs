@@ -188,5 +188,6 @@ mod tests {
         let html = crate::report::html::render(&report);
         assert!(html.contains("FAIL</span>") && html.contains(why), "{html}");
         assert!(html.contains("client: <span class=\"bad\">unobserved: the client-side census failed"), "{html}");
+        assert!(html.contains("\"end_census_unobserved\":true"), "the charts leave the failed census out");
     }
 }
