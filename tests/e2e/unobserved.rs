@@ -159,6 +159,9 @@ fn a_census_that_fails_passes_nothing() {
     let ramp = expectation(&report, "ramp", "connected == 5");
     assert_eq!((&ramp["actual"], &ramp["passed"]), (&Value::from(5.0), &Value::Bool(true)), "{ramp}");
     let close = phase(&report, "close");
+    for p in report["phases"].as_array().unwrap() {
+        assert_eq!(p["samples"], serde_json::json!([]), "a census sample that failed is left out, not zeros: {p}");
+    }
     for (expr, figure, says) in [
         ("established == 0", "census.client", "/proc/net/tcp"),
         ("server.time_wait == 0", "census.server", "/proc/net/tcp"),
