@@ -96,12 +96,12 @@ fn render(base_path: &Path, base: &RunReport, cur_path: &Path, cur: &RunReport, 
                 out,
                 "  {:<24}{:>12}{:>12}{:>12}{:>10}  {:<12}{}",
                 printable(&f.name),
-                value(f, f.baseline),
-                value(f, f.current),
+                value(f, f.baseline, &f.baseline_unobserved),
+                value(f, f.current, &f.current_unobserved),
                 change(f),
                 percent(f),
                 limit(f),
-                verdict(f.verdict)
+                verdict(f)
             );
         }
     }
@@ -119,12 +119,13 @@ fn render(base_path: &Path, base: &RunReport, cur_path: &Path, cur: &RunReport, 
             if missing.is_empty() { String::new() } else { format!(", {} phases missing", missing.len()) }
         );
         for (phase, f) in regressions {
-            let detail = match f.verdict {
-                Verdict::NotMeasured => "not measured in the current report".to_string(),
+            let detail = match (f.verdict, &f.current_unobserved) {
+                (Verdict::NotMeasured, Some(why)) => format!("unobserved in the current report: {why}"),
+                (Verdict::NotMeasured, None) => "not measured in the current report".to_string(),
                 _ => format!(
                     "{} → {} ({}{}), limit {}",
-                    value(f, f.baseline),
-                    value(f, f.current),
+                    value(f, f.baseline, &None),
+                    value(f, f.current, &None),
                     change(f),
                     match f.relative_change() {
                         Some(_) => format!(", {}", percent(f)),
@@ -142,8 +143,11 @@ fn render(base_path: &Path, base: &RunReport, cur_path: &Path, cur: &RunReport, 
     out
 }
 
-fn value(f: &Figure, v: Option<f64>) -> String {
+/// A value in the table: `unobserved` when its report did not observe it (the reason is
+/// in that report's notes and in the list of regressions), `-` when it has none.
+fn value(f: &Figure, v: Option<f64>, unobserved: &Option<String>) -> String {
     match v {
+        None if unobserved.is_some() => "unobserved".to_string(),
         None => "-".to_string(),
         Some(v) => amount(f.unit, v),
     }
@@ -185,8 +189,9 @@ fn limit(f: &Figure) -> String {
     format!("{sign}{}", limit.display(f.unit))
 }
 
-fn verdict(v: Verdict) -> &'static str {
-    match v {
+fn verdict(f: &Figure) -> &'static str {
+    match f.verdict {
+        Verdict::NotMeasured if f.current_unobserved.is_some() => "UNOBSERVED",
         Verdict::Unlimited => "",
         Verdict::Within => "ok",
         Verdict::Regressed => "REGRESSED",
@@ -213,5 +218,23 @@ mod tests {
         assert!(text.contains("  phase ramp: connect_p99 "), "{text}");
         let established = text.lines().find(|l| l.trim_start().starts_with("established")).expect(&text);
         assert!(established.contains(" ok"), "{established}");
+    }
+
+    #[test]
+    fn an_unobserved_figure_reads_unobserved_not_zero() {
+        let base = sample_report();
+        let mut cur = base.clone();
+        cur.phases[1].census.client = Default::default();
+        cur.phases[1].unobserved.mark("census.client", "the client-side census failed: EPERM");
+        let c = compare::compare(&base, &cur, &RegressionLimits::defaults()).unwrap();
+        let text = render(Path::new("base.json"), &base, Path::new("cur.json"), &cur, &c);
+        let hold = &text[text.find("phase hold").expect(&text)..];
+        let row = hold.lines().find(|l| l.trim_start().starts_with("established")).expect(&text);
+        assert!(row.contains("5000") && row.contains("unobserved") && row.contains("UNOBSERVED"), "{row}");
+        assert!(!row.contains(" 0 "), "{row}");
+        assert!(
+            text.contains("phase hold: established unobserved in the current report: the client-side census failed"),
+            "{text}"
+        );
     }
 }

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use probe::{Filter, Prober, StateCounts};
 
-use crate::report::CensusPair;
+use crate::report::unobserved::{CENSUS_CLIENT, CENSUS_SERVER};
+use crate::report::{CensusPair, Unobserved};
 use crate::socket::is_local;
 
 /// Takes client- and server-side censuses for one target.
@@ -35,10 +36,10 @@ impl Censuses {
         Censuses { prober: Arc::new(Mutex::new(prober)), client, server }
     }
 
-    /// Take both censuses, at once. A failed census counts nothing, with the reason returned.
-    pub async fn take(&self) -> (CensusPair, Option<String>) {
-        let count =
-            |prober: &mut Prober, filter: &Filter| prober.census(filter).map_err(|e| format!("census failed: {e}"));
+    /// Take both censuses, at once. A side whose census failed (on netlink and on the
+    /// /proc fallback alike) counts nothing and is marked unobserved, with the reason.
+    pub async fn take(&self) -> (CensusPair, Unobserved) {
+        let count = |prober: &mut Prober, filter: &Filter| prober.census(filter).map_err(|e| e.to_string());
         let client_filter = self.client;
         let client = blocking(Arc::clone(&self.prober), move |p| count(p, &client_filter));
         let server = self.server.as_ref().map(|(filter, prober)| {
@@ -52,24 +53,23 @@ impl Censuses {
             }
             None => (client.await, None),
         };
-        let mut problem = None;
-        let mut counted = |taken: Result<Result<StateCounts, String>, String>| {
+        let mut unobserved = Unobserved::default();
+        let mut counted = |figure: &str, side: &str, taken: Result<Result<StateCounts, String>, String>| {
             taken.and_then(|r| r).unwrap_or_else(|e| {
-                problem = Some(e);
+                unobserved.mark(figure, format!("the {side}-side census failed: {e}"));
                 StateCounts::default()
             })
         };
-        let client = counted(client);
-        let server = server.map(&mut counted);
-        (CensusPair { client, server }, problem)
+        let client = counted(CENSUS_CLIENT, "client", client);
+        let server = server.map(|s| counted(CENSUS_SERVER, "server", s));
+        (CensusPair { client, server }, unobserved)
     }
 
-    /// The client-side census of the sockets from one source address (all when `None`).
-    pub async fn client_from(&self, source: Option<IpAddr>) -> StateCounts {
+    /// The client-side census of the sockets from one source address (all when `None`);
+    /// `None` when the census failed.
+    pub async fn client_from(&self, source: Option<IpAddr>) -> Option<StateCounts> {
         let filter = Filter { local_addr: source, ..self.client };
-        blocking(Arc::clone(&self.prober), move |prober| prober.census(&filter).unwrap_or_default())
-            .await
-            .unwrap_or_default()
+        blocking(Arc::clone(&self.prober), move |prober| prober.census(&filter).ok()).await.ok().flatten()
     }
 
     /// The backend name and its warning, if any.

@@ -13,19 +13,21 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
-use probe::{KernelCounters, Prober, SockStat};
+use probe::{Prober, SockStat};
 use tokio::sync::watch;
 use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::census::Censuses;
+use super::counters::PhaseCounters;
 use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
 use super::worker_set::{Inbound, WorkerSet};
 use crate::descriptors::NofileRaise;
 use crate::plan::{PhasePlan, Plan};
 use crate::rendezvous::RendezvousError;
+use crate::report::unobserved;
 use crate::report::{
-    CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,
+    CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, Unobserved, SCHEMA,
 };
 use crate::shard::Shard;
 use crate::sources::Sources;
@@ -324,9 +326,9 @@ impl<'p> Coordinator<'p> {
         // The census as the phase begins, taken before its clock starts so that pacing
         // does not absorb the census's time.
         let first = self.sample().await;
-        let mut last_census = Some(first.client);
-        let mut samples = vec![first];
-        let counters_before = KernelCounters::read().unwrap_or_default();
+        let mut last_census = first.as_ref().map(|s| s.client);
+        let mut samples: Vec<CensusSample> = first.into_iter().collect();
+        let counters = PhaseCounters::start();
         let earliest = Instant::now() + START_AHEAD;
         let late = common_start.and_then(|c| earliest.checked_duration_since(c)).filter(|l| *l > START_AHEAD);
         if let Some(late) = late {
@@ -356,9 +358,10 @@ impl<'p> Coordinator<'p> {
                 },
                 _ = sleep_until(next_sample) => {
                     let began = Instant::now();
-                    let sample = self.sample().await;
-                    last_census = Some(sample.client);
-                    samples.push(sample);
+                    if let Some(sample) = self.sample().await {
+                        last_census = Some(sample.client);
+                        samples.push(sample);
+                    }
                     // A census of a million sockets takes about a second of both cores:
                     // keep the census under a fifth of the time, whatever `sample_every`.
                     next_sample = began + every.max(began.elapsed() * CENSUS_SHARE);
@@ -366,10 +369,13 @@ impl<'p> Coordinator<'p> {
                 _ = ticker.tick() => self.publish(index, phase, start, last_census),
             }
         }
-        let (census, problem) = self.censuses.take().await;
-        self.note_once(problem);
-        let counters_after = KernelCounters::read().unwrap_or_default();
-        self.publish(index, phase, start, Some(census.client));
+        // What this coordinator could not observe itself: a census side, the counters.
+        let (census, mut observed_here) = self.censuses.take().await;
+        let kernel = counters.end(&phase.expect, &mut observed_here);
+        self.note_unobserved(&observed_here);
+        let observed = observed_here.get(unobserved::CENSUS_CLIENT).is_none().then_some(census.client);
+        self.publish(index, phase, start, observed);
+        let reported: Vec<usize> = (0..self.workers.len()).filter(|i| self.workers[*i].report.is_some()).collect();
         let parts: Vec<PhaseReport> = self.workers.iter_mut().filter_map(|w| w.report.take()).collect();
         let mut report = if parts.is_empty() {
             self.empty_phase(phase)
@@ -379,6 +385,12 @@ impl<'p> Coordinator<'p> {
             merged.report
         };
         if parts.len() < self.workers.len() {
+            let silent: Vec<&str> =
+                (0..self.workers.len()).filter(|i| !reported.contains(i)).map(|i| self.worker_set.name(i)).collect();
+            report.unobserved.mark(
+                unobserved::OPERATIONS,
+                format!("{} sent no report of this phase: its counts are missing", silent.join(", ")),
+            );
             self.notes.push(format!(
                 "phase `{}`: {} of {} workers reported it; its figures are theirs",
                 phase.name,
@@ -389,9 +401,13 @@ impl<'p> Coordinator<'p> {
         report.started_ms = start.saturating_duration_since(self.run_start).as_millis() as u64;
         report.duration_ms = start.elapsed().as_millis() as u64;
         report.census = census;
+        report.unobserved.extend(&observed_here, "");
         report.samples = samples;
-        report.kernel = counters_before.delta(&counters_after);
-        report.sockstat = SockStat::read().unwrap_or_default();
+        report.kernel = kernel;
+        report.sockstat = SockStat::read().unwrap_or_else(|e| {
+            report.unobserved.mark(unobserved::SOCKSTAT, format!("/proc/net/sockstat could not be read: {e}"));
+            SockStat::default()
+        });
         report.target_fds = self.target_fds();
         report.expectations = phase.expect.iter().map(|e| e.judge(&report)).collect();
         if self.shard.is_some() {
@@ -450,23 +466,30 @@ impl<'p> Coordinator<'p> {
         });
     }
 
-    /// A census now, with the phase's running counts as the census starts.
-    async fn sample(&mut self) -> CensusSample {
+    /// A census now, with the phase's running counts as the census starts; none when a
+    /// side's census failed (a sample of zeros would be no reading).
+    async fn sample(&mut self) -> Option<CensusSample> {
         // The freshest counts: fold in what the workers already sent.
         while let Some((i, inbound)) = self.worker_set.try_recv() {
             self.handle(i, inbound);
         }
         let counts = self.counts();
         let t_ms = self.run_start.elapsed().as_millis() as u64;
-        let (pair, problem) = self.censuses.take().await;
-        self.note_once(problem);
-        CensusSample {
+        let (pair, unobserved) = self.censuses.take().await;
+        self.note_unobserved(&unobserved);
+        unobserved.is_empty().then_some(CensusSample {
             t_ms,
             client: pair.client,
             server: pair.server,
             succeeded: counts.succeeded,
             failed: counts.failed,
             open: counts.open,
+        })
+    }
+
+    fn note_unobserved(&mut self, unobserved: &Unobserved) {
+        for (_, reason) in unobserved.iter() {
+            self.note_once(Some(reason.to_string()));
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! The engine is a coordinator and its workers:
 //! - [`coordinator`]: [`run`] keeps the workers' phases in step, takes the censuses
-//!   ([`census`]) and kernel counters, merges the workers' reports and judges the
+//!   ([`census`]) and kernel counters ([`counters`]), merges the workers' reports and judges the
 //!   expectations;
 //! - [`worker_set`]: the coordinator's workers, one in this process or `sockcap worker`
 //!   child processes;
@@ -19,6 +19,7 @@
 pub mod census;
 pub mod connection;
 pub mod coordinator;
+pub mod counters;
 pub mod messages;
 pub mod worker;
 pub mod worker_set;

@@ -1,6 +1,11 @@
 //! Judging expectations against a phase's figures: the value each metric measured in a
 //! [`PhaseReport`], and the [`ExpectationResult`] of each [`Expectation`]. The grammar
 //! itself (`crate::expect`) sits below the report; judging needs the report's figures.
+//!
+//! A pass rests on an observation: each expectation is judged on a value or a reason
+//! ([`Metric::reading`]). A figure the phase did not observe (its `unobserved` map) or
+//! has no reading of gives no value, and the expectation fails with the reason, whatever
+//! zero its field holds.
 
 use crate::expect::{Expectation, LatencyKind, Metric, Percentile, Side};
 use crate::report::{ExpectationResult, PhaseReport};
@@ -40,15 +45,42 @@ impl Metric {
     }
 }
 
+impl Metric {
+    /// The value observed in a phase, or why there is none: the figure was not observed
+    /// (`phase.unobserved`), or the phase has no such reading.
+    pub fn reading(&self, phase: &PhaseReport) -> Result<f64, String> {
+        if let Some(reason) = phase.unobserved.reason_for(self) {
+            return Err(reason.to_string());
+        }
+        self.actual(phase).ok_or_else(|| match self {
+            Metric::State(Side::Server, _) => {
+                "no server-side census: the target does not listen on this machine".to_string()
+            }
+            Metric::Latency(kind, _) => format!("no {} latency was measured in this phase", kind_name(*kind)),
+            _ => "not measured in this phase".to_string(),
+        })
+    }
+}
+
+fn kind_name(kind: LatencyKind) -> &'static str {
+    match kind {
+        LatencyKind::Connect => "connect",
+        LatencyKind::Handshake => "handshake",
+        LatencyKind::Close => "close",
+    }
+}
+
 impl Expectation {
-    /// Judge this expectation against a phase's measurements.
+    /// Judge this expectation against a phase's measurements: on its value, or failed
+    /// with the reason it has none.
     pub fn judge(&self, phase: &PhaseReport) -> ExpectationResult {
-        let actual = self.metric.actual(phase);
+        let reading = self.metric.reading(phase);
         ExpectationResult {
             expr: self.expr.clone(),
-            actual,
+            actual: reading.as_ref().ok().copied(),
             unit: self.metric.unit().to_string(),
-            passed: actual.is_some_and(|a| self.op.holds(a, self.value)),
+            passed: reading.as_ref().is_ok_and(|a| self.op.holds(*a, self.value)),
+            reason: reading.err(),
             implicit: self.implicit,
             deferred: false,
         }
@@ -86,5 +118,76 @@ mod tests {
         let implicit = Expectation::no_errors();
         let phase = crate::report::PhaseReport::empty("p", "connect");
         assert_eq!(Expectation::from_result(&implicit.judge(&phase)).unwrap(), implicit);
+    }
+
+    /// Zeros that are no reading pass nothing: each expectation on an unobserved figure
+    /// fails with the reason, and the others are judged as before.
+    #[test]
+    fn an_expectation_on_an_unobserved_figure_fails_with_the_reason() {
+        use crate::report::unobserved::{CENSUS_CLIENT, CENSUS_SERVER, KERNEL, OPERATIONS};
+        let mut phase = crate::report::PhaseReport::empty("p", "connect");
+        phase.census.server = Some(Default::default());
+        let judged = |phase: &crate::report::PhaseReport, name: &str, value: &str| parse(name, value).judge(phase);
+        for (name, value) in [("established", "0"), ("server.time_wait", "0"), ("kernel.ListenOverflows", "0")] {
+            let e = judged(&phase, name, value);
+            assert!(e.passed && e.actual == Some(0.0) && e.reason.is_none(), "observed zeros pass: {e:?}");
+        }
+        assert!(Expectation::no_errors().judge(&phase).passed);
+
+        phase.unobserved.mark(CENSUS_CLIENT, "census failed: sock_diag: Operation not permitted");
+        phase.unobserved.mark(CENSUS_SERVER, "census failed: reading /proc/net/tcp: Permission denied");
+        phase.unobserved.mark(KERNEL, "reading /proc/net/netstat: Permission denied");
+        phase.unobserved.mark(OPERATIONS, "worker 1 (pid 7) sent no report of this phase");
+        for (name, value, why) in [
+            ("established", "0", "census failed: sock_diag: Operation not permitted"),
+            ("time_wait", "< 10", "census failed: sock_diag: Operation not permitted"),
+            ("server.time_wait", "0", "census failed: reading /proc/net/tcp: Permission denied"),
+            ("kernel.ListenOverflows", "0", "reading /proc/net/netstat: Permission denied"),
+            ("errors", "0", "worker 1 (pid 7) sent no report of this phase"),
+            ("connect_p99", "< 1s", "worker 1 (pid 7) sent no report of this phase"),
+        ] {
+            let e = judged(&phase, name, value);
+            assert_eq!((e.passed, e.actual, e.reason.as_deref()), (false, None, Some(why)), "{name}");
+        }
+        let e = Expectation::no_errors().judge(&phase);
+        assert!(!e.passed && e.reason.is_some(), "the default `errors == 0` fails too: {e:?}");
+    }
+
+    #[test]
+    fn a_figure_the_phase_has_no_reading_of_says_why() {
+        let phase = crate::report::PhaseReport::empty("p", "connect");
+        let e = parse("server.established", "0").judge(&phase);
+        assert_eq!(e.reason.as_deref(), Some("no server-side census: the target does not listen on this machine"));
+        let e = parse("close_p99", "< 1ms").judge(&phase);
+        assert_eq!((e.passed, e.reason.as_deref()), (false, Some("no close latency was measured in this phase")));
+    }
+
+    /// Text, JSON, JUnit and HTML show an unobserved expectation as failed, with why.
+    #[test]
+    fn every_view_shows_an_unobserved_expectation_failed_with_its_reason() {
+        let mut report = crate::report::test_support::sample_report();
+        let hold = &mut report.phases[1];
+        hold.unobserved.mark("census.client", "the client-side census failed: reading /proc/net/tcp: EACCES");
+        hold.expectations = vec![parse("established", "0").judge(hold), Expectation::no_errors().judge(hold)];
+        report.passed = false;
+        assert!(!report.passed);
+        let text = crate::report::text::render(&report);
+        let why = "unobserved: the client-side census failed: reading /proc/net/tcp: EACCES";
+        assert!(text.contains(&format!("FAIL established == 0: {why}")), "{text}");
+        assert!(text.contains(&format!("census   client  {why}")), "{text}");
+        assert!(text.contains("FAILED: 1 of 4 expectations failed"), "{text}");
+        let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        let e = &json["phases"][1]["expectations"][0];
+        assert_eq!((&e["actual"], &e["passed"]), (&serde_json::Value::Null, &serde_json::Value::Bool(false)));
+        assert_eq!(e["reason"], "the client-side census failed: reading /proc/net/tcp: EACCES");
+        assert_eq!(json["phases"][1]["unobserved"]["census.client"], e["reason"]);
+        assert!(json["phases"][1]["expectations"][1].get("reason").is_none(), "a reading has no reason");
+        let xml = crate::report::junit::render(&report);
+        assert!(xml.contains("<property name=\"unobserved.census.client\" value=\"the client-side"), "{xml}");
+        assert!(xml.contains("failures=\"1\"") && xml.contains(&format!("expected established == 0, {why}")), "{xml}");
+        let html = crate::report::html::render(&report);
+        assert!(html.contains("FAIL</span>") && html.contains(why), "{html}");
+        assert!(html.contains("client: <span class=\"bad\">unobserved: the client-side census failed"), "{html}");
+        assert!(html.contains("\"end_census_unobserved\":true"), "the charts leave the failed census out");
     }
 }

@@ -11,6 +11,9 @@
 //!   carry the property `implicit = true`), `classname` = `sockcap.<scenario>.<phase>`
 //!   (dots inside the two names become `_`, so the three levels stay three). Properties
 //!   `actual`, `unit`, `implicit`; a failed one has `<failure message="expected …, actual …">`.
+//!   An expectation whose figure was not observed fails with `expected …, unobserved:
+//!   <reason>` and a `reason` property; the suite's `unobserved.<figure>` properties list
+//!   what the phase did not observe.
 //! - An interrupted run gets one more test case in the last phase's suite,
 //!   `run completed`, with an `<error type="interrupted">`: the phases after it did not run.
 //! - A shard's report (`--shard`) marks its expectations `<skipped>`: they are judged
@@ -125,6 +128,7 @@ fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bo
     if let Some(server) = &phase.census.server {
         props.extend(census_props("census.server", server));
     }
+    props.extend(phase.unobserved.iter().map(|(figure, why)| (format!("unobserved.{figure}"), why.to_string())));
     for (name, value) in &props {
         property(out, "      ", name, value);
     }
@@ -150,6 +154,9 @@ fn testcase(out: &mut String, class: &str, phase: &str, e: &ExpectationResult) {
     let _ = writeln!(out, "    <testcase name=\"{}\" classname=\"{}\" time=\"0\">", escape(&name), escape(class));
     out.push_str("      <properties>\n");
     property(out, "        ", "actual", &e.actual.map_or_else(|| "null".to_string(), |v| v.to_string()));
+    if let Some(why) = &e.reason {
+        property(out, "        ", "reason", why);
+    }
     property(out, "        ", "unit", &e.unit);
     property(out, "        ", "implicit", if e.implicit { "true" } else { "false" });
     out.push_str("      </properties>\n");
@@ -158,12 +165,17 @@ fn testcase(out: &mut String, class: &str, phase: &str, e: &ExpectationResult) {
         let _ = writeln!(out, "      <skipped message=\"{}\"/>", escape(&message));
     } else if !e.passed {
         let actual = actual_text(e);
-        let message = format!("expected {}, actual {actual}", e.expr);
+        let (said, measured) = match (e.actual, &e.reason) {
+            (None, Some(_)) => (actual.clone(), actual),
+            _ => (format!("actual {actual}"), format!("measured {actual}")),
+        };
+        let message = format!("expected {}, {said}", e.expr);
         let _ = writeln!(
             out,
-            "      <failure message=\"{}\" type=\"expectation\">phase {phase}: expected {}, measured {actual}{}</failure>",
+            "      <failure message=\"{}\" type=\"expectation\">phase {phase}: expected {}, {}{}</failure>",
             escape(&message),
             escape(&e.expr),
+            escape(&measured),
             if e.implicit { " (an expectation sockcap adds to phases that name no `errors` expectation)" } else { "" }
         );
     }
@@ -198,6 +210,7 @@ fn classname(scenario: &str, phase: &str) -> String {
 /// The measured value as a person reads it: `15.15ms`, `2455.0/s`, `5000`.
 fn actual_text(e: &ExpectationResult) -> String {
     match e.actual {
+        None if e.reason.is_some() => format!("unobserved: {}", e.reason.as_deref().unwrap_or_default()),
         None => "not measured".to_string(),
         Some(v) if e.unit == "us" => micros(v as u64),
         Some(v) if e.unit == "per_s" => format!("{v:.1}/s"),

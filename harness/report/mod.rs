@@ -23,6 +23,7 @@ pub mod merge;
 pub mod run_report;
 mod shard_info;
 pub mod text;
+pub mod unobserved;
 pub mod write;
 
 #[cfg(test)]
@@ -34,3 +35,4 @@ pub use run_report::{
     CensusPair, CensusSample, Exhaustion, ExpectationResult, Latencies, LimitsReport, MergeInfo, MergedShard, Outcome,
     PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,
 };
+pub use unobserved::Unobserved;

@@ -8,6 +8,7 @@ use probe::{Limits, SockStat, StateCounts};
 use serde::{Deserialize, Serialize};
 
 use crate::latency::LatencySummary;
+use crate::report::unobserved::Unobserved;
 
 /// The schema name and version written in every JSON report.
 pub const SCHEMA: &str = "sockcap.report/1";
@@ -191,6 +192,10 @@ pub struct PhaseReport {
     /// target listens on this machine and its processes could be read; null otherwise.
     #[serde(default)]
     pub target_fds: Option<TargetFds>,
+    /// Figures this phase did not observe, by name, and why (`report/unobserved.rs`):
+    /// their fields above hold zeros that are no reading, and an expectation on one fails.
+    #[serde(default)]
+    pub unobserved: Unobserved,
     pub expectations: Vec<ExpectationResult>,
 }
 
@@ -268,6 +273,10 @@ pub struct ExpectationResult {
     pub expr: String,
     /// The measured value, in `unit`; null when the phase did not measure it.
     pub actual: Option<f64>,
+    /// Why `actual` is null: the figure was not observed (a census that failed, ...) or
+    /// the phase has no such reading. Written only then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// `count`, `us` or `per_s`.
     pub unit: String,
     pub passed: bool,
@@ -305,6 +314,7 @@ impl PhaseReport {
             exhaustion: None,
             timeline_100ms: Vec::new(),
             target_fds: None,
+            unobserved: Unobserved::default(),
             expectations: Vec::new(),
         }
     }

@@ -8,7 +8,7 @@ use probe::StateCounts;
 use crate::latency::LatencySummary;
 use crate::printable::printable;
 use crate::report::format::{self, micros, Digits};
-use crate::report::{ExpectationResult, PhaseReport, RunReport};
+use crate::report::{unobserved, ExpectationResult, PhaseReport, RunReport};
 
 /// Render the whole report.
 pub fn render(report: &RunReport) -> String {
@@ -98,9 +98,13 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
         p.kind,
         p.drops
     );
-    let _ = writeln!(out, "  census   client  {}", states(&p.census.client));
+    let census = |figure: &str, counts: &StateCounts| match p.unobserved.get(figure) {
+        Some(why) => format!("unobserved: {why}"),
+        None => states(counts),
+    };
+    let _ = writeln!(out, "  census   client  {}", census(unobserved::CENSUS_CLIENT, &p.census.client));
     if let Some(server) = &p.census.server {
-        let _ = writeln!(out, "           server  {}", states(server));
+        let _ = writeln!(out, "           server  {}", census(unobserved::CENSUS_SERVER, server));
     }
     if let Some((t_ms, peak)) = peak_established(p) {
         let _ = writeln!(out, "  peak     client established {peak} at {:.1}s (census samples)", t_ms as f64 / 1000.0);
@@ -119,6 +123,9 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
         let more = p.kernel.len().saturating_sub(12);
         let more = if more > 0 { format!(" (+{more} more in --json)") } else { String::new() };
         let _ = writeln!(out, "  kernel   {}{more}", deltas.join(", "));
+    }
+    for (figure, why) in p.unobserved.iter().filter(|(f, _)| !f.starts_with("census.")) {
+        let _ = writeln!(out, "  unobserved {figure}: {why}");
     }
     for e in &p.expectations {
         let _ = writeln!(out, "  {}", expectation(e));
@@ -173,6 +180,11 @@ fn expectation(e: &ExpectationResult) -> String {
         (false, true) => "ok  ",
         (false, false) => "FAIL",
     };
+    if let (None, Some(why)) = (e.actual, &e.reason) {
+        let implicit = if e.implicit { " (default)" } else { "" };
+        let mark = if e.deferred { "··· " } else { "FAIL" };
+        return format!("{mark} {}{implicit}: unobserved: {why}", e.expr);
+    }
     let actual = match e.actual {
         None => "not measured".to_string(),
         Some(v) if e.unit == "us" => micros(v as u64),

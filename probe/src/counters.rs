@@ -22,10 +22,12 @@ pub struct KernelCounters {
 }
 
 impl KernelCounters {
-    /// Read both files of the current network namespace.
+    /// Read both files of the current network namespace; an error names the file.
     pub fn read() -> std::io::Result<KernelCounters> {
-        let snmp = std::fs::read_to_string(PROC_NET_SNMP)?;
-        let netstat = std::fs::read_to_string(PROC_NET_NETSTAT)?;
+        let read = |path: &str| {
+            std::fs::read_to_string(path).map_err(|e| std::io::Error::new(e.kind(), format!("reading {path}: {e}")))
+        };
+        let (snmp, netstat) = (read(PROC_NET_SNMP)?, read(PROC_NET_NETSTAT)?);
         Ok(KernelCounters::parse(&snmp, &netstat)?)
     }
 

@@ -21,4 +21,5 @@ mod shards;
 mod source_ports;
 mod state_lab;
 mod support;
+mod unobserved;
 mod workers;

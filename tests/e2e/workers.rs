@@ -32,6 +32,16 @@ fn a_worker_that_dies_is_named_and_the_run_ends_with_exit_1() {
     // What was measured stays: the ramp of both workers, and the hold up to the death.
     assert_eq!(phase(&report, "ramp")["succeeded"], 1000);
     assert_eq!(report["phases"].as_array().unwrap().len(), 2, "no phase runs after a worker died");
+    // The dead worker's share of the hold was never reported: its counts are unobserved,
+    // and `errors == 0` does not pass on the survivor's alone.
+    let hold = phase(&report, "hold");
+    let why = hold["unobserved"]["operations"].as_str().unwrap_or_else(|| panic!("{hold}"));
+    assert!(why.contains(&format!("pid {}) sent no report of this phase", workers[1])), "{why}");
+    let errors = &hold["expectations"][0];
+    assert_eq!(
+        (&errors["expr"], &errors["passed"], &errors["reason"]),
+        (&"errors == 0".into(), &false.into(), &why.into())
+    );
 }
 
 #[test]

@@ -246,12 +246,18 @@ impl<'p> Worker<'p> {
         let exhaustion = collected.first_addr_not_available.map(|at| Exhaustion {
             after_connections: collected.connected_before_exhaustion,
             after_ms: at.saturating_duration_since(start).as_millis() as u64,
-            time_wait: exhaustion_census.as_ref().map_or(0, |(c, _)| c.get(probe::TcpState::TimeWait)),
+            // No census right then: 0, flagged unobserved below.
+            time_wait: exhaustion_census.as_ref().and_then(|(c, _)| *c).map_or(0, |c| c.get(probe::TcpState::TimeWait)),
             recovered_after_ms: collected.recovered_at.map(|r| r.saturating_duration_since(at).as_millis() as u64),
             failed: collected.errors.get(crate::failure::ErrorKind::AddrNotAvailable),
             ip_local_port_range: exhaustion_census.as_ref().and_then(|(_, l)| l.ip_local_port_range),
             tcp_tw_reuse: exhaustion_census.as_ref().and_then(|(_, l)| l.tcp_tw_reuse),
         });
+        let mut unobserved = crate::report::Unobserved::default();
+        if exhaustion.is_some() && exhaustion_census.as_ref().is_none_or(|(c, _)| c.is_none()) {
+            unobserved
+                .mark("exhaustion.time_wait", "the client-side census when the ports ran out failed or was not taken");
+        }
         PhaseReport {
             name: phase.name.clone(),
             kind: phase.action.kind().to_string(),
@@ -279,6 +285,7 @@ impl<'p> Worker<'p> {
             exhaustion,
             timeline_100ms: std::mem::take(&mut collected.timeline),
             target_fds: None,
+            unobserved,
             expectations: Vec::new(),
         }
     }

@@ -198,8 +198,17 @@ impl<'a> PhaseValues<'a> {
         }
     }
 
-    /// The figure's value; latencies from the decoded histograms.
+    /// Why the phase has no value of `metric`, when it did not observe it.
+    fn unobserved(&self, metric: &Metric) -> Option<String> {
+        self.phase.unobserved.reason_for(metric).map(str::to_string)
+    }
+
+    /// The figure's value; latencies from the decoded histograms. None when the phase
+    /// did not observe it (its field's zero is no reading).
     fn value(&self, metric: &Metric) -> Option<f64> {
+        if self.phase.unobserved.reason_for(metric).is_some() {
+            return None;
+        }
         match metric {
             Metric::Latency(kind, pct) => {
                 let s = self.latency(*kind)?;
@@ -258,7 +267,10 @@ fn figures(base: Option<&PhaseValues>, cur: Option<&PhaseValues>, limits: &Regre
         .filter_map(|metric| {
             let baseline = base.and_then(|v| v.value(&metric));
             let current = cur.and_then(|v| v.value(&metric));
-            if baseline.is_none() && current.is_none() {
+            let baseline_unobserved = base.and_then(|v| v.unobserved(&metric));
+            let current_unobserved = cur.and_then(|v| v.unobserved(&metric));
+            let unobserved = baseline_unobserved.is_some() || current_unobserved.is_some();
+            if baseline.is_none() && current.is_none() && !unobserved {
                 return None;
             }
             let limit = limits.get(&metric).map(|l| l.allowance);
@@ -269,6 +281,8 @@ fn figures(base: Option<&PhaseValues>, cur: Option<&PhaseValues>, limits: &Regre
                 metric,
                 baseline,
                 current,
+                baseline_unobserved,
+                current_unobserved,
                 limit,
                 verdict: Verdict::Unlimited,
             };
@@ -356,6 +370,27 @@ mod tests {
         assert_eq!(figure(&c, "ramp", "errors.refused").verdict, Verdict::Unlimited);
         assert_eq!(c.missing_phases().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["hold"]);
         assert!(!c.passed());
+    }
+
+    /// A figure the current report did not observe is no zero: it has no value, says
+    /// why, and under a limit it regresses.
+    #[test]
+    fn unobserved_figures_are_shown_as_such_not_as_zero() {
+        let base = sample_report();
+        let mut cur = base.clone();
+        cur.phases[1].census.client = Default::default();
+        cur.phases[1].unobserved.mark("census.client", "the client-side census failed: EPERM");
+        let c = compare(&base, &cur, &"established=0%".parse().unwrap()).unwrap();
+        let f = figure(&c, "hold", "established");
+        assert_eq!((f.baseline, f.current), (Some(5000.0), None));
+        assert_eq!(f.current_unobserved.as_deref(), Some("the client-side census failed: EPERM"));
+        assert_eq!(f.verdict, Verdict::NotMeasured);
+        assert!(!c.passed());
+        // Unobserved on both sides: still listed, with no value on either.
+        let c = compare(&cur, &cur, &RegressionLimits::defaults()).unwrap();
+        let f = figure(&c, "hold", "established");
+        assert_eq!((f.baseline, f.current, f.verdict), (None, None, Verdict::NoBaseline));
+        assert!(f.baseline_unobserved.is_some() && f.current_unobserved.is_some());
     }
 
     #[test]

@@ -60,6 +60,11 @@ pub struct Figure {
     pub better: Better,
     pub baseline: Option<f64>,
     pub current: Option<f64>,
+    /// Why the baseline has no value, when its phase did not observe the figure (a
+    /// census that failed, ...): shown as unobserved, not as a zero or a gap.
+    pub baseline_unobserved: Option<String>,
+    /// Why the current report has no value, when its phase did not observe the figure.
+    pub current_unobserved: Option<String>,
     pub limit: Option<Allowance>,
     pub verdict: Verdict,
 }

@@ -10,7 +10,7 @@ use probe::{StateCounts, TcpState};
 use serde::Serialize;
 
 use crate::latency::{Latency, LatencySummary};
-use crate::report::{CensusSample, Exhaustion, Outcome, PhaseReport, RunReport};
+use crate::report::{unobserved, CensusSample, Exhaustion, Outcome, PhaseReport, RunReport};
 
 /// Schema of the JSON block in the page (the data the charts are drawn from).
 pub const DATA_SCHEMA: &str = "sockcap.html-data/1";
@@ -55,6 +55,9 @@ struct PhaseData<'a> {
     samples: Vec<Census>,
     /// The census when the phase ended, at `started_ms + duration_ms`.
     end: Census,
+    /// True when that census failed on a side (the phase's `unobserved`): its zeros are
+    /// no reading, and the census charts leave it out.
+    end_census_unobserved: bool,
     /// Successes and failures per second between successive censuses.
     rate: Vec<RateStep>,
     /// Percentile curves of the latencies the phase measured.
@@ -156,6 +159,9 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         succeeded: p.succeeded,
         samples,
         end,
+        end_census_unobserved: [unobserved::CENSUS_CLIENT, unobserved::CENSUS_SERVER]
+            .iter()
+            .any(|figure| p.unobserved.get(figure).is_some()),
         rate,
         latency,
         errors: p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (k.as_str(), *n)).collect(),

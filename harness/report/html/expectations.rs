@@ -26,9 +26,9 @@ pub(super) fn section(out: &mut String, r: &RunReport) {
             let _ = writeln!(
                 out,
                 "<tr class=\"{class}\"><td><span class=\"badge {class}\">{word}</span></td><td><code>{}</code>{implicit}</td>\
-                 <td>actual {}</td></tr>",
+                 <td>{}</td></tr>",
                 Escaped(&e.expr),
-                Escaped(&actual(e)),
+                Escaped(&if e.actual.is_some() { format!("actual {}", actual(e)) } else { actual(e) }),
             );
         }
         out.push_str("</tbody>\n</table>\n");
@@ -38,6 +38,7 @@ pub(super) fn section(out: &mut String, r: &RunReport) {
 
 fn actual(e: &ExpectationResult) -> String {
     match e.actual {
+        None if e.reason.is_some() => format!("unobserved: {}", e.reason.as_deref().unwrap_or_default()),
         None => "not measured".to_string(),
         Some(v) if e.unit == "us" => micros(v.max(0.0) as u64),
         Some(v) if e.unit == "per_s" => format!("{}/s", format::rate(v, Digits::Grouped)),

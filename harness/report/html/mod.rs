@@ -195,6 +195,7 @@ mod tests {
             actual: Some(actual),
             unit: "count".to_string(),
             passed,
+            reason: None,
             implicit: false,
             deferred: false,
         }

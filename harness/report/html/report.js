@@ -180,6 +180,8 @@
 
   // ---- time series ---------------------------------------------------------------
   function timeline(p) { return p.samples.concat([p.end]); }
+  // The census series: an end census that failed is no reading (its zeros are not drawn).
+  function censusTimeline(p) { return p.end_census_unobserved ? p.samples : timeline(p); }
   function runEndMs() {
     let end = data.duration_ms;
     for (const p of data.phases) end = Math.max(end, p.started_ms + p.duration_ms);
@@ -205,7 +207,7 @@
   }
 
   function censusChart(host, side, title) {
-    const used = data.states.filter((s) => data.phases.some((p) => timeline(p).some((c) => c[side] && c[side][s] > 0)));
+    const used = data.states.filter((s) => data.phases.some((p) => censusTimeline(p).some((c) => c[side] && c[side][s] > 0)));
     if (!used.length) {
       html(host, "p", "hint", `${title}: no sockets counted.`);
       return;
@@ -213,7 +215,7 @@
     const series = used.map((s) => ({ key: s, color: STATE_COLORS[s] || "#000", pts: [], dots: [] }));
     let max = 0;
     for (const p of data.phases) {
-      for (const c of timeline(p)) {
+      for (const c of censusTimeline(p)) {
         if (!c[side]) continue;
         const x = c.t_ms / 1000;
         for (const s of series) {

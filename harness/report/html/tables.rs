@@ -9,7 +9,7 @@ use probe::StateCounts;
 use crate::latency::LatencySummary;
 use crate::report::format::{self, micros, seconds, signed_thousands, thousands, Digits};
 use crate::report::markup::Escaped;
-use crate::report::{PhaseReport, RunReport};
+use crate::report::{unobserved, PhaseReport, RunReport};
 
 pub(super) fn phase_table(out: &mut String, r: &RunReport) {
     out.push_str(
@@ -28,9 +28,14 @@ pub(super) fn phase_table(out: &mut String, r: &RunReport) {
         } else {
             "–".to_string()
         };
-        let mut census = format!("client: {}", states(&p.census.client));
+        // A census that failed is no reading: say so, not "no sockets".
+        let side = |figure: &str, c: &StateCounts| match p.unobserved.get(figure) {
+            Some(why) => format!("<span class=\"bad\">unobserved: {}</span>", Escaped(why)),
+            None => states(c),
+        };
+        let mut census = format!("client: {}", side(unobserved::CENSUS_CLIENT, &p.census.client));
         if let Some(server) = &p.census.server {
-            let _ = write!(census, "<br/>server: {}", states(server));
+            let _ = write!(census, "<br/>server: {}", side(unobserved::CENSUS_SERVER, server));
         }
         let _ = writeln!(
             out,

@@ -9,11 +9,16 @@
 //! A histogram that cannot be decoded (workers' and shards' alike) does not stop the
 //! merge: that latency (connect, handshake or close) is left out of the merged phase,
 //! as not measured, since percentiles of the other parts alone are not the phase's;
-//! every other figure is merged, and a note says which histogram failed and why.
+//! every other figure is merged, and a note says which histogram failed and why. A part
+//! whose report cannot be read whole is no reading of the phase: that latency and the
+//! phase's counts (`operations`) are marked unobserved, so no expectation passes on
+//! them. What the parts did not observe stays unobserved in the merge.
 
 use std::collections::BTreeMap;
 
+use crate::expect::LatencyKind;
 use crate::latency::{HdrError, Latency, LatencySummary};
+use crate::report::unobserved::{self, Unobserved};
 use crate::report::{CensusPair, Exhaustion, Latencies, PhaseReport};
 
 /// A phase merged from its parts, and what could not be merged.
@@ -31,7 +36,9 @@ pub struct MergedPhase {
 pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
     let first = parts.first().expect("merging at least one phase report");
     let mut notes = Vec::new();
-    let mut latency = |histogram: &str, of: fn(&PhaseReport) -> &LatencySummary| {
+    let mut unobserved = Unobserved::default();
+    parts.iter().for_each(|p| unobserved.extend(&p.unobserved, ""));
+    let mut latency = |kind: LatencyKind, histogram: &str, of: fn(&PhaseReport) -> &LatencySummary| {
         latency(parts.iter().map(of)).unwrap_or_else(|Undecodable { parts: failed, error }| {
             let whose = match parts.len() {
                 1 => format!("the {part}'s"),
@@ -42,13 +49,16 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
                  latencies are left out",
                 first.name
             ));
+            let reason = format!("{whose} {histogram} histogram cannot be decoded ({error})");
+            unobserved.mark(unobserved::latency(kind), reason.clone());
+            unobserved.mark(unobserved::OPERATIONS, format!("{reason}: that report cannot be read whole"));
             LatencySummary::default()
         })
     };
     let latency_us = Latencies {
-        connect: latency("connect", |p| &p.latency_us.connect),
-        handshake: latency("handshake", |p| &p.latency_us.handshake),
-        close: latency("close", |p| &p.latency_us.close),
+        connect: latency(LatencyKind::Connect, "connect", |p| &p.latency_us.connect),
+        handshake: latency(LatencyKind::Handshake, "handshake", |p| &p.latency_us.handshake),
+        close: latency(LatencyKind::Close, "close", |p| &p.latency_us.close),
     };
     let sum = |f: fn(&PhaseReport) -> u64| parts.iter().map(f).sum::<u64>();
     let rate = parts.iter().map(|p| p.achieved_rate_per_s).sum::<f64>();
@@ -76,6 +86,7 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         timeline_100ms: add_timelines(parts.iter().map(|p| p.timeline_100ms.as_slice())),
         // One target seen from every part: the largest reading.
         target_fds: parts.iter().filter_map(|p| p.target_fds).max_by_key(|t| t.open),
+        unobserved,
         expectations: Vec::new(),
     };
     MergedPhase { report, notes }
@@ -203,5 +214,30 @@ mod tests {
         assert!(note.ends_with("the phase's connect latencies are left out"), "{note}");
         let alone = phases(&[two], "worker");
         assert!(alone.notes[0].starts_with("phase `ramp`: the worker's connect histogram cannot"), "{:?}", alone.notes);
+    }
+
+    /// The parts' figures are merged (the schema keeps its numbers), but the phase's
+    /// counts and that latency are no reading: `errors == 0` does not pass on them.
+    #[test]
+    fn an_undecodable_histogram_leaves_the_counts_and_its_latency_unobserved() {
+        use crate::expect::Expectation;
+        let one = sample_report().phases[0].clone();
+        let whole = phases(&[one.clone(), one.clone()], "worker").report;
+        assert!(whole.unobserved.is_empty(), "{:?}", whole.unobserved);
+        assert!(Expectation::no_errors().judge(&whole).passed);
+        let mut two = one.clone();
+        two.latency_us.handshake.hdr = "not base64!".into();
+        let merged = phases(&[one.clone(), two], "shard").report;
+        let figures: Vec<&str> = merged.unobserved.iter().map(|(f, _)| f).collect();
+        assert_eq!(figures, ["latency.handshake", "operations"]);
+        assert!(merged.unobserved.get("latency.handshake").unwrap().starts_with("1 of the 2 shards' handshake"));
+        let e = Expectation::no_errors().judge(&merged);
+        assert!(!e.passed && e.actual.is_none(), "{e:?}");
+        assert!(e.reason.as_deref().unwrap().contains("cannot be read whole"), "{e:?}");
+        // What a part did not observe stays unobserved.
+        let mut blind = one.clone();
+        blind.unobserved.mark("census.client", "the client-side census failed: x");
+        let merged = phases(&[one, blind], "worker").report;
+        assert_eq!(merged.unobserved.get("census.client"), Some("the client-side census failed: x"));
     }
 }

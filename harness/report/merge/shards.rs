@@ -9,14 +9,17 @@
 //!   peak of the sum, not the sum of the peaks;
 //! - shards that ran on one machine in one network namespace (the same census scope)
 //!   saw each other's sockets: their census, kernel counters and sockstat count once;
+//! - what a shard did not observe stays unobserved in the merge (its census only when
+//!   no shard of its scope observed it), and a shard that is missing, or did not run a
+//!   phase, leaves that phase's figures unobserved: no expectation passes without them;
 //! - the expectations are judged again on the merged figures.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use probe::{SockStat, StateCounts};
-
 use super::phase_reports;
+use super::scoped::{self, by_scope, Scoped};
 use crate::expect::Expectation;
+use crate::report::unobserved::{Unobserved, CENSUS_CLIENT, CENSUS_SERVER};
 use crate::report::{
     CensusPair, CensusSample, MergeInfo, MergedShard, Outcome, PhaseReport, RunReport, ShardInfo, SCHEMA,
 };
@@ -73,6 +76,7 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
     let missing: Vec<u32> = (0..expected).filter(|i| !present.contains(i)).collect();
     let reports: Vec<&RunReport> = shards.iter().map(|(p, _)| &p.report).collect();
     let scopes: Vec<&str> = shards.iter().map(|(_, s)| s.census_scope.as_str()).collect();
+    let whose: Vec<String> = shards.iter().map(|(_, s)| format!("shard {} ({}): ", s.index, s.host)).collect();
 
     let phase_count = reports.iter().map(|r| r.phases.len()).max().unwrap_or(0);
     let series: Vec<Vec<Point>> = reports.iter().map(|r| points(r)).collect();
@@ -80,13 +84,22 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
     let mut notes = Vec::new();
     for p in 0..phase_count {
         let with: Vec<usize> = (0..reports.len()).filter(|i| reports[*i].phases.len() > p).collect();
-        let parts: Vec<PhaseReport> = with.iter().map(|i| aligned(reports[*i], p)).collect();
+        let parts: Vec<PhaseReport> = with.iter().map(|i| aligned(reports[*i], p, &whose[*i])).collect();
         let merged = phase_reports::phases(&parts, "shard");
         notes.extend(merged.notes);
         let mut phase = merged.report;
-        let Scoped { client, server, kernel, sockstat } =
-            by_scope(with.iter().map(|i| (scopes[*i], Scoped::phase(&reports[*i].phases[p]))));
-        (phase.census, phase.kernel, phase.sockstat) = (CensusPair { client, server }, kernel, sockstat);
+        let scoped = by_scope(with.iter().map(|i| (scopes[*i], Scoped::phase(&reports[*i].phases[p], &whose[*i]))));
+        phase.unobserved.extend(&scoped.unobserved, "");
+        (phase.kernel, phase.sockstat) = (scoped.kernel.clone(), scoped.sockstat);
+        phase.census = scoped.into_census();
+        // What a shard without this phase would have measured is not in the merge.
+        for i in (0..reports.len()).filter(|i| !with.contains(i)) {
+            let seen = with.iter().any(|j| scopes[*j] == scopes[i]);
+            scoped::absent(&mut phase.unobserved, &format!("{}did not run this phase", whose[i]), !seen);
+        }
+        for m in &missing {
+            scoped::absent(&mut phase.unobserved, &format!("no report from shard {m}"), true);
+        }
         phase.started_ms = parts.iter().map(|x| x.started_ms).min().unwrap_or(0);
         phase.duration_ms = parts.iter().map(|x| x.started_ms + x.duration_ms).max().unwrap_or(0) - phase.started_ms;
         phase.samples = summed_samples(&series, &scopes, p, phase.started_ms, phase.started_ms + phase.duration_ms);
@@ -167,11 +180,18 @@ fn worst(outcomes: impl Iterator<Item = Outcome>) -> Outcome {
     })
 }
 
-/// Phase `p` of a shard with its times counted from the shard's start of phase 1.
-fn aligned(report: &RunReport, p: usize) -> PhaseReport {
+/// Phase `p` of a shard with its times counted from the shard's start of phase 1, and
+/// what its workers did not observe said to be `whose` (census, counters and sockstat
+/// are merged by scope instead).
+fn aligned(report: &RunReport, p: usize, whose: &str) -> PhaseReport {
     let zero = report.phases.first().map_or(0, |f| f.started_ms);
     let mut phase = report.phases[p].clone();
     phase.started_ms = phase.started_ms.saturating_sub(zero);
+    let mut unobserved = Unobserved::default();
+    for (figure, reason) in phase.unobserved.iter().filter(|(f, _)| !scoped::is_scoped(f)) {
+        unobserved.mark(figure, format!("{whose}{reason}"));
+    }
+    phase.unobserved = unobserved;
     phase
 }
 
@@ -200,6 +220,9 @@ fn points(report: &RunReport) -> Vec<Point> {
             failed: s.failed,
             open: s.open,
         }));
+        if [CENSUS_CLIENT, CENSUS_SERVER].iter().any(|f| p.unobserved.get(f).is_some()) {
+            continue; // zeros, no reading
+        }
         points.push(Point {
             t_ms: (p.started_ms + p.duration_ms) as i64 - zero,
             phase,
@@ -262,85 +285,9 @@ fn readings_at(shard: &[Point], p: usize, instants: &[u64]) -> Vec<Point> {
         .collect()
 }
 
-/// What a census scope (one machine's namespace) measured, however many shards read it.
-#[derive(Debug, Clone, Default)]
-struct Scoped {
-    client: StateCounts,
-    server: Option<StateCounts>,
-    kernel: BTreeMap<String, i64>,
-    sockstat: SockStat,
-}
-
-impl Scoped {
-    fn census(pair: &CensusPair) -> Scoped {
-        Scoped { client: pair.client, server: pair.server, ..Scoped::default() }
-    }
-
-    /// What a shard's coordinator observed of its machine in a phase.
-    fn phase(p: &PhaseReport) -> Scoped {
-        Scoped { client: p.census.client, server: p.census.server, kernel: p.kernel.clone(), sockstat: p.sockstat }
-    }
-
-    /// Two readings of the same sockets: the larger of each.
-    fn widen(&mut self, other: &Scoped) {
-        self.client.max_each(&other.client);
-        if let Some(server) = &other.server {
-            self.server.get_or_insert_with(Default::default).max_each(server);
-        }
-        for (key, value) in &other.kernel {
-            let mine = self.kernel.entry(key.clone()).or_default();
-            *mine = (*mine).max(*value);
-        }
-        self.sockstat = each_sockstat(self.sockstat, other.sockstat, u64::max);
-    }
-
-    /// Readings of different sockets: the sum.
-    fn add(&mut self, other: &Scoped) {
-        self.client.merge(&other.client);
-        if let Some(server) = &other.server {
-            self.server.get_or_insert_with(Default::default).merge(server);
-        }
-        for (key, value) in &other.kernel {
-            *self.kernel.entry(key.clone()).or_default() += value;
-        }
-        self.sockstat = each_sockstat(self.sockstat, other.sockstat, |a, b| a + b);
-    }
-
-    fn into_census(self) -> CensusPair {
-        CensusPair { client: self.client, server: self.server }
-    }
-}
-
-/// Readings grouped by scope: the largest within a scope, summed across scopes.
-fn by_scope<'a>(readings: impl Iterator<Item = (&'a str, Scoped)>) -> Scoped {
-    let mut scopes: BTreeMap<&str, Scoped> = BTreeMap::new();
-    for (scope, reading) in readings {
-        match scopes.get_mut(scope) {
-            Some(seen) => seen.widen(&reading),
-            None => {
-                scopes.insert(scope, reading);
-            }
-        }
-    }
-    let mut total = Scoped::default();
-    scopes.values().for_each(|s| total.add(s));
-    total
-}
-
-fn each_sockstat(a: SockStat, b: SockStat, f: impl Fn(u64, u64) -> u64) -> SockStat {
-    SockStat {
-        sockets_used: f(a.sockets_used, b.sockets_used),
-        tcp_inuse: f(a.tcp_inuse, b.tcp_inuse),
-        tcp_orphan: f(a.tcp_orphan, b.tcp_orphan),
-        tcp_tw: f(a.tcp_tw, b.tcp_tw),
-        tcp_alloc: f(a.tcp_alloc, b.tcp_alloc),
-        tcp_mem_pages: f(a.tcp_mem_pages, b.tcp_mem_pages),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use probe::TcpState;
+    use probe::{StateCounts, TcpState};
 
     use super::*;
     use crate::latency::Latency;
@@ -501,5 +448,58 @@ mod tests {
         assert!(xml.contains("type=\"partial\"") && xml.contains("no report from shard 2"), "{xml}");
         let html = crate::report::html::render(&merged);
         assert!(html.contains("merged from 2 of 3 shards (missing: 2)") && html.contains("PARTIAL"));
+    }
+
+    /// A shard's report that cannot be read whole, a census a shard did not take, or a
+    /// missing shard: the merged phase's figures are unobserved, not zeros that pass.
+    #[test]
+    fn what_a_shard_did_not_observe_stays_unobserved() {
+        use crate::expect::Expectation;
+        let errors_zero = |phase: &PhaseReport| Expectation::no_errors().judge(phase);
+        let whole = shards(fleet(), 3).unwrap();
+        assert!(whole.phases.iter().all(|p| p.unobserved.is_empty()) && whole.passed);
+
+        let mut parts = fleet();
+        parts[1].report.phases[0].latency_us.connect.hdr = "AAAA!".into();
+        let errors = Expectation::no_errors().judge(&parts[0].report.phases[0]);
+        parts[0].report.phases[0].expectations.push(errors);
+        let merged = shards(parts, 3).unwrap();
+        let ramp = &merged.phases[0];
+        assert!(ramp.unobserved.get("latency.connect").is_some() && ramp.unobserved.get("operations").is_some());
+        let e = ramp.expectations.iter().find(|e| e.expr == "errors == 0").unwrap();
+        assert!(!e.passed && e.actual.is_none() && e.reason.is_some(), "{e:?}");
+        assert!(!errors_zero(ramp).passed && !merged.passed);
+        assert!(merged.phases[1].unobserved.is_empty(), "the hold phase read whole: {:?}", merged.phases[1].unobserved);
+
+        // Shard 1's census failed; shard 0 shares its scope and observed it, shard 2 not.
+        let mut parts =
+            vec![shard(0, "same", 100, 2000, &[2000]), shard(1, "same", 100, 2000, &[]), shard(2, "c", 100, 500, &[])];
+        parts[1].report.phases[0].unobserved.mark("census.client", "the client-side census failed: EPERM");
+        parts[2].report.phases[1].unobserved.mark("kernel", "reading /proc/net/netstat: Permission denied");
+        let merged = shards(parts, 3).unwrap();
+        assert!(merged.phases[0].unobserved.is_empty(), "{:?}", merged.phases[0].unobserved);
+        assert_eq!(
+            merged.phases[1].unobserved.get("kernel"),
+            Some("shard 2 (host2): reading /proc/net/netstat: Permission denied")
+        );
+        let mut parts = fleet();
+        parts[2].report.phases[0].unobserved.mark("census.client", "the client-side census failed: EPERM");
+        let ramp = &shards(parts, 3).unwrap().phases[0];
+        assert_eq!(ramp.unobserved.get("census.client"), Some("shard 2 (host2): the client-side census failed: EPERM"));
+        let e = &ramp.expectations[0];
+        assert_eq!((e.expr.as_str(), e.passed, e.actual), ("established >= 5000", false, None));
+
+        let mut parts = fleet();
+        parts.remove(1);
+        let merged = shards(parts, 3).unwrap();
+        for phase in &merged.phases {
+            assert_eq!(phase.unobserved.get("operations"), Some("no report from shard 1"));
+            assert!(!errors_zero(phase).passed);
+        }
+        let mut parts = fleet();
+        parts[2].report.phases.truncate(1);
+        let hold = &shards(parts, 3).unwrap().phases[1];
+        assert_eq!(hold.unobserved.get("operations"), Some("shard 2 (host2): did not run this phase"));
+        assert!(hold.unobserved.get("census.client").is_some(), "no other shard of its scope counted for it");
     }
 }
