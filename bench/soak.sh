@@ -7,6 +7,7 @@
 #   bench/soak.sh                          (builds --release; 600 s)
 #   DURATION=120 HELD=500 RATE=100 bench/soak.sh
 #   BIN=target/debug/sockcap bench/soak.sh (no build)
+#   SAMPLES=/tmp/soak.tsv bench/soak.sh    (keep the samples, and the report as /tmp/soak.tsv.json)
 #
 # The scenario: HELD connections (default 2,000) with keep-alive KEEP_ALIVE (10 s)
 # opened in phase 1 and held to the end, while 10 churn phases connect and close
@@ -109,6 +110,10 @@ awk '
         }
         if (t0) printf "all      %-7s %11d %11d %11s %7.2f%%\n", "", t0, t1, "", 100 * (t1 - t0) / t0
     }' "$WORK/samples"
+echo "RSS KiB each minute:"
+awk '$1 % 60 < '"$INTERVAL"' { if (!($2 in seen)) { seen[$2] = 1; order[++n] = $2; cmd[$2] = $3 } line[$2] = line[$2] " " $4 }
+    END { for (i = 1; i <= n; i++) printf "  %-7s%s\n", cmd[order[i]], line[order[i]] }' "$WORK/samples"
+if [ -n "${SAMPLES:-}" ]; then cp "$WORK/samples" "$SAMPLES"; cp "$WORK/report.json" "$SAMPLES.json"; fi
 python3 - "$WORK/report.json" "$status" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
