@@ -151,9 +151,8 @@ impl<'p> Worker<'p> {
         });
         let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
-        let keep_alive = pinging.then(|| {
-            tokio::spawn(held::keep_alive(Arc::downgrade(&connections), held::tick_period(spec.mqtt.keep_alive)))
-        });
+        let keep_alive = pinging
+            .then(|| tokio::spawn(held::keep_alive(Arc::downgrade(&connections), held::tick_period(spec.mqtt.keep_alive))));
         Worker {
             plan,
             spec,
