@@ -7,6 +7,7 @@
 #   bench/fuzz.sh              (every target, 600 s each)
 #   bench/fuzz.sh 60
 #   TARGETS="plan report" bench/fuzz.sh 600
+#   FUZZ_FLAGS="-s none" TARGETS=report bench/fuzz.sh   (no debug assertions: as released)
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Builds with
 # debug assertions (integer overflow panics) and no sanitizer: the parsers are safe
@@ -21,7 +22,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-600}
 TARGETS=${TARGETS:-"mqtt_client mqtt_server plan report sock_diag"}
 WORK=${FUZZ_WORK:-${CARGO_TARGET_DIR:-fuzz/target}/fuzz-corpus}
-FLAGS="-a -s none"
+FLAGS=${FUZZ_FLAGS:-"-a -s none"}
 # shellcheck disable=SC2086
 cargo +nightly fuzz build $FLAGS
 printf '%-12s %14s %9s  %s\n' target executions findings command
