@@ -10,7 +10,7 @@
 #   SAMPLES=/tmp/soak.tsv bench/soak.sh    (keep the samples, and the report as /tmp/soak.tsv.json)
 #
 # The scenario: HELD connections (default 2,000) with keep-alive KEEP_ALIVE (10 s)
-# opened in phase 1 and held to the end, while 10 churn phases connect and close
+# opened in phase 1 and held to the end, while PHASES (10) churn phases connect and close
 # (FIN) RATE (200) connections a second; then every connection is closed.
 # Prints each process's RSS and descriptors at one minute and at the end of the
 # churn, its growth in between (goal: under 1 %), and the errors of the run (goal: 0:
@@ -23,6 +23,7 @@ HELD=${HELD:-2000}
 RATE=${RATE:-200}
 KEEP_ALIVE=${KEEP_ALIVE:-10s}
 WORKERS=${WORKERS:-auto}
+PHASES=${PHASES:-10}
 if [ -z "${BIN:-}" ]; then
     cargo build --release -q
     BIN=${CARGO_TARGET_DIR:-target}/release/sockcap
@@ -35,8 +36,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# Ten churn phases share the time left after the ramp.
-PHASE_S=$(((DURATION - 5) / 10))
+# The churn phases share the time left after the ramp.
+PHASE_S=$(((DURATION - 5) / PHASES))
 {
     cat <<TOML
 name = "soak: $HELD held MQTT connections, churn at $RATE/s"
@@ -50,7 +51,7 @@ name = "ramp"
 connect = { count = $HELD, rate = 1000 }
 expect = { established = "== $HELD", errors = "== 0" }
 TOML
-    for i in 1 2 3 4 5 6 7 8 9 10; do
+    for i in $(seq "$PHASES"); do
         cat <<TOML
 [[phase]]
 name = "churn-$i"
