@@ -95,6 +95,7 @@ impl Latency {
     /// Rebuild from a summary's `hdr` field.
     pub fn from_hdr(hdr: &str) -> Result<Latency, HdrError> {
         let bytes = base64::engine::general_purpose::STANDARD.decode(hdr).map_err(|e| HdrError(e.to_string()))?;
+        check_header(&bytes)?;
         let decoded: Histogram<u64> =
             Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| HdrError(format!("{e:?}")))?;
         let mut latency = Latency::new();
@@ -107,6 +108,36 @@ impl Latency {
 #[derive(Debug, thiserror::Error)]
 #[error("serialized histogram is not valid: {0}")]
 pub struct HdrError(String);
+
+/// The header of an uncompressed V2 histogram, as [`V2Serializer`] writes it: cookie,
+/// payload length, normalizing offset, significant digits, lowest and highest trackable
+/// values (all big-endian), integer-to-double ratio.
+const HDR_HEADER: usize = 40;
+const HDR_V2_COOKIE: u32 = 0x1c84_9313;
+
+/// Refuse what sockcap never writes before the deserializer allocates for it: it
+/// allocates the payload length the header claims (up to 4 GiB) and counts for any
+/// bounds, from a few bytes of a report.
+fn check_header(bytes: &[u8]) -> Result<(), HdrError> {
+    let header = bytes.get(..HDR_HEADER).ok_or_else(|| HdrError(format!("{} bytes, no header", bytes.len())))?;
+    let be32 = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    let be64 = |at: usize| u64::from_be_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    if be32(0) != HDR_V2_COOKIE {
+        return Err(HdrError(format!("cookie {:#010x} is not an uncompressed V2 histogram's", be32(0))));
+    }
+    let (claimed, follow) = (be32(4) as usize, bytes.len() - HDR_HEADER);
+    if claimed > follow {
+        return Err(HdrError(format!("the header claims {claimed} bytes of counts, {follow} follow")));
+    }
+    if be32(12) > 3 || be64(24) > MAX_LATENCY_US {
+        return Err(HdrError(format!(
+            "{} digits up to {}, wider than sockcap's 3 up to {MAX_LATENCY_US}",
+            be32(12),
+            be64(24)
+        )));
+    }
+    Ok(())
+}
 
 fn encode_histogram(h: &Histogram<u64>) -> String {
     let mut bytes = Vec::new();
@@ -142,6 +173,22 @@ mod tests {
         let summary = a.summary();
         let b = Latency::from_hdr(&summary.hdr).unwrap();
         assert_eq!(b.summary(), summary);
+    }
+
+    /// Fuzzing the report reader: 40 bytes of a report's `hdr` claiming a 4 GiB
+    /// payload made the deserializer allocate 4 GiB.
+    #[test]
+    fn a_header_claiming_more_than_follows_is_refused_before_allocating() {
+        let mut bytes = base64::engine::general_purpose::STANDARD.decode(Latency::new().summary().hdr).unwrap();
+        assert_eq!(u32::from_be_bytes(bytes[..4].try_into().unwrap()), HDR_V2_COOKIE);
+        bytes[4..8].copy_from_slice(&0xFFFF_FF00u32.to_be_bytes());
+        let hdr = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        let error = Latency::from_hdr(&hdr).unwrap_err().to_string();
+        assert!(error.contains("claims 4294967040 bytes of counts"), "{error}");
+        bytes[4..8].copy_from_slice(&0u32.to_be_bytes());
+        bytes[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
+        let wide = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        assert!(Latency::from_hdr(&wide).unwrap_err().to_string().contains("wider than"));
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub use crate::descriptors::MAX_WORKERS;
 /// The default listen backlog (`--backlog`, `embedded.backlog`).
 pub use crate::socket::DEFAULT_BACKLOG;
 pub use child::EmbeddedTarget;
+#[doc(hidden)]
+pub use connection::replies_to_reads;
 pub use messages::{parse_ready_line, ready_line, ServeMsg, TargetSummary, PARENT_ENV};
 pub use options::{ServeOptions, ServeSummary};
 pub use process::run_serve_process;

@@ -19,4 +19,6 @@ mod protocol;
 mod session;
 mod tcp;
 
+#[doc(hidden)]
+pub use session::replies_to_reads;
 pub(super) use session::run;

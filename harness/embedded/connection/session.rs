@@ -256,6 +256,24 @@ impl Connection {
     }
 }
 
+/// For the fuzz target `mqtt_server` (`fuzz/`): the replies of a connection speaking
+/// `protocol` to `reads` received in turn, each handled as [`Connection::on_bytes`]
+/// handles a read, until the connection would close.
+#[doc(hidden)]
+pub fn replies_to_reads<'a>(protocol: Protocol, reads: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut conn = Connection::new(protocol, true, Arc::new(AtomicU64::new(0)));
+    let mut sent = Vec::new();
+    for read in reads {
+        let mut replies = Replies::new();
+        let step = conn.on_bytes(read, &mut replies);
+        sent.extend_from_slice(replies.as_slice());
+        if step != Step::Continue {
+            break;
+        }
+    }
+    sent
+}
+
 /// Writes as much of `bytes` as the socket takes without blocking.
 fn write_some(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
     let mut written = 0;

@@ -54,6 +54,15 @@ enum Rest {
     Malformed,
 }
 
+/// For the fuzz target `mqtt_client` (`fuzz/`): what [`receive`] makes of the bytes at
+/// the head of a receive queue: the bytes of the whole packets it starts with, and
+/// whether a PINGRESP was among them.
+#[doc(hidden)]
+pub fn scan_head(head: &[u8]) -> (usize, bool) {
+    let scan = scan(head);
+    (scan.whole, scan.pong)
+}
+
 fn scan(head: &[u8]) -> Scan {
     let (mut whole, mut pong) = (0, false);
     loop {

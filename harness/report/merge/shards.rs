@@ -101,7 +101,8 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
             scoped::absent(&mut phase.unobserved, &format!("no report from shard {m}"), true);
         }
         phase.started_ms = parts.iter().map(|x| x.started_ms).min().unwrap_or(0);
-        phase.duration_ms = parts.iter().map(|x| x.started_ms + x.duration_ms).max().unwrap_or(0) - phase.started_ms;
+        let end_ms = parts.iter().map(|x| x.started_ms.saturating_add(x.duration_ms)).max().unwrap_or(0);
+        phase.duration_ms = end_ms - phase.started_ms;
         phase.samples = summed_samples(&series, &scopes, p, phase.started_ms, phase.started_ms + phase.duration_ms);
         if with.len() < reports.len() {
             notes.push(format!("phase `{}`: {} of {} shards ran it", phase.name, with.len(), reports.len()));
@@ -224,7 +225,7 @@ fn points(report: &RunReport) -> Vec<Point> {
             continue; // zeros, no reading
         }
         points.push(Point {
-            t_ms: (p.started_ms + p.duration_ms) as i64 - zero,
+            t_ms: p.started_ms.saturating_add(p.duration_ms) as i64 - zero,
             phase,
             pair: p.census.clone(),
             succeeded: p.succeeded,
@@ -236,10 +237,15 @@ fn points(report: &RunReport) -> Vec<Point> {
     points
 }
 
-/// The summed census of phase `p`'s span, once a second from its start and at its end:
-/// at each instant, every shard's latest reading (its first, before it has one).
+/// The most instants a merged phase's census series has: a day's, once a second.
+const MAX_SAMPLES: u64 = 86_400;
+
+/// The summed census of phase `p`'s span, once a second from its start (less often past
+/// [`MAX_SAMPLES`] seconds: a report may claim any duration) and at its end: at each
+/// instant, every shard's latest reading (its first, before it has one).
 fn summed_samples(series: &[Vec<Point>], scopes: &[&str], p: usize, from_ms: u64, to_ms: u64) -> Vec<CensusSample> {
-    let mut instants: Vec<u64> = (from_ms..to_ms).step_by(1000).collect();
+    let every_ms = (to_ms.saturating_sub(from_ms) / MAX_SAMPLES).max(1000);
+    let mut instants: Vec<u64> = (from_ms..to_ms).step_by(every_ms as usize).collect();
     instants.push(to_ms);
     let per_shard: Vec<Vec<Point>> = series.iter().map(|shard| readings_at(shard, p, &instants)).collect();
     (0..instants.len())
@@ -369,6 +375,20 @@ mod tests {
         let info = merged.merge.as_ref().unwrap();
         assert_eq!((info.shards.len(), info.partial), (3, false));
         assert_eq!(merged.scenario.workers, 3);
+    }
+
+    /// Found by the `report` fuzz target: a phase claiming 115 days made a sample a
+    /// second, 7.5 GB of them.
+    #[test]
+    fn a_phase_of_any_claimed_length_merges_into_a_bounded_series() {
+        let mut parts = fleet();
+        parts[1].report.phases[1].duration_ms = 10_000_000_000;
+        let merged = shards(parts, 3).unwrap();
+        let samples = merged.phases[1].samples.len() as u64;
+        assert!((2..=MAX_SAMPLES + 2).contains(&samples), "{samples} samples");
+        parts = fleet();
+        parts[0].report.phases[1].duration_ms = u64::MAX;
+        assert!(shards(parts, 3).unwrap().phases[1].samples.len() as u64 <= MAX_SAMPLES + 2);
     }
 
     #[test]

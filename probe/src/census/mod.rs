@@ -37,6 +37,8 @@ mod tally;
 pub use self::error::CensusError;
 pub use self::filter::Filter;
 pub use self::listening::ListeningSocket;
+#[doc(hidden)]
+pub use self::prober::census_of_datagram;
 pub use self::prober::{Backend, Prober};
 pub use self::procnet::{parse_listening, parse_proc_net_tcp};
 pub use self::tally::{Census, PeerCount};

@@ -159,6 +159,29 @@ fn sock_diag_census(
     })
 }
 
+/// For the fuzz target `sock_diag` (`fuzz/`): one received sock_diag datagram, walked as
+/// a dump numbered as its first message is (every socket counted as a census counts it,
+/// peers grouped as `filter` groups them; each also read as [`Prober::listening`] reads
+/// it): the census and the listening sockets, or the reply's error.
+#[doc(hidden)]
+pub fn census_of_datagram(datagram: &[u8], filter: &Filter) -> Result<(Census, Vec<ListeningSocket>), String> {
+    let seq = datagram.get(8..12).map_or(0, |b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+    let (mut tally, mut listening) = (Tally::new(Some(filter.peer_side())), Vec::new());
+    sockdiag::parse_reply(datagram, seq, |msg| {
+        tally.add(msg.state(), |side| match side {
+            Side::Local => msg.local_addr(),
+            Side::Remote => msg.remote_addr(),
+        });
+        if filter.matches(msg.local(), msg.remote()) {
+            listening.push(ListeningSocket { local: msg.local(), inode: msg.inode(), backlog: Some(msg.wqueue()) });
+        }
+    })
+    .map_err(|e| format!("{e:?}"))?;
+    let states = tally.states;
+    let peers = tally.top_peers(10);
+    Ok((Census { states, peers, elapsed: Default::default() }, listening))
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{Ipv4Addr, SocketAddr, TcpListener};

@@ -60,9 +60,10 @@ pub(crate) fn parse_reply(
             SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => visit(DiagMsg::new(payload)?),
             NLMSG_DONE => {
                 return match error_code(payload) {
-                    Some(errno) if errno < 0 => Err(ReplyError::Kernel(-errno)),
+                    // `saturating_neg`: a reply may say i32::MIN.
+                    Some(errno) if errno < 0 => Err(ReplyError::Kernel(errno.saturating_neg())),
                     _ => Ok(Progress::Done),
-                }
+                };
             }
             NLMSG_ERROR => match error_code(payload) {
                 Some(0) => {} // an acknowledgement
@@ -288,5 +289,14 @@ mod tests {
         assert_eq!(rows(&done_einval, 5).1, Err(ReplyError::Kernel(libc::EINVAL)));
         let ack = golden::nlmsg(NLMSG_ERROR, 5, &0i32.to_ne_bytes());
         assert_eq!(rows(&ack, 5).1, Ok(Progress::More));
+    }
+
+    /// Found by the `sock_diag` fuzz target: `-errno` overflowed on i32::MIN.
+    #[test]
+    fn the_most_negative_errno_is_an_error_not_a_panic() {
+        for kind in [NLMSG_DONE, NLMSG_ERROR] {
+            let min = golden::nlmsg(kind, 5, &i32::MIN.to_ne_bytes());
+            assert_eq!(rows(&min, 5).1, Err(ReplyError::Kernel(i32::MAX)), "type {kind}");
+        }
     }
 }
