@@ -349,6 +349,16 @@ mod tests {
         Token::from_env_value(text).unwrap()
     }
 
+    /// A connection to shard 0's port once it listens.
+    async fn connect_when_listening(port: u16) -> TcpStream {
+        loop {
+            match TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(stream) => return stream,
+                Err(_) => sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
     fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
     }
@@ -474,12 +484,7 @@ mod tests {
         let lead = tokio::spawn(async move {
             agree(&member(0, 2, "a"), Some(&lead_token), &format!("x:{port}"), Duration::from_millis(1500)).await
         });
-        let mut stream = loop {
-            match TcpStream::connect(("127.0.0.1", port)).await {
-                Ok(stream) => break stream,
-                Err(_) => sleep(Duration::from_millis(20)).await,
-            }
-        };
+        let mut stream = connect_when_listening(port).await;
         let (read, mut out) = stream.split();
         let mut lines = BufReader::new(read).lines();
         let challenge = lines.next_line().await.unwrap().unwrap();
@@ -504,12 +509,7 @@ mod tests {
         let lead = tokio::spawn(async move {
             agree(&member(0, 2, "a"), None, &format!("x:{port}"), Duration::from_millis(1500)).await
         });
-        let mut stream = loop {
-            match TcpStream::connect(("127.0.0.1", port)).await {
-                Ok(stream) => break stream,
-                Err(_) => sleep(Duration::from_millis(20)).await,
-            }
-        };
+        let mut stream = connect_when_listening(port).await;
         let (read, mut out) = stream.split();
         let mut lines = BufReader::new(read).lines();
         lines.next_line().await.unwrap().unwrap();
