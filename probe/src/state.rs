@@ -104,7 +104,8 @@ impl StateCounts {
 
     /// Count `n` sockets in `state`.
     pub fn add_n(&mut self, state: TcpState, n: u64) {
-        self.counts[state.reported() as usize] += n;
+        let count = &mut self.counts[state.reported() as usize];
+        *count = count.saturating_add(n);
     }
 
     /// Sockets in `state`.
@@ -114,13 +115,13 @@ impl StateCounts {
 
     /// Sockets in any state.
     pub fn total(&self) -> u64 {
-        self.counts.iter().sum()
+        self.counts.iter().fold(0, |sum, n| sum.saturating_add(*n))
     }
 
     /// Add another census to this one (for merging results of several processes).
     pub fn merge(&mut self, other: &StateCounts) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
-            *a += b;
+            *a = a.saturating_add(*b);
         }
     }
 

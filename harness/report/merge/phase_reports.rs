@@ -60,7 +60,7 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         handshake: latency(LatencyKind::Handshake, "handshake", |p| &p.latency_us.handshake),
         close: latency(LatencyKind::Close, "close", |p| &p.latency_us.close),
     };
-    let sum = |f: fn(&PhaseReport) -> u64| parts.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&PhaseReport) -> u64| parts.iter().map(f).fold(0, u64::saturating_add);
     let rate = parts.iter().map(|p| p.achieved_rate_per_s).sum::<f64>();
     let report = PhaseReport {
         name: first.name.clone(),
@@ -122,7 +122,7 @@ fn add_timelines<'a>(parts: impl Iterator<Item = &'a [u32]>) -> Vec<u32> {
             merged.resize(part.len(), 0);
         }
         for (sum, n) in merged.iter_mut().zip(part) {
-            *sum += n;
+            *sum = sum.saturating_add(*n);
         }
     }
     merged
@@ -141,11 +141,12 @@ fn census<'a>(parts: impl Iterator<Item = &'a CensusPair>) -> CensusPair {
 
 fn add_maps<'a, V>(maps: impl Iterator<Item = &'a BTreeMap<String, V>>) -> BTreeMap<String, V>
 where
-    V: Copy + Default + std::ops::AddAssign + 'a,
+    V: Copy + Default + SaturatingAdd + 'a,
 {
     let mut merged = BTreeMap::new();
     for (key, value) in maps.flatten() {
-        *merged.entry(key.clone()).or_default() += *value;
+        let sum: &mut V = merged.entry(key.clone()).or_default();
+        *sum = sum.saturating_add(*value);
     }
     merged
 }
@@ -154,17 +155,35 @@ where
 /// came before it everywhere, the largest TIME_WAIT count seen.
 fn exhaustion<'a>(parts: impl Iterator<Item = &'a Exhaustion>) -> Option<Exhaustion> {
     parts.copied().reduce(|a, b| Exhaustion {
-        after_connections: a.after_connections + b.after_connections,
+        after_connections: a.after_connections.saturating_add(b.after_connections),
         after_ms: a.after_ms.min(b.after_ms),
         time_wait: a.time_wait.max(b.time_wait),
         recovered_after_ms: match (a.recovered_after_ms, b.recovered_after_ms) {
             (Some(x), Some(y)) => Some(x.max(y)),
             _ => None,
         },
-        failed: a.failed + b.failed,
+        failed: a.failed.saturating_add(b.failed),
         ip_local_port_range: a.ip_local_port_range.or(b.ip_local_port_range),
         tcp_tw_reuse: a.tcp_tw_reuse.or(b.tcp_tw_reuse),
     })
+}
+
+/// Counts of reports read from outside are summed saturating: a corrupt or hostile
+/// count stays as large as it claims, never wraps to a small one an expectation passes.
+trait SaturatingAdd {
+    fn saturating_add(self, other: Self) -> Self;
+}
+
+impl SaturatingAdd for u64 {
+    fn saturating_add(self, other: u64) -> u64 {
+        u64::saturating_add(self, other)
+    }
+}
+
+impl SaturatingAdd for i64 {
+    fn saturating_add(self, other: i64) -> i64 {
+        i64::saturating_add(self, other)
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +215,25 @@ mod tests {
         timeline.resize(timeline.len().max(3), 0);
         timeline.iter_mut().zip([5, 0, 7]).for_each(|(t, n)| *t += n);
         assert_eq!(merged.timeline_100ms, timeline);
+    }
+
+    /// Found by the report fuzz target with overflow checks: counts near the top of their
+    /// type panicked in a debug build and wrapped to small ones in a release build.
+    #[test]
+    fn counts_from_outside_saturate_instead_of_wrapping() {
+        let mut one = sample_report().phases[0].clone();
+        one.succeeded = u64::MAX - 1;
+        one.errors.insert("refused".into(), u64::MAX);
+        one.kernel.insert("ListenOverflows".into(), i64::MAX);
+        one.timeline_100ms = vec![u32::MAX];
+        one.census.client.add_n(probe::TcpState::Established, u64::MAX);
+        let merged = phases(&[one.clone(), one], "shard").report;
+        assert_eq!(merged.succeeded, u64::MAX);
+        assert_eq!(merged.errors["refused"], u64::MAX);
+        assert_eq!(merged.kernel["ListenOverflows"], i64::MAX);
+        assert_eq!(merged.timeline_100ms, vec![u32::MAX]);
+        assert_eq!(merged.census.client.get(probe::TcpState::Established), u64::MAX);
+        assert_eq!(merged.census.client.total(), u64::MAX);
     }
 
     #[test]

@@ -64,9 +64,10 @@ impl Scoped {
             self.server.get_or_insert_with(Default::default).merge(server);
         }
         for (key, value) in &other.kernel {
-            *self.kernel.entry(key.clone()).or_default() += value;
+            let sum = self.kernel.entry(key.clone()).or_default();
+            *sum = sum.saturating_add(*value);
         }
-        self.sockstat = each_sockstat(self.sockstat, other.sockstat, |a, b| a + b);
+        self.sockstat = each_sockstat(self.sockstat, other.sockstat, |a, b| a.saturating_add(b));
         self.unobserved.extend(&other.unobserved, "");
     }
 

@@ -134,7 +134,7 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
     }
     let outcome = worst(reports.iter().map(|r| r.outcome));
     let mut scenario = first.report.scenario.clone();
-    scenario.workers = reports.iter().map(|r| r.scenario.workers).sum();
+    scenario.workers = reports.iter().map(|r| r.scenario.workers).fold(0, u32::saturating_add);
     scenario.sources = reports.iter().flat_map(|r| r.scenario.sources.iter().cloned()).collect();
     let mut merged = RunReport {
         schema: SCHEMA.to_string(),
@@ -229,7 +229,7 @@ fn points(report: &RunReport) -> Vec<Point> {
             phase,
             pair: p.census.clone(),
             succeeded: p.succeeded,
-            failed: p.errors.values().sum(),
+            failed: p.errors.values().fold(0, |sum, n| sum.saturating_add(*n)),
             open: p.open_at_end,
         });
     }
@@ -257,9 +257,9 @@ fn summed_samples(series: &[Vec<Point>], scopes: &[&str], p: usize, from_ms: u64
                 t_ms: instants[k],
                 client: census.client,
                 server: census.server,
-                succeeded: readings.iter().map(|(_, r)| r.succeeded).sum(),
-                failed: readings.iter().map(|(_, r)| r.failed).sum(),
-                open: readings.iter().map(|(_, r)| r.open).sum(),
+                succeeded: readings.iter().map(|(_, r)| r.succeeded).fold(0, u64::saturating_add),
+                failed: readings.iter().map(|(_, r)| r.failed).fold(0, u64::saturating_add),
+                open: readings.iter().map(|(_, r)| r.open).fold(0, u64::saturating_add),
             }
         })
         .collect()
