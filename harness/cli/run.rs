@@ -56,7 +56,9 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
     let mut plan = super::setup::load_plan(&args.scenario, args.target.as_deref())?;
-    args.outputs.check(&[("the scenario file", &args.scenario)])?;
+    let mut inputs = vec![("the scenario file", args.scenario.as_path())];
+    inputs.extend(args.sharding.rendezvous_token_file.as_deref().map(|token| ("the rendezvous token file", token)));
+    args.outputs.check(&inputs)?;
     if args.emit_report {
         args.outputs.leave_stdout_to("--emit-report")?;
     }

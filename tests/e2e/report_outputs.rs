@@ -178,6 +178,22 @@ fn a_report_over_the_scenario_is_refused_before_any_connect() {
 }
 
 #[test]
+fn a_report_over_the_rendezvous_token_file_is_refused_before_any_connect() {
+    let dir = TempDir::new("outputs-token");
+    let witness = Witness::new();
+    let scenario = dir.file("s.toml", &scenario_toward(&witness.addr()));
+    let secret = "a token of more than sixteen bytes";
+    let token = dir.file("token", secret);
+    let args = ["--shard", "0/2", "--rendezvous", "127.0.0.1:1", "--rendezvous-token-file", "token", "--json"];
+    let out = run_in(&dir, &scenario, &[&args[..], &[token.to_str().unwrap()]].concat());
+    assert_exit(&out, 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is the rendezvous token file"), "{stderr}");
+    witness.assert_no_connection();
+    assert_eq!(fs::read_to_string(&token).unwrap(), secret, "the token is untouched");
+}
+
+#[test]
 fn dash_puts_the_json_on_stdout_and_the_text_on_stderr() {
     let dir = TempDir::new("outputs-dash");
     let scenario = dir.file("s.toml", SCENARIO);
