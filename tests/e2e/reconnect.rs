@@ -80,3 +80,31 @@ fn without_a_reconnect_policy_they_stay_lost() {
     assert_eq!(ss_established, 0);
     assert_eq!(code, Some(1), "reconnected == {CLIENTS} fails");
 }
+
+/// A close phase while the broker stays down: each close order finds its connection
+/// between reconnect attempts; it is a close outcome (not an operation that never
+/// reported one) and the connection tries no more.
+#[test]
+fn a_close_order_ends_a_connection_that_is_down() {
+    let broker = Mosquitto::start("reconnect-down", "");
+    let port = broker.port;
+    let dir = TempDir::new("reconnect-down");
+    let toml = format!(
+        "name = \"broker gone\"\ntarget = \"127.0.0.1:{port}\"\nprotocol = \"mqtt\"\n\
+         [client]\nreconnect = {{ backoff = \"100ms..1s\", jitter = \"full\" }}\n\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = {CLIENTS}, rate = 3000 }}\n\
+         [[phase]]\nname = \"down\"\nhold = \"3s\"\nexpect = {{ lost = \"== {CLIENTS}\", errors = \">= 0\" }}\n\
+         [[phase]]\nname = \"close\"\nclose = {{ how = \"fin\", rate = 3000 }}\n"
+    );
+    let (mut run, json) = start_run(&dir, &toml, &[]);
+    Progress::of(&mut run).wait_for_phase("down", Duration::from_secs(30));
+    wait_for_established(port, CLIENTS, Duration::from_secs(10));
+    drop(broker);
+    let status = wait_with_timeout(&mut run, Duration::from_secs(60));
+    let report = report(&json);
+    let close = phase(&report, "close");
+    assert_eq!(close["errors"]["no_outcome"], 0, "{close}");
+    assert_eq!(close["succeeded"], CLIENTS, "{close}");
+    assert_eq!(phase(&report, "down")["reconnected"], 0);
+    assert_eq!(status.code(), Some(0), "{}", report["phases"]);
+}

@@ -59,6 +59,10 @@ pub enum Event {
     PortTaken,
     /// A lost connection's reconnect attempt started (after its backoff).
     ReconnectAttempt,
+    /// The worker's close order found the connection down, between its loss and its
+    /// reconnect: it reconnects no more. A close outcome (the phase waits for one), not a
+    /// change of what is held (its loss took it off).
+    ClosedWhileDown,
     /// A lost connection is connected again (and, MQTT, its CONNACK accepted): held again.
     Reconnected,
     /// A close asked for by the engine finished (`error` when it did not go as the mode expects).

@@ -35,8 +35,13 @@ pub(super) async fn reconnect(
     for attempt in 1u32.. {
         let seed = n ^ (u64::from(links.spec.worker) << 48) ^ (u64::from(attempt) << 32).rotate_left(7);
         let wait = policy.delay(attempt, draw(seed))?;
-        if !back_off(links, Instant::now() + wait).await {
-            return None;
+        match back_off(links, Instant::now() + wait).await {
+            Backoff::Over => {}
+            Backoff::Stop => return None,
+            Backoff::Close => {
+                links.send(Event::ClosedWhileDown);
+                return None;
+            }
         }
         links.send(Event::ReconnectAttempt);
         let now = Instant::now();
@@ -56,16 +61,28 @@ pub(super) async fn reconnect(
     None
 }
 
-/// Wait until `until`; `false` when the run ends or the worker orders a close meanwhile.
-async fn back_off(links: &Links, until: Instant) -> bool {
+/// How a backoff ended.
+enum Backoff {
+    Over,
+    /// The run ends.
+    Stop,
+    /// The worker ordered this connection closed.
+    Close,
+}
+
+/// Wait until `until`, or the run's end or the worker's close order.
+async fn back_off(links: &Links, until: Instant) -> Backoff {
     let sleep = tokio::time::sleep_until(until);
     tokio::pin!(sleep);
     std::future::poll_fn(|cx| {
         let rings = links.bell.poll(cx);
-        if rings.stop || rings.close.is_some() || links.stop.is_cancelled() {
-            return Poll::Ready(false);
+        if rings.stop || links.stop.is_cancelled() {
+            return Poll::Ready(Backoff::Stop);
         }
-        sleep.as_mut().poll(cx).map(|()| true)
+        if rings.close.is_some() {
+            return Poll::Ready(Backoff::Close);
+        }
+        sleep.as_mut().poll(cx).map(|()| Backoff::Over)
     })
     .await
 }

@@ -129,6 +129,11 @@ impl Collector {
                 self.reconnect_attempts += 1;
                 0
             }
+            // Nothing left to close: its loss took it off the count already.
+            Event::ClosedWhileDown => {
+                self.closed += 1;
+                0
+            }
             // Held again: its loss took it off the count.
             Event::Reconnected => {
                 self.reconnected += 1;
@@ -186,6 +191,10 @@ mod tests {
         assert_eq!(c.record(Event::ReconnectAttempt), 0);
         assert_eq!(c.record(Event::Reconnected), 1);
         assert_eq!((c.drops, c.reconnect_attempts, c.reconnected), (1, 2, 1));
+        // Lost again, and told to close before it is back: a close outcome, held unchanged.
+        assert_eq!(c.record(Event::Lost { kind: ErrorKind::Reset, errno: None }), -1);
+        assert_eq!(c.record(Event::ClosedWhileDown), 0);
+        assert_eq!(c.close_outcomes(), 1);
     }
 
     #[test]
