@@ -5,7 +5,8 @@
 //! Metrics: any TCP state (`established`, `time_wait`, ...; client side, or
 //! `server.<state>`), latency percentiles (`connect_p99`, `handshake_p50`, `close_max`,
 //! with a unit: `"< 20ms"`), `errors` and `errors.<kind>`, `kernel.<Counter>`
-//! (a delta over the phase), `connected` (successes), `drops`, `rate` (per second).
+//! (a delta over the phase), `connected` (successes), `drops` (or `lost`), `reconnect_attempts`,
+//! `reconnected`, `rate` (per second).
 
 use probe::TcpState;
 
@@ -78,7 +79,10 @@ pub enum Metric {
     Errors(Option<ErrorKind>),
     Kernel(String),
     Connected,
+    /// Established connections lost (`drops`, or `lost`).
     Drops,
+    ReconnectAttempts,
+    Reconnected,
     Rate,
 }
 
@@ -112,7 +116,9 @@ impl Metric {
         }
         match name {
             "connected" => return Ok(Metric::Connected),
-            "drops" => return Ok(Metric::Drops),
+            "drops" | "lost" => return Ok(Metric::Drops),
+            "reconnect_attempts" => return Ok(Metric::ReconnectAttempts),
+            "reconnected" => return Ok(Metric::Reconnected),
             "rate" => return Ok(Metric::Rate),
             _ => {}
         }
@@ -139,7 +145,7 @@ impl Metric {
         Err(format!(
             "unknown metric `{name}`; use a TCP state ({}), `server.<state>`, \
              `connect_p99` / `handshake_p50` / `close_max` (p50 p90 p99 p999 min max), \
-             `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` or `rate`",
+             `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), `reconnect_attempts`, `reconnected` or `rate`",
             state_list()
         ))
     }

@@ -76,6 +76,21 @@ pub struct ClientSection {
     /// `"close"` (default): a connection the target closes is closed and counted as lost;
     /// `"hold"`: it is kept open (CLOSE_WAIT) until a close phase or the end of the run.
     pub on_eof: Option<String>,
+    /// Reconnect lost connections: `{ backoff = "100ms..10s", jitter = "full", max_attempts = 20 }`;
+    /// absent: a lost connection stays lost.
+    pub reconnect: Option<ReconnectSection>,
+}
+
+/// `[client] reconnect = { backoff, jitter, max_attempts }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectSection {
+    /// `"FLOOR..CEILING"`, e.g. `"100ms..10s"`: the first wait, doubled each attempt up to the ceiling.
+    pub backoff: String,
+    /// `"none"`, `"full"` (default) or `"equal"`.
+    pub jitter: Option<String>,
+    /// Attempts per loss before the connection is given up (default: no limit).
+    pub max_attempts: Option<i64>,
 }
 
 /// `[netns]`.

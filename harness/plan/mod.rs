@@ -4,7 +4,7 @@
 //!
 //! One concern a file: `target` (where the clients connect), `sources` (client source
 //! addresses), `sysctl` (per-namespace sysctls), `mqtt` (session options), `embedded`
-//! (the embedded target's options), `phase` and `action` (what each phase does),
+//! (the embedded target's options), `reconnect` (the reconnect policy), `phase` and `action` (what each phase does),
 //! `error` ([`PlanError`] and the checks every section shares). [`Plan`] and its loading
 //! are here.
 
@@ -14,6 +14,7 @@ mod embedded;
 mod error;
 mod mqtt;
 mod phase;
+mod reconnect;
 mod sources;
 mod sysctl;
 mod target;
@@ -31,6 +32,7 @@ pub use embedded::EmbeddedPlan;
 pub use error::PlanError;
 pub use mqtt::MqttOptions;
 pub use phase::PhasePlan;
+pub use reconnect::{draw, Jitter, ReconnectPolicy};
 pub use sources::parse_sources;
 pub use sysctl::Sysctl;
 pub use target::{parse_target, TargetSpec};
@@ -39,6 +41,7 @@ use embedded::embedded_plan;
 use error::Check;
 use mqtt::mqtt_options;
 use phase::phase_plan;
+use reconnect::reconnect_policy;
 use sources::check_family;
 use sysctl::sysctls;
 
@@ -60,6 +63,8 @@ pub struct Plan {
     pub embedded: EmbeddedPlan,
     /// What a client connection does when the target closes it.
     pub client_on_eof: OnEof,
+    /// How a lost connection comes back (`[client] reconnect`); `None`: it stays lost.
+    pub reconnect: Option<ReconnectPolicy>,
     /// Run in a private network namespace with these sysctls (`[netns]` or `--netns`).
     pub netns: Option<Vec<Sysctl>>,
     pub phases: Vec<PhasePlan>,
@@ -137,6 +142,7 @@ impl Plan {
                 return Err(check.err("client.on_eof", format!("`{other}` is not a choice; use \"close\" or \"hold\"")))
             }
         };
+        let reconnect = reconnect_policy(&check, s.client.as_ref().and_then(|c| c.reconnect.as_ref()))?;
         let netns = match &s.netns {
             None => None,
             Some(n) => Some(sysctls(&check, "netns.sysctl", &n.sysctl)?),
@@ -167,6 +173,7 @@ impl Plan {
             mqtt,
             embedded,
             client_on_eof,
+            reconnect,
             netns,
             phases,
             host: Shard::ALL,
@@ -360,6 +367,19 @@ close = { how = "fin", rate = 100, fraction = 0.5 }
         // errors == 0 is added where no error expectation is written
         assert!(plan.phases.iter().all(|p| p.expect.iter().any(|e| e.implicit)));
         assert_eq!(plan.peak_connections(), 100);
+    }
+
+    #[test]
+    fn a_reconnect_policy_is_read_from_the_client_section() {
+        assert_eq!(load(GOOD).unwrap().reconnect, None);
+        let text = GOOD.replace("[mqtt]", "[client]\nreconnect = { backoff = \"1s..4s\", max_attempts = 3 }\n[mqtt]");
+        let p = load(&text).unwrap().reconnect.unwrap();
+        assert_eq!(
+            (p.floor, p.ceiling, p.jitter, p.max_attempts),
+            (Duration::from_secs(1), Duration::from_secs(4), Jitter::Full, Some(3))
+        );
+        let err = load(&text.replace("max_attempts", "attempts")).unwrap_err();
+        assert!(err.message.contains("unknown field"), "{err}");
     }
 
     #[test]

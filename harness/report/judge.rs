@@ -39,6 +39,8 @@ impl Metric {
             Metric::Kernel(name) => return Some(phase.kernel.get(name).copied().unwrap_or(0) as f64),
             Metric::Connected => phase.succeeded,
             Metric::Drops => phase.drops,
+            Metric::ReconnectAttempts => phase.reconnect_attempts,
+            Metric::Reconnected => phase.reconnected,
             Metric::Rate => return Some(phase.achieved_rate_per_s),
         };
         Some(value as f64)
@@ -151,6 +153,22 @@ mod tests {
         }
         let e = Expectation::no_errors().judge(&phase);
         assert!(!e.passed && e.reason.is_some(), "the default `errors == 0` fails too: {e:?}");
+    }
+
+    #[test]
+    fn reconnect_figures_are_judged() {
+        let mut phase = crate::report::PhaseReport::empty("p", "hold");
+        (phase.drops, phase.reconnect_attempts, phase.reconnected) = (300, 420, 300);
+        for (name, value, passes) in [
+            ("reconnected", "== 300", true),
+            ("reconnected", "== 299", false),
+            ("lost", "== 300", true),
+            ("reconnect_attempts", ">= 300", true),
+            ("reconnect_attempts", "< 400", false),
+        ] {
+            let judged = parse(name, value).judge(&phase);
+            assert_eq!(judged.passed, passes, "{name} {value}: {judged:?}");
+        }
     }
 
     #[test]

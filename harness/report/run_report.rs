@@ -159,6 +159,12 @@ pub struct PhaseReport {
     pub open_at_end: u64,
     /// Established connections lost during the phase without sockcap closing them.
     pub drops: u64,
+    /// Reconnect attempts of lost connections (`[client] reconnect`).
+    #[serde(default)]
+    pub reconnect_attempts: u64,
+    /// Lost connections connected again (and, MQTT, accepted) under `[client] reconnect`.
+    #[serde(default)]
+    pub reconnected: u64,
     /// Connections the target closed that the client keeps open (CLOSE_WAIT), with
     /// `[client] on_eof = "hold"`.
     #[serde(default)]
@@ -302,6 +308,8 @@ impl PhaseReport {
             achieved_rate_per_s: 0.0,
             open_at_end: 0,
             drops: 0,
+            reconnect_attempts: 0,
+            reconnected: 0,
             peer_closed: 0,
             ports_taken: 0,
             census: CensusPair::default(),

@@ -98,6 +98,9 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
         p.kind,
         p.drops
     );
+    if p.reconnect_attempts > 0 || p.reconnected > 0 {
+        let _ = writeln!(out, "  reconnect attempts {}; reconnected {}", p.reconnect_attempts, p.reconnected);
+    }
     let census = |figure: &str, counts: &StateCounts| match p.unobserved.get(figure) {
         Some(why) => format!("unobserved: {why}"),
         None => states(counts),

@@ -98,7 +98,12 @@ pub fn figures_of(metric: &Metric) -> Vec<String> {
         Metric::State(Side::Client, _) => vec![CENSUS_CLIENT.into()],
         Metric::State(Side::Server, _) => vec![CENSUS_SERVER.into()],
         Metric::Latency(kind, _) => vec![OPERATIONS.into(), latency(*kind).into()],
-        Metric::Errors(_) | Metric::Connected | Metric::Drops | Metric::Rate => vec![OPERATIONS.into()],
+        Metric::Errors(_)
+        | Metric::Connected
+        | Metric::Drops
+        | Metric::ReconnectAttempts
+        | Metric::Reconnected
+        | Metric::Rate => vec![OPERATIONS.into()],
         Metric::Kernel(name) => vec![KERNEL.into(), format!("{KERNEL}.{name}")],
     }
 }

@@ -11,6 +11,7 @@ mod html_report;
 mod netlab;
 mod preflight;
 mod probe_cmd;
+mod reconnect;
 mod report_formats;
 mod report_outputs;
 mod scenario_bounds;

@@ -128,9 +128,19 @@ impl Mosquitto {
         Mosquitto::spawn(tag, extra, Some(nofile))
     }
 
+    /// [`Mosquitto::start`] on a given port (a broker started again where one was).
+    #[allow(dead_code)] // used by the reconnect tests
+    pub fn start_on(tag: &str, port: u16, extra: &str) -> Mosquitto {
+        raise_nofile();
+        Mosquitto::spawn_on(tag, port, extra, None)
+    }
+
     fn spawn(tag: &str, extra: &str, nofile: Option<u64>) -> Mosquitto {
+        Mosquitto::spawn_on(tag, free_port(), extra, nofile)
+    }
+
+    fn spawn_on(tag: &str, port: u16, extra: &str, nofile: Option<u64>) -> Mosquitto {
         let dir = TempDir::new(&format!("mosquitto-{tag}"));
-        let port = free_port();
         let anonymous = if extra.contains("allow_anonymous") { "" } else { "allow_anonymous true\n" };
         let conf = dir.file(
             "mosquitto.conf",

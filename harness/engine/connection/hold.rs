@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::task::Poll;
 
 use tokio::net::TcpStream;
@@ -36,14 +37,16 @@ enum Wake {
     Ping,
 }
 
-/// Hold an open connection until the worker's close order, the end of the run, or its loss.
+/// Hold an open connection until the worker's close order, the end of the run, or its
+/// loss. Lost (reported as [`Event::Lost`]): `Some`, with the lost socket's local
+/// address when the kernel still tells it (a reconnect binds its IP again).
 ///
 /// Across its idle await the task keeps only the stream, a reference and two flags: it
 /// waits on the socket's read readiness (`poll_read_ready`: the waker lives in the
 /// socket's registration) and on its [`Bell`](crate::engine::worker::held::Bell) (the worker's close and stop orders and the
 /// keep-alive tick), both polled by one `poll_fn`.
 #[allow(clippy::manual_async_fn)] // on purpose: see [`run`](super::run)
-pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()> + '_ {
+pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Option<Option<SocketAddr>>> + '_ {
     async move {
         let keep_alive = links.spec.mqtt.keep_alive;
         if links.spec.protocol.ping().is_some() && !keep_alive.is_zero() {
@@ -75,9 +78,9 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()>
             })
             .await;
             match wake {
-                Wake::Stop => return,
+                Wake::Stop => return None,
                 Wake::Close(cmd) => break cmd,
-                Wake::Readable(Err(e)) => return links.lost(&e),
+                Wake::Readable(Err(e)) => return lost(links, &stream, &e),
                 Wake::Readable(Ok(())) => match links.spec.protocol.receive(&stream) {
                     Readout::Data { pong } => awaiting_pong &= !pong,
                     Readout::Nothing => {}
@@ -88,11 +91,15 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()>
                         links.bell.ping_at(None);
                         links.send(Event::PeerClosed);
                     }
-                    Readout::Eof => return links.send(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None }),
-                    Readout::Failed(e) => return links.lost(&e),
+                    Readout::Eof => {
+                        links.send(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None });
+                        return Some(stream.local_addr().ok());
+                    }
+                    Readout::Failed(e) => return lost(links, &stream, &e),
                 },
                 Wake::Ping if awaiting_pong => {
-                    return links.send(Event::Lost { kind: ErrorKind::PingTimeout, errno: None });
+                    links.send(Event::Lost { kind: ErrorKind::PingTimeout, errno: None });
+                    return Some(stream.local_addr().ok());
                 }
                 Wake::Ping => {
                     // Two bytes into an idle socket's send buffer: no await needed. A full
@@ -102,15 +109,21 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = ()>
                     match stream.try_write(ping) {
                         Ok(_) => awaiting_pong = true,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return links.lost(&e),
+                        Err(e) => return lost(links, &stream, &e),
                     }
                     links.bell.pinged(links.spec.mqtt.keep_alive);
                 }
             }
         };
         // Out of the loop, so that nothing of it is kept across this await.
-        Box::pin(close_held(stream, close_order, links)).await
+        Box::pin(close_held(stream, close_order, links)).await;
+        None
     }
+}
+
+fn lost(links: &Links, stream: &TcpStream, e: &io::Error) -> Option<Option<SocketAddr>> {
+    links.lost(e);
+    Some(stream.local_addr().ok())
 }
 
 #[cfg(test)]
@@ -157,14 +170,15 @@ mod tests {
             worker: 0,
             on_eof: OnEof::Close,
             sndbuf: None,
+            reconnect: None,
         });
         let connections = Arc::new(HeldConnections::new());
         let (events, mut outcomes) = mpsc::unbounded_channel();
         let links = Links { spec, events, bell: connections.enlist(), stop: CancellationToken::new() };
         let ticks = tokio::spawn(held::keep_alive(Arc::downgrade(&connections), held::tick_period(keep_alive)));
         let holding = tokio::time::timeout(Duration::from_secs(5), hold(stream, &links)).await;
+        assert!(holding.is_ok_and(|lost| lost.is_some()), "the hold ends, lost, within 5 s");
         ticks.abort();
-        assert!(holding.is_ok(), "the hold did not end within 5 s");
         let outcome = outcomes.try_recv().expect("an outcome");
         assert!(matches!(outcome, Event::Lost { kind: ErrorKind::PingTimeout, .. }), "{outcome:?}");
         drop(links);

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::command::CloseCommand;
 use crate::engine::worker::held::Bell;
 use crate::failure::ErrorKind;
-use crate::plan::MqttOptions;
+use crate::plan::{MqttOptions, ReconnectPolicy};
 use crate::protocol::{OnEof, Protocol};
 use crate::transport::Transport;
 
@@ -30,6 +30,8 @@ pub struct ConnSpec {
     /// SO_SNDBUF for every socket, when a phase fills send buffers: a small fixed buffer
     /// instead of autotuning's up to 4 MiB per connection.
     pub sndbuf: Option<u32>,
+    /// How a lost connection comes back (`[client] reconnect`); `None`: it stays lost.
+    pub reconnect: Option<ReconnectPolicy>,
 }
 
 impl ConnSpec {
@@ -55,6 +57,14 @@ pub enum Event {
     /// The source port sockcap chose was unusable (held by another program's socket that
     /// does not share it, or its 4-tuple already connected): the kernel chose this one's.
     PortTaken,
+    /// A lost connection's reconnect attempt started (after its backoff).
+    ReconnectAttempt,
+    /// The worker's close order found the connection down, between its loss and its
+    /// reconnect: it reconnects no more. A close outcome (the phase waits for one), not a
+    /// change of what is held (its loss took it off).
+    ClosedWhileDown,
+    /// A lost connection is connected again (and, MQTT, its CONNACK accepted): held again.
+    Reconnected,
     /// A close asked for by the engine finished (`error` when it did not go as the mode expects).
     Closed { close_us: u64, error: Option<(ErrorKind, Option<i32>)> },
 }

@@ -4,6 +4,7 @@
 //!   reads, the goodbye ([`crate::protocol::client`]: raw TCP, MQTT 3.1.1);
 //! - session behaviour, one file per stage of the task's life: `open.rs` (connect,
 //!   handshake, a churn cycle's close), `hold.rs` (keep-alive, drop detection),
+//!   `reconnect.rs` (a lost connection's backoff and attempts under the policy),
 //!   `close.rs` (the close modes).
 //!
 //! Everything it measures goes to the engine as an [`Event`]; it never holds a buffer
@@ -17,8 +18,10 @@ mod command;
 mod hold;
 mod links;
 mod open;
+mod reconnect;
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 pub use command::CloseCommand;
 pub use links::{Attempt, ConnSpec, Event, Links};
@@ -32,11 +35,20 @@ pub use links::{Attempt, ConnSpec, Event, Links};
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 pub fn run(links: Links, attempt: Box<Attempt>) -> impl Future<Output = ()> {
     async move {
+        // A reconnect keeps the connection number (kept in the bell, see there) and the
+        // source address (a new port: hold gives back the lost socket's address).
+        links.bell.set_number(attempt.n);
         // The attempt moves into the connecting future and goes with it: `*attempt` here
         // would keep the box's allocation until the task ends.
         let opening = open::open_or_churn(&links.spec, attempt, &links.events, &links.stop);
-        let Some(stream) = Box::pin(opening).await else { return };
-        hold::hold(stream, &links).await;
+        let Some(mut stream) = Box::pin(opening).await else { return };
+        while let Some(source) = hold::hold(stream, &links).await {
+            let Some(policy) = links.spec.reconnect else { return };
+            let n = links.bell.number();
+            let source = source.map(|s| SocketAddr::new(s.ip(), 0));
+            let Some(again) = Box::pin(reconnect::reconnect(&links, policy, n, source)).await else { return };
+            stream = again;
+        }
     }
 }
 
@@ -74,6 +86,7 @@ mod size_tests {
             worker: 0,
             on_eof: OnEof::Close,
             sndbuf: None,
+            reconnect: None,
         });
         let now = Instant::now();
         let permits = Arc::new(Semaphore::new(1));

@@ -58,7 +58,7 @@ pub(super) async fn open_or_churn(
 }
 
 /// Why an attempt failed, and how far it got.
-struct Failure {
+pub(super) struct Failure {
     kind: ErrorKind,
     errno: Option<i32>,
     connect_us: Option<u64>,
@@ -88,9 +88,9 @@ impl Failure {
 }
 
 /// A connection open and its handshake done, with the slot it holds (`max_inflight`).
-type Opened = (TcpStream, OwnedSemaphorePermit, Instant, u64, Option<u64>);
+pub(super) type Opened = (TcpStream, OwnedSemaphorePermit, Instant, u64, Option<u64>);
 
-async fn open_within_deadline(
+pub(super) async fn open_within_deadline(
     spec: &ConnSpec,
     attempt: &Attempt,
     events: &mpsc::UnboundedSender<Event>,

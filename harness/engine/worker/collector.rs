@@ -25,6 +25,10 @@ pub struct Collector {
     pub close_failed: u64,
     /// Established connections lost without sockcap closing them.
     pub drops: u64,
+    /// Reconnect attempts of lost connections (`[client] reconnect`).
+    pub reconnect_attempts: u64,
+    /// Lost connections connected again.
+    pub reconnected: u64,
     /// Connections the target closed that the client keeps open (`[client] on_eof = "hold"`).
     pub peer_closed: u64,
     /// Connections whose chosen source port was taken (the kernel chose theirs).
@@ -62,6 +66,8 @@ impl Collector {
             closed: 0,
             close_failed: 0,
             drops: 0,
+            reconnect_attempts: 0,
+            reconnected: 0,
             peer_closed: 0,
             ports_taken: 0,
             last_success: None,
@@ -119,6 +125,20 @@ impl Collector {
                 self.drops += 1;
                 -1
             }
+            Event::ReconnectAttempt => {
+                self.reconnect_attempts += 1;
+                0
+            }
+            // Nothing left to close: its loss took it off the count already.
+            Event::ClosedWhileDown => {
+                self.closed += 1;
+                0
+            }
+            // Held again: its loss took it off the count.
+            Event::Reconnected => {
+                self.reconnected += 1;
+                1
+            }
             Event::PeerClosed => {
                 self.peer_closed += 1;
                 0
@@ -162,6 +182,20 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reconnect_holds_the_connection_again() {
+        let mut c = Collector::new(Instant::now());
+        assert_eq!(c.record(Event::Lost { kind: ErrorKind::Reset, errno: None }), -1);
+        assert_eq!(c.record(Event::ReconnectAttempt), 0);
+        assert_eq!(c.record(Event::ReconnectAttempt), 0);
+        assert_eq!(c.record(Event::Reconnected), 1);
+        assert_eq!((c.drops, c.reconnect_attempts, c.reconnected), (1, 2, 1));
+        // Lost again, and told to close before it is back: a close outcome, held unchanged.
+        assert_eq!(c.record(Event::Lost { kind: ErrorKind::Reset, errno: None }), -1);
+        assert_eq!(c.record(Event::ClosedWhileDown), 0);
+        assert_eq!(c.close_outcomes(), 1);
+    }
 
     #[test]
     fn events_fold_into_counts() {

@@ -148,6 +148,7 @@ impl<'p> Worker<'p> {
             worker: ctx.shard.index,
             on_eof: plan.client_on_eof,
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
+            reconnect: plan.reconnect,
         });
         let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
@@ -269,6 +270,8 @@ impl<'p> Worker<'p> {
             achieved_rate_per_s: rate(succeeded, active),
             open_at_end: self.open,
             drops: collected.drops,
+            reconnect_attempts: collected.reconnect_attempts,
+            reconnected: collected.reconnected,
             peer_closed: collected.peer_closed,
             ports_taken: collected.ports_taken,
             census: Default::default(),

@@ -23,7 +23,10 @@ impl Better {
         match metric {
             Metric::Latency(..) | Metric::Errors(_) | Metric::Drops => Better::Lower,
             Metric::State(_, TcpState::Established) | Metric::Connected | Metric::Rate => Better::Higher,
-            Metric::State(..) | Metric::Kernel(_) => Better::Unchanged,
+            // More reconnects mean more losses, fewer mean fewer came back: neither is better.
+            Metric::State(..) | Metric::Kernel(_) | Metric::ReconnectAttempts | Metric::Reconnected => {
+                Better::Unchanged
+            }
         }
     }
 }
@@ -137,6 +140,8 @@ pub fn metric_name(metric: &Metric) -> String {
         Metric::Kernel(name) => format!("kernel.{name}"),
         Metric::Connected => "connected".to_string(),
         Metric::Drops => "drops".to_string(),
+        Metric::ReconnectAttempts => "reconnect_attempts".to_string(),
+        Metric::Reconnected => "reconnected".to_string(),
         Metric::Rate => "rate".to_string(),
     }
 }

@@ -73,6 +73,8 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         achieved_rate_per_s: (rate * 10.0).round() / 10.0,
         open_at_end: sum(|p| p.open_at_end),
         drops: sum(|p| p.drops),
+        reconnect_attempts: sum(|p| p.reconnect_attempts),
+        reconnected: sum(|p| p.reconnected),
         peer_closed: sum(|p| p.peer_closed),
         ports_taken: sum(|p| p.ports_taken),
         census: census(parts.iter().map(|p| &p.census)),
