@@ -138,8 +138,6 @@ mod tests {
     use super::*;
     use crate::engine::connection::ConnSpec;
     use crate::engine::worker::held::{self, HeldConnections};
-    use crate::plan::MqttOptions;
-    use crate::protocol::Protocol;
 
     /// A target that answers nothing but sends without pause: the socket is always
     /// readable, and the keep-alive's ping and its timeout still come (holding must not
@@ -157,21 +155,7 @@ mod tests {
         });
         let stream = TcpStream::connect(addr).await.unwrap();
         let keep_alive = Duration::from_millis(200);
-        let spec = Arc::new(ConnSpec {
-            target: addr,
-            protocol: Protocol::Mqtt,
-            mqtt: MqttOptions {
-                client_id: "{n}".into(),
-                keep_alive,
-                clean_session: true,
-                username: None,
-                password: None,
-            },
-            worker: 0,
-            on_eof: OnEof::Close,
-            sndbuf: None,
-            reconnect: None,
-        });
+        let spec = ConnSpec::mqtt_for_tests(addr, keep_alive);
         let connections = Arc::new(HeldConnections::new());
         let (events, mut outcomes) = mpsc::unbounded_channel();
         let links = Links { spec, events, bell: connections.enlist(), stop: CancellationToken::new() };

@@ -40,6 +40,26 @@ impl ConnSpec {
     pub fn transport(&self) -> Transport {
         Transport::Tcp
     }
+
+    /// The connection tests' spec: MQTT toward `target` with client id `{n}`.
+    #[cfg(test)]
+    pub(super) fn mqtt_for_tests(target: SocketAddr, keep_alive: std::time::Duration) -> Arc<ConnSpec> {
+        Arc::new(ConnSpec {
+            target,
+            protocol: Protocol::Mqtt,
+            mqtt: MqttOptions {
+                client_id: "{n}".into(),
+                keep_alive,
+                clean_session: true,
+                username: None,
+                password: None,
+            },
+            worker: 0,
+            on_eof: OnEof::Close,
+            sndbuf: None,
+            reconnect: None,
+        })
+    }
 }
 
 /// A connection's outcome or a change of its state, sent to the engine.

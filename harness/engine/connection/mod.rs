@@ -63,8 +63,6 @@ mod size_tests {
 
     use super::*;
     use crate::engine::worker::held::Bell;
-    use crate::plan::MqttOptions;
-    use crate::protocol::{OnEof, Protocol};
 
     /// A held connection's whole task state is this future, inside tokio's task cell: a
     /// 32-byte header, scheduler and task id (16), the future with TaskTracker's token (8)
@@ -73,21 +71,7 @@ mod size_tests {
     /// connection costs the socket's registration (256 bytes) and its bell (see worker/held.rs).
     #[test]
     fn connection_future_stays_under_budget() {
-        let spec = Arc::new(ConnSpec {
-            target: "127.0.0.1:9".parse().unwrap(),
-            protocol: Protocol::Mqtt,
-            mqtt: MqttOptions {
-                client_id: "{n}".into(),
-                keep_alive: Duration::from_secs(30),
-                clean_session: true,
-                username: None,
-                password: None,
-            },
-            worker: 0,
-            on_eof: OnEof::Close,
-            sndbuf: None,
-            reconnect: None,
-        });
+        let spec = ConnSpec::mqtt_for_tests("127.0.0.1:9".parse().unwrap(), Duration::from_secs(30));
         let now = Instant::now();
         let permits = Arc::new(Semaphore::new(1));
         let attempt =
