@@ -1,10 +1,24 @@
 //! Names from outside (scenario and phase names, report fields read back by `compare`
 //! and `merge`) made safe to print on a terminal: control characters and other
 //! characters that do not print are written as escapes, so a name cannot move the
-//! cursor, clear the screen, fake a line of output or hide text.
+//! cursor, clear the screen, fake a line of output or hide text. And counts written for
+//! people (`12,345`), for every layer that prints one.
 
 use std::borrow::Cow;
 use std::fmt::Write;
+
+/// `12,345`: a count with thousands separators.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// `text` with every character that does not print escaped: `\n`, `\r`, `\t`, `\\` as
 /// such, the others as `\u{..}` (C0 and C1 controls, DEL, the bidirectional and

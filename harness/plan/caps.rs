@@ -106,19 +106,6 @@ fn client_id_longest(template: &str) -> usize {
     template.len() - n * 3 - worker * 8 + n * 20 + worker * 10
 }
 
-/// `12345678` → `12,345,678`.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 impl Check<'_> {
     /// `n` things in `field`, at most `cap`.
     pub(super) fn at_most(&self, field: &str, what: &str, n: usize, cap: usize, fix: &str) -> Result<(), PlanError> {
@@ -150,6 +137,11 @@ impl Check<'_> {
         );
         Err(self.err(field, message))
     }
+}
+
+/// A count or size as the messages write it (`1,048,576`).
+fn thousands(n: usize) -> String {
+    crate::printable::thousands(n as u64)
 }
 
 #[cfg(test)]

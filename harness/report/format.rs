@@ -2,18 +2,7 @@
 //! messages, `sockcap compare`): counts with thousands separators, durations,
 //! microseconds and rates, each written in one place.
 
-/// `12,345`: a count with thousands separators.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::printable::thousands;
 
 /// `-12,345`: a signed count with thousands separators.
 pub fn signed_thousands(n: i64) -> String {

@@ -3,6 +3,7 @@
 //! fix), 2 for bad input; the scenario files are written to a temporary directory.
 
 use serde_json::Value;
+pub use sockcap::report::thousands;
 
 use crate::support::{assert_exit, run, run_with_nofile, Mosquitto, TempDir};
 
@@ -90,19 +91,6 @@ fn too_many_connections_for_the_ports_exit_3_with_the_fix() {
     let out = preflight("ports-fixed", &toml, &["--sources", "127.0.0.2-127.0.0.3", "--json"]);
     assert_exit(&out, 0);
     assert_eq!(check(&json(&out), "ports")["figures"]["capacity"], 2 * range);
-}
-
-/// `28,232`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[test]
