@@ -445,10 +445,11 @@ impl<'p> Coordinator<'p> {
 
     fn publish(&self, index: usize, phase: &PhasePlan, start: Instant, census: Option<probe::StateCounts>) {
         let mut counts = self.counts();
-        if counts.planned == 0 {
-            // Before the workers' first counts: what the plan schedules on this host.
-            let host = self.shard.unwrap_or(Shard::ALL);
-            counts.planned = phase.action.scheduled().map_or(0, |n| host.share(n));
+        // What the plan schedules on this host, whether or not every worker has sent its
+        // first counts (the sum of those that have would be a part: "0/16666" of 100,000);
+        // a close phase's count depends on what each worker holds, so it is their sum.
+        if let Some(n) = phase.action.scheduled() {
+            counts.planned = self.shard.unwrap_or(Shard::ALL).share(n);
         }
         self.progress.send_replace(Progress {
             phase_index: index,

@@ -24,6 +24,42 @@ pub fn seconds(ms: u64) -> String {
     format!("{:.2} s", ms as f64 / 1000.0)
 }
 
+/// Source addresses as a person reads them: runs of consecutive IPv4 addresses as one
+/// range (`127.0.0.1–127.0.0.71, ::1`), the kernel's choice when there are none.
+pub fn sources(addrs: &[String]) -> String {
+    if addrs.is_empty() {
+        return "kernel's choice".to_string();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let mut run: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)> = None;
+    let close = |run: (std::net::Ipv4Addr, std::net::Ipv4Addr), parts: &mut Vec<String>| {
+        parts.push(if run.0 == run.1 { run.0.to_string() } else { format!("{}–{}", run.0, run.1) });
+    };
+    for addr in addrs {
+        match (addr.parse::<std::net::Ipv4Addr>(), run) {
+            (Ok(ip), Some((first, last))) if u32::from(last).checked_add(1) == Some(u32::from(ip)) => {
+                run = Some((first, ip));
+            }
+            (Ok(ip), _) => {
+                if let Some(r) = run.take() {
+                    close(r, &mut parts);
+                }
+                run = Some((ip, ip));
+            }
+            (Err(_), _) => {
+                if let Some(r) = run.take() {
+                    close(r, &mut parts);
+                }
+                parts.push(addr.clone());
+            }
+        }
+    }
+    if let Some(r) = run {
+        close(r, &mut parts);
+    }
+    parts.join(", ")
+}
+
 /// How a view writes whole numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Digits {
@@ -52,6 +88,15 @@ mod tests {
         assert_eq!(micros(850), "850µs");
         assert_eq!(micros(12_345), "12.35ms");
         assert_eq!(micros(1_240_000), "1.24s");
+    }
+
+    #[test]
+    fn consecutive_sources_read_as_ranges() {
+        let addrs: Vec<String> = (1..=71).map(|i| format!("127.0.0.{i}")).collect();
+        assert_eq!(sources(&addrs), "127.0.0.1–127.0.0.71");
+        let mixed = ["127.0.0.1", "127.0.0.2", "127.0.1.9", "::1", "127.0.0.255", "127.0.1.0"].map(String::from);
+        assert_eq!(sources(&mixed), "127.0.0.1–127.0.0.2, 127.0.1.9, ::1, 127.0.0.255–127.0.1.0");
+        assert_eq!(sources(&[]), "kernel's choice");
     }
 
     #[test]

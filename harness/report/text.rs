@@ -56,7 +56,7 @@ fn header(out: &mut String, r: &RunReport) {
         opt(f.somaxconn),
         opt(f.tcp_fin_timeout)
     );
-    let sources = if s.sources.is_empty() { "kernel's choice".to_string() } else { s.sources.join(", ") };
+    let sources = super::format::sources(&s.sources);
     let _ = writeln!(out, "sources: {sources}; census: {}", r.probe_backend);
     if let Some(shard) = &r.shard {
         let _ = writeln!(

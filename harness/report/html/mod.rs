@@ -103,7 +103,7 @@ fn header(out: &mut String, r: &RunReport) {
         }
     }
     let embedded = if s.embedded_target { " (embedded target)" } else { "" };
-    let sources = if s.sources.is_empty() { "kernel's choice".to_string() } else { s.sources.join(", ") };
+    let sources = crate::report::format::sources(&s.sources);
     let _ = write!(
         out,
         "<header class=\"top {class}\">\n<div class=\"title\"><h1>{}</h1><span class=\"verdict {class}\">{}</span>\
