@@ -3,24 +3,31 @@
 //! same client id) from the same source address (a new port), and again on a refusal
 //! (connect refused, CONNACK refused, timeout, reset), until it is back or the policy's
 //! attempts run out. The worker's stop or close order during a backoff ends it.
+//!
+//! Each failed attempt is an [`Event::ReconnectFailed`] (the phase's `recovery.refusals`,
+//! not its errors), the attempts running out an [`Event::GaveUp`] (an error,
+//! `reconnect_gave_up`), and the return an [`Event::Reconnected`] with the recovery time:
+//! from the loss (the moment the hold saw it) to the CONNACK again (TCP: to the connect).
+//!
+//! An attempt waits for no handshake slot (`max_inflight`): slots are a connect phase's,
+//! and a reconnect happens in whatever phase the loss came, mostly a hold, which has none;
+//! the connection task keeps no tie to the phase's slots once connected (a field in every
+//! held connection's bell for a rare event). The backoff and its jitter are what spread a
+//! storm; each attempt has the policy's `timeout`.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::links::micros_since;
 use super::links::{Attempt, Event, Links};
 use super::open::open_within_deadline;
-use crate::plan::{draw, ReconnectPolicy};
-
-/// Time allowed to one reconnect attempt, from its dial to its CONNACK (as a connect
-/// phase's default timeout).
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::plan::ReconnectPolicy;
 
 /// Reconnect connection `n`; `None` when the attempts ran out or the run or a close
 /// order ended it.
@@ -32,9 +39,12 @@ pub(super) async fn reconnect(
 ) -> Option<TcpStream> {
     // No pings while the connection is down.
     links.bell.ping_at(None);
+    let lost_at = Instant::now();
     for attempt in 1u32.. {
-        let seed = n ^ (u64::from(links.spec.worker) << 48) ^ (u64::from(attempt) << 32).rotate_left(7);
-        let wait = policy.delay(attempt, draw(seed))?;
+        let Some(wait) = policy.wait(n, attempt) else {
+            links.send(Event::GaveUp);
+            return None;
+        };
         match back_off(links, Instant::now() + wait).await {
             Backoff::Over => {}
             Backoff::Stop => return None,
@@ -47,15 +57,18 @@ pub(super) async fn reconnect(
         let now = Instant::now();
         // A slot of its own: a reconnect is not one of a connect phase's handshakes.
         let permits = Arc::new(Semaphore::new(1));
-        let again = Attempt { n, scheduled: now, deadline: now + ATTEMPT_TIMEOUT, source, then_close: None, permits };
+        let again = Attempt { n, scheduled: now, deadline: now + policy.timeout, source, then_close: None, permits };
         let opened = tokio::select! {
             biased;
             _ = links.stop.cancelled() => return None,
             opened = open_within_deadline(&links.spec, &again, &links.events) => opened,
         };
-        if let Ok((stream, ..)) = opened {
-            links.send(Event::Reconnected);
-            return Some(stream);
+        match opened {
+            Ok((stream, ..)) => {
+                links.send(Event::Reconnected { recovery_us: micros_since(lost_at) });
+                return Some(stream);
+            }
+            Err(failure) => links.send(Event::ReconnectFailed { kind: failure.kind, errno: failure.errno }),
         }
     }
     None

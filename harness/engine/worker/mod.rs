@@ -8,6 +8,7 @@ pub mod action;
 pub mod collector;
 pub mod held;
 pub mod pacing;
+mod recovery;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -199,7 +200,7 @@ impl<'p> Worker<'p> {
         // connection the phases before it started, in every shard.
         let first_n = self.plan.connections_before(index);
         let mut exhaustion_census = None;
-        let mut collected = Collector::new(start);
+        let mut collected = Collector::new(start, self.plan.reconnect.is_some());
         let mut ticker = interval_at(start, PROGRESS_EVERY);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let give_up_at = driver.give_up_at();
@@ -272,6 +273,7 @@ impl<'p> Worker<'p> {
             drops: collected.drops,
             reconnect_attempts: collected.reconnect_attempts,
             reconnected: collected.reconnected,
+            recovery: collected.recoveries.report(),
             peer_closed: collected.peer_closed,
             ports_taken: collected.ports_taken,
             census: Default::default(),
