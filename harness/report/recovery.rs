@@ -61,6 +61,104 @@ impl Recovery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latency::Latency;
+    use crate::report::test_support::sample_report;
+
+    /// A hold that lost 300 connections and got 299 back, refused 40 times.
+    fn storm() -> Recovery {
+        let mut times = Latency::new();
+        (1..=299).for_each(|i| times.record_us(i * 10_000));
+        Recovery {
+            lost: 300,
+            recovered: 299,
+            recovery_us: times.summary(),
+            peak_reconnect_rate_per_s: 180,
+            last_back_ms: Some(12_345),
+            refusals: [("refused".to_string(), 40)].into(),
+            reconnects_100ms: vec![20, 40, 60, 60, 60, 59],
+        }
+    }
+
+    #[test]
+    fn every_view_shows_the_recovery() {
+        let mut report = sample_report();
+        report.phases[1].recovery = Some(storm());
+        let text = crate::report::text::render(&report);
+        let line = "  recovery lost 300, back 299; p50 1.50s p99 2.97s max 2.99s; peak 180/s; last back at 12.3s";
+        assert!(text.contains(line), "{text}");
+        assert!(text.contains("  refusals refused 40 (failed reconnect attempts)"), "{text}");
+        assert_eq!(text.matches("  recovery ").count(), 1, "no recovery line where nothing was lost: {text}");
+        let xml = crate::report::junit::render(&report);
+        for (name, value) in [
+            ("recovery.lost", "300"),
+            ("recovery.recovered", "299"),
+            ("recovery.max_us", "2990079"),
+            ("recovery.peak_reconnect_rate_per_s", "180"),
+            ("recovery.last_back_ms", "12345"),
+            ("recovery.refusals.refused", "40"),
+        ] {
+            assert!(xml.contains(&format!("<property name=\"{name}\" value=\"{value}\"/>")), "{name}: {xml}");
+        }
+        let html = crate::report::html::render(&report);
+        assert!(html.contains("<section id=\"recovery\"><h2>Recovery</h2>"), "{html}");
+        assert!(html.contains("<td>300</td><td class=\"bad\">299</td><td>1.50s</td>"), "{html}");
+        assert!(html.contains("<td>180</td><td>12.35 s</td><td class=\"l\">refused 40</td>"), "{html}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["phases"][0].get("recovery").is_none(), "left out where nothing was lost");
+        assert_eq!(json["phases"][1]["recovery"]["recovery_us"]["count"], 299);
+        let back: crate::report::RunReport = serde_json::from_value(json).unwrap();
+        assert_eq!(back.phases[1].recovery, Some(storm()));
+    }
+
+    /// Two workers' recoveries: counts summed, histograms added exactly, the timelines
+    /// summed before the peak is taken (each worker's peak alone is lower).
+    #[test]
+    fn recoveries_merge_exactly() {
+        let mut one = sample_report().phases[1].clone();
+        let mut two = one.clone();
+        let (mut a, mut b) = (Latency::new(), Latency::new());
+        (1..=100).for_each(|i| a.record_us(i * 1_000));
+        (101..=300).for_each(|i| b.record_us(i * 1_000));
+        let recovery = |lost, times: &Latency, timeline: Vec<u32>, last, refused: u64| Recovery {
+            lost,
+            recovered: times.count(),
+            recovery_us: times.summary(),
+            peak_reconnect_rate_per_s: Recovery::peak_per_s(&timeline),
+            last_back_ms: Some(last),
+            refusals: [("refused".to_string(), refused)].into(),
+            reconnects_100ms: timeline,
+        };
+        // Worker one's returns early, worker two's late: apart, neither peaks at 300 in a second.
+        one.recovery = Some(recovery(100, &a, vec![50, 50], 150, 3));
+        two.recovery = Some(recovery(200, &b, [vec![0; 9], vec![100, 100]].concat(), 1_050, 4));
+        let merged = crate::report::merge::phases(&[one, two, sample_report().phases[1].clone()], "worker");
+        assert!(merged.notes.is_empty(), "{:?}", merged.notes);
+        let merged = merged.report.recovery.unwrap();
+        a.merge(&b);
+        assert_eq!((merged.lost, merged.recovered, merged.recovery_us.clone()), (300, 300, a.summary()));
+        assert_eq!(merged.peak_reconnect_rate_per_s, 50 + 200, "buckets 1..11 hold 50 + 200");
+        assert_eq!((merged.last_back_ms, merged.refusals["refused"]), (Some(1_050), 7));
+        let none = crate::report::merge::phases(&[sample_report().phases[1].clone()], "worker");
+        assert_eq!(none.report.recovery, None);
+    }
+
+    #[test]
+    fn an_undecodable_recovery_histogram_leaves_the_times_unobserved() {
+        let mut one = sample_report().phases[1].clone();
+        one.recovery = Some(storm());
+        let mut two = one.clone();
+        two.recovery.as_mut().unwrap().recovery_us.hdr = "not base64!".into();
+        let merged = crate::report::merge::phases(&[one, two], "shard");
+        assert!(merged.notes[0].contains("recovery histogram cannot be decoded"), "{:?}", merged.notes);
+        let phase = merged.report;
+        assert_eq!(phase.recovery.as_ref().unwrap().lost, 600, "the counts merge");
+        let e = crate::expect::Expectation::parse("recovery_p50", &toml::Value::String("< 3600s".into()))
+            .unwrap()
+            .judge(&phase);
+        assert!(!e.passed && e.reason.as_deref().unwrap().contains("recovery histogram cannot be decoded"), "{e:?}");
+        assert!(crate::report::text::render(&crate::report::RunReport { phases: vec![phase], ..sample_report() })
+            .contains("times unobserved: 1 of the 2 shards' recovery histogram cannot be decoded"));
+    }
 
     #[test]
     fn the_peak_is_the_busiest_second() {
