@@ -20,7 +20,7 @@ const ALL_BACK: &str = "errors = \"== 0\", recovery_max = \"< 5s\", peak_reconne
 
 fn scenario(port: u16, reconnect: &str, ramp_expect: &str, storm_expect: &str) -> String {
     format!(
-        "name = \"broker restart\"\ntarget = \"127.0.0.1:{port}\"\nprotocol = \"mqtt\"\n\
+        "name = \"broker restart\"\ntarget = \"127.0.0.1:{port}\"\nprotocol = \"mqtt\"\nsample_every = \"100ms\"\n\
          [mqtt]\nclient_id = \"rc-{{n}}\"\nkeep_alive = \"60s\"\n\
          [client]\n{reconnect}\n\
          [[phase]]\nname = \"ramp\"\nconnect = {{ count = {CLIENTS}, rate = 3000 }}\nexpect = {{ {ramp_expect} }}\n\
@@ -94,6 +94,12 @@ fn held_clients_come_back_after_the_broker_restarts() {
     assert!(peak > 0 && peak <= CLIENTS, "{recovery}");
     let timeline: u64 = recovery["reconnects_100ms"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum();
     assert_eq!(timeline, CLIENTS, "every return on the timeline: {recovery}");
+    // The census samples of the hold (every 100 ms) show the drop and the climb back,
+    // as the HTML report's census chart draws them.
+    let established: Vec<u64> =
+        storm["samples"].as_array().unwrap().iter().map(|s| s["client"]["established"].as_u64().unwrap()).collect();
+    let low = established.iter().position(|&n| n < CLIENTS).expect("a sample during the drop");
+    assert!(established[low..].contains(&CLIENTS), "back to {CLIENTS} after the drop: {established:?}");
     let refused: u64 = recovery["refusals"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
     assert_eq!(storm["reconnect_attempts"].as_u64().unwrap(), CLIENTS + refused, "each attempt back or refused");
     for (expr, passed) in [("errors == 0", true), ("recovery_max < 5s", true), ("peak_reconnect_rate > 0", true)] {
