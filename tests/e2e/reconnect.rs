@@ -38,11 +38,12 @@ fn restart_during_hold(
     reconnect: &str,
     expect: (&str, &str),
     back: bool,
+    extra: &[&str],
 ) -> (Option<i32>, serde_json::Value, u64, String) {
     let first = Mosquitto::start(&format!("{tag}-first"), "");
     let port = first.port;
     let dir = TempDir::new(tag);
-    let (mut run, json) = start_run(&dir, &scenario(port, reconnect, expect.0, expect.1), &[]);
+    let (mut run, json) = start_run(&dir, &scenario(port, reconnect, expect.0, expect.1), extra);
     Progress::of(&mut run).wait_for_phase("storm", Duration::from_secs(30));
     wait_for_established(port, CLIENTS, Duration::from_secs(10));
     let pid = first.pid();
@@ -63,7 +64,7 @@ fn restart_during_hold(
 
 #[test]
 fn held_clients_come_back_after_the_broker_restarts() {
-    let (code, report, ss_established, log) = restart_during_hold("reconnect", FULL_JITTER, ("", ALL_BACK), true);
+    let (code, report, ss_established, log) = restart_during_hold("reconnect", FULL_JITTER, ("", ALL_BACK), true, &[]);
     assert_matches_schema(&report);
     let storm = phase(&report, "storm");
     assert_eq!(storm["reconnected"], CLIENTS, "{storm}");
@@ -118,7 +119,15 @@ const FULL_JITTER: &str = "reconnect = { backoff = \"100ms..1s\", jitter = \"ful
 #[test]
 fn recovery_expectations_fail_on_an_impossible_time_and_where_nothing_was_lost() {
     let expect = ("recovery_p99 = \"< 5s\"", "errors = \"== 0\", recovery_p50 = \"< 1us\"");
-    let (code, report, ..) = restart_during_hold("reconnect-impossible", FULL_JITTER, expect, true);
+    // Over two worker processes: the recovery figures merge exactly.
+    let (code, report, ..) =
+        restart_during_hold("reconnect-impossible", FULL_JITTER, expect, true, &["--workers", "2"]);
+    assert_eq!(report["scenario"]["workers"], 2);
+    let recovery = &phase(&report, "storm")["recovery"];
+    assert_eq!((&recovery["lost"], &recovery["recovered"]), (&CLIENTS.into(), &CLIENTS.into()), "{recovery}");
+    assert_eq!(recovery["recovery_us"]["count"], CLIENTS, "both workers' histograms: {recovery}");
+    let timeline: u64 = recovery["reconnects_100ms"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(timeline, CLIENTS, "both workers' timelines: {recovery}");
     let find = |phase_name: &str, expr: &str| {
         let expectations = phase(&report, phase_name)["expectations"].as_array().unwrap().clone();
         expectations.into_iter().find(|e| e["expr"] == expr).unwrap_or_else(|| panic!("no {expr} in {phase_name}"))
@@ -136,7 +145,8 @@ fn recovery_expectations_fail_on_an_impossible_time_and_where_nothing_was_lost()
 #[test]
 fn without_a_reconnect_policy_they_stay_lost() {
     let expect = ("", "errors = \">= 0\"");
-    let (code, report, ss_established, _) = restart_during_hold("no-reconnect", "on_eof = \"close\"", expect, false);
+    let (code, report, ss_established, _) =
+        restart_during_hold("no-reconnect", "on_eof = \"close\"", expect, false, &[]);
     let storm = phase(&report, "storm");
     assert_eq!(storm["drops"], CLIENTS, "{storm}");
     assert_eq!(storm["reconnected"], 0, "{storm}");
