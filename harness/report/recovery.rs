@@ -142,6 +142,29 @@ mod tests {
         assert_eq!(none.report.recovery, None);
     }
 
+    /// `sockcap compare` lists the recovery percentiles and the peak rate beside the
+    /// latencies, and a limit on one judges it.
+    #[test]
+    fn compare_lists_the_recovery_figures() {
+        use crate::report::compare::{compare, Verdict};
+        let mut base = sample_report();
+        base.phases[1].recovery = Some(storm());
+        let mut slower = base.clone();
+        let mut times = Latency::new();
+        (1..=299).for_each(|i| times.record_us(i * 20_000));
+        slower.phases[1].recovery.as_mut().unwrap().recovery_us = times.summary();
+        let c = compare(&base, &slower, &"recovery_p99=10%".parse().unwrap()).unwrap();
+        let hold = &c.phases[1].figures;
+        let figure = |name: &str| hold.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no {name}"));
+        assert_eq!(figure("recovery_p99").verdict, Verdict::Regressed);
+        assert_eq!(figure("recovery_max").verdict, Verdict::Unlimited);
+        assert_eq!(
+            (figure("peak_reconnect_rate").baseline, figure("peak_reconnect_rate").current),
+            (Some(180.0), Some(180.0))
+        );
+        assert!(c.phases[0].figures.iter().all(|f| !f.name.starts_with("recovery")), "none where nothing was lost");
+    }
+
     #[test]
     fn an_undecodable_recovery_histogram_leaves_the_times_unobserved() {
         let mut one = sample_report().phases[1].clone();
