@@ -99,3 +99,85 @@ async fn back_off(links: &Links, until: Instant) -> Backoff {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::engine::connection::ConnSpec;
+    use crate::engine::worker::held::Bell;
+    use crate::failure::ErrorKind;
+    use crate::plan::Jitter;
+    use crate::protocol::Protocol;
+
+    /// A raw TCP connection toward `target` under `policy`, and where its events go.
+    fn tcp_links(target: SocketAddr, policy: ReconnectPolicy) -> (Links, mpsc::UnboundedReceiver<Event>) {
+        let mut spec = ConnSpec::mqtt_for_tests(target, Duration::ZERO);
+        let spec_mut = Arc::get_mut(&mut spec).expect("a fresh spec");
+        (spec_mut.protocol, spec_mut.reconnect) = (Protocol::Tcp, Some(policy));
+        let (events, received) = mpsc::unbounded_channel();
+        (Links { spec, events, bell: Arc::new(Bell::new()), stop: CancellationToken::new() }, received)
+    }
+
+    fn policy(max_attempts: Option<u32>) -> ReconnectPolicy {
+        ReconnectPolicy {
+            floor: Duration::from_millis(20),
+            ceiling: Duration::from_millis(80),
+            jitter: Jitter::None,
+            max_attempts,
+            timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Nothing listens while the target is down: each attempt is refused (a refusal,
+    /// not an error), then the listener is back on the same port and the connection
+    /// with it; its recovery time covers the time down.
+    #[tokio::test]
+    async fn a_tcp_connection_comes_back_when_its_target_does() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap();
+        drop(listener);
+        let (links, mut events) = tcp_links(target, policy(None));
+        let down = Duration::from_millis(300);
+        let back = std::thread::spawn(move || {
+            std::thread::sleep(down);
+            let listener = std::net::TcpListener::bind(target).unwrap();
+            listener.accept().map(|(peer, _)| peer)
+        });
+        let again = tokio::time::timeout(Duration::from_secs(5), reconnect(&links, policy(None), 7, None)).await;
+        assert!(again.is_ok_and(|s| s.is_some()), "back within 5 s");
+        let _peer = back.join().unwrap().unwrap();
+        drop(links);
+        let mut seen = Vec::new();
+        while let Some(event) = events.recv().await {
+            seen.push(event);
+        }
+        let refused = seen.iter().filter(|e| matches!(e, Event::ReconnectFailed { kind: ErrorKind::Refused, .. }));
+        let attempts = seen.iter().filter(|e| matches!(e, Event::ReconnectAttempt)).count();
+        assert!(refused.count() >= 2 && attempts >= 3, "{seen:?}");
+        let Some(Event::Reconnected { recovery_us }) = seen.last() else { panic!("ends back: {seen:?}") };
+        assert!(*recovery_us >= down.as_micros() as u64, "{recovery_us} µs covers the {down:?} down");
+    }
+
+    /// Its attempts run out: given up, and told so (an error, `reconnect_gave_up`).
+    #[tokio::test]
+    async fn a_connection_is_given_up_after_its_attempts() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap();
+        drop(listener);
+        let (links, mut events) = tcp_links(target, policy(Some(2)));
+        let again = tokio::time::timeout(Duration::from_secs(5), reconnect(&links, policy(Some(2)), 7, None)).await;
+        assert!(again.is_ok_and(|s| s.is_none()), "given up within 5 s");
+        drop(links);
+        let mut seen = Vec::new();
+        while let Some(event) = events.recv().await {
+            seen.push(format!("{event:?}"));
+        }
+        let failed = "ReconnectFailed { kind: Refused, errno: None }";
+        assert_eq!(seen, ["ReconnectAttempt", failed, "ReconnectAttempt", failed, "GaveUp"]);
+    }
+}
