@@ -103,6 +103,7 @@ mod tests {
         assert!(html.contains("<section id=\"recovery\"><h2>Recovery</h2>"), "{html}");
         assert!(html.contains("<td>300</td><td class=\"bad\">299</td><td>1.50s</td>"), "{html}");
         assert!(html.contains("<td>180</td><td>12.35 s</td><td class=\"l\">refused 40</td>"), "{html}");
+        assert!(html.contains("\"reconnects_100ms\":[20,40,60,60,60,59]"), "the rate chart's reconnects/s: {html}");
         let json = serde_json::to_value(&report).unwrap();
         assert!(json["phases"][0].get("recovery").is_none(), "left out where nothing was lost");
         assert_eq!(json["phases"][1]["recovery"]["recovery_us"]["count"], 299);
