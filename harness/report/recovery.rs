@@ -42,6 +42,10 @@ pub struct Recovery {
     /// Reconnects in each 100 ms since the phase started; trailing empty buckets left out.
     #[serde(default)]
     pub reconnects_100ms: Vec<u32>,
+    /// Connections lost (in this phase or before) and not back when the phase ended,
+    /// still trying under `[client] reconnect`: the longest recovery is unknown while any is.
+    #[serde(default)]
+    pub down_at_end: u64,
 }
 
 impl Recovery {
@@ -76,6 +80,7 @@ mod tests {
             last_back_ms: Some(12_345),
             refusals: [("refused".to_string(), 40)].into(),
             reconnects_100ms: vec![20, 40, 60, 60, 60, 59],
+            down_at_end: 1,
         }
     }
 
@@ -128,6 +133,7 @@ mod tests {
             last_back_ms: Some(last),
             refusals: [("refused".to_string(), refused)].into(),
             reconnects_100ms: timeline,
+            down_at_end: 0,
         };
         // Worker one's returns early, worker two's late: apart, neither peaks at 300 in a second.
         one.recovery = Some(recovery(100, &a, vec![50, 50], 150, 3));
@@ -175,7 +181,8 @@ mod tests {
         let merged = crate::report::merge::phases(&[one, two], "shard");
         assert!(merged.notes[0].contains("recovery histogram cannot be decoded"), "{:?}", merged.notes);
         let phase = merged.report;
-        assert_eq!(phase.recovery.as_ref().unwrap().lost, 600, "the counts merge");
+        let recovery = phase.recovery.as_ref().unwrap();
+        assert_eq!((recovery.lost, recovery.down_at_end), (600, 2), "the counts merge");
         let e = crate::expect::Expectation::parse("recovery_p50", &toml::Value::String("< 3600s".into()))
             .unwrap()
             .judge(&phase);

@@ -84,6 +84,7 @@ fn held_clients_come_back_after_the_broker_restarts() {
     assert_eq!(phase(&report, "ramp").get("recovery"), None, "no loss in the ramp: no recovery figures");
     let recovery = &storm["recovery"];
     assert_eq!((&recovery["lost"], &recovery["recovered"]), (&CLIENTS.into(), &CLIENTS.into()), "{recovery}");
+    assert_eq!(recovery["down_at_end"], 0, "{recovery}");
     let times = &recovery["recovery_us"];
     assert_eq!(times["count"], CLIENTS, "{recovery}");
     let (min, max) = (times["min"].as_u64().unwrap(), times["max"].as_u64().unwrap());
@@ -188,5 +189,9 @@ fn a_close_order_ends_a_connection_that_is_down() {
     // The attempts against a port nobody listens on are refusals, not errors.
     assert!(down["recovery"]["refusals"]["refused"].as_u64().unwrap() > 0, "{down}");
     assert_eq!((&down["recovery"]["lost"], &down["recovery"]["recovered"]), (&CLIENTS.into(), &0.into()));
+    assert_eq!(down["recovery"]["down_at_end"], CLIENTS, "all still trying when the hold ended");
+    // (No recovery figures at all when no attempt fell in the close phase.)
+    let down_after = close["recovery"].get("down_at_end").map_or(Some(0), |d| d.as_u64());
+    assert_eq!(down_after, Some(0), "the close orders ended their attempts: {close}");
     assert_eq!(status.code(), Some(0), "{}", report["phases"]);
 }

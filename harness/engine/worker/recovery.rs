@@ -70,6 +70,8 @@ impl Recoveries {
             last_back_ms: self.last_back.map(|t| t.saturating_duration_since(self.start).as_millis() as u64),
             refusals,
             reconnects_100ms: self.timeline.clone(),
+            // The worker's count across phases, set by the worker.
+            down_at_end: 0,
         };
         (!recovery.is_empty()).then_some(recovery)
     }

@@ -119,6 +119,7 @@ fn recovery(parts: &[&Recovery], recovery_us: LatencySummary) -> Option<Recovery
         last_back_ms: parts.iter().filter_map(|r| r.last_back_ms).max(),
         refusals: add_maps(parts.iter().map(|r| &r.refusals)),
         reconnects_100ms: timeline,
+        down_at_end: sum(|r| r.down_at_end),
     })
 }
 
