@@ -89,7 +89,7 @@ mod tests {
         let mut report = sample_report();
         report.phases[1].recovery = Some(storm());
         let text = crate::report::text::render(&report);
-        let line = "  recovery lost 300, back 299; p50 1.50s p99 2.97s max 2.99s; peak 180/s; last back at 12.3s";
+        let line = "  recovery lost 300, back 299, 1 still down; p50 1.50s p99 2.97s max 2.99s; peak 180/s; last back at 12.3s";
         assert!(text.contains(line), "{text}");
         assert!(text.contains("  refusals refused 40 (failed reconnect attempts)"), "{text}");
         assert_eq!(text.matches("  recovery ").count(), 1, "no recovery line where nothing was lost: {text}");

@@ -179,6 +179,9 @@ fn latency_table(out: &mut String, p: &PhaseReport) {
 fn recovery(out: &mut String, p: &PhaseReport) {
     let Some(r) = &p.recovery else { return };
     let mut line = format!("  recovery lost {}, back {}", r.lost, r.recovered);
+    if r.down_at_end > 0 {
+        let _ = write!(line, ", {} still down", r.down_at_end);
+    }
     if let Some(why) = p.unobserved.get(crate::report::unobserved::latency(crate::expect::LatencyKind::Recovery)) {
         let _ = write!(line, "; times unobserved: {why}");
     } else if r.recovery_us.count > 0 {
