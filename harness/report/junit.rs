@@ -200,12 +200,13 @@ fn property(out: &mut String, indent: &str, name: &str, value: &str) {
     let _ = writeln!(out, "{indent}<property name=\"{}\" value=\"{}\"/>", escape(name), escape(value));
 }
 
-/// `recovery.lost`, `recovery.recovered`, the recovery times (`recovery.p50_us`, ...,
+/// `recovery.lost`, `recovery.recovered`, `recovery.down_at_end`, the recovery times (`recovery.p50_us`, ...,
 /// when some came back), `recovery.peak_reconnect_rate_per_s`, `recovery.last_back_ms`
 /// and `recovery.refusals.<kind>`.
 fn recovery_props(r: &crate::report::Recovery) -> Vec<(String, String)> {
     let mut props = vec![("recovery.lost".to_string(), r.lost.to_string())];
     props.push(("recovery.recovered".into(), r.recovered.to_string()));
+    props.push(("recovery.down_at_end".into(), r.down_at_end.to_string()));
     let t = &r.recovery_us;
     if t.count > 0 {
         for (name, us) in [("p50", t.p50), ("p90", t.p90), ("p99", t.p99), ("max", t.max)] {

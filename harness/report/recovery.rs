@@ -97,6 +97,7 @@ mod tests {
         for (name, value) in [
             ("recovery.lost", "300"),
             ("recovery.recovered", "299"),
+            ("recovery.down_at_end", "1"),
             ("recovery.max_us", "2990079"),
             ("recovery.peak_reconnect_rate_per_s", "180"),
             ("recovery.last_back_ms", "12345"),
