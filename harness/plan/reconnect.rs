@@ -87,8 +87,9 @@ impl ReconnectPolicy {
     }
 }
 
-/// A uniform 64-bit draw from a seed (SplitMix64): the engine seeds it with the run,
-/// the connection number and the attempt, so no two clients draw alike.
+/// A uniform 64-bit draw from a seed (SplitMix64): [`ReconnectPolicy::wait`] seeds it
+/// with the connection number and the attempt, so no two clients draw alike and every
+/// run draws the same.
 pub fn draw(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -11,9 +11,9 @@
 //!
 //! An attempt waits for no handshake slot (`max_inflight`): slots are a connect phase's,
 //! and a reconnect happens in whatever phase the loss came, mostly a hold, which has none;
-//! the connection task keeps no tie to the phase's slots once connected (a field in every
-//! held connection's bell for a rare event). The backoff and its jitter are what spread a
-//! storm; each attempt has the policy's `timeout`.
+//! the connection task keeps no tie to the phase's slots once connected (one would cost a
+//! field in every held connection's bell, for a rare event). The backoff and its jitter
+//! are what spread a storm; each attempt has the policy's `timeout`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,8 +24,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::links::micros_since;
-use super::links::{Attempt, Event, Links};
+use super::links::{micros_since, Attempt, Event, Links};
 use super::open::open_within_deadline;
 use crate::plan::ReconnectPolicy;
 
