@@ -6,7 +6,8 @@
 //! `server.<state>`), latency percentiles (`connect_p99`, `handshake_p50`, `close_max`,
 //! with a unit: `"< 20ms"`), `errors` and `errors.<kind>`, `kernel.<Counter>`
 //! (a delta over the phase), `connected` (successes), `drops` (or `lost`), `reconnect_attempts`,
-//! `reconnected`, `rate` (per second).
+//! `reconnected`, `rate` (per second); the recovery of lost connections: `recovery_p50` ...
+//! `recovery_max` (durations, like the latencies) and `peak_reconnect_rate` (per second).
 
 use probe::TcpState;
 
@@ -57,6 +58,8 @@ pub enum LatencyKind {
     Connect,
     Handshake,
     Close,
+    /// A lost connection's time back (the phase's `recovery.recovery_us`).
+    Recovery,
 }
 
 /// A percentile (or the extremes) of a latency histogram.
@@ -83,6 +86,8 @@ pub enum Metric {
     Drops,
     ReconnectAttempts,
     Reconnected,
+    /// The most reconnects in one second (`recovery.peak_reconnect_rate_per_s`).
+    PeakReconnectRate,
     Rate,
 }
 
@@ -119,6 +124,7 @@ impl Metric {
             "drops" | "lost" => return Ok(Metric::Drops),
             "reconnect_attempts" => return Ok(Metric::ReconnectAttempts),
             "reconnected" => return Ok(Metric::Reconnected),
+            "peak_reconnect_rate" => return Ok(Metric::PeakReconnectRate),
             "rate" => return Ok(Metric::Rate),
             _ => {}
         }
@@ -127,6 +133,7 @@ impl Metric {
                 "connect" => Some(LatencyKind::Connect),
                 "handshake" => Some(LatencyKind::Handshake),
                 "close" => Some(LatencyKind::Close),
+                "recovery" => Some(LatencyKind::Recovery),
                 _ => None,
             };
             let pct = match pct {
@@ -144,8 +151,9 @@ impl Metric {
         }
         Err(format!(
             "unknown metric `{name}`; use a TCP state ({}), `server.<state>`, \
-             `connect_p99` / `handshake_p50` / `close_max` (p50 p90 p99 p999 min max), \
-             `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), `reconnect_attempts`, `reconnected` or `rate`",
+             `connect_p99` / `handshake_p50` / `close_max` / `recovery_p90` (p50 p90 p99 p999 min max), \
+             `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), `reconnect_attempts`, \
+             `reconnected`, `peak_reconnect_rate` or `rate`",
             state_list()
         ))
     }
@@ -154,7 +162,7 @@ impl Metric {
     pub fn unit(&self) -> &'static str {
         match self {
             Metric::Latency(..) => "us",
-            Metric::Rate => "per_s",
+            Metric::Rate | Metric::PeakReconnectRate => "per_s",
             _ => "count",
         }
     }
@@ -261,6 +269,11 @@ mod tests {
         assert_eq!(e.value, 20_000.0);
         assert_eq!(parse("handshake_p999", "<= 1.5s").unwrap().value, 1_500_000.0);
         assert!(parse("connect_p99", "< 20").unwrap_err().contains("no unit"));
+        let e = parse("recovery_max", "< 5s").unwrap();
+        assert_eq!((e.metric, e.value), (Metric::Latency(LatencyKind::Recovery, Percentile::Max), 5_000_000.0));
+        assert!(parse("recovery_p99", "< 5").unwrap_err().contains("no unit"));
+        let e = parse("peak_reconnect_rate", ">= 100").unwrap();
+        assert_eq!((e.metric.clone(), e.metric.unit()), (Metric::PeakReconnectRate, "per_s"));
     }
 
     #[test]

@@ -34,13 +34,17 @@ pub enum ErrorKind {
     /// The operation never reported an outcome: the phase gave up on it past its timeout
     /// (a fault of sockcap's, not of the target).
     NoOutcome,
+    /// A lost connection that `[client] reconnect` gave up on after its `max_attempts`
+    /// (its loss alone is no error: it counts under `drops`, its failed attempts under
+    /// the phase's `recovery.refusals`).
+    ReconnectGaveUp,
     /// Any other errno (kept in [`ErrorCounts::other_errnos`]).
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::AddrNotAvailable,
@@ -54,6 +58,7 @@ impl ErrorKind {
         ErrorKind::PingTimeout,
         ErrorKind::CloseTimeout,
         ErrorKind::NoOutcome,
+        ErrorKind::ReconnectGaveUp,
         ErrorKind::Other,
     ];
 
@@ -73,6 +78,7 @@ impl ErrorKind {
             ErrorKind::PingTimeout => "ping_timeout",
             ErrorKind::CloseTimeout => "close_timeout",
             ErrorKind::NoOutcome => "no_outcome",
+            ErrorKind::ReconnectGaveUp => "reconnect_gave_up",
             ErrorKind::Other => "other",
         }
     }

@@ -76,12 +76,12 @@ pub struct ClientSection {
     /// `"close"` (default): a connection the target closes is closed and counted as lost;
     /// `"hold"`: it is kept open (CLOSE_WAIT) until a close phase or the end of the run.
     pub on_eof: Option<String>,
-    /// Reconnect lost connections: `{ backoff = "100ms..10s", jitter = "full", max_attempts = 20 }`;
+    /// Reconnect lost connections: `{ backoff = "100ms..10s", jitter = "full", max_attempts = 20, timeout = "10s" }`;
     /// absent: a lost connection stays lost.
     pub reconnect: Option<ReconnectSection>,
 }
 
-/// `[client] reconnect = { backoff, jitter, max_attempts }`.
+/// `[client] reconnect = { backoff, jitter, max_attempts, timeout }`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconnectSection {
@@ -91,6 +91,8 @@ pub struct ReconnectSection {
     pub jitter: Option<String>,
     /// Attempts per loss before the connection is given up (default: no limit).
     pub max_attempts: Option<i64>,
+    /// Time allowed to one attempt, from its dial to its CONNACK (default `"10s"`).
+    pub timeout: Option<String>,
 }
 
 /// `[netns]`.

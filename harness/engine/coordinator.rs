@@ -400,6 +400,10 @@ impl<'p> Coordinator<'p> {
             ));
         }
         report.started_ms = start.saturating_duration_since(self.run_start).as_millis() as u64;
+        // The workers count the last return from the phase's start; the report from the run's.
+        if let Some(back) = report.recovery.as_mut().and_then(|r| r.last_back_ms.as_mut()) {
+            *back = back.saturating_add(report.started_ms);
+        }
         report.duration_ms = start.elapsed().as_millis() as u64;
         report.census = census;
         report.unobserved.extend(&observed_here, "");

@@ -2,7 +2,10 @@
 //! backoff from a floor to a ceiling with jitter and an optional attempt limit.
 //!
 //! The schedule is a pure function of the attempt number and a random draw
-//! ([`ReconnectPolicy::delay`]), so its bounds are tested without clocks.
+//! ([`ReconnectPolicy::delay`]), so its bounds are tested without clocks; the draw is
+//! itself a function of the connection number and the attempt
+//! ([`ReconnectPolicy::wait`]), so a run's schedule is the same on every run, whatever
+//! the worker processes or shards it is spread over.
 
 use std::time::Duration;
 
@@ -43,7 +46,12 @@ pub struct ReconnectPolicy {
     pub jitter: Jitter,
     /// Attempts after one loss before the connection is given up; `None`: no limit.
     pub max_attempts: Option<u32>,
+    /// Time allowed to one attempt, from its dial to its CONNACK ([`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
 }
+
+/// One attempt's time when the scenario names none: a connect phase's default timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ReconnectPolicy {
     /// The backoff before attempt `attempt` (1 for the first after a loss), before
@@ -71,10 +79,17 @@ impl ReconnectPolicy {
         };
         Some(Duration::from_nanos(nanos))
     }
+
+    /// The wait before attempt `attempt` of connection `n` (its number in the run): the
+    /// jitter drawn from `(n, attempt)` alone, so two runs of a scenario wait alike.
+    pub fn wait(&self, n: u64, attempt: u32) -> Option<Duration> {
+        self.delay(attempt, draw(draw(n) ^ u64::from(attempt)))
+    }
 }
 
-/// A uniform 64-bit draw from a seed (SplitMix64): the engine seeds it with the run,
-/// the connection number and the attempt, so no two clients draw alike.
+/// A uniform 64-bit draw from a seed (SplitMix64): [`ReconnectPolicy::wait`] seeds it
+/// with the connection number and the attempt, so no two clients draw alike and every
+/// run draws the same.
 pub fn draw(seed: u64) -> u64 {
     let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -117,7 +132,14 @@ pub(super) fn reconnect_policy(
             )
         })?),
     };
-    Ok(Some(ReconnectPolicy { floor, ceiling, jitter, max_attempts }))
+    let timeout = match r.timeout.as_deref() {
+        None => DEFAULT_TIMEOUT,
+        Some(text) => check.duration("client.reconnect.timeout", text)?,
+    };
+    if timeout.is_zero() {
+        return Err(check.err("client.reconnect.timeout", "an attempt needs some time; e.g. \"10s\""));
+    }
+    Ok(Some(ReconnectPolicy { floor, ceiling, jitter, max_attempts, timeout }))
 }
 
 #[cfg(test)]
@@ -125,7 +147,13 @@ mod tests {
     use super::*;
 
     fn policy(jitter: Jitter, max_attempts: Option<u32>) -> ReconnectPolicy {
-        ReconnectPolicy { floor: Duration::from_millis(100), ceiling: Duration::from_secs(10), jitter, max_attempts }
+        ReconnectPolicy {
+            floor: Duration::from_millis(100),
+            ceiling: Duration::from_secs(10),
+            jitter,
+            max_attempts,
+            timeout: DEFAULT_TIMEOUT,
+        }
     }
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -163,19 +191,61 @@ mod tests {
         }
     }
 
+    /// The tenth of `window` each of 10,000 connections' first reconnects falls in.
+    fn first_attempts_by_tenth(p: &ReconnectPolicy, window: Duration) -> [u32; 10] {
+        let mut tenths = [0u32; 10];
+        for n in 0..10_000u64 {
+            let wait = p.wait(n, 1).unwrap();
+            assert!(wait <= window, "connection {n} waits {wait:?}, past the window {window:?}");
+            tenths[(wait.as_nanos() * 10 / window.as_nanos()).min(9) as usize] += 1;
+        }
+        tenths
+    }
+
     #[test]
     fn full_jitter_spreads_a_storm_over_the_window() {
-        // 1,000 clients lost at once: their first attempts fall in all ten tenths of
-        // the 100ms window, none more than twice its share; with no jitter all at once.
-        let p = policy(Jitter::Full, None);
-        let mut tenths = [0u32; 10];
-        for n in 0..1000u64 {
-            let wait = p.delay(1, draw(n)).unwrap();
-            tenths[(wait.as_nanos() * 10 / MS(100).as_nanos()).min(9) as usize] += 1;
-        }
-        assert!(tenths.iter().all(|&c| (50..200).contains(&c)), "{tenths:?}");
+        // 10,000 clients lost at once: their first attempts fall in all ten tenths of the
+        // 100ms window, none more than twice its share (1,000) nor under half of it.
+        let tenths = first_attempts_by_tenth(&policy(Jitter::Full, None), MS(100));
+        assert!(tenths.iter().all(|&c| (500..=2000).contains(&c)), "{tenths:?}");
+        // With no jitter they all come back at the floor, at once.
         let none = policy(Jitter::None, None);
-        assert!((0..1000).all(|n| none.delay(1, draw(n)) == Some(MS(100))));
+        assert!((0..10_000).all(|n| none.wait(n, 1) == Some(MS(100))));
+        // Equal jitter: the upper half of the window only, spread over it.
+        let tenths = first_attempts_by_tenth(&policy(Jitter::Equal, None), MS(100));
+        assert_eq!(tenths[..5].iter().sum::<u32>(), 0, "{tenths:?}");
+        assert!(tenths[5..].iter().all(|&c| (1000..=4000).contains(&c)), "{tenths:?}");
+    }
+
+    #[test]
+    fn one_connections_attempts_follow_the_policy() {
+        // No jitter: floor, doubling, ceiling, then the attempt limit, for any connection.
+        let p = policy(Jitter::None, Some(10));
+        for n in [0, 1, 41, u64::MAX] {
+            let waits: Vec<_> = (1..=11).map_while(|a| p.wait(n, a)).collect();
+            assert_eq!(waits, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000].map(MS));
+        }
+        // Full and equal jitter: attempt a waits within [0, d] and [d/2, d] of its backoff d.
+        for jitter in [Jitter::Full, Jitter::Equal] {
+            let p = policy(jitter, Some(10));
+            for n in 0..1000u64 {
+                for a in 1..=10 {
+                    let (d, wait) = (p.backoff(a), p.wait(n, a).unwrap());
+                    let low = if jitter == Jitter::Equal { d / 2 } else { Duration::ZERO };
+                    assert!(low <= wait && wait <= d, "{jitter:?} connection {n} attempt {a}: {wait:?} of {d:?}");
+                }
+                assert_eq!(p.wait(n, 11), None, "given up after max_attempts");
+            }
+        }
+    }
+
+    #[test]
+    fn the_jittered_schedule_is_the_same_on_every_run() {
+        let p = policy(Jitter::Full, None);
+        let schedule = |n| (1..=8).map(|a| p.wait(n, a).unwrap()).collect::<Vec<_>>();
+        assert_eq!(schedule(7), schedule(7), "a function of (connection, attempt) alone");
+        assert_ne!(schedule(7), schedule(8), "two connections draw apart");
+        assert_ne!(p.wait(7, 1), p.wait(7, 2), "two attempts draw apart");
     }
 
     fn parse(body: &str) -> Result<Option<ReconnectPolicy>, PlanError> {
@@ -188,6 +258,8 @@ mod tests {
         let p = parse("backoff = \"100ms..10s\"\njitter = \"equal\"\nmax_attempts = 20").unwrap().unwrap();
         assert_eq!(p, ReconnectPolicy { jitter: Jitter::Equal, max_attempts: Some(20), ..policy(Jitter::None, None) });
         assert_eq!(parse("backoff = \"1s..1s\"").unwrap().unwrap().jitter, Jitter::Full);
+        assert_eq!(parse("backoff = \"1s..1s\"").unwrap().unwrap().timeout, DEFAULT_TIMEOUT);
+        assert_eq!(parse("backoff = \"1s..1s\"\ntimeout = \"2s\"").unwrap().unwrap().timeout, MS(2000));
         for (body, field, hint) in [
             ("backoff = \"100ms\"", "client.reconnect.backoff", "FLOOR..CEILING"),
             ("backoff = \"10s..1s\"", "client.reconnect.backoff", "below the floor"),
@@ -195,6 +267,8 @@ mod tests {
             ("backoff = \"1x..1s\"", "client.reconnect.backoff", "not a duration"),
             ("backoff = \"1s..2s\"\njitter = \"some\"", "client.reconnect.jitter", "none, full, equal"),
             ("backoff = \"1s..2s\"\nmax_attempts = 0", "client.reconnect.max_attempts", "leave it out"),
+            ("backoff = \"1s..2s\"\ntimeout = \"0s\"", "client.reconnect.timeout", "needs some time"),
+            ("backoff = \"1s..2s\"\ntimeout = \"soon\"", "client.reconnect.timeout", "not a duration"),
         ] {
             let err = parse(body).unwrap_err();
             assert!(err.field == field && err.message.contains(hint), "{body}: {err}");

@@ -144,8 +144,23 @@ pub fn findings(report: &RunReport) -> Vec<String> {
         ));
     }
     let lost: u64 = report.phases.iter().map(|p| p.drops).sum();
-    if lost > 0 {
-        out.push(format!("{lost} established connections were lost without sockcap closing them"));
+    let back: u64 = report.phases.iter().filter_map(|p| p.recovery.as_ref()).map(|r| r.recovered).sum();
+    let last_back = report.phases.iter().filter_map(|p| p.recovery.as_ref()?.last_back_ms).max();
+    match last_back {
+        Some(ms) if lost > 0 => out.push(format!(
+            "{lost} established connections were lost without sockcap closing them; {back} came back under \
+             [client] reconnect, the last {:.1} s into the run",
+            ms as f64 / 1000.0
+        )),
+        _ if lost > 0 => out.push(format!("{lost} established connections were lost without sockcap closing them")),
+        _ => {}
+    }
+    let gave_up: u64 = report.phases.iter().filter_map(|p| p.errors.get("reconnect_gave_up")).sum();
+    if gave_up > 0 {
+        out.push(format!(
+            "{gave_up} lost connections were given up after [client] reconnect's max_attempts: raise it, or \
+             leave it out to try until the phase ends"
+        ));
     }
     if report.outcome == crate::report::Outcome::Interrupted {
         out.push("the run was interrupted: phases after the last one shown did not run".to_string());
@@ -222,5 +237,23 @@ mod tests {
             "{findings:?}"
         );
         assert!(!findings.iter().any(|f| f.contains("TIME_WAIT") || f.contains("ran out (")), "{findings:?}");
+    }
+
+    #[test]
+    fn losses_say_how_many_came_back_and_how_many_were_given_up() {
+        let mut report = sample_report();
+        report.phases[1].drops = 300;
+        report.phases[1].recovery = Some(crate::report::Recovery {
+            lost: 300,
+            recovered: 298,
+            last_back_ms: Some(4_250),
+            ..Default::default()
+        });
+        report.phases[1].errors.insert("reconnect_gave_up".into(), 2);
+        let notes = findings(&report);
+        let back = "300 established connections were lost without sockcap closing them; 298 came back under \
+                    [client] reconnect, the last 4.2 s into the run";
+        assert!(notes.iter().any(|n| n == back), "{notes:?}");
+        assert!(notes.iter().any(|n| n.starts_with("2 lost connections were given up")), "{notes:?}");
     }
 }

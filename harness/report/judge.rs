@@ -21,7 +21,11 @@ impl Metric {
                     LatencyKind::Connect => &phase.latency_us.connect,
                     LatencyKind::Handshake => &phase.latency_us.handshake,
                     LatencyKind::Close => &phase.latency_us.close,
+                    LatencyKind::Recovery => &phase.recovery.as_ref()?.recovery_us,
                 };
+                if *kind == LatencyKind::Recovery && *pct == Percentile::Max && still_down(phase) > 0 {
+                    return None;
+                }
                 if summary.count == 0 {
                     return None;
                 }
@@ -41,6 +45,7 @@ impl Metric {
             Metric::Drops => phase.drops,
             Metric::ReconnectAttempts => phase.reconnect_attempts,
             Metric::Reconnected => phase.reconnected,
+            Metric::PeakReconnectRate => phase.recovery.as_ref()?.peak_reconnect_rate_per_s,
             Metric::Rate => return Some(phase.achieved_rate_per_s),
         };
         Some(value as f64)
@@ -58,9 +63,29 @@ impl Metric {
             Metric::State(Side::Server, _) => {
                 "no server-side census: the target does not listen on this machine".to_string()
             }
+            Metric::Latency(LatencyKind::Recovery, _) | Metric::PeakReconnectRate => no_recovery(phase),
             Metric::Latency(kind, _) => format!("no {} latency was measured in this phase", kind_name(*kind)),
             _ => "not measured in this phase".to_string(),
         })
+    }
+}
+
+/// Connections lost (in the phase or before) and still trying to come back when it ended.
+fn still_down(phase: &PhaseReport) -> u64 {
+    phase.recovery.as_ref().map_or(0, |r| r.down_at_end)
+}
+
+/// Why a phase has no recovery reading.
+fn no_recovery(phase: &PhaseReport) -> String {
+    match &phase.recovery {
+        None => "no connection was lost in this phase: no recovery to measure".to_string(),
+        Some(r) if r.recovered == 0 => {
+            format!("none of the {} connections lost came back in this phase: no recovery time", r.lost)
+        }
+        Some(_) => format!(
+            "{} lost connections were still down when the phase ended: the longest recovery is unknown",
+            still_down(phase)
+        ),
     }
 }
 
@@ -69,6 +94,7 @@ fn kind_name(kind: LatencyKind) -> &'static str {
         LatencyKind::Connect => "connect",
         LatencyKind::Handshake => "handshake",
         LatencyKind::Close => "close",
+        LatencyKind::Recovery => "recovery",
     }
 }
 
@@ -169,6 +195,45 @@ mod tests {
             let judged = parse(name, value).judge(&phase);
             assert_eq!(judged.passed, passes, "{name} {value}: {judged:?}");
         }
+    }
+
+    /// No loss, none back, or some still down at the end: no recovery figure to pass on.
+    #[test]
+    fn recovery_expectations_need_a_recovery() {
+        use crate::latency::Latency;
+        let mut phase = crate::report::PhaseReport::empty("p", "hold");
+        for name in ["recovery_p50", "recovery_p99", "recovery_max"] {
+            let e = parse(name, "< 3600s").judge(&phase);
+            assert!(!e.passed && e.actual.is_none(), "{name}: {e:?}");
+            assert_eq!(e.reason.as_deref(), Some("no connection was lost in this phase: no recovery to measure"));
+        }
+        let e = parse("peak_reconnect_rate", ">= 0").judge(&phase);
+        assert!(!e.passed && e.reason.as_deref().unwrap().starts_with("no connection was lost"), "{e:?}");
+        let mut histogram = Latency::new();
+        [2_000, 40_000, 900_000].into_iter().for_each(|us| histogram.record_us(us));
+        phase.recovery =
+            Some(crate::report::Recovery { lost: 3, recovered: 0, peak_reconnect_rate_per_s: 0, ..Default::default() });
+        let e = parse("recovery_p50", "< 3600s").judge(&phase);
+        assert!(e.reason.as_deref().unwrap().starts_with("none of the 3 connections lost came back"), "{e:?}");
+        let recovery = phase.recovery.as_mut().unwrap();
+        (recovery.recovered, recovery.recovery_us, recovery.peak_reconnect_rate_per_s) = (3, histogram.summary(), 3);
+        for (name, value, passes) in [
+            ("recovery_max", "< 1s", true),
+            ("recovery_max", "< 500ms", false),
+            ("recovery_p50", "< 50ms", true),
+            ("recovery_p50", "< 1us", false),
+            ("peak_reconnect_rate", "== 3", true),
+        ] {
+            let e = parse(name, value).judge(&phase);
+            assert_eq!((e.passed, e.reason.is_none()), (passes, true), "{name} {value}: {e:?}");
+        }
+        phase.recovery.as_mut().unwrap().down_at_end = 1;
+        let e = parse("recovery_max", "< 3600s").judge(&phase);
+        assert!(!e.passed && e.reason.as_deref().unwrap().starts_with("1 lost connections were still down"), "{e:?}");
+        assert!(parse("recovery_p50", "< 3600s").judge(&phase).passed, "the percentiles of those back");
+        phase.unobserved.mark("latency.recovery", "1 of the 2 workers' recovery histogram cannot be decoded (x)");
+        let e = parse("recovery_p50", "< 3600s").judge(&phase);
+        assert_eq!(e.reason.as_deref(), Some("1 of the 2 workers' recovery histogram cannot be decoded (x)"));
     }
 
     #[test]

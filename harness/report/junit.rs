@@ -124,6 +124,9 @@ fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bo
         ("errors".into(), error_total.to_string()),
     ];
     props.extend(phase.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (format!("errors.{k}"), n.to_string())));
+    if let Some(r) = &phase.recovery {
+        props.extend(recovery_props(r));
+    }
     props.extend(census_props("census.client", &phase.census.client));
     if let Some(server) = &phase.census.server {
         props.extend(census_props("census.server", server));
@@ -195,6 +198,27 @@ fn interrupted_case(out: &mut String, outcome: Outcome, class: &str, when: &str)
 
 fn property(out: &mut String, indent: &str, name: &str, value: &str) {
     let _ = writeln!(out, "{indent}<property name=\"{}\" value=\"{}\"/>", escape(name), escape(value));
+}
+
+/// `recovery.lost`, `recovery.recovered`, `recovery.down_at_end`, the recovery times (`recovery.p50_us`, ...,
+/// when some came back), `recovery.peak_reconnect_rate_per_s`, `recovery.last_back_ms`
+/// and `recovery.refusals.<kind>`.
+fn recovery_props(r: &crate::report::Recovery) -> Vec<(String, String)> {
+    let mut props = vec![("recovery.lost".to_string(), r.lost.to_string())];
+    props.push(("recovery.recovered".into(), r.recovered.to_string()));
+    props.push(("recovery.down_at_end".into(), r.down_at_end.to_string()));
+    let t = &r.recovery_us;
+    if t.count > 0 {
+        for (name, us) in [("p50", t.p50), ("p90", t.p90), ("p99", t.p99), ("max", t.max)] {
+            props.push((format!("recovery.{name}_us"), us.to_string()));
+        }
+    }
+    props.push(("recovery.peak_reconnect_rate_per_s".into(), r.peak_reconnect_rate_per_s.to_string()));
+    if let Some(ms) = r.last_back_ms {
+        props.push(("recovery.last_back_ms".into(), ms.to_string()));
+    }
+    props.extend(r.refusals.iter().map(|(k, n)| (format!("recovery.refusals.{k}"), n.to_string())));
+    props
 }
 
 fn census_props<'a>(prefix: &'a str, counts: &'a StateCounts) -> impl Iterator<Item = (String, String)> + 'a {

@@ -20,6 +20,7 @@ pub mod judge;
 pub mod junit;
 pub mod markup;
 pub mod merge;
+pub mod recovery;
 pub mod run_report;
 mod shard_info;
 pub mod text;
@@ -31,6 +32,7 @@ pub(crate) mod test_support;
 
 pub use findings::findings;
 pub use format::thousands;
+pub use recovery::Recovery;
 pub use run_report::{
     CensusPair, CensusSample, Exhaustion, ExpectationResult, Latencies, LimitsReport, MergeInfo, MergedShard, Outcome,
     PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,

@@ -8,6 +8,7 @@ use probe::{Limits, SockStat, StateCounts};
 use serde::{Deserialize, Serialize};
 
 use crate::latency::LatencySummary;
+use crate::report::recovery::Recovery;
 use crate::report::unobserved::Unobserved;
 
 /// The schema name and version written in every JSON report.
@@ -165,6 +166,10 @@ pub struct PhaseReport {
     /// Lost connections connected again (and, MQTT, accepted) under `[client] reconnect`.
     #[serde(default)]
     pub reconnected: u64,
+    /// Losses and returns: how long the lost connections took to come back
+    /// (`report/recovery.rs`); null in a phase with no loss, return or refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
     /// Connections the target closed that the client keeps open (CLOSE_WAIT), with
     /// `[client] on_eof = "hold"`.
     #[serde(default)]
@@ -310,6 +315,7 @@ impl PhaseReport {
             drops: 0,
             reconnect_attempts: 0,
             reconnected: 0,
+            recovery: None,
             peer_closed: 0,
             ports_taken: 0,
             census: CensusPair::default(),

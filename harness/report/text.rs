@@ -117,6 +117,7 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
         let _ = writeln!(out, "  target   {processes}, {} descriptors open of {}", t.open, t.limit);
     }
     latency_table(out, p);
+    recovery(out, p);
     let failed: Vec<String> = p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
     if !failed.is_empty() {
         let _ = writeln!(out, "  errors   {}", failed.join(", "));
@@ -170,6 +171,33 @@ fn latency_table(out: &mut String, p: &PhaseReport) {
     );
     for (name, l) in p.latency_us.measured() {
         let _ = writeln!(out, "           {name:<10}{:>8}{}", l.count, percentiles(l));
+    }
+}
+
+/// The lost connections and their way back: `recovery lost 300, back 300; p50 .. p99 ..
+/// max ..; peak 240/s; last back at 12.3s`, then the refused attempts.
+fn recovery(out: &mut String, p: &PhaseReport) {
+    let Some(r) = &p.recovery else { return };
+    let mut line = format!("  recovery lost {}, back {}", r.lost, r.recovered);
+    if r.down_at_end > 0 {
+        let _ = write!(line, ", {} still down", r.down_at_end);
+    }
+    if let Some(why) = p.unobserved.get(crate::report::unobserved::latency(crate::expect::LatencyKind::Recovery)) {
+        let _ = write!(line, "; times unobserved: {why}");
+    } else if r.recovery_us.count > 0 {
+        let t = &r.recovery_us;
+        let _ = write!(line, "; p50 {} p99 {} max {}", micros(t.p50), micros(t.p99), micros(t.max));
+    }
+    if r.recovered > 0 {
+        let _ = write!(line, "; peak {}/s", r.peak_reconnect_rate_per_s);
+    }
+    if let Some(ms) = r.last_back_ms {
+        let _ = write!(line, "; last back at {:.1}s", ms as f64 / 1000.0);
+    }
+    let _ = writeln!(out, "{line}");
+    if !r.refusals.is_empty() {
+        let refused: Vec<String> = r.refusals.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(out, "  refusals {} (failed reconnect attempts)", refused.join(", "));
     }
 }
 

@@ -16,7 +16,8 @@
 //! - `operations`: the workers' counts (`connected`, `errors`, `errors.<kind>`,
 //!   `drops`, `rate`) and their latencies, when a worker's or shard's report is missing
 //!   or cannot be read whole;
-//! - `latency.connect`, `latency.handshake`, `latency.close`: one histogram.
+//! - `latency.connect`, `latency.handshake`, `latency.close`, `latency.recovery`: one
+//!   histogram (`latency.recovery`: the phase's `recovery.recovery_us`).
 
 use std::collections::BTreeMap;
 
@@ -41,6 +42,7 @@ pub fn latency(kind: LatencyKind) -> &'static str {
         LatencyKind::Connect => "latency.connect",
         LatencyKind::Handshake => "latency.handshake",
         LatencyKind::Close => "latency.close",
+        LatencyKind::Recovery => "latency.recovery",
     }
 }
 
@@ -103,6 +105,7 @@ pub fn figures_of(metric: &Metric) -> Vec<String> {
         | Metric::Drops
         | Metric::ReconnectAttempts
         | Metric::Reconnected
+        | Metric::PeakReconnectRate
         | Metric::Rate => vec![OPERATIONS.into()],
         Metric::Kernel(name) => vec![KERNEL.into(), format!("{KERNEL}.{name}")],
     }

@@ -70,7 +70,8 @@ pub enum Event {
     Connected { started: Instant, connect_us: u64, handshake_us: Option<u64> },
     /// The connection never became usable.
     ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
-    /// An established connection was lost without sockcap closing it.
+    /// An established connection was lost without sockcap closing it. An error only
+    /// when no reconnect policy brings it back (the collector knows which).
     Lost { kind: ErrorKind, errno: Option<i32> },
     /// The target closed a connection that the client keeps open (CLOSE_WAIT).
     PeerClosed,
@@ -84,7 +85,12 @@ pub enum Event {
     /// change of what is held (its loss took it off).
     ClosedWhileDown,
     /// A lost connection is connected again (and, MQTT, its CONNACK accepted): held again.
-    Reconnected,
+    /// `recovery_us`: from its loss to now.
+    Reconnected { recovery_us: u64 },
+    /// A lost connection's reconnect attempt failed (it backs off and tries again).
+    ReconnectFailed { kind: ErrorKind, errno: Option<i32> },
+    /// A lost connection's attempts ran out (`max_attempts`): it stays lost.
+    GaveUp,
     /// A close asked for by the engine finished (`error` when it did not go as the mode expects).
     Closed { close_us: u64, error: Option<(ErrorKind, Option<i32>)> },
 }

@@ -59,8 +59,8 @@ pub(super) async fn open_or_churn(
 
 /// Why an attempt failed, and how far it got.
 pub(super) struct Failure {
-    kind: ErrorKind,
-    errno: Option<i32>,
+    pub(super) kind: ErrorKind,
+    pub(super) errno: Option<i32>,
     connect_us: Option<u64>,
 }
 

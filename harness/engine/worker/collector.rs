@@ -8,6 +8,8 @@ use crate::engine::connection::Event;
 use crate::failure::{ErrorCounts, ErrorKind};
 use crate::latency::Latency;
 
+use super::recovery::Recoveries;
+
 /// A phase's running measurements.
 #[derive(Debug)]
 pub struct Collector {
@@ -29,6 +31,10 @@ pub struct Collector {
     pub reconnect_attempts: u64,
     /// Lost connections connected again.
     pub reconnected: u64,
+    /// Losses, returns (with their recovery times) and failed reconnect attempts.
+    pub recoveries: Recoveries,
+    /// Lost connections come back (`[client] reconnect`): a loss is no error, giving up is.
+    reconnects: bool,
     /// Connections the target closed that the client keeps open (`[client] on_eof = "hold"`).
     pub peer_closed: u64,
     /// Connections whose chosen source port was taken (the kernel chose theirs).
@@ -54,8 +60,9 @@ pub struct Collector {
 pub const TIMELINE_STEP: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Collector {
-    /// A collector for a phase that starts at `start`.
-    pub fn new(start: Instant) -> Collector {
+    /// A collector for a phase that starts at `start`; `reconnects`: the run has a
+    /// reconnect policy.
+    pub fn new(start: Instant, reconnects: bool) -> Collector {
         Collector {
             connect: Latency::new(),
             handshake: Latency::new(),
@@ -68,6 +75,8 @@ impl Collector {
             drops: 0,
             reconnect_attempts: 0,
             reconnected: 0,
+            recoveries: Recoveries::new(start),
+            reconnects,
             peer_closed: 0,
             ports_taken: 0,
             last_success: None,
@@ -121,9 +130,22 @@ impl Collector {
                 0
             }
             Event::Lost { kind, errno } => {
-                self.errors.record(kind, errno);
+                // With a reconnect policy a loss is the start of a recovery: an error only
+                // when the connection is given up (`GaveUp`).
+                if !self.reconnects {
+                    self.errors.record(kind, errno);
+                }
                 self.drops += 1;
+                self.recoveries.lost();
                 -1
+            }
+            Event::ReconnectFailed { kind, errno } => {
+                self.recoveries.refused(kind, errno);
+                0
+            }
+            Event::GaveUp => {
+                self.errors.record(ErrorKind::ReconnectGaveUp, None);
+                0
             }
             Event::ReconnectAttempt => {
                 self.reconnect_attempts += 1;
@@ -135,8 +157,9 @@ impl Collector {
                 0
             }
             // Held again: its loss took it off the count.
-            Event::Reconnected => {
+            Event::Reconnected { recovery_us } => {
                 self.reconnected += 1;
+                self.recoveries.back(recovery_us);
                 1
             }
             Event::PeerClosed => {
@@ -185,21 +208,30 @@ mod tests {
 
     #[test]
     fn a_reconnect_holds_the_connection_again() {
-        let mut c = Collector::new(Instant::now());
+        let mut c = Collector::new(Instant::now(), true);
         assert_eq!(c.record(Event::Lost { kind: ErrorKind::Reset, errno: None }), -1);
         assert_eq!(c.record(Event::ReconnectAttempt), 0);
+        assert_eq!(c.record(Event::ReconnectFailed { kind: ErrorKind::Refused, errno: None }), 0);
         assert_eq!(c.record(Event::ReconnectAttempt), 0);
-        assert_eq!(c.record(Event::Reconnected), 1);
+        assert_eq!(c.record(Event::Reconnected { recovery_us: 120_000 }), 1);
         assert_eq!((c.drops, c.reconnect_attempts, c.reconnected), (1, 2, 1));
+        assert_eq!(c.failures(), 0, "a loss that comes back and its refusals are no errors");
+        let recovery = c.recoveries.report().unwrap();
+        assert_eq!((recovery.lost, recovery.recovered, recovery.refusals["refused"]), (1, 1, 1));
+        // Given up after its attempts: that is an error.
+        assert_eq!(c.record(Event::Lost { kind: ErrorKind::Reset, errno: None }), -1);
+        assert_eq!(c.record(Event::GaveUp), 0);
+        assert_eq!((c.failures(), c.errors.get(ErrorKind::ReconnectGaveUp)), (1, 1));
         // Lost again, and told to close before it is back: a close outcome, held unchanged.
         assert_eq!(c.record(Event::Lost { kind: ErrorKind::Reset, errno: None }), -1);
         assert_eq!(c.record(Event::ClosedWhileDown), 0);
         assert_eq!(c.close_outcomes(), 1);
+        assert_eq!(c.failures(), 1, "only the one given up");
     }
 
     #[test]
     fn events_fold_into_counts() {
-        let mut c = Collector::new(Instant::now());
+        let mut c = Collector::new(Instant::now(), false);
         assert_eq!(c.record(Event::Connected { started: Instant::now(), connect_us: 100, handshake_us: Some(300) }), 1);
         let failed = Event::ConnectFailed { kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: Some(90) };
         assert_eq!(c.record(failed), 0);
@@ -214,7 +246,7 @@ mod tests {
 
     #[test]
     fn exhaustion_and_recovery_are_noted() {
-        let mut c = Collector::new(Instant::now());
+        let mut c = Collector::new(Instant::now(), false);
         c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None });
         c.record(Event::Closed { close_us: 10, error: None });
         let eaddr = Event::ConnectFailed { kind: ErrorKind::AddrNotAvailable, errno: None, connect_us: None };

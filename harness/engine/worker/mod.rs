@@ -8,6 +8,7 @@ pub mod action;
 pub mod collector;
 pub mod held;
 pub mod pacing;
+mod recovery;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use crate::engine::connection::{self, Attempt, CloseCommand, ConnSpec, Event, Li
 use crate::engine::messages::{instant_of_unix_us, Order, WorkerMsg, WorkerProgress};
 use crate::failure::ErrorKind;
 use crate::plan::{PhasePlan, Plan};
-use crate::report::{Exhaustion, Latencies, PhaseReport};
+use crate::report::{Exhaustion, Latencies, PhaseReport, Recovery};
 use crate::shard::Shard;
 use crate::sources::Sources;
 use action::{ActionDriver, GRACE};
@@ -131,6 +132,9 @@ struct Worker<'p> {
     keep_alive: Option<JoinHandle<()>>,
     /// Connections open right now, as far as the events tell.
     open: u64,
+    /// Lost connections between their loss and their return (or giving up, or a close
+    /// order): down, across phases.
+    down: u64,
     conn_stop: CancellationToken,
     tracker: TaskTracker,
     /// For the TIME_WAIT count at the moment the ports run out.
@@ -167,6 +171,7 @@ impl<'p> Worker<'p> {
             connections,
             keep_alive,
             open: 0,
+            down: 0,
             conn_stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
             censuses: Censuses::new(Prober::new(), ctx.target),
@@ -199,7 +204,7 @@ impl<'p> Worker<'p> {
         // connection the phases before it started, in every shard.
         let first_n = self.plan.connections_before(index);
         let mut exhaustion_census = None;
-        let mut collected = Collector::new(start);
+        let mut collected = Collector::new(start, self.plan.reconnect.is_some());
         let mut ticker = interval_at(start, PROGRESS_EVERY);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let give_up_at = driver.give_up_at();
@@ -272,6 +277,7 @@ impl<'p> Worker<'p> {
             drops: collected.drops,
             reconnect_attempts: collected.reconnect_attempts,
             reconnected: collected.reconnected,
+            recovery: collected.recoveries.report().map(|r| Recovery { down_at_end: self.down, ..r }),
             peer_closed: collected.peer_closed,
             ports_taken: collected.ports_taken,
             census: Default::default(),
@@ -296,6 +302,15 @@ impl<'p> Worker<'p> {
     fn apply(&mut self, collected: &mut Collector, event: Event) {
         let change = collected.record(event);
         self.open = self.open.saturating_add_signed(change);
+        if self.plan.reconnect.is_some() {
+            match event {
+                Event::Lost { .. } => self.down += 1,
+                Event::Reconnected { .. } | Event::GaveUp | Event::ClosedWhileDown => {
+                    self.down = self.down.saturating_sub(1)
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Start every operation whose scheduled instant has come.

@@ -166,6 +166,7 @@ struct PhaseValues<'a> {
     connect: Option<LatencySummary>,
     handshake: Option<LatencySummary>,
     close: Option<LatencySummary>,
+    recovery: Option<LatencySummary>,
 }
 
 impl<'a> PhaseValues<'a> {
@@ -187,6 +188,10 @@ impl<'a> PhaseValues<'a> {
             connect: decode("connect", &phase.latency_us.connect)?,
             handshake: decode("handshake", &phase.latency_us.handshake)?,
             close: decode("close", &phase.latency_us.close)?,
+            recovery: match &phase.recovery {
+                Some(r) => decode("recovery", &r.recovery_us)?,
+                None => None,
+            },
         })
     }
 
@@ -195,6 +200,7 @@ impl<'a> PhaseValues<'a> {
             LatencyKind::Connect => self.connect.as_ref(),
             LatencyKind::Handshake => self.handshake.as_ref(),
             LatencyKind::Close => self.close.as_ref(),
+            LatencyKind::Recovery => self.recovery.as_ref(),
         }
     }
 
@@ -243,11 +249,12 @@ fn figures(base: Option<&PhaseValues>, cur: Option<&PhaseValues>, limits: &Regre
             metrics.push(Metric::Errors(Some(kind)));
         }
     }
-    for kind in [LatencyKind::Connect, LatencyKind::Handshake, LatencyKind::Close] {
+    for kind in [LatencyKind::Connect, LatencyKind::Handshake, LatencyKind::Close, LatencyKind::Recovery] {
         for pct in [Percentile::P50, Percentile::P90, Percentile::P99, Percentile::P999, Percentile::Max] {
             metrics.push(Metric::Latency(kind, pct));
         }
     }
+    metrics.push(Metric::PeakReconnectRate);
     for side in [Side::Client, Side::Server] {
         for state in TcpState::REPORTED {
             let metric = Metric::State(side, state);

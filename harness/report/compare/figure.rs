@@ -24,9 +24,12 @@ impl Better {
             Metric::Latency(..) | Metric::Errors(_) | Metric::Drops => Better::Lower,
             Metric::State(_, TcpState::Established) | Metric::Connected | Metric::Rate => Better::Higher,
             // More reconnects mean more losses, fewer mean fewer came back: neither is better.
-            Metric::State(..) | Metric::Kernel(_) | Metric::ReconnectAttempts | Metric::Reconnected => {
-                Better::Unchanged
-            }
+            // A higher peak reconnect rate is a faster return and a harder storm on the target.
+            Metric::State(..)
+            | Metric::Kernel(_)
+            | Metric::ReconnectAttempts
+            | Metric::Reconnected
+            | Metric::PeakReconnectRate => Better::Unchanged,
         }
     }
 }
@@ -124,6 +127,7 @@ pub fn metric_name(metric: &Metric) -> String {
                 LatencyKind::Connect => "connect",
                 LatencyKind::Handshake => "handshake",
                 LatencyKind::Close => "close",
+                LatencyKind::Recovery => "recovery",
             };
             let pct = match pct {
                 Percentile::P50 => "p50",
@@ -142,6 +146,7 @@ pub fn metric_name(metric: &Metric) -> String {
         Metric::Drops => "drops".to_string(),
         Metric::ReconnectAttempts => "reconnect_attempts".to_string(),
         Metric::Reconnected => "reconnected".to_string(),
+        Metric::PeakReconnectRate => "peak_reconnect_rate".to_string(),
         Metric::Rate => "rate".to_string(),
     }
 }
@@ -152,7 +157,16 @@ mod tests {
 
     #[test]
     fn names_round_trip_through_the_parser() {
-        for name in ["connect_p99", "handshake_p999", "close_min", "server.time_wait", "errors.refused", "rate"] {
+        for name in [
+            "connect_p99",
+            "handshake_p999",
+            "close_min",
+            "recovery_p90",
+            "peak_reconnect_rate",
+            "server.time_wait",
+            "errors.refused",
+            "rate",
+        ] {
             assert_eq!(metric_name(&Metric::parse(name).unwrap()), name);
         }
     }

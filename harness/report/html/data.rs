@@ -64,6 +64,9 @@ struct PhaseData<'a> {
     latency: Vec<Curve>,
     /// Failures by kind, non-zero kinds only.
     errors: BTreeMap<&'a str, u64>,
+    /// Reconnects of lost connections in each 100 ms since the phase started (the
+    /// rate chart's reconnects/s, finer than the census samples); empty when none.
+    reconnects_100ms: &'a [u32],
     /// When the ephemeral ports toward the target ran out, as in the report.
     exhaustion: Option<&'a Exhaustion>,
     expectations: Vec<Verdict<'a>>,
@@ -165,6 +168,7 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         rate,
         latency,
         errors: p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (k.as_str(), *n)).collect(),
+        reconnects_100ms: p.recovery.as_ref().map_or(&[], |r| r.reconnects_100ms.as_slice()),
         exhaustion: p.exhaustion.as_ref(),
         expectations: p
             .expectations

@@ -15,6 +15,7 @@
 
 mod data;
 mod expectations;
+mod recovery;
 mod tables;
 
 use std::fmt::Write as _;
@@ -59,6 +60,7 @@ pub fn render(report: &RunReport) -> String {
     tables::phase_table(&mut out, report);
     charts(&mut out, report);
     tables::latency_section(&mut out, report);
+    recovery::section(&mut out, report);
     tables::errors_section(&mut out, report);
     expectations::section(&mut out, report);
     tables::limits_section(&mut out, report);

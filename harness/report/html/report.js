@@ -259,6 +259,18 @@
       }
       if (any && s.dots.length) series.push(s);
     }
+    // Lost connections coming back, per 100 ms: the storm's climb, finer than the census.
+    const back = { name: "reconnects/s (per 100 ms)", color: "#bf8700", pts: [], dots: [] };
+    for (const p of data.phases) {
+      p.reconnects_100ms.forEach((n, i) => {
+        const from = p.started_ms + i * 100, v = n * 10;
+        max = Math.max(max, v);
+        back.pts.push([from / 1000, v], [(from + 100) / 1000, v]);
+        if (n > 0) back.dots.push([(from + 50) / 1000, v, `${fmtCount(n)} back from ${fmtSec(from)} to ${fmtSec(from + 100)} (${p.name})`]);
+      });
+      back.pts.push(null);
+    }
+    if (back.dots.length) series.push(back);
     if (!series.length) {
       html(host, "p", "hint", "No phase connected or closed anything.");
       return;

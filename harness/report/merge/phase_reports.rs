@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use crate::expect::LatencyKind;
 use crate::latency::{HdrError, Latency, LatencySummary};
 use crate::report::unobserved::{self, Unobserved};
-use crate::report::{CensusPair, Exhaustion, Latencies, PhaseReport};
+use crate::report::{CensusPair, Exhaustion, Latencies, PhaseReport, Recovery};
 
 /// A phase merged from its parts, and what could not be merged.
 #[derive(Debug, Clone)]
@@ -38,8 +38,8 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
     let mut notes = Vec::new();
     let mut unobserved = Unobserved::default();
     parts.iter().for_each(|p| unobserved.extend(&p.unobserved, ""));
-    let mut latency = |kind: LatencyKind, histogram: &str, of: fn(&PhaseReport) -> &LatencySummary| {
-        latency(parts.iter().map(of)).unwrap_or_else(|Undecodable { parts: failed, error }| {
+    let mut latency = |kind: LatencyKind, histogram: &str, summaries: Vec<&LatencySummary>| {
+        latency(summaries.into_iter()).unwrap_or_else(|Undecodable { parts: failed, error }| {
             let whose = match parts.len() {
                 1 => format!("the {part}'s"),
                 all => format!("{failed} of the {all} {part}s'"),
@@ -56,10 +56,17 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         })
     };
     let latency_us = Latencies {
-        connect: latency(LatencyKind::Connect, "connect", |p| &p.latency_us.connect),
-        handshake: latency(LatencyKind::Handshake, "handshake", |p| &p.latency_us.handshake),
-        close: latency(LatencyKind::Close, "close", |p| &p.latency_us.close),
+        connect: latency(LatencyKind::Connect, "connect", parts.iter().map(|p| &p.latency_us.connect).collect()),
+        handshake: latency(
+            LatencyKind::Handshake,
+            "handshake",
+            parts.iter().map(|p| &p.latency_us.handshake).collect(),
+        ),
+        close: latency(LatencyKind::Close, "close", parts.iter().map(|p| &p.latency_us.close).collect()),
     };
+    let recoveries: Vec<&Recovery> = parts.iter().filter_map(|p| p.recovery.as_ref()).collect();
+    let recovery_us = latency(LatencyKind::Recovery, "recovery", recoveries.iter().map(|r| &r.recovery_us).collect());
+    let recovery = recovery(&recoveries, recovery_us);
     let sum = |f: fn(&PhaseReport) -> u64| parts.iter().map(f).fold(0, u64::saturating_add);
     let rate = parts.iter().map(|p| p.achieved_rate_per_s).sum::<f64>();
     let report = PhaseReport {
@@ -75,6 +82,7 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         drops: sum(|p| p.drops),
         reconnect_attempts: sum(|p| p.reconnect_attempts),
         reconnected: sum(|p| p.reconnected),
+        recovery,
         peer_closed: sum(|p| p.peer_closed),
         ports_taken: sum(|p| p.ports_taken),
         census: census(parts.iter().map(|p| &p.census)),
@@ -92,6 +100,27 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         expectations: Vec::new(),
     };
     MergedPhase { report, notes }
+}
+
+/// The parts' recovery figures as one, but the histogram (`recovery_us`, merged with
+/// the latencies): counts and refusals summed, the reconnect timelines summed bucket by
+/// bucket before the peak is taken, the last return the latest. `None` when no part has any.
+fn recovery(parts: &[&Recovery], recovery_us: LatencySummary) -> Option<Recovery> {
+    if parts.is_empty() {
+        return None;
+    }
+    let sum = |f: fn(&Recovery) -> u64| parts.iter().map(|r| f(r)).fold(0, u64::saturating_add);
+    let timeline = add_timelines(parts.iter().map(|r| r.reconnects_100ms.as_slice()));
+    Some(Recovery {
+        lost: sum(|r| r.lost),
+        recovered: sum(|r| r.recovered),
+        recovery_us,
+        peak_reconnect_rate_per_s: Recovery::peak_per_s(&timeline),
+        last_back_ms: parts.iter().filter_map(|r| r.last_back_ms).max(),
+        refusals: add_maps(parts.iter().map(|r| &r.refusals)),
+        reconnects_100ms: timeline,
+        down_at_end: sum(|r| r.down_at_end),
+    })
 }
 
 /// Parts' histograms that cannot be decoded: how many, and the first one's error.
