@@ -166,7 +166,7 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
             missing,
         }),
     };
-    let held = merged.failures().next().is_none();
+    let held = merged.failures().next().is_none() && merged.failed_events().next().is_none();
     merged.passed = outcome == Outcome::Completed && !merged.merge.as_ref().is_some_and(|m| m.partial) && held;
     merged.notes.extend(crate::report::findings(&merged));
     Ok(merged)
