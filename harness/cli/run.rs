@@ -129,8 +129,10 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         let mut notes = notes;
         if let Some(netem) = &plan.netem {
             // In the run's own namespace, entered above.
-            engine::set_netem(netem).await.map_err(|e| Failure::environment(anyhow::anyhow!("[netns] netem: {e}")))?;
-            notes.push(format!("[netns] netem for the whole run: tc {}", netem.tc_args().join(" ")));
+            let what = engine::set_netem(netem)
+                .await
+                .map_err(|e| Failure::environment(anyhow::anyhow!("[netns] netem: {e}")))?;
+            notes.push(format!("[netns] netem for the whole run: {what}"));
         }
         let (embedded, serve_options) = match plan.target {
             TargetSpec::Embedded => {

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::plan::{Event, ExecPlan};
+use crate::plan::{Event, ExecPlan, Netem};
 use crate::report::EventReport;
 
 /// A request to restart the embedded target: kill its processes at once, wait
@@ -124,8 +124,9 @@ async fn run(
     let outcome = match event {
         Event::Exec(exec) => command(exec, &stop).await,
         Event::Netem(netem) => {
-            let tc = ExecPlan { command: [vec!["tc".to_string()], netem.tc_args()].concat(), timeout: TC_TIMEOUT };
-            command(&tc, &stop).await
+            let (what, outcome) = emulate(netem, &stop).await;
+            report.what = what;
+            outcome
         }
         Event::RestartTarget(pause) => restart(*pause, restarts).await,
     };
@@ -138,15 +139,37 @@ async fn run(
 }
 
 /// Put `netem` on the loopback of the namespace this process is in (`[netns] netem`,
-/// for the whole run); the error says why not, `tc`'s output included.
-pub async fn set_netem(netem: &crate::plan::Netem) -> Result<(), String> {
-    let tc = ExecPlan { command: [vec!["tc".to_string()], netem.tc_args()].concat(), timeout: TC_TIMEOUT };
-    let out = command(&tc, &CancellationToken::new()).await;
+/// for the whole run); returns the command that did, or why none could, its output included.
+pub async fn set_netem(netem: &Netem) -> Result<String, String> {
+    let (what, out) = emulate(netem, &CancellationToken::new()).await;
     match out.error {
-        None => Ok(()),
-        Some(e) if out.output.is_empty() => Err(format!("`tc {}`: {e}", netem.tc_args().join(" "))),
-        Some(e) => Err(format!("`tc {}`: {e}: {}", netem.tc_args().join(" "), out.output)),
+        None => Ok(what),
+        Some(e) if out.output.is_empty() => Err(format!("`{what}`: {e}")),
+        Some(e) => Err(format!("`{what}`: {e}: {}", out.output)),
     }
+}
+
+/// `tc qdisc replace dev lo root netem ...`; on a kernel without the netem qdisc, loss
+/// alone is emulated with nftables instead (a rule dropping that share of the packets
+/// that arrive on `lo`). Returns the command run, and how it went.
+async fn emulate(netem: &Netem, stop: &CancellationToken) -> (String, Outcome) {
+    let tc = ExecPlan { command: [vec!["tc".to_string()], netem.tc_args()].concat(), timeout: TC_TIMEOUT };
+    let what = tc.command.join(" ");
+    let mut out = command(&tc, stop).await;
+    if !out.output.contains("qdisc kind is unknown") {
+        return (what, out);
+    }
+    if !netem.delay.is_zero() {
+        out.error = Some(
+            "this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM): delay and jitter cannot be emulated here; \
+             run on a kernel with it (loss alone falls back to nftables)"
+                .into(),
+        );
+        return (what, out);
+    }
+    let nft = ExecPlan { command: [vec!["nft".to_string()], netem.nft_args()].concat(), timeout: TC_TIMEOUT };
+    let what = format!("nft {} (this kernel has no netem qdisc)", netem.nft_args().join(" "));
+    (what, command(&nft, stop).await)
 }
 
 /// How an event ended.
@@ -195,8 +218,12 @@ async fn command(exec: &ExecPlan, stop: &CancellationToken) -> Outcome {
     };
     let mut child = match spawned {
         Ok(child) => child,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && exec.command[0] == "tc" => {
-            return failed(format!("`tc` was not found ({e}): install iproute2 (e.g. apt-get install iproute2)"))
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && ["tc", "nft"].contains(&exec.command[0].as_str()) => {
+            let package = if exec.command[0] == "tc" { "iproute2" } else { "nftables" };
+            return failed(format!(
+                "`{}` was not found ({e}): install {package} (apt-get install {package})",
+                exec.command[0]
+            ));
         }
         Err(e) => return failed(format!("could not start `{}`: {e}", exec.command[0])),
     };

@@ -74,6 +74,22 @@ impl Netem {
         }
         args
     }
+
+    /// The arguments of `nft` that drop `loss_percent` of the packets arriving on `lo`
+    /// (in the current namespace), or take that away at 0: loss without the netem qdisc,
+    /// for a kernel built without it (no delay is possible this way).
+    pub fn nft_args(&self) -> Vec<String> {
+        const TABLE: &str = "inet sockcap_netem";
+        let rule = match (self.loss_percent * 100.0).round() as u32 {
+            0 => return vec![format!("add table {TABLE}; delete table {TABLE}")],
+            10_000.. => "drop".to_string(),
+            n => format!("numgen random mod 10000 < {n} drop"),
+        };
+        vec![format!(
+            "add table {TABLE}; flush table {TABLE}; add chain {TABLE} input {{ type filter hook input priority 0; }}; \
+             add rule {TABLE} input iif lo {rule}"
+        )]
+    }
 }
 
 /// The default `exec` timeout.
@@ -238,5 +254,10 @@ mod tests {
         let Event::Netem(n) = &plan.phases[0].events[0] else { panic!("not netem") };
         assert_eq!(n.tc_args().join(" "), "qdisc replace dev lo root netem delay 50000us 10000us loss 1.5%");
         assert_eq!(Netem::default().tc_args().join(" "), "qdisc replace dev lo root netem");
+        let partition = Netem { loss_percent: 100.0, ..Netem::default() };
+        assert!(partition.nft_args()[0].ends_with("add rule inet sockcap_netem input iif lo drop"));
+        let some = Netem { loss_percent: 1.5, ..Netem::default() };
+        assert!(some.nft_args()[0].ends_with("iif lo numgen random mod 10000 < 150 drop"));
+        assert_eq!(Netem::default().nft_args(), ["add table inet sockcap_netem; delete table inet sockcap_netem"]);
     }
 }
