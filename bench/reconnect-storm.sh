@@ -50,7 +50,10 @@ if fault is None:
 print(f"  fault: {fault['what']}: {'ok' if fault['ok'] else 'FAILED: ' + str(fault['error'])} ({fault['duration_ms']} ms)")
 killed = fault["started_ms"]
 back = next((s["t_ms"] for s in storm["samples"] if s["t_ms"] > killed + fault["duration_ms"] and s["client"].get("established", 0) >= n), None)
-print(f"  all back (census sample): " + (f"{back - killed} ms after the kill" if back is not None else "not within the hold"))
+print(f"  {fault['output_tail']}")
+up = killed + fault["duration_ms"]
+print(f"  all back (first census sample with {n:,} established): "
+      + (f"{back - killed} ms after the kill, {back - up} ms after the target was up again" if back is not None else "not within the hold"))
 recovery = storm.get("recovery") or {}
 for key in ("peak_reconnect_rate_per_s", "last_back_ms", "recovery_us"):
     value = recovery.get(key)

@@ -142,7 +142,7 @@ pub struct LimitsReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseReport {
     pub name: String,
-    /// `connect`, `hold`, `close` or `sleep`.
+    /// `connect`, `hold`, `close`, `sleep` or `churn`; a phase of events alone: `exec`, `fault` or `netem`.
     pub kind: String,
     /// Start, relative to the start of the run.
     pub started_ms: u64,
