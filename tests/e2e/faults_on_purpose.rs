@@ -158,8 +158,9 @@ fn a_failing_or_hanging_exec_fails_the_run_and_the_report_names_it() {
         [[phase]]\nname = \"ramp\"\nconnect = { count = 10, rate = 100 }\n\
         [[phase]]\nname = \"fine\"\nexec = { command = [\"sh\", \"-c\", \"echo all good\"] }\n\
         [[phase]]\nname = \"fails\"\nhold = \"1s\"\nexec = { command = [\"sh\", \"-c\", \"echo about to fail; echo on stderr >&2; exit 3\"] }\n\
-        [[phase]]\nname = \"hangs\"\nexec = { command = [\"sleep\", \"30\"], timeout = \"500ms\" }\n";
-    let scenario = dir.file("s.toml", toml);
+        [[phase]]\nname = \"hangs\"\nexec = { command = [\"sh\", \"-c\", \"sleep 30 & echo $! > PIDFILE; wait\"], timeout = \"500ms\" }\n";
+    let sleeper = dir.path("sleep.pid");
+    let scenario = dir.file("s.toml", &toml.replace("PIDFILE", sleeper.to_str().unwrap()));
     let (json, junit, html) = (dir.path("r.json"), dir.path("r.xml"), dir.path("r.html"));
     let out = output_within(
         sockcap().args(["run", scenario.to_str().unwrap(), "--quiet"]).args([
@@ -194,7 +195,16 @@ fn a_failing_or_hanging_exec_fails_the_run_and_the_report_names_it() {
     let hung = event(hangs);
     assert_eq!((hung["ok"].as_bool(), hung["exit_status"].as_i64()), (Some(false), None), "{hung}");
     assert!(hung["error"].as_str().unwrap().contains("did not end within its timeout of 500ms; killed"), "{hung}");
+    assert!(hung["what"].as_str().unwrap().starts_with("sh -c sleep 30 &"), "{hung}");
     assert!(hangs["duration_ms"].as_u64().unwrap() < 5000, "killed at its timeout: {hangs}");
+    // Its process group went with it: the shell's own child too.
+    let pid = std::fs::read_to_string(&sleeper).expect("the shell wrote its child's pid");
+    let status = format!("/proc/{}/status", pid.trim());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&status).is_ok_and(|s| !s.contains("State:\tZ")) {
+        assert!(std::time::Instant::now() < deadline, "the command's child {} outlived its timeout", pid.trim());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains("failures=\"2\"") && xml.contains("type=\"event\""), "{xml}");
     assert!(xml.contains("event exec failed: it exited with exit status: 3"), "{xml}");
