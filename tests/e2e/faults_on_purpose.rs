@@ -210,6 +210,8 @@ fn a_failing_or_hanging_exec_fails_the_run_and_the_report_names_it() {
     assert!(xml.contains("event exec failed: it exited with exit status: 3"), "{xml}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<h2>Events</h2>") && page.contains("failed: it exited with exit status: 3"), "events table");
+    // The charts' data carries them too: the census charts mark where each started.
+    assert!(page.contains("\"events\":[{\"kind\":\"exec\""), "events in the page's data block");
 }
 
 #[test]

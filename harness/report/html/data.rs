@@ -10,7 +10,7 @@ use probe::{StateCounts, TcpState};
 use serde::Serialize;
 
 use crate::latency::{Latency, LatencySummary};
-use crate::report::{unobserved, CensusSample, Exhaustion, Outcome, PhaseReport, RunReport};
+use crate::report::{unobserved, CensusSample, EventReport, Exhaustion, Outcome, PhaseReport, RunReport};
 
 /// Schema of the JSON block in the page (the data the charts are drawn from).
 pub const DATA_SCHEMA: &str = "sockcap.html-data/1";
@@ -66,6 +66,9 @@ struct PhaseData<'a> {
     errors: BTreeMap<&'a str, u64>,
     /// When the ephemeral ports toward the target ran out, as in the report.
     exhaustion: Option<&'a Exhaustion>,
+    /// The events the phase ran (`exec`, `fault`, `netem`), as in the report: marked on
+    /// the census charts.
+    events: &'a [EventReport],
     expectations: Vec<Verdict<'a>>,
 }
 
@@ -166,6 +169,7 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         latency,
         errors: p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (k.as_str(), *n)).collect(),
         exhaustion: p.exhaustion.as_ref(),
+        events: &p.events,
         expectations: p
             .expectations
             .iter()
