@@ -72,9 +72,8 @@ impl PhaseEvents {
                 let (restarts, stop) = (restarts.clone(), stop.clone());
                 set.spawn(async move { (i, run(&event, run_start, restarts, stop).await) });
             }
-            let lost =
-                EventReport { error: Some("the event's task ended abnormally".into()), ..EventReport::default() };
-            let mut reports = vec![lost; count];
+            let error = Some("the event's task ended abnormally".into());
+            let mut reports = vec![EventReport { kind: "event".into(), error, ..EventReport::default() }; count];
             while let Some(done) = set.join_next().await {
                 if let Ok((i, report)) = done {
                     reports[i] = report;
