@@ -103,6 +103,9 @@ pub struct NetnsSection {
     /// `tcp_tw_reuse = 0`, ... (net.* only).
     #[serde(default)]
     pub sysctl: BTreeMap<String, toml::Value>,
+    /// Network emulation on the namespace's loopback for the whole run:
+    /// `netem = { delay = "50ms", jitter = "10ms", loss = "1%" }`.
+    pub netem: Option<NetemSection>,
 }
 
 /// One `[[phase]]`: a name, exactly one action, and expectations.
@@ -121,6 +124,13 @@ pub struct PhaseSection {
     pub sources: Option<Vec<String>>,
     /// Sysctls set when the phase starts (only with `[netns]`).
     pub sysctl: Option<BTreeMap<String, toml::Value>>,
+    /// Event: run a command when the phase starts, `{ command = ["prog", "arg"], timeout = "30s" }`.
+    pub exec: Option<ExecSection>,
+    /// Event: a fault on purpose when the phase starts, `{ restart_target = "2s" }` (embedded target).
+    pub fault: Option<FaultSection>,
+    /// Event: change the namespace's network emulation when the phase starts (with `[netns]`);
+    /// `netem = {}` heals.
+    pub netem: Option<NetemSection>,
     /// Expectations: metric → `"OP VALUE"` (e.g. `established = ">= 5000"`).
     #[serde(default)]
     pub expect: BTreeMap<String, toml::Value>,
@@ -167,4 +177,36 @@ pub struct CloseSection {
     /// Write until the socket's send buffer is full before closing (with a target that
     /// does not read: the FIN stays queued behind data, FIN_WAIT_1 / CLOSING / LAST_ACK).
     pub fill: Option<bool>,
+}
+
+/// `exec = { command, timeout }`: a command run (without a shell) when the phase starts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSection {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// How long it may run before it is killed (default `"30s"`).
+    pub timeout: Option<String>,
+}
+
+/// `fault = { restart_target }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSection {
+    /// Kill the embedded target's processes at once and start them again on the same port
+    /// after this pause, e.g. `"2s"`.
+    pub restart_target: Option<String>,
+}
+
+/// `netem = { delay, jitter, loss }`: `tc qdisc replace dev lo root netem ...` in the
+/// run's namespace; every key absent (`{}`) takes the emulation away.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetemSection {
+    /// Added to every packet, e.g. `"50ms"`.
+    pub delay: Option<String>,
+    /// Variation of the delay, e.g. `"10ms"` (needs `delay`).
+    pub jitter: Option<String>,
+    /// Packets dropped, e.g. `"1%"`; `"100%"` is a partition.
+    pub loss: Option<String>,
 }

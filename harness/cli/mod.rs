@@ -18,6 +18,7 @@ mod run;
 mod serve;
 mod setup;
 mod shard_args;
+mod target_restart;
 mod values;
 mod worker;
 

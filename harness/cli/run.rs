@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::failure::{exit, Failure};
-use super::{progress, shard_args};
+use super::{progress, shard_args, target_restart};
 use crate::descriptors;
 use crate::embedded::{EmbeddedTarget, ServeOptions};
 use crate::engine::worker::WorkerContext;
@@ -126,9 +126,20 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     }
     let rt = super::setup::runtime()?;
     let report = rt.block_on(async {
-        let embedded = match plan.target {
-            TargetSpec::Embedded => Some(start_embedded(&plan, target_workers).await?),
-            TargetSpec::Addr(_) => None,
+        let mut notes = notes;
+        if let Some(netem) = &plan.netem {
+            // In the run's own namespace, entered above.
+            let what = engine::set_netem(netem)
+                .await
+                .map_err(|e| Failure::environment(anyhow::anyhow!("[netns] netem: {e}")))?;
+            notes.push(format!("[netns] netem for the whole run: {what}"));
+        }
+        let (embedded, serve_options) = match plan.target {
+            TargetSpec::Embedded => {
+                let (target, opts) = start_embedded(&plan, target_workers).await?;
+                (Some(target), Some(opts))
+            }
+            TargetSpec::Addr(_) => (None, None),
         };
         let target = match (&embedded, plan.target) {
             (Some(e), _) => e.addr,
@@ -143,7 +154,9 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             let scenario = worker_set::Scenario { path: &plan.file, sha256: &sha256, embedded };
             WorkerSet::processes(&scenario, target, &sources, host, workers as u32).map_err(Failure::environment)?
         };
+        let (restarts, requests) = target_restart::channel();
         let ctx = RunContext {
+            restarts: embedded.is_some().then_some(restarts),
             target,
             embedded: embedded.is_some(),
             sources,
@@ -153,7 +166,12 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             // Inside the run's namespace, toward the resolved target: the census's scope.
             shard: args.sharding.shard.map(|_| ShardInfo::of_this_host(host, sha256.clone(), how, target)),
         };
-        let report = run_engine(&plan, ctx, clients, gate, args.quiet).await;
+        let engine = run_engine(&plan, ctx, clients, gate, args.quiet);
+        let (report, embedded) = match serve_options {
+            // Restarts are served on this (the main) thread while the engine runs.
+            Some(opts) => tokio::join!(engine, target_restart::serve(embedded, opts, requests)),
+            None => (engine.await, None),
+        };
         if let Some(embedded) = embedded {
             if let Err(e) = embedded.stop().await {
                 crate::stderr::line(format_args!("sockcap: stopping the embedded target: {e:#}"));
@@ -182,7 +200,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
 
 /// Starts the embedded target with at least as many processes as the peak needs to
 /// stay under each one's descriptor limit (`workers`, from the preflight assessment).
-async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Failure> {
+async fn start_embedded(plan: &Plan, workers: u32) -> Result<(EmbeddedTarget, ServeOptions), Failure> {
     // In a private namespace the well-known port is free, and outside the ephemeral range.
     let port = if plan.netns.is_some() { 1883 } else { crate::embedded::quiet_port() };
     let embedded = &plan.embedded;
@@ -197,10 +215,11 @@ async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Fai
         shutdown_after: embedded.shutdown_after,
         workers,
     };
-    EmbeddedTarget::spawn(opts)
+    let target = EmbeddedTarget::spawn(opts)
         .await
         .context("starting the embedded target (`sockcap serve`)")
-        .map_err(Failure::environment)
+        .map_err(Failure::environment)?;
+    Ok((target, opts))
 }
 
 /// Run the engine with Ctrl-C handling (`interrupt.rs`) and the progress line.

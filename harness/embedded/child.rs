@@ -78,6 +78,25 @@ impl EmbeddedTarget {
         }
     }
 
+    /// Kills the target at once, a fault on purpose: SIGKILL to every process of ours
+    /// that listens on its address (it and its worker processes, none other) in one go,
+    /// so every connection drops, then reaps it. Returns the process ids killed.
+    pub async fn kill_all(mut self) -> anyhow::Result<Vec<u32>> {
+        let listeners = probe::listeners_for(self.addr).map(|l| l.processes).unwrap_or_default();
+        let mut pids: Vec<u32> =
+            listeners.iter().map(|p| p.pid).filter(|pid| parent_of(*pid) == Some(self.pid)).collect();
+        pids.insert(0, self.pid);
+        for pid in &pids {
+            // A worker that already ended is no error: the rest still die.
+            let _ = send_signal(*pid, libc::SIGKILL);
+        }
+        match tokio::time::timeout(STOP_GRACE, self.child.wait()).await {
+            Ok(Ok(_)) => Ok(pids),
+            Ok(Err(e)) => Err(e).context("reaping the killed embedded target"),
+            Err(_) => bail!("the embedded target (pid {}) was still there {STOP_GRACE:?} after SIGKILL", self.pid),
+        }
+    }
+
     /// Prints the summary line of an exited target on stderr, if it sent one.
     async fn print_summary(&mut self) {
         if let Ok(Ok(Some(summary))) = tokio::time::timeout(DRAIN, self.messages.summary()).await {
@@ -178,6 +197,13 @@ fn check_clean_exit(pid: u32, status: ExitStatus) -> anyhow::Result<()> {
     } else {
         bail!("the embedded target (pid {pid}) exited with {status} after SIGTERM")
     }
+}
+
+/// The parent of process `pid`, from /proc/PID/stat; `None` when it cannot be read.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, which may hold spaces and parentheses: state, then ppid.
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
 pub(super) fn send_signal(pid: u32, signal: libc::c_int) -> anyhow::Result<()> {

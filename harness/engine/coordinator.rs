@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::census::Censuses;
 use super::counters::PhaseCounters;
+use super::events::{PhaseEvents, TargetRestarts};
 use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
 use super::worker_set::{Inbound, WorkerSet};
 use crate::descriptors::NofileRaise;
@@ -48,6 +49,8 @@ pub struct RunContext {
     /// Which shard of a fleet this run is (`--shard`); its expectations are then
     /// deferred to the merged report.
     pub shard: Option<ShardInfo>,
+    /// Where to ask for restarts of the embedded target (`fault = { restart_target }`).
+    pub restarts: Option<TargetRestarts>,
 }
 
 /// When phase 1 starts, agreed with the other shards of a fleet.
@@ -179,7 +182,8 @@ pub async fn run(
         shard: ctx.shard.map(|shard| ShardInfo { start_unix_us: co.first_start_unix_us, ..shard }),
         merge: None,
     };
-    report.passed = outcome == Outcome::Completed && report.failures().next().is_none();
+    report.passed =
+        outcome == Outcome::Completed && report.failures().next().is_none() && report.failed_events().next().is_none();
     report.notes.extend(crate::report::findings(&report));
     Ok(report)
 }
@@ -216,6 +220,9 @@ struct Coordinator<'p> {
     shard: Option<Shard>,
     /// When phase 1 started, µs since the Unix epoch.
     first_start_unix_us: u64,
+    /// The target's address, and where to ask for its restarts.
+    target: SocketAddr,
+    restarts: Option<TargetRestarts>,
 }
 
 impl<'p> Coordinator<'p> {
@@ -245,6 +252,8 @@ impl<'p> Coordinator<'p> {
             target_pids: target_pids(ctx.target),
             shard: ctx.shard.as_ref().map(|s| Shard { index: s.index, count: s.count }),
             first_start_unix_us: 0,
+            target: ctx.target,
+            restarts: ctx.restarts.clone(),
         }
     }
 
@@ -345,14 +354,17 @@ impl<'p> Coordinator<'p> {
             self.first_start_unix_us = at;
         }
         self.worker_set.broadcast(Order::Start { phase: index, at_unix_us: at });
+        let stop = shutdown.child_token();
+        let mut events = PhaseEvents::start(&phase.events, start, self.run_start, self.restarts.clone(), stop);
         let every = self.plan.sample_every;
         let mut next_sample = start + every;
         let mut ticker = interval_at(start, PROGRESS_EVERY);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        while !self.workers.iter().all(|w| w.gone || w.report.is_some()) {
+        while !(self.workers.iter().all(|w| w.gone || w.report.is_some()) && events.done()) {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !self.stopping => self.stop(),
+                () = events.wait(), if !events.done() => {}
                 inbound = self.worker_set.recv() => match inbound {
                     Some((i, inbound)) => self.handle(i, inbound),
                     None => break,
@@ -369,6 +381,11 @@ impl<'p> Coordinator<'p> {
                 }
                 _ = ticker.tick() => self.publish(index, phase, start, last_census),
             }
+        }
+        let events = events.finish().await;
+        if phase.events.iter().any(|e| matches!(e, crate::plan::Event::RestartTarget(_))) {
+            // The target's descriptor figures follow its new processes.
+            self.target_pids = target_pids(self.target);
         }
         // What this coordinator could not observe itself: a census side, the counters.
         let (census, mut observed_here) = self.censuses.take().await;
@@ -414,6 +431,7 @@ impl<'p> Coordinator<'p> {
             SockStat::default()
         });
         report.target_fds = self.target_fds();
+        (report.kind, report.events) = (phase.kind().to_string(), events);
         report.expectations = phase.expect.iter().map(|e| e.judge(&report)).collect();
         if self.shard.is_some() {
             report.expectations.iter_mut().for_each(|e| e.deferred = true);
@@ -435,7 +453,7 @@ impl<'p> Coordinator<'p> {
 
     /// A phase that no worker reported (every worker died in it).
     fn empty_phase(&self, phase: &PhasePlan) -> PhaseReport {
-        PhaseReport::empty(&phase.name, phase.action.kind())
+        PhaseReport::empty(&phase.name, phase.kind())
     }
 
     /// The workers' counts of the phase in progress, summed.
@@ -459,7 +477,7 @@ impl<'p> Coordinator<'p> {
             phase_index: index,
             phase_count: self.plan.phases.len(),
             phase_name: phase.name.clone(),
-            kind: phase.action.kind(),
+            kind: phase.kind(),
             planned: counts.planned,
             attempted: counts.attempted,
             succeeded: counts.succeeded,
@@ -535,8 +553,6 @@ impl<'p> Coordinator<'p> {
     }
 }
 
-/// The processes listening on a local target (none for a remote one, or when /proc
-/// cannot tell).
 /// Hand the heap's free pages back to the kernel at a phase's end: a phase's merge
 /// frees its histograms and samples, and without this the allocator keeps them, so the
 /// coordinator's RSS stepped at every phase boundary of a long run (bench/soak.sh).
@@ -548,6 +564,8 @@ fn give_back_free_heap() {
     }
 }
 
+/// The processes listening on a local target (none for a remote one, or when /proc
+/// cannot tell).
 fn target_pids(target: SocketAddr) -> Vec<u32> {
     if !crate::socket::is_local(target.ip()) {
         return Vec::new();

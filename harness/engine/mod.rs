@@ -3,8 +3,8 @@
 //!
 //! The engine is a coordinator and its workers:
 //! - [`coordinator`]: [`run`] keeps the workers' phases in step, takes the censuses
-//!   ([`census`]) and kernel counters ([`counters`]), merges the workers' reports and judges the
-//!   expectations;
+//!   ([`census`]) and kernel counters ([`counters`]), runs each phase's [`events`] (faults on
+//!   purpose), merges the workers' reports and judges the expectations;
 //! - [`worker_set`]: the coordinator's workers, one in this process or `sockcap worker`
 //!   child processes;
 //! - [`messages`]: what the two say to each other, the same in-process and between
@@ -20,8 +20,10 @@ pub mod census;
 pub mod connection;
 pub mod coordinator;
 pub mod counters;
+pub mod events;
 pub mod messages;
 pub mod worker;
 pub mod worker_set;
 
 pub use coordinator::{run, Progress, RunContext, StartGate};
+pub use events::{set_netem, RestartRequest, TargetRestarts};

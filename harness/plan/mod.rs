@@ -12,6 +12,7 @@ mod action;
 pub mod caps;
 mod embedded;
 mod error;
+mod event;
 mod mqtt;
 mod phase;
 mod reconnect;
@@ -30,6 +31,7 @@ use crate::shard::Shard;
 pub use action::{Action, ChurnPlan, CloseAmount, CloseMode, ClosePlan, ConnectPlan, DEFAULT_MAX_INFLIGHT};
 pub use embedded::EmbeddedPlan;
 pub use error::PlanError;
+pub use event::{Event, ExecPlan, Netem};
 pub use mqtt::MqttOptions;
 pub use phase::PhasePlan;
 pub use reconnect::{draw, Jitter, ReconnectPolicy};
@@ -67,6 +69,8 @@ pub struct Plan {
     pub reconnect: Option<ReconnectPolicy>,
     /// Run in a private network namespace with these sysctls (`[netns]` or `--netns`).
     pub netns: Option<Vec<Sysctl>>,
+    /// Network emulation on the namespace's loopback for the whole run (`[netns] netem`).
+    pub netem: Option<Netem>,
     pub phases: Vec<PhasePlan>,
     /// Which host's share of the scenario this plan describes ([`Plan::host_share`]);
     /// [`Shard::ALL`] for the whole scenario.
@@ -143,6 +147,10 @@ impl Plan {
             }
         };
         let reconnect = reconnect_policy(&check, s.client.as_ref().and_then(|c| c.reconnect.as_ref()))?;
+        let netem = match s.netns.as_ref().and_then(|n| n.netem.as_ref()) {
+            None => None,
+            Some(n) => Some(event::netem_plan(&check, "netns.netem", n)?),
+        };
         let netns = match &s.netns {
             None => None,
             Some(n) => Some(sysctls(&check, "netns.sysctl", &n.sysctl)?),
@@ -175,6 +183,7 @@ impl Plan {
             client_on_eof,
             reconnect,
             netns,
+            netem,
             phases,
             host: Shard::ALL,
         })

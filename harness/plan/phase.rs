@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use super::action::{churn_plan, close_plan, connect_plan, Action};
 use super::error::{Check, PlanError};
+use super::event::{phase_events, Event};
 use super::sources::{check_family, parse_sources};
 use super::sysctl::{sysctls, Sysctl};
 use super::target::TargetSpec;
@@ -22,6 +23,21 @@ pub struct PhasePlan {
     pub sources: Option<Vec<IpAddr>>,
     /// Sysctls set when the phase starts (in the run's private namespace).
     pub sysctls: Vec<Sysctl>,
+    /// Events run when the phase starts, beside its action (`exec`, `fault`, `netem`).
+    pub events: Vec<Event>,
+    /// The phase has events and no action: it lasts as long as its events (its
+    /// action is then a sleep of zero).
+    pub events_only: bool,
+}
+
+impl PhasePlan {
+    /// The phase's kind in reports: its action's, or its first event's when it has no action.
+    pub fn kind(&self) -> &'static str {
+        match self.events.first() {
+            Some(event) if self.events_only => event.kind(),
+            _ => self.action.kind(),
+        }
+    }
 }
 
 pub(super) fn phase_plan(
@@ -35,16 +51,20 @@ pub(super) fn phase_plan(
     let at = format!("phase[{i}]");
     let name = p.name.clone().unwrap_or_else(|| format!("phase {}", i + 1));
     let actions = [p.connect.is_some(), p.hold.is_some(), p.close.is_some(), p.sleep.is_some(), p.churn.is_some()];
-    if actions.iter().filter(|a| **a).count() != 1 {
+    let events = phase_events(check, &at, p.exec.as_ref(), p.fault.as_ref(), p.netem.as_ref(), target, in_netns)?;
+    let events_only = !events.is_empty() && !actions.contains(&true);
+    if actions.iter().filter(|a| **a).count() != 1 && !events_only {
         return Err(check.err(
             at,
             format!(
-                "phase `{name}` needs exactly one of `connect`, `hold`, `close`, `sleep`, `churn`; \
-                 split it into several [[phase]]s"
+                "phase `{name}` needs exactly one of `connect`, `hold`, `close`, `sleep`, `churn` (or only \
+                 events: `exec`, `fault`, `netem`); split it into several [[phase]]s"
             ),
         ));
     }
-    let action = if let Some(c) = &p.connect {
+    let action = if events_only {
+        Action::Sleep(std::time::Duration::ZERO)
+    } else if let Some(c) = &p.connect {
         Action::Connect(connect_plan(check, &format!("{at}.connect"), c)?)
     } else if let Some(c) = &p.close {
         Action::Close(close_plan(check, &format!("{at}.close"), c, protocol)?)
@@ -84,7 +104,7 @@ pub(super) fn phase_plan(
         }
         Some(map) => sysctls(check, &format!("{at}.sysctl"), map)?,
     };
-    Ok(PhasePlan { name, action, expect, sources, sysctls })
+    Ok(PhasePlan { name, action, expect, sources, sysctls, events, events_only })
 }
 
 /// A `kernel.<Counter>` expectation must name a counter this kernel has: a typo would

@@ -31,7 +31,7 @@ use probe::StateCounts;
 use super::format::micros;
 use super::markup::escape;
 use super::write::{self, WriteError};
-use super::{ExpectationResult, Outcome, PhaseReport, RunReport};
+use super::{EventReport, ExpectationResult, Outcome, PhaseReport, RunReport};
 
 /// Write the JUnit XML of `report` to `path` (see [`write::Destination`]).
 pub fn write(report: &RunReport, path: &Path) -> Result<(), WriteError> {
@@ -45,8 +45,9 @@ pub fn render(report: &RunReport) -> String {
     let interrupted = report.outcome != Outcome::Completed;
     let missing = report.merge.as_ref().map_or(&[][..], |m| m.missing.as_slice());
     let all: usize = report.phases.iter().map(|p| p.expectations.len()).sum();
-    let tests = all + usize::from(interrupted) + usize::from(!missing.is_empty());
-    let failures = report.failures().count();
+    let events: usize = report.phases.iter().map(|p| p.events.len()).sum();
+    let tests = all + events + usize::from(interrupted) + usize::from(!missing.is_empty());
+    let failures = report.failures().count() + report.failed_events().count();
     let errors = usize::from(interrupted) + usize::from(!missing.is_empty());
     let skipped = all - report.judged();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -95,8 +96,9 @@ fn partial_suite(out: &mut String, report: &RunReport, missing: &[u32]) {
 }
 
 fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bool, interrupted_here: bool) {
-    let tests = phase.expectations.len() + usize::from(interrupted_here);
-    let failures = phase.expectations.iter().filter(|e| !e.passed && !e.deferred).count();
+    let tests = phase.expectations.len() + phase.events.len() + usize::from(interrupted_here);
+    let failures = phase.expectations.iter().filter(|e| !e.passed && !e.deferred).count()
+        + phase.events.iter().filter(|e| !e.ok).count();
     let skipped = phase.expectations.iter().filter(|e| e.deferred).count();
     let errors = usize::from(interrupted_here);
     let _ = writeln!(
@@ -140,6 +142,9 @@ fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bo
     for e in &phase.expectations {
         testcase(out, &class, &phase.name, e);
     }
+    for e in &phase.events {
+        event_case(out, &class, &phase.name, e);
+    }
     if interrupted_here {
         interrupted_case(out, report.outcome, &class, &format!("during phase `{}`", phase.name));
     }
@@ -181,6 +186,32 @@ fn testcase(out: &mut String, class: &str, phase: &str, e: &ExpectationResult) {
             escape(&measured),
             if e.implicit { " (an expectation sockcap adds to phases that name no `errors` expectation)" } else { "" }
         );
+    }
+    out.push_str("    </testcase>\n");
+}
+
+/// An event the phase ran (`exec`, `fault`, `netem`): a test case that fails when it did.
+fn event_case(out: &mut String, class: &str, phase: &str, e: &EventReport) {
+    let name = format!("event {}: {}", e.kind, e.what);
+    let _ = writeln!(
+        out,
+        "    <testcase name=\"{}\" classname=\"{}\" time=\"{}\">",
+        escape(&name),
+        escape(class),
+        seconds(e.duration_ms)
+    );
+    if let Some(why) = e.error.as_deref().filter(|_| !e.ok) {
+        let message = format!("event {} failed: {why}", e.kind);
+        let _ = writeln!(
+            out,
+            "      <failure message=\"{}\" type=\"event\">phase {phase}: {}\n{}</failure>",
+            escape(&message),
+            escape(&message),
+            escape(&e.output_tail)
+        );
+    }
+    if !e.output_tail.is_empty() {
+        let _ = writeln!(out, "      <system-out>{}</system-out>", escape(&e.output_tail));
     }
     out.push_str("    </testcase>\n");
 }

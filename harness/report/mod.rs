@@ -34,7 +34,7 @@ pub use findings::findings;
 pub use format::thousands;
 pub use recovery::Recovery;
 pub use run_report::{
-    CensusPair, CensusSample, Exhaustion, ExpectationResult, Latencies, LimitsReport, MergeInfo, MergedShard, Outcome,
-    PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,
+    CensusPair, CensusSample, EventReport, Exhaustion, ExpectationResult, Latencies, LimitsReport, MergeInfo,
+    MergedShard, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,
 };
 pub use unobserved::Unobserved;

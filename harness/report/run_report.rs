@@ -143,7 +143,7 @@ pub struct LimitsReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PhaseReport {
     pub name: String,
-    /// `connect`, `hold`, `close` or `sleep`.
+    /// `connect`, `hold`, `close`, `sleep` or `churn`; a phase of events alone: `exec`, `fault` or `netem`.
     pub kind: String,
     /// Start, relative to the start of the run.
     pub started_ms: u64,
@@ -207,7 +207,32 @@ pub struct PhaseReport {
     /// their fields above hold zeros that are no reading, and an expectation on one fails.
     #[serde(default)]
     pub unobserved: Unobserved,
+    /// The events the phase ran at its start (`exec`, `fault`, `netem`), by the
+    /// coordinator of each host; a failed one fails the run.
+    #[serde(default)]
+    pub events: Vec<EventReport>,
     pub expectations: Vec<ExpectationResult>,
+}
+
+/// An event a phase ran at its start, and how it went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventReport {
+    /// `exec`, `fault` or `netem`.
+    pub kind: String,
+    /// What ran: the command line, `restart_target 2s`, the `tc` command.
+    pub what: String,
+    /// Start, relative to the start of the run.
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    /// True when it did what it was asked within its deadline.
+    pub ok: bool,
+    /// A command's exit code; null when no command exited by itself (a signal, a timeout).
+    pub exit_status: Option<i32>,
+    /// The last lines of the command's stdout and stderr together (at most 20 lines, 4 KiB).
+    #[serde(default)]
+    pub output_tail: String,
+    /// Why it failed; null when `ok`.
+    pub error: Option<String>,
 }
 
 /// The target's processes (found from its listening sockets) and their descriptors.
@@ -329,6 +354,7 @@ impl PhaseReport {
             timeline_100ms: Vec::new(),
             target_fds: None,
             unobserved: Unobserved::default(),
+            events: Vec::new(),
             expectations: Vec::new(),
         }
     }
@@ -369,5 +395,10 @@ impl RunReport {
         self.phases
             .iter()
             .flat_map(|p| p.expectations.iter().filter(|e| !e.passed && !e.deferred).map(move |e| (p.name.as_str(), e)))
+    }
+
+    /// Events that failed, with their phase names: each fails the run.
+    pub fn failed_events(&self) -> impl Iterator<Item = (&str, &EventReport)> {
+        self.phases.iter().flat_map(|p| p.events.iter().filter(|e| !e.ok).map(move |e| (p.name.as_str(), e)))
     }
 }

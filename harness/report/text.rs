@@ -8,7 +8,7 @@ use probe::StateCounts;
 use crate::latency::LatencySummary;
 use crate::printable::printable;
 use crate::report::format::{self, micros, Digits};
-use crate::report::{unobserved, ExpectationResult, PhaseReport, RunReport};
+use crate::report::{unobserved, EventReport, ExpectationResult, PhaseReport, RunReport};
 
 /// Render the whole report.
 pub fn render(report: &RunReport) -> String {
@@ -100,6 +100,9 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     );
     if p.reconnect_attempts > 0 || p.reconnected > 0 {
         let _ = writeln!(out, "  reconnect attempts {}; reconnected {}", p.reconnect_attempts, p.reconnected);
+    }
+    for e in &p.events {
+        let _ = writeln!(out, "  event    {}", event_line(e));
     }
     let census = |figure: &str, counts: &StateCounts| match p.unobserved.get(figure) {
         Some(why) => format!("unobserved: {why}"),
@@ -227,6 +230,21 @@ fn expectation(e: &ExpectationResult) -> String {
     format!("{mark} {}{implicit}: {whose} {actual}", e.expr)
 }
 
+/// One event of a phase, in a line: its kind, what ran, when, how it ended.
+fn event_line(e: &EventReport) -> String {
+    let at = format!("at {:.1}s, took {:.2}s", e.started_ms as f64 / 1000.0, e.duration_ms as f64 / 1000.0);
+    let how = match (&e.error, e.exit_status) {
+        (Some(why), _) => format!("FAILED: {why}"),
+        (None, Some(code)) => format!("ok (exit {code})"),
+        (None, None) => "ok".to_string(),
+    };
+    let mut line = format!("{} `{}` {at}: {how}", e.kind, e.what);
+    if let Some(last) = e.output_tail.lines().last().filter(|_| !e.ok || e.kind == "fault") {
+        let _ = write!(line, " — {last}");
+    }
+    printable(&line).into_owned()
+}
+
 fn verdict(out: &mut String, r: &RunReport) {
     let failures: Vec<_> = r.failures().collect();
     let checked = r.judged();
@@ -247,6 +265,8 @@ fn verdict(out: &mut String, r: &RunReport) {
         );
     } else if r.passed {
         let _ = writeln!(out, "PASSED{outcome}: {} phases, {checked} expectations held", r.phases.len());
+    } else if failures.is_empty() && r.failed_events().next().is_some() {
+        let _ = writeln!(out, "FAILED{outcome}: {} events failed", r.failed_events().count());
     } else if failures.is_empty() {
         let _ = writeln!(out, "{}{outcome}: {} phases ran", r.verdict_word(), r.phases.len());
     } else {
@@ -254,6 +274,9 @@ fn verdict(out: &mut String, r: &RunReport) {
         for (phase, e) in failures {
             let _ = writeln!(out, "  phase {}: {}", printable(phase), expectation(e));
         }
+    }
+    for (phase, e) in r.failed_events() {
+        let _ = writeln!(out, "  phase {}: event {}", printable(phase), event_line(e));
     }
     for note in &r.notes {
         let _ = writeln!(out, "note: {}", printable(note));

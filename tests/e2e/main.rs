@@ -7,6 +7,7 @@ mod close_modes;
 mod deadlines;
 mod distributed;
 mod faults;
+mod faults_on_purpose;
 mod html_report;
 mod netlab;
 mod preflight;

@@ -16,7 +16,14 @@ use crate::support::{assert_exit, output_within, report, sockcap, Mosquitto, Tem
 
 /// The scenario files this module runs, each with how: every file of `scenarios/` must
 /// be here (the first test checks), so a new scenario is run with workers too.
-const TOP_LEVEL: [&str; 4] = ["close-modes.toml", "mqtt-ramp.toml", "quickstart.toml", "time-wait-exhaustion.toml"];
+const TOP_LEVEL: [&str; 6] = [
+    "close-modes.toml",
+    "mqtt-ramp.toml",
+    "quickstart.toml",
+    "reconnect-partition.toml",
+    "reconnect-storm.toml",
+    "time-wait-exhaustion.toml",
+];
 
 fn scenarios() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
@@ -135,6 +142,33 @@ fn mqtt_ramp_runs_with_three_workers_and_unique_client_ids() {
 fn time_wait_exhaustion_runs_with_three_workers() {
     let text = std::fs::read_to_string(scenarios().join("time-wait-exhaustion.toml")).unwrap();
     passes_with_three_workers("time-wait-exhaustion.toml", &text, &[]);
+}
+
+/// The embedded target restarted during a hold (a `fault` event, run by the
+/// coordinator alone): the three workers' clients all come back in that phase.
+#[test]
+fn reconnect_storm_runs_with_three_workers() {
+    let text = scaled(
+        "reconnect-storm.toml",
+        &[
+            ("count = 2000", "count = 900"),
+            ("\"== 2000\"", "\"== 900\""),
+            ("hold = \"20s\"", "hold = \"10s\""),
+            ("backoff = \"100ms..5s\"", "backoff = \"100ms..1s\""),
+        ],
+    );
+    let report = passes_with_three_workers("reconnect-storm.toml", &text, &[]);
+    let storm = &report["phases"][1];
+    assert_eq!((storm["reconnected"].as_u64(), storm["events"][0]["ok"].as_bool()), (Some(900), Some(true)), "{storm}");
+    assert_eq!(storm["events"].as_array().map(Vec::len), Some(1), "one restart, by the coordinator: {storm}");
+}
+
+/// The partition and its heal (`netem` events) in the run's namespace, as written.
+#[test]
+#[cfg_attr(sockcap_not_root, ignore = "needs root to create a network namespace")]
+fn reconnect_partition_runs_with_three_workers() {
+    let text = std::fs::read_to_string(scenarios().join("reconnect-partition.toml")).unwrap();
+    passes_with_three_workers("reconnect-partition.toml", &text, &[]);
 }
 
 /// Most of these have an `[embedded]` section (a target that does not read, accept or

@@ -295,6 +295,7 @@ impl<'p> Worker<'p> {
             timeline_100ms: std::mem::take(&mut collected.timeline),
             target_fds: None,
             unobserved,
+            events: Vec::new(),
             expectations: Vec::new(),
         }
     }

@@ -10,7 +10,7 @@ use probe::{StateCounts, TcpState};
 use serde::Serialize;
 
 use crate::latency::{Latency, LatencySummary};
-use crate::report::{unobserved, CensusSample, Exhaustion, Outcome, PhaseReport, RunReport};
+use crate::report::{unobserved, CensusSample, EventReport, Exhaustion, Outcome, PhaseReport, RunReport};
 
 /// Schema of the JSON block in the page (the data the charts are drawn from).
 pub const DATA_SCHEMA: &str = "sockcap.html-data/1";
@@ -69,6 +69,9 @@ struct PhaseData<'a> {
     reconnects_100ms: &'a [u32],
     /// When the ephemeral ports toward the target ran out, as in the report.
     exhaustion: Option<&'a Exhaustion>,
+    /// The events the phase ran (`exec`, `fault`, `netem`), as in the report: marked on
+    /// the census charts.
+    events: &'a [EventReport],
     expectations: Vec<Verdict<'a>>,
 }
 
@@ -170,6 +173,7 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         errors: p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (k.as_str(), *n)).collect(),
         reconnects_100ms: p.recovery.as_ref().map_or(&[], |r| r.reconnects_100ms.as_slice()),
         exhaustion: p.exhaustion.as_ref(),
+        events: &p.events,
         expectations: p
             .expectations
             .iter()

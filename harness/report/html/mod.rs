@@ -58,6 +58,7 @@ pub fn render(report: &RunReport) -> String {
     );
     notes(&mut out, report);
     tables::phase_table(&mut out, report);
+    tables::events_section(&mut out, report);
     charts(&mut out, report);
     tables::latency_section(&mut out, report);
     recovery::section(&mut out, report);

@@ -159,6 +159,20 @@
   }
 
   // Where the ephemeral ports ran out (and came back), for the time-series charts.
+  // The phases' events (exec, fault, netem) where they started: a restart's drop and
+  // climb back show on the census right after its marker.
+  function eventMarkers() {
+    const out = [];
+    for (const p of data.phases) {
+      for (const e of p.events || []) {
+        const how = e.ok ? "ok" : `failed: ${e.error}`;
+        out.push({ x: e.started_ms / 1000, label: e.ok ? e.kind : `${e.kind} failed`, color: e.ok ? "#9a6700" : "#cf222e",
+          title: `${p.name}: ${e.kind} \`${e.what}\` at ${fmtSec(e.started_ms)}, took ${fmtSec(e.duration_ms)}: ${how}` });
+      }
+    }
+    return out;
+  }
+
   function exhaustionMarkers(withDots) {
     const out = [];
     for (const p of data.phases) {
@@ -230,7 +244,7 @@
       title: title, w: 1140, h: 330,
       legend: series.map((s) => ({ name: `${s.key.toUpperCase()} (peak ${fmtCount(Math.max(...s.pts.map((q) => q[1])))})`, color: s.color })),
       bands: phaseBands(), x: timeAxis(), y: countAxis(max, "sockets"), series: series,
-      markers: exhaustionMarkers(side === "client"),
+      markers: exhaustionMarkers(side === "client").concat(eventMarkers()),
     });
   }
 

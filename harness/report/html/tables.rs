@@ -1,5 +1,5 @@
 //! The page's tables, which read without the script: phases, latency percentiles,
-//! errors by kind, limits and sysctls in force, kernel counters.
+//! events, errors by kind, limits and sysctls in force, kernel counters.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -99,6 +99,36 @@ pub(super) fn latency_section(out: &mut String, r: &RunReport) {
             micros(l.p99),
             micros(l.p999),
             micros(l.max),
+        );
+    }
+    out.push_str("</tbody>\n</table></div>\n</section>\n");
+}
+
+/// The events the phases ran (`exec`, `fault`, `netem`), a row each; none: no section.
+pub(super) fn events_section(out: &mut String, r: &RunReport) {
+    if r.phases.iter().all(|p| p.events.is_empty()) {
+        return;
+    }
+    out.push_str(
+        "<section id=\"events\"><h2>Events</h2>\n<div class=\"scroll\"><table class=\"num\">\n<thead><tr>\
+         <th class=\"l\">phase</th><th class=\"l\">event</th><th class=\"l\">what</th><th>start</th>\
+         <th>duration</th><th>exit</th><th class=\"l\">outcome</th><th class=\"l\">output (tail)</th></tr></thead>\n<tbody>\n",
+    );
+    for (p, e) in r.phases.iter().flat_map(|p| p.events.iter().map(move |e| (p, e))) {
+        let outcome = e.error.as_deref().map_or_else(|| "ok".to_string(), |why| format!("failed: {why}"));
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l small\">{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td class=\"l {}\">{}</td><td class=\"l small\"><pre>{}</pre></td></tr>",
+            Escaped(&p.name),
+            Escaped(&e.kind),
+            Escaped(&e.what),
+            seconds(e.started_ms),
+            seconds(e.duration_ms),
+            e.exit_status.map_or_else(|| "–".to_string(), |c| c.to_string()),
+            if e.ok { "" } else { "bad" },
+            Escaped(&outcome),
+            Escaped(&e.output_tail),
         );
     }
     out.push_str("</tbody>\n</table></div>\n</section>\n");

@@ -97,6 +97,9 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         // One target seen from every part: the largest reading.
         target_fds: parts.iter().filter_map(|p| p.target_fds).max_by_key(|t| t.open),
         unobserved,
+        // Events run in each host's coordinator: a worker's part has none, a shard's
+        // has its host's.
+        events: parts.iter().flat_map(|p| p.events.iter().cloned()).collect(),
         expectations: Vec::new(),
     };
     MergedPhase { report, notes }

@@ -166,7 +166,7 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
             missing,
         }),
     };
-    let held = merged.failures().next().is_none();
+    let held = merged.failures().next().is_none() && merged.failed_events().next().is_none();
     merged.passed = outcome == Outcome::Completed && !merged.merge.as_ref().is_some_and(|m| m.partial) && held;
     merged.notes.extend(crate::report::findings(&merged));
     Ok(merged)
@@ -375,6 +375,25 @@ mod tests {
         let info = merged.merge.as_ref().unwrap();
         assert_eq!((info.shards.len(), info.partial), (3, false));
         assert_eq!(merged.scenario.workers, 3);
+    }
+
+    /// Each host's coordinator ran the phase's events: the merge keeps every host's, and
+    /// one that failed fails the merged run.
+    #[test]
+    fn every_host_s_events_are_kept_and_a_failed_one_fails_the_merge() {
+        let mut parts = fleet();
+        for (i, part) in parts.iter_mut().enumerate() {
+            let ok = i != 1;
+            let error = (!ok).then(|| "it exited with exit status: 3".to_string());
+            let what = format!("sh restart-{i}.sh");
+            part.report.phases[1].events =
+                vec![crate::report::EventReport { kind: "exec".into(), what, ok, error, ..Default::default() }];
+        }
+        let merged = shards(parts, 3).unwrap();
+        let whats: Vec<&str> = merged.phases[1].events.iter().map(|e| e.what.as_str()).collect();
+        assert_eq!(whats, ["sh restart-0.sh", "sh restart-1.sh", "sh restart-2.sh"]);
+        assert_eq!(merged.failed_events().count(), 1);
+        assert!(!merged.passed, "the expectations hold, the event failed");
     }
 
     /// Found by the `report` fuzz target: a phase claiming 115 days made a sample a
