@@ -27,7 +27,7 @@ sed -e "s/count = 2000, rate = 2000/count = $N, rate = $RATE, timeout = \"30s\"/
     -e "s/\"== 2000\"/\"== $N\"/g" \
     -e "s/jitter = \"full\"/jitter = \"$JITTER\"/" \
     -e "s/hold = \"20s\"/hold = \"$HOLD\"/" \
-    -e "s/sample_every = \"500ms\"/sample_every = \"$SAMPLE\"/" \
+    -e "s/sample_every = \"250ms\"/sample_every = \"$SAMPLE\"/" \
     scenarios/reconnect-storm.toml > "$WORK/s.toml"
 grep -q "count = $N" "$WORK/s.toml" || { echo "scenarios/reconnect-storm.toml changed: update this script" >&2; exit 2; }
 

@@ -38,13 +38,17 @@ pub enum ErrorKind {
     /// (its loss alone is no error: it counts under `drops`, its failed attempts under
     /// the phase's `recovery.refusals`).
     ReconnectGaveUp,
+    /// A lost connection still trying to come back under `[client] reconnect` when the
+    /// phase ended (counted in each phase whose end finds it down): a policy without
+    /// `max_attempts` never gives up, and a run must not pass with clients missing.
+    StillDown,
     /// Any other errno (kept in [`ErrorCounts::other_errnos`]).
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::AddrNotAvailable,
@@ -59,6 +63,7 @@ impl ErrorKind {
         ErrorKind::CloseTimeout,
         ErrorKind::NoOutcome,
         ErrorKind::ReconnectGaveUp,
+        ErrorKind::StillDown,
         ErrorKind::Other,
     ];
 
@@ -79,6 +84,7 @@ impl ErrorKind {
             ErrorKind::CloseTimeout => "close_timeout",
             ErrorKind::NoOutcome => "no_outcome",
             ErrorKind::ReconnectGaveUp => "reconnect_gave_up",
+            ErrorKind::StillDown => "still_down",
             ErrorKind::Other => "other",
         }
     }

@@ -23,6 +23,11 @@ const WINDOW: usize = (1_000 / BUCKET_MS) as usize;
 pub struct Recovery {
     /// Established connections lost in the phase without sockcap closing them.
     pub lost: u64,
+    /// The losses by what ended each connection (`ping_timeout`, `closed_by_peer`,
+    /// `reset`, ...: the error kinds' names); under a reconnect policy a loss is no error,
+    /// so this is where its cause is kept.
+    #[serde(default)]
+    pub lost_by: BTreeMap<String, u64>,
     /// Lost connections (in this phase or before) that came back in this phase.
     pub recovered: u64,
     /// Each recovered connection's time from its loss to its CONNACK again (TCP: to its
@@ -74,6 +79,7 @@ mod tests {
         (1..=299).for_each(|i| times.record_us(i * 10_000));
         Recovery {
             lost: 300,
+            lost_by: [("closed_by_peer".to_string(), 300)].into(),
             recovered: 299,
             recovery_us: times.summary(),
             peak_reconnect_rate_per_s: 180,
@@ -89,7 +95,7 @@ mod tests {
         let mut report = sample_report();
         report.phases[1].recovery = Some(storm());
         let text = crate::report::text::render(&report);
-        let line = "  recovery lost 300, back 299, 1 still down; p50 1.50s p99 2.97s max 2.99s; peak 180/s; last back at 12.3s";
+        let line = "  recovery lost 300 (closed_by_peer 300), back 299, 1 still down; p50 1.50s p99 2.97s max 2.99s; peak 180/s; last back at 12.3s";
         assert!(text.contains(line), "{text}");
         assert!(text.contains("  refusals refused 40 (failed reconnect attempts)"), "{text}");
         assert_eq!(text.matches("  recovery ").count(), 1, "no recovery line where nothing was lost: {text}");
@@ -128,6 +134,7 @@ mod tests {
         (101..=300).for_each(|i| b.record_us(i * 1_000));
         let recovery = |lost, times: &Latency, timeline: Vec<u32>, last, refused: u64| Recovery {
             lost,
+            lost_by: [("ping_timeout".to_string(), lost)].into(),
             recovered: times.count(),
             recovery_us: times.summary(),
             peak_reconnect_rate_per_s: Recovery::peak_per_s(&timeline),
@@ -146,6 +153,7 @@ mod tests {
         assert_eq!((merged.lost, merged.recovered, merged.recovery_us.clone()), (300, 300, a.summary()));
         assert_eq!(merged.peak_reconnect_rate_per_s, 50 + 200, "buckets 1..11 hold 50 + 200");
         assert_eq!((merged.last_back_ms, merged.refusals["refused"]), (Some(1_050), 7));
+        assert_eq!(merged.lost_by["ping_timeout"], 300, "the causes of loss are summed");
         let none = crate::report::merge::phases(&[sample_report().phases[1].clone()], "worker");
         assert_eq!(none.report.recovery, None);
     }

@@ -181,7 +181,12 @@ fn latency_table(out: &mut String, p: &PhaseReport) {
 /// max ..; peak 240/s; last back at 12.3s`, then the refused attempts.
 fn recovery(out: &mut String, p: &PhaseReport) {
     let Some(r) = &p.recovery else { return };
-    let mut line = format!("  recovery lost {}, back {}", r.lost, r.recovered);
+    let mut line = format!("  recovery lost {}", r.lost);
+    if !r.lost_by.is_empty() {
+        let by: Vec<String> = r.lost_by.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = write!(line, " ({})", by.join(", "));
+    }
+    let _ = write!(line, ", back {}", r.recovered);
     if r.down_at_end > 0 {
         let _ = write!(line, ", {} still down", r.down_at_end);
     }

@@ -40,7 +40,7 @@ fn the_embedded_target_restarts_and_every_client_is_back_in_the_same_phase() {
          [client]\nreconnect = {{ backoff = \"100ms..1s\", jitter = \"full\" }}\n\
          [[phase]]\nname = \"ramp\"\nconnect = {{ count = {N}, rate = 5000 }}\n\
          [[phase]]\nname = \"storm\"\nhold = \"8s\"\nfault = {{ restart_target = \"1s\" }}\n\
-         expect = {{ reconnected = \"== {N}\", lost = \"== {N}\", established = \"== {N}\", errors = \">= 0\" }}\n\
+         expect = {{ reconnected = \"== {N}\", lost = \"== {N}\", established = \"== {N}\", errors = \"== 0\" }}\n\
          [[phase]]\nname = \"check\"\nhold = \"3s\"\n"
     );
     let dir = TempDir::new("restart-target");
@@ -122,7 +122,7 @@ fn an_exec_event_restarts_a_real_mosquitto_and_every_client_is_back() {
          [client]\nreconnect = {{ backoff = \"200ms..2s\", jitter = \"full\" }}\n\
          [[phase]]\nname = \"ramp\"\nconnect = {{ count = {n}, rate = 2000, max_inflight = 50 }}\n\
          [[phase]]\nname = \"restart\"\nhold = \"20s\"\nexec = {{ command = [\"sh\", \"{script}\"], timeout = \"20s\" }}\n\
-         expect = {{ reconnected = \"== {n}\", lost = \"== {n}\", established = \"== {n}\", errors = \">= 0\" }}\n\
+         expect = {{ reconnected = \"== {n}\", lost = \"== {n}\", established = \"== {n}\", errors = \"== 0\" }}\n\
          [[phase]]\nname = \"check\"\nhold = \"3s\"\n",
         script = script.display()
     );
@@ -234,9 +234,9 @@ fn a_netem_partition_is_noticed_by_keep_alive_and_healed() {
          [client]\nreconnect = {{ backoff = \"200ms..1s\", jitter = \"full\" }}\n\
          [[phase]]\nname = \"ramp\"\nconnect = {{ count = {N}, rate = 1000 }}\n\
          [[phase]]\nname = \"partition\"\nhold = \"7s\"\nnetem = {{ loss = \"100%\" }}\n\
-         expect = {{ lost = \"== {N}\", \"errors.ping_timeout\" = \"== {N}\", reconnected = \"== 0\" }}\n\
+         expect = {{ lost = \"== {N}\", \"errors.still_down\" = \"== {N}\", reconnected = \"== 0\" }}\n\
          [[phase]]\nname = \"heal\"\nhold = \"15s\"\nnetem = {{}}\n\
-         expect = {{ reconnected = \"== {N}\", established = \"== {N}\", errors = \">= 0\" }}\n"
+         expect = {{ reconnected = \"== {N}\", established = \"== {N}\", errors = \"== 0\" }}\n"
     );
     let dir = TempDir::new("netem-partition");
     let scenario = dir.file("s.toml", &toml);
@@ -254,6 +254,10 @@ fn a_netem_partition_is_noticed_by_keep_alive_and_healed() {
     assert!(what == "tc qdisc replace dev lo root netem loss 100%" || what.contains("iif lo drop"), "{cut}");
     assert_eq!(cut["ok"], true, "{cut}");
     assert_eq!(partition["drops"], N, "{partition}");
+    // The keep-alive noticed the partition: every loss was a ping timeout, and no client
+    // was back when the partition phase ended.
+    assert_eq!(partition["recovery"]["lost_by"]["ping_timeout"], N, "{partition}");
+    assert_eq!(partition["errors"]["still_down"], N, "{partition}");
     assert_eq!(partition["census"]["client"]["established"], 0, "{partition}");
     let heal = phase(&report, "heal");
     assert_eq!(event(heal)["ok"], true, "{heal}");

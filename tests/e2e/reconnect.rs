@@ -172,7 +172,7 @@ fn a_close_order_ends_a_connection_that_is_down() {
         "name = \"broker gone\"\ntarget = \"127.0.0.1:{port}\"\nprotocol = \"mqtt\"\n\
          [client]\nreconnect = {{ backoff = \"100ms..1s\", jitter = \"full\" }}\n\
          [[phase]]\nname = \"ramp\"\nconnect = {{ count = {CLIENTS}, rate = 3000 }}\n\
-         [[phase]]\nname = \"down\"\nhold = \"3s\"\nexpect = {{ lost = \"== {CLIENTS}\", errors = \"== 0\" }}\n\
+         [[phase]]\nname = \"down\"\nhold = \"3s\"\nexpect = {{ lost = \"== {CLIENTS}\", \"errors.still_down\" = \"== {CLIENTS}\" }}\n\
          [[phase]]\nname = \"close\"\nclose = {{ how = \"fin\", rate = 3000 }}\n"
     );
     let (mut run, json) = start_run(&dir, &toml, &[]);
@@ -190,6 +190,9 @@ fn a_close_order_ends_a_connection_that_is_down() {
     assert!(down["recovery"]["refusals"]["refused"].as_u64().unwrap() > 0, "{down}");
     assert_eq!((&down["recovery"]["lost"], &down["recovery"]["recovered"]), (&CLIENTS.into(), &0.into()));
     assert_eq!(down["recovery"]["down_at_end"], CLIENTS, "all still trying when the hold ended");
+    // Clients missing at a phase's end are an error of that phase: no PASSED without them.
+    let errors: u64 = down["errors"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!((down["errors"]["still_down"].as_u64(), errors), (Some(CLIENTS), CLIENTS), "{down}");
     // (No recovery figures at all when no attempt fell in the close phase.)
     let down_after = close["recovery"].get("down_at_end").map_or(Some(0), |d| d.as_u64());
     assert_eq!(down_after, Some(0), "the close orders ended their attempts: {close}");

@@ -136,7 +136,7 @@ impl Collector {
                     self.errors.record(kind, errno);
                 }
                 self.drops += 1;
-                self.recoveries.lost();
+                self.recoveries.lost(kind);
                 -1
             }
             Event::ReconnectFailed { kind, errno } => {

@@ -245,6 +245,8 @@ impl<'p> Worker<'p> {
         while let Ok(event) = self.events_rx.try_recv() {
             self.apply(&mut collected, event);
         }
+        // Lost and not back yet: the phase did not end with every client up.
+        collected.errors.add(ErrorKind::StillDown, self.down);
         self.publish(index, &driver, &collected);
         let duration = start.elapsed();
         let active = collected.last_success.map_or(duration, |t| t.saturating_duration_since(start));
@@ -277,7 +279,11 @@ impl<'p> Worker<'p> {
             drops: collected.drops,
             reconnect_attempts: collected.reconnect_attempts,
             reconnected: collected.reconnected,
-            recovery: collected.recoveries.report().map(|r| Recovery { down_at_end: self.down, ..r }),
+            // Connections still down from an earlier phase show here too, with no loss of this one.
+            recovery: match collected.recoveries.report() {
+                Some(r) => Some(Recovery { down_at_end: self.down, ..r }),
+                None => (self.down > 0).then(|| Recovery { down_at_end: self.down, ..Recovery::default() }),
+            },
             peer_closed: collected.peer_closed,
             ports_taken: collected.ports_taken,
             census: Default::default(),

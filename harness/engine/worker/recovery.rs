@@ -12,6 +12,8 @@ use crate::report::recovery::{Recovery, BUCKET_MS};
 #[derive(Debug)]
 pub struct Recoveries {
     lost: u64,
+    /// Losses by the kind that ended the connection (`ping_timeout`, `closed_by_peer`, ...).
+    lost_by: ErrorCounts,
     recovered: u64,
     /// Each return's time from its loss, µs.
     recovery: Latency,
@@ -27,6 +29,7 @@ impl Recoveries {
     pub fn new(start: Instant) -> Recoveries {
         Recoveries {
             lost: 0,
+            lost_by: ErrorCounts::default(),
             recovered: 0,
             recovery: Latency::new(),
             timeline: Vec::new(),
@@ -36,8 +39,9 @@ impl Recoveries {
         }
     }
 
-    pub fn lost(&mut self) {
+    pub fn lost(&mut self, kind: ErrorKind) {
         self.lost += 1;
+        self.lost_by.record(kind, None);
     }
 
     /// A lost connection is back, `recovery_us` after its loss.
@@ -62,8 +66,10 @@ impl Recoveries {
     /// when the phase had no loss, return or refusal.
     pub fn report(&self) -> Option<Recovery> {
         let refusals = self.refusals.to_map().into_iter().filter(|(_, n)| *n > 0).collect();
+        let lost_by = self.lost_by.to_map().into_iter().filter(|(_, n)| *n > 0).collect();
         let recovery = Recovery {
             lost: self.lost,
+            lost_by,
             recovered: self.recovered,
             recovery_us: self.recovery.summary(),
             peak_reconnect_rate_per_s: Recovery::peak_per_s(&self.timeline),
@@ -85,8 +91,8 @@ mod tests {
     fn losses_returns_and_refusals_are_reported() {
         let mut r = Recoveries::new(Instant::now());
         assert_eq!(r.report(), None, "no loss: no recovery figures");
-        r.lost();
-        r.lost();
+        r.lost(ErrorKind::PingTimeout);
+        r.lost(ErrorKind::ClosedByPeer);
         r.refused(ErrorKind::Refused, None);
         r.refused(ErrorKind::Refused, None);
         r.refused(ErrorKind::ConnackRefused, None);
@@ -99,6 +105,10 @@ mod tests {
         assert_eq!(
             report.refusals.into_iter().collect::<Vec<_>>(),
             [("connack_refused".into(), 1), ("refused".into(), 2)]
+        );
+        assert_eq!(
+            report.lost_by.into_iter().collect::<Vec<_>>(),
+            [("closed_by_peer".into(), 1), ("ping_timeout".into(), 1)]
         );
         assert!(report.last_back_ms.is_some_and(|ms| ms < 1_000));
         assert_eq!(report.reconnects_100ms.iter().sum::<u32>(), 2);

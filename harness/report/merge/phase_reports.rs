@@ -116,6 +116,7 @@ fn recovery(parts: &[&Recovery], recovery_us: LatencySummary) -> Option<Recovery
     let timeline = add_timelines(parts.iter().map(|r| r.reconnects_100ms.as_slice()));
     Some(Recovery {
         lost: sum(|r| r.lost),
+        lost_by: add_maps(parts.iter().map(|r| &r.lost_by)),
         recovered: sum(|r| r.recovered),
         recovery_us,
         peak_reconnect_rate_per_s: Recovery::peak_per_s(&timeline),
