@@ -83,7 +83,7 @@ fn header(out: &mut String, r: &RunReport) {
 
 fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     let secs = p.duration_ms as f64 / 1000.0;
-    let errors: u64 = p.errors.values().sum();
+    let errors: u64 = crate::failure::error_total(&p.errors);
     let work = match p.kind.as_str() {
         "connect" => format!("{}/{} connected, {}/s", p.succeeded, p.planned, rate(p)),
         "close" => format!("{}/{} closed, {}/s", p.succeeded, p.planned, rate(p)),

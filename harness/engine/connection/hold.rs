@@ -15,8 +15,12 @@ use super::close::close_held;
 use super::command::CloseCommand;
 use super::links::{Event, Links};
 use crate::failure::ErrorKind;
+use crate::protocol::mqtt::disconnect_v5;
 use crate::protocol::session::Readout;
 use crate::protocol::OnEof;
+
+/// MQTT 5's reason code 0x82, protocol error: the client's answer to an AUTH it never asked for.
+const PROTOCOL_ERROR: u8 = 0x82;
 
 /// Where a held connection is in its life (after a half-close of ours it is in
 /// [`half_closed`](super::close)).
@@ -48,8 +52,10 @@ enum Wake {
 #[allow(clippy::manual_async_fn)] // on purpose: see [`run`](super::run)
 pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Option<Option<SocketAddr>>> + '_ {
     async move {
-        let keep_alive = links.spec.mqtt.keep_alive;
-        if links.spec.protocol.ping().is_some() && !keep_alive.is_zero() {
+        // The server's keep-alive (MQTT 5) when it told one: the worker's tick runs when
+        // the scenario's keep-alive is not zero.
+        let keep_alive = links.spec.keep_alive();
+        if links.spec.protocol.ping().is_some() && !keep_alive.is_zero() && !links.spec.mqtt.keep_alive.is_zero() {
             links.bell.ping_at(Some(Instant::now() + keep_alive));
         }
         let mut awaiting_pong = false;
@@ -96,6 +102,17 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                         return Some(stream.local_addr().ok());
                     }
                     Readout::Failed(e) => return lost(links, &stream, &e),
+                    Readout::Disconnected { reason } => {
+                        let errno = Some(i32::from(reason));
+                        links.send(Event::Lost { kind: ErrorKind::ServerDisconnect, errno });
+                        return Some(stream.local_addr().ok());
+                    }
+                    Readout::Auth { .. } => {
+                        // Never asked for: say so (protocol error) and close.
+                        let _ = stream.try_write(&disconnect_v5(PROTOCOL_ERROR));
+                        links.send(Event::Lost { kind: ErrorKind::AuthReceived, errno: None });
+                        return Some(stream.local_addr().ok());
+                    }
                 },
                 Wake::Ping if awaiting_pong => {
                     links.send(Event::Lost { kind: ErrorKind::PingTimeout, errno: None });
@@ -111,7 +128,7 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => return lost(links, &stream, &e),
                     }
-                    links.bell.pinged(links.spec.mqtt.keep_alive);
+                    links.bell.pinged(links.spec.keep_alive());
                 }
             }
         };
