@@ -8,6 +8,7 @@ mod deadlines;
 mod distributed;
 mod faults;
 mod html_report;
+mod mqtt5;
 mod netlab;
 mod preflight;
 mod probe_cmd;
