@@ -1,7 +1,8 @@
 //! MQTT 5 (`[mqtt] version = 5`): clients held on the embedded target and on a real
 //! mosquitto, whose own log names the protocol level it saw (`p5`); a broker's
-//! connection limit counted by what mosquitto really does; the server's keep-alive
-//! honoured; a bad `version` refused with exit 2.
+//! connection limit and its session takeover counted by what mosquitto really does
+//! (it sends neither a reason code nor a DISCONNECT there); CONNACK refusals counted by
+//! reason; the server's keep-alive honoured; a bad `version` refused with exit 2.
 
 use std::time::Duration;
 
@@ -200,4 +201,46 @@ fn a_bad_version_is_refused_with_exit_2() {
         assert!(stderr.contains("mqtt.version"), "names the field: {stderr}");
         assert!(stderr.contains("version = 5"), "says the fix: {stderr}");
     }
+}
+
+/// A session taken over: a second run connects the client ids the first run holds.
+/// MQTT 5 lets the broker tell the first client why (DISCONNECT 0x8E, session taken
+/// over, counted `server_disconnect.session_taken_over`), but mosquitto 2.0.11 does not:
+/// it logs "Client X already connected, closing old connection." and closes the socket
+/// without a DISCONNECT. So the first run counts the drops as what really happened,
+/// `closed_by_peer`, and no server DISCONNECT. (How sockcap counts a server's
+/// DISCONNECT and AUTH is tested against a peer that sends them, in
+/// `engine/connection/hold.rs`.)
+#[test]
+fn a_session_taken_over_by_mosquitto_is_closed_without_a_disconnect() {
+    const N: u64 = 10;
+    let broker = Mosquitto::start("mqtt5-taken-over", "");
+    let dir = TempDir::new("mqtt5-taken-over");
+    let first = scenario(
+        &broker.addr(),
+        "keep_alive = \"60s\"",
+        N,
+        "30s",
+        &format!("expect = {{ drops = \"== {N}\", errors = \"== {N}\" }}"),
+    );
+    let (mut run, json) = start_run(&dir, &first, &[]);
+    Progress::of(&mut run).wait_for_phase("hold", Duration::from_secs(30));
+    wait_for_established(broker.port, N, Duration::from_secs(10));
+    let second = scenario(&broker.addr(), "keep_alive = \"60s\"", N, "1s", "");
+    let (out, _) = run_scenario("mqtt5-taking-over", &second, &[]);
+    assert_eq!(out.status.code(), Some(0), "the second run takes the sessions over");
+    // The first run's hold lasts 30 s: stop it once its drops are in (SIGINT drains
+    // and reports; exit 130).
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(std::process::Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap().success());
+    let status = wait_with_timeout(&mut run, Duration::from_secs(30));
+    let report = report(&json);
+    assert_matches_schema(&report);
+    let hold = phase(&report, "hold");
+    assert_eq!(hold["drops"], N, "{hold}");
+    assert_eq!(hold["errors"]["closed_by_peer"], N, "{hold}");
+    assert_eq!(hold["errors"]["server_disconnect"], 0, "mosquitto sent no DISCONNECT: {hold}");
+    let log = broker.log();
+    assert_eq!(log.matches("already connected, closing old connection").count() as u64, N, "{log}");
+    assert_eq!(status.code(), Some(130));
 }

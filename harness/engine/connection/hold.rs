@@ -185,4 +185,38 @@ mod tests {
         drop(links);
         streamer.join().unwrap();
     }
+
+    /// Hold a connection whose peer sends `said` and then waits: the hold ends, lost, with
+    /// the outcome it reports; returns what the peer read back.
+    async fn held_against(said: &'static [u8]) -> (Event, Vec<u8>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            peer.write_all(said).unwrap();
+            peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut back = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut peer, &mut back);
+            back
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let spec = ConnSpec::mqtt_for_tests(addr, Duration::from_secs(60));
+        let connections = Arc::new(HeldConnections::new());
+        let (events, mut outcomes) = mpsc::unbounded_channel();
+        let links = Links { spec, events, bell: connections.enlist(), stop: CancellationToken::new() };
+        let holding = tokio::time::timeout(Duration::from_secs(5), hold(stream, &links)).await;
+        assert!(holding.is_ok_and(|lost| lost.is_some()), "the hold ends, lost, within 5 s");
+        (outcomes.try_recv().expect("an outcome"), peer.join().unwrap())
+    }
+
+    /// MQTT 5: the server's DISCONNECT ends the connection as a drop with its reason;
+    /// its AUTH (never asked for) is answered with DISCONNECT 0x82 and a close.
+    #[tokio::test]
+    async fn the_servers_disconnect_and_auth_end_the_connection() {
+        let (outcome, _) = held_against(&[0xE0, 1, 0x8E]).await;
+        assert!(matches!(outcome, Event::Lost { kind: ErrorKind::ServerDisconnect, errno: Some(0x8E) }), "{outcome:?}");
+        let (outcome, back) = held_against(&[0xF0, 2, 0x18, 0]).await;
+        assert!(matches!(outcome, Event::Lost { kind: ErrorKind::AuthReceived, .. }), "{outcome:?}");
+        assert_eq!(back, [0xE0, 1, 0x82], "DISCONNECT, protocol error, then the close");
+    }
 }
