@@ -26,9 +26,11 @@ pub fn render(report: &RunReport) -> String {
 fn header(out: &mut String, r: &RunReport) {
     let s = &r.scenario;
     let embedded = if s.embedded_target { ", embedded target" } else { "" };
+    // MQTT 5 says so; 3.1.1, the default, stays `mqtt`.
+    let version = if s.mqtt_version == Some(5) { " 5" } else { "" };
     let _ = writeln!(
         out,
-        "sockcap {} — {} ({} → {}{embedded})",
+        "sockcap {} — {} ({}{version} → {}{embedded})",
         r.sockcap_version,
         printable(&s.name),
         s.protocol,

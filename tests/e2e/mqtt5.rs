@@ -89,6 +89,9 @@ fn mqtt5_clients_are_held_on_mosquitto_at_protocol_level_5() {
     let level5 = log.lines().filter(|l| l.contains("New client connected") && l.contains("(p5, c1, k60")).count();
     assert_eq!(level5 as u64, N, "mosquitto's log:\n{}", log.lines().take(20).collect::<Vec<_>>().join("\n"));
     assert!(!log.contains("(p4,") && !log.contains("(p2,"), "no client at another level");
+    assert_eq!(report["scenario"]["mqtt_version"], 5);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("(mqtt 5 → "), "the text report names the version:\n{stdout}");
     assert_eq!(out.status.code(), Some(0), "{}", report["phases"]);
 }
 
