@@ -108,8 +108,11 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                         return Some(stream.local_addr().ok());
                     }
                     Readout::Auth { .. } => {
-                        // Never asked for: say so (protocol error) and close.
-                        let _ = stream.try_write(&disconnect_v5(PROTOCOL_ERROR));
+                        // Never asked for: say so (protocol error) and close; to a 3.1.1
+                        // broker, whose packet type 15 is reserved, close without a word.
+                        if links.spec.mqtt.v5.is_some() {
+                            let _ = stream.try_write(&disconnect_v5(PROTOCOL_ERROR));
+                        }
                         links.send(Event::Lost { kind: ErrorKind::AuthReceived, errno: None });
                         return Some(stream.local_addr().ok());
                     }
@@ -200,7 +203,8 @@ mod tests {
             back
         });
         let stream = TcpStream::connect(addr).await.unwrap();
-        let spec = ConnSpec::mqtt_for_tests(addr, Duration::from_secs(60));
+        let mut spec = ConnSpec::mqtt_for_tests(addr, Duration::from_secs(60));
+        Arc::get_mut(&mut spec).expect("not shared yet").mqtt.v5 = Some(Default::default());
         let connections = Arc::new(HeldConnections::new());
         let (events, mut outcomes) = mpsc::unbounded_channel();
         let links = Links { spec, events, bell: connections.enlist(), stop: CancellationToken::new() };
