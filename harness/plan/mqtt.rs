@@ -10,7 +10,8 @@ use crate::scenario::MqttSection;
 /// MQTT session options.
 #[derive(Debug, Clone)]
 pub struct MqttOptions {
-    /// Template with `{n}` (connection number) and optionally `{worker}`.
+    /// Template with `{n}` (connection number) and optionally `{worker}`; empty with
+    /// MQTT 5: the broker assigns each client its id.
     pub client_id: String,
     /// PINGREQ interval during holds; zero disables pings.
     pub keep_alive: Duration,
@@ -109,11 +110,15 @@ fn connect_properties(check: &Check, m: Option<&MqttSection>) -> Result<Option<C
 }
 
 pub(super) fn mqtt_options(check: &Check, m: Option<&MqttSection>) -> Result<MqttOptions, PlanError> {
+    let v5 = connect_properties(check, m)?;
     let client_id = m.and_then(|m| m.client_id.clone()).unwrap_or_else(|| "sockcap-{worker}-{n}".into());
-    if !client_id.contains("{n}") {
+    // MQTT 5: an empty id asks the broker to assign one (its CONNACK's Assigned Client
+    // Identifier), different for every client.
+    let assigned = client_id.is_empty() && v5.is_some();
+    if !client_id.contains("{n}") && !assigned {
         return Err(check.err(
             "mqtt.client_id",
-            format!("`{client_id}` has no `{{n}}`: every client would use the same id and the broker would drop all but one; add {{n}}"),
+            format!("`{client_id}` has no `{{n}}`: every client would use the same id and the broker would drop all but one; add {{n}} (or, with version = 5, use \"\" to let the broker assign ids)"),
         ));
     }
     let stripped = client_id.replace("{n}", "").replace("{worker}", "");
@@ -133,7 +138,7 @@ pub(super) fn mqtt_options(check: &Check, m: Option<&MqttSection>) -> Result<Mqt
         clean_session: m.and_then(|m| m.clean_session).unwrap_or(true),
         username: m.and_then(|m| m.username.clone()),
         password: m.and_then(|m| m.password.clone()),
-        v5: connect_properties(check, m)?,
+        v5,
     })
 }
 
@@ -180,5 +185,8 @@ mod tests {
         assert_eq!(load("version = 5\nreceive_maximum = 0").unwrap_err().field, "mqtt.receive_maximum");
         assert_eq!(load("version = 5\nmaximum_packet_size = -1").unwrap_err().field, "mqtt.maximum_packet_size");
         assert_eq!(load("version = 5\nsession_expiry = \"soon\"").unwrap_err().field, "mqtt.session_expiry");
+        // An empty client id: the broker assigns one, in MQTT 5 only.
+        assert_eq!(load("version = 5\nclient_id = \"\"").unwrap().mqtt.client_id, "");
+        assert_eq!(load("client_id = \"\"").unwrap_err().field, "mqtt.client_id");
     }
 }

@@ -247,3 +247,25 @@ fn a_session_taken_over_by_mosquitto_is_closed_without_a_disconnect() {
     assert_eq!(log.matches("already connected, closing old connection").count() as u64, N, "{log}");
     assert_eq!(status.code(), Some(130));
 }
+
+/// `client_id = ""` with MQTT 5: mosquitto assigns each client an id of its own (its
+/// CONNACK's Assigned Client Identifier), and all are held.
+#[test]
+fn an_empty_client_id_lets_mosquitto_assign_them() {
+    const N: u64 = 20;
+    let broker = Mosquitto::start("mqtt5-assigned", "");
+    let toml =
+        scenario(&broker.addr(), "keep_alive = \"60s\"", N, "1s", &format!("expect = {{ established = \"== {N}\" }}"))
+            .replace("client_id = \"v5-{n}\"", "client_id = \"\"");
+    let (out, report) = run_scenario("mqtt5-assigned", &toml, &[]);
+    assert_eq!(phase(&report, "hold")["census"]["client"]["established"], N);
+    let log = broker.log();
+    let ids: std::collections::BTreeSet<&str> = log
+        .lines()
+        .filter(|l| l.contains("New client connected"))
+        .filter_map(|l| l.split(" as ").nth(1)?.split_whitespace().next())
+        .collect();
+    assert_eq!(ids.len() as u64, N, "distinct ids: {ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with("auto-")), "assigned by mosquitto: {ids:?}");
+    assert_eq!(out.status.code(), Some(0), "{}", report["phases"]);
+}

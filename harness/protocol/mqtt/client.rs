@@ -7,9 +7,11 @@
 //! answers tells its own by its layout, so nothing else here depends on it. The goodbye
 //! is the same two bytes in both versions: an MQTT 5 DISCONNECT of remaining length 0
 //! is reason code 0x00, normal disconnection, without properties (MQTT 5 §3.14.2.1).
-//! MQTT 5's Assigned Client Identifier is read but not kept: sockcap always sends a
-//! client id (the plan requires `{n}` in it), and a server assigns one only to a client
-//! that sends none.
+//! MQTT 5's Assigned Client Identifier is read but not kept: a server assigns one only
+//! to a client that sends none (`client_id = ""`), and such a client has nothing to do
+//! with it during the session. A reconnect sends an empty id again and gets a new one:
+//! reusing the old would resume its session only with a session expiry, and would cost
+//! every held connection the id's bytes.
 
 use std::io;
 
