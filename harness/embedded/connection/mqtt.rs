@@ -1,6 +1,7 @@
 //! MQTT 3.1.1 and 5, the server side, with the codec of [`crate::protocol::mqtt`]:
 //! answer CONNECT with CONNACK 0 in the version of the CONNECT (an MQTT 5 CONNACK
-//! has reason code 0 and no properties; return code 1 for a protocol level other
+//! has reason code 0 and no properties, but an Assigned Client Identifier for a client
+//! that sent an empty id, unique per process); return code 1 for a protocol level other
 //! than 3.1.1 and 5, then close), PINGREQ with PINGRESP; close on DISCONNECT (with
 //! or without MQTT 5's reason code), on EOF, and on anything malformed or out of order. The server closing first after DISCONNECT leaves
 //! TIME_WAIT on the server side, as real brokers do. Other packet types are
@@ -64,9 +65,16 @@ impl MqttServer {
 
     fn on_packet(&mut self, packet: Packet, replies: &mut Replies, connects: &AtomicU64) -> Step {
         match (self.phase, packet) {
-            (Phase::AwaitConnect, Packet::Connect { protocol_level, .. }) => {
+            (Phase::AwaitConnect, Packet::Connect { protocol_level, client_id, .. }) => {
                 match protocol_level {
                     mqtt::PROTOCOL_LEVEL => replies.push(&mqtt::connack(false, 0)),
+                    mqtt::PROTOCOL_LEVEL_5 if client_id.is_empty() => {
+                        // MQTT 5 (§3.2.2.3.7): an empty id is answered with an assigned one.
+                        let id = format!("sockcap-assigned-{}", connects.load(Ordering::Relaxed));
+                        let mut connack = Vec::with_capacity(8 + id.len());
+                        mqtt::encode_connack_v5_assigned(&id, &mut connack);
+                        replies.push(&connack);
+                    }
                     mqtt::PROTOCOL_LEVEL_5 => replies.push(&mqtt::connack_v5(false, 0)),
                     _ => {
                         // Unacceptable protocol version, then close (MQTT-3.1.2-2).
@@ -233,5 +241,19 @@ mod tests {
         client.shutdown().await.unwrap();
         assert_closed_by_server(&mut client).await;
         server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn mqtt5_assigns_an_id_to_a_client_that_sent_none() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut client = server.connect().await;
+        let v5 = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0];
+        client.write_all(&v5).await.unwrap();
+        let id = b"sockcap-assigned-0";
+        let connack = read_exact::<{ 8 + 18 }>(&mut client).await;
+        assert_eq!(connack[..8], [0x20, 24, 0, 0, 21, 0x12, 0, 18]);
+        assert_eq!(&connack[8..], id);
+        assert_still_open(&mut client).await;
+        assert_eq!(server.stop().await.connects, 1);
     }
 }

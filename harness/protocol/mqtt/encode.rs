@@ -2,10 +2,14 @@
 //! embedded target sends, and the field and remaining-length encodings they use.
 
 use super::packet::{
-    connack, Connect, CONNECT_HEADER, FLAG_CLEAN_SESSION, FLAG_PASSWORD, FLAG_USERNAME, MAX_FIELD_LEN, PROTOCOL_LEVEL,
-    PROTOCOL_LEVEL_5,
+    connack, Connect, CONNACK_TYPE, CONNECT_HEADER, FLAG_CLEAN_SESSION, FLAG_PASSWORD, FLAG_USERNAME, MAX_FIELD_LEN,
+    PROTOCOL_LEVEL, PROTOCOL_LEVEL_5,
 };
-use super::v5::{ConnectProperties, MAXIMUM_PACKET_SIZE, RECEIVE_MAXIMUM, SESSION_EXPIRY, USER_PROPERTY};
+use super::v5::{
+    ConnectProperties, ASSIGNED_CLIENT_ID, MAXIMUM_PACKET_SIZE, RECEIVE_MAXIMUM, SESSION_EXPIRY, USER_PROPERTY,
+};
+
+const CONNACK_HEADER: u8 = CONNACK_TYPE << 4;
 
 /// Appends a CONNECT packet to `out`.
 ///
@@ -54,6 +58,22 @@ pub fn encode_connack(session_present: bool, code: u8, out: &mut Vec<u8>) {
     out.extend_from_slice(&connack(session_present, code));
 }
 
+/// Appends an MQTT 5 CONNACK accepting a client that sent an empty client id, with the
+/// id assigned to it (Assigned Client Identifier) as its one property.
+///
+/// # Panics
+/// If `id` is longer than [`MAX_FIELD_LEN`] bytes.
+pub fn encode_connack_v5_assigned(id: &str, out: &mut Vec<u8>) {
+    let properties = 1 + 2 + id.len();
+    let remaining = 2 + var_int_len(properties) + properties;
+    out.push(CONNACK_HEADER);
+    encode_remaining_length(remaining, out);
+    out.extend_from_slice(&[0, 0]);
+    encode_remaining_length(properties, out);
+    out.push(ASSIGNED_CLIENT_ID);
+    put_field(id.as_bytes(), out);
+}
+
 /// Appends `len` as a variable-length "remaining length"; `len` must be below
 /// 2^28, which every packet sockcap encodes is by far.
 pub(super) fn encode_remaining_length(mut len: usize, out: &mut Vec<u8>) {
@@ -89,7 +109,12 @@ fn properties_len(p: &ConnectProperties) -> usize {
 /// The encoded length of `p`'s property list, its length prefix included.
 fn encoded_len(p: &ConnectProperties) -> usize {
     let len = properties_len(p);
-    len + match len {
+    len + var_int_len(len)
+}
+
+/// The bytes `n` takes as a variable byte integer (a remaining or property length).
+fn var_int_len(n: usize) -> usize {
+    match n {
         0..=127 => 1,
         128..=16_383 => 2,
         16_384..=2_097_151 => 3,

@@ -37,7 +37,7 @@ mod v5;
 mod v5_golden;
 
 pub use decode::{decode, packet_bounds, DecodeError};
-pub use encode::{encode_connack, encode_connect};
+pub use encode::{encode_connack, encode_connack_v5_assigned, encode_connect};
 pub use packet::{
     connack, connack_reason, connack_v5, disconnect_v5, Connect, Packet, CONNECT_HEADER, DISCONNECT, MAX_FIELD_LEN,
     MAX_PACKET_LEN, PINGREQ, PINGRESP, PROTOCOL_LEVEL, PROTOCOL_LEVEL_5,

@@ -101,3 +101,20 @@ fn malformed_v5_packets_are_errors() {
     // A CONNACK of one byte.
     assert!(decode(&[0x20, 1, 0]).is_err());
 }
+
+#[test]
+fn encodes_a_v5_connack_with_an_assigned_client_id_golden_bytes() {
+    let mut out = Vec::new();
+    super::encode_connack_v5_assigned("ab", &mut out);
+    assert_eq!(out, [0x20, 8, 0, 0, 5, 0x12, 0, 2, b'a', b'b']);
+    let properties = ConnAckProperties { assigned_client_id: Some("ab".into()), ..Default::default() };
+    let expected = Packet::ConnAck { session_present: false, code: 0, properties: Some(properties) };
+    assert_eq!(decode(&out), Ok(Some((expected, out.len()))));
+    // Long ids: the property length takes two and three bytes.
+    for len in [200, 20_000] {
+        let long = "x".repeat(len);
+        let mut out = Vec::new();
+        super::encode_connack_v5_assigned(&long, &mut out);
+        assert!(matches!(decode(&out), Ok(Some((Packet::ConnAck { code: 0, .. }, n))) if n == out.len()), "{len}");
+    }
+}
