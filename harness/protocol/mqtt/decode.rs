@@ -136,8 +136,8 @@ fn decode_connect(body: &[u8]) -> Result<Packet, DecodeError> {
         }
         _ => return Err(DecodeError::BadProtocolName),
     }
-    check_connect_flags(flags)?;
     let v5 = protocol_level == PROTOCOL_LEVEL_5;
+    check_connect_flags(flags, v5)?;
     if v5 {
         skip_properties(&mut r)?;
     }
@@ -168,13 +168,14 @@ fn expect_end(r: &Reader) -> Result<(), DecodeError> {
 }
 
 /// Rejects the flag combinations MQTT 3.1.1 forbids: the reserved bit, will
-/// QoS 3, will QoS or retain without a will, a password without a user name.
-fn check_connect_flags(flags: u8) -> Result<(), DecodeError> {
+/// QoS 3, will QoS or retain without a will, a password without a user name (which
+/// MQTT 5 allows, §3.1.2.9).
+fn check_connect_flags(flags: u8, v5: bool) -> Result<(), DecodeError> {
     let will_qos = (flags & FLAG_WILL_QOS) >> 3;
     let invalid = flags & FLAG_RESERVED != 0
         || will_qos == 3
         || (flags & FLAG_WILL == 0 && flags & (FLAG_WILL_QOS | FLAG_WILL_RETAIN) != 0)
-        || (flags & FLAG_USERNAME == 0 && flags & FLAG_PASSWORD != 0);
+        || (!v5 && flags & FLAG_USERNAME == 0 && flags & FLAG_PASSWORD != 0);
     if invalid {
         Err(DecodeError::InvalidConnectFlags(flags))
     } else {

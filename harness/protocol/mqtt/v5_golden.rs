@@ -34,6 +34,18 @@ fn encodes_a_v5_connect_with_properties_golden_bytes() {
 }
 
 #[test]
+fn a_v5_connect_may_have_a_password_without_a_user_name() {
+    let p = ConnectProperties::default();
+    let c = Connect { v5: Some(&p), password: Some(b"pw"), ..connect("c") };
+    let bytes = encoded(&c);
+    assert_eq!(bytes[9], 0x42, "password and clean start flags");
+    let packet = Packet::Connect { client_id: "c".into(), keep_alive_s: 30, protocol_level: 5 };
+    assert_eq!(decode(&bytes), Ok(Some((packet, bytes.len()))));
+    let v3 = Connect { v5: None, ..c };
+    assert_eq!(decode(&encoded(&v3)), Err(DecodeError::InvalidConnectFlags(0x42)));
+}
+
+#[test]
 fn a_v5_connect_without_properties_has_a_zero_property_length() {
     let p = ConnectProperties::default();
     let c = Connect { v5: Some(&p), ..connect("c") };
