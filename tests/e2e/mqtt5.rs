@@ -46,7 +46,8 @@ fn mqtt5_clients_are_held_on_the_embedded_target() {
         "embedded",
         "keep_alive = \"30s\"\nsession_expiry = \"0s\"\nreceive_maximum = 10\nuser_properties = { run = \"e2e\" }",
         N,
-        "3s",
+        // Long enough for `ss` to read both sides while held, on a loaded runner too.
+        "6s",
         &format!("expect = {{ established = \"== {N}\", \"server.established\" = \"== {N}\" }}"),
     );
     let (mut run, json) = start_run(&dir, &toml, &[]);
