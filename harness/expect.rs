@@ -80,6 +80,9 @@ pub enum Metric {
     Latency(LatencyKind, Percentile),
     /// All errors (`None`) or one kind.
     Errors(Option<ErrorKind>),
+    /// One kind's failures with one reason: `errors.connack_refused.quota_exceeded`
+    /// (the key in the phase's `errors`, without `errors.`).
+    ErrorReason(String),
     Kernel(String),
     Connected,
     /// Established connections lost (`drops`, or `lost`).
@@ -104,6 +107,20 @@ impl Metric {
         }
         if name == "errors" {
             return Ok(Metric::Errors(None));
+        }
+        if let Some((kind, reason)) = name.strip_prefix("errors.").and_then(|k| k.split_once('.')) {
+            let reasoned =
+                matches!(ErrorKind::from_key(kind), Some(ErrorKind::ConnackRefused | ErrorKind::ServerDisconnect));
+            let named =
+                !reason.is_empty() && reason.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            return if reasoned && named {
+                Ok(Metric::ErrorReason(format!("{kind}.{reason}")))
+            } else {
+                Err(format!(
+                    "`{kind}.{reason}` is not an error reason; use connack_refused.<reason> or \
+                     server_disconnect.<reason>, e.g. connack_refused.quota_exceeded"
+                ))
+            };
         }
         if let Some(kind) = name.strip_prefix("errors.") {
             let list = || ErrorKind::ALL.map(|k| k.key()).join(", ");
@@ -281,6 +298,9 @@ mod tests {
         assert_eq!(parse("errors", "== 0").unwrap().metric, Metric::Errors(None));
         assert_eq!(parse("errors.refused", "> 0").unwrap().metric, Metric::Errors(Some(ErrorKind::Refused)));
         assert!(parse("errors.nope", "> 0").unwrap_err().contains("not an error kind"));
+        let reason = parse("errors.connack_refused.quota_exceeded", "== 30").unwrap().metric;
+        assert_eq!(reason, Metric::ErrorReason("connack_refused.quota_exceeded".into()));
+        assert!(parse("errors.refused.quota", "> 0").unwrap_err().contains("not an error reason"));
         let e = parse("kernel.ListenOverflows", "== 0").unwrap();
         assert_eq!(e.metric, Metric::Kernel("ListenOverflows".into()));
     }

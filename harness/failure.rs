@@ -1,8 +1,15 @@
 //! Connection failures by kind: data, not errors. A small `Copy` enum
 //! ([`ErrorKind`]) counted per phase in [`ErrorCounts`].
+//!
+//! A refusal or a server's goodbye that says why is also counted under its reason
+//! (`connack_refused.quota_exceeded`, `server_disconnect.session_taken_over`): a
+//! breakdown of its kind's count, so totals add only the keys without a dot
+//! ([`error_total`]).
 
 use std::collections::BTreeMap;
 use std::io;
+
+use crate::protocol::mqtt::reason_name;
 
 /// Why a connection failed or was lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,7 +24,7 @@ pub enum ErrorKind {
     TooManyOpenFiles,
     /// ECONNRESET / EPIPE.
     Reset,
-    /// The broker answered CONNECT with a refusal code.
+    /// The broker answered CONNECT with a refusal code (counted by name too).
     ConnackRefused,
     /// The TCP connect succeeded, then EOF before any CONNACK.
     ClosedBeforeConnack,
@@ -29,6 +36,12 @@ pub enum ErrorKind {
     ClosedByPeer,
     /// No PINGRESP within the keep-alive interval.
     PingTimeout,
+    /// An established MQTT 5 connection ended by the server's DISCONNECT (counted by
+    /// reason too: `server_disconnect.session_taken_over`); a drop, like `closed_by_peer`.
+    ServerDisconnect,
+    /// The server sent MQTT 5's AUTH, which sockcap never asks for: the connection is
+    /// closed (DISCONNECT 0x82, protocol error, then FIN) and counted as lost.
+    AuthReceived,
     /// A close that waits for the target's FIN did not see it in time.
     CloseTimeout,
     /// The operation never reported an outcome: the phase gave up on it past its timeout
@@ -48,7 +61,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::AddrNotAvailable,
@@ -60,6 +73,8 @@ impl ErrorKind {
         ErrorKind::Protocol,
         ErrorKind::ClosedByPeer,
         ErrorKind::PingTimeout,
+        ErrorKind::ServerDisconnect,
+        ErrorKind::AuthReceived,
         ErrorKind::CloseTimeout,
         ErrorKind::NoOutcome,
         ErrorKind::ReconnectGaveUp,
@@ -81,12 +96,19 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::ClosedByPeer => "closed_by_peer",
             ErrorKind::PingTimeout => "ping_timeout",
+            ErrorKind::ServerDisconnect => "server_disconnect",
+            ErrorKind::AuthReceived => "auth_received",
             ErrorKind::CloseTimeout => "close_timeout",
             ErrorKind::NoOutcome => "no_outcome",
             ErrorKind::ReconnectGaveUp => "reconnect_gave_up",
             ErrorKind::StillDown => "still_down",
             ErrorKind::Other => "other",
         }
+    }
+
+    /// Whether the kind's detail is a protocol reason code rather than an errno.
+    fn has_reason(self) -> bool {
+        matches!(self, ErrorKind::ConnackRefused | ErrorKind::ServerDisconnect)
     }
 
     /// The kind named by a report key.
@@ -115,19 +137,31 @@ impl ErrorKind {
     }
 }
 
+/// The number of failures in a report's `errors` map: its kinds' counts, without the
+/// reason breakdowns (keys with a dot), which count the same failures again.
+pub fn error_total(errors: &BTreeMap<String, u64>) -> u64 {
+    errors.iter().filter(|(k, _)| !k.contains('.')).fold(0, |sum, (_, n)| sum.saturating_add(*n))
+}
+
 /// Failures counted by kind, with the errno of each `other`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorCounts {
     counts: [u64; ErrorKind::ALL.len()],
     /// errno → count, for [`ErrorKind::Other`].
     pub other_errnos: BTreeMap<i32, u64>,
+    /// (kind, reason code) → count, for the kinds that carry a reason.
+    reasons: BTreeMap<(ErrorKind, u8), u64>,
 }
 
 impl ErrorCounts {
-    pub fn record(&mut self, kind: ErrorKind, errno: Option<i32>) {
+    /// One failure; `detail` is the errno of an [`ErrorKind::Other`], or the reason code
+    /// of a [`ErrorKind::ConnackRefused`] or [`ErrorKind::ServerDisconnect`].
+    pub fn record(&mut self, kind: ErrorKind, detail: Option<i32>) {
         self.counts[kind as usize] += 1;
-        if let Some(errno) = errno {
-            *self.other_errnos.entry(errno).or_default() += 1;
+        match detail {
+            Some(code) if kind.has_reason() => *self.reasons.entry((kind, code as u8)).or_default() += 1,
+            Some(errno) => *self.other_errnos.entry(errno).or_default() += 1,
+            None => {}
         }
     }
 
@@ -144,9 +178,15 @@ impl ErrorCounts {
         self.counts.iter().sum()
     }
 
-    /// `kind key → count` for every kind, zeros included (a stable report shape).
+    /// `kind key → count` for every kind, zeros included (a stable report shape), and
+    /// `kind.reason → count` for each reason seen (`connack_refused.quota_exceeded`).
     pub fn to_map(&self) -> BTreeMap<String, u64> {
-        ErrorKind::ALL.into_iter().map(|k| (k.key().to_string(), self.get(k))).collect()
+        let mut map: BTreeMap<String, u64> =
+            ErrorKind::ALL.into_iter().map(|k| (k.key().to_string(), self.get(k))).collect();
+        for ((kind, code), n) in &self.reasons {
+            *map.entry(format!("{}.{}", kind.key(), reason_name(*code))).or_default() += n;
+        }
+        map
     }
 }
 
@@ -172,6 +212,22 @@ mod tests {
         for k in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_key(k.key()), Some(k));
         }
+    }
+
+    #[test]
+    fn reasons_break_a_kind_down_and_count_once() {
+        let mut counts = ErrorCounts::default();
+        counts.record(ErrorKind::ConnackRefused, Some(0x97));
+        counts.record(ErrorKind::ConnackRefused, Some(0x97));
+        counts.record(ErrorKind::ConnackRefused, Some(5));
+        counts.record(ErrorKind::ServerDisconnect, Some(0x8E));
+        let map = counts.to_map();
+        assert_eq!(map["connack_refused"], 3);
+        assert_eq!(map["connack_refused.quota_exceeded"], 2);
+        assert_eq!(map["connack_refused.not_authorized"], 1);
+        assert_eq!(map["server_disconnect.session_taken_over"], 1);
+        assert_eq!(error_total(&map), 4);
+        assert!(counts.other_errnos.is_empty());
     }
 
     /// The array index of a kind is its place in `ALL`.

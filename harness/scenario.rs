@@ -46,6 +46,16 @@ pub struct MqttSection {
     pub clean_session: Option<bool>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// `4` (MQTT 3.1.1, the default) or `5`; also `"3.1.1"` and `"5"`.
+    pub version: Option<toml::Value>,
+    /// MQTT 5: Session Expiry Interval, e.g. `"0s"`, `"1h"`.
+    pub session_expiry: Option<String>,
+    /// MQTT 5: Receive Maximum (1..=65535).
+    pub receive_maximum: Option<i64>,
+    /// MQTT 5: Maximum Packet Size the client accepts (1..=4294967295).
+    pub maximum_packet_size: Option<i64>,
+    /// MQTT 5: User Properties sent with CONNECT, `{ name = "value" }`.
+    pub user_properties: Option<BTreeMap<String, String>>,
 }
 
 /// `[embedded]`.

@@ -70,7 +70,8 @@ impl TestServer {
 /// An MQTT 3.1.1 CONNECT from `client_id`.
 pub(super) fn connect_packet(client_id: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    let connect = mqtt::Connect { client_id, keep_alive_s: 30, clean_session: true, username: None, password: None };
+    let connect =
+        mqtt::Connect { v5: None, client_id, keep_alive_s: 30, clean_session: true, username: None, password: None };
     mqtt::encode_connect(&connect, &mut out);
     out
 }

@@ -162,6 +162,7 @@ pub async fn run(
             target: ctx.target.to_string(),
             embedded_target: ctx.embedded,
             protocol: plan.protocol.to_string(),
+            mqtt_version: (plan.protocol == crate::protocol::Protocol::Mqtt).then(|| plan.mqtt.version()),
             sources: ctx.sources.addrs.iter().map(ToString::to_string).collect(),
             netns: plan.netns.is_some(),
             workers: co.worker_set.len() as u32,

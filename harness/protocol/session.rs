@@ -9,8 +9,7 @@ use super::mqtt::Connect;
 
 /// What a client introduces itself with when a protocol opens a session with a hello:
 /// client id, keep-alive, clean session, credentials. These are MQTT's terms, and MQTT's
-/// CONNECT fields serve as they are; a protocol that greets with more (MQTT 5's
-/// properties) adds them in its own file.
+/// CONNECT fields serve as they are (MQTT 5's properties among them).
 pub type Hello<'a> = Connect<'a>;
 
 /// What the bytes received since a hello say.
@@ -18,10 +17,11 @@ pub type Hello<'a> = Connect<'a>;
 pub enum Answer {
     /// Not the whole answer yet: read more.
     Incomplete,
-    /// The target accepted the session.
-    Accepted,
-    /// The target refused it.
-    Refused,
+    /// The target accepted the session; `server_keep_alive_s`: the keep-alive it told
+    /// the client to use instead of its own (MQTT 5's Server Keep Alive).
+    Accepted { server_keep_alive_s: Option<u16> },
+    /// The target refused it with this code (MQTT: the CONNACK's return or reason code).
+    Refused { code: u8 },
     /// Not the answer the protocol expects (another packet, or bytes that are not the protocol).
     Unexpected,
 }
@@ -35,6 +35,14 @@ pub enum Readout {
     },
     /// The target closed its end.
     Eof,
+    /// The target said goodbye with this reason code (MQTT 5's DISCONNECT from a server).
+    Disconnected {
+        reason: u8,
+    },
+    /// The target began an authentication exchange the client never asked for (MQTT 5's AUTH).
+    Auth {
+        reason: u8,
+    },
     /// Nothing to take yet (the socket's readiness is cleared).
     Nothing,
     Failed(io::Error),

@@ -12,7 +12,7 @@ pub fn hello(_: &Hello, _: &mut Vec<u8>) {}
 
 /// There is no answer to wait for: any bytes are the target's business.
 pub fn answer(_: &[u8]) -> Answer {
-    Answer::Accepted
+    Answer::Accepted { server_keep_alive_s: None }
 }
 
 /// Take what was received, up to a small stack buffer's worth, and ignore it. Also how

@@ -38,8 +38,9 @@ impl Metric {
                     Percentile::Min => summary.min,
                 }
             }
-            Metric::Errors(None) => phase.errors.values().sum(),
+            Metric::Errors(None) => crate::failure::error_total(&phase.errors),
             Metric::Errors(Some(kind)) => phase.errors.get(kind.key()).copied().unwrap_or(0),
+            Metric::ErrorReason(key) => phase.errors.get(key).copied().unwrap_or(0),
             Metric::Kernel(name) => return Some(phase.kernel.get(name).copied().unwrap_or(0) as f64),
             Metric::Connected => phase.succeeded,
             Metric::Drops => phase.drops,

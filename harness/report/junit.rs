@@ -110,7 +110,7 @@ fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bo
         escape(&phase_timestamp(&report.started_at, phase.started_ms)),
     );
     out.push_str("    <properties>\n");
-    let error_total: u64 = phase.errors.values().sum();
+    let error_total: u64 = crate::failure::error_total(&phase.errors);
     let mut props: Vec<(String, String)> = vec![
         ("sockcap.version".into(), report.sockcap_version.clone()),
         ("scenario".into(), report.scenario.name.clone()),
@@ -274,7 +274,7 @@ fn actual_text(e: &ExpectationResult) -> String {
 }
 
 fn summary_line(p: &PhaseReport) -> String {
-    let errors: u64 = p.errors.values().sum();
+    let errors: u64 = crate::failure::error_total(&p.errors);
     let census: Vec<String> =
         p.census.client.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{} {n}", s.key())).collect();
     let census = if census.is_empty() { "no sockets".to_string() } else { census.join(", ") };

@@ -113,6 +113,9 @@ pub struct ScenarioInfo {
     /// True when sockcap started its own target for this run.
     pub embedded_target: bool,
     pub protocol: String,
+    /// The MQTT protocol level the clients spoke: 4 (3.1.1) or 5; `None` for tcp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt_version: Option<u8>,
     /// Client source addresses in use (empty: the kernel's choice).
     pub sources: Vec<String>,
     /// True when the run had a private network namespace of its own.

@@ -26,9 +26,11 @@ pub fn render(report: &RunReport) -> String {
 fn header(out: &mut String, r: &RunReport) {
     let s = &r.scenario;
     let embedded = if s.embedded_target { ", embedded target" } else { "" };
+    // MQTT 5 says so; 3.1.1, the default, stays `mqtt`.
+    let version = if s.mqtt_version == Some(5) { " 5" } else { "" };
     let _ = writeln!(
         out,
-        "sockcap {} — {} ({} → {}{embedded})",
+        "sockcap {} — {} ({}{version} → {}{embedded})",
         r.sockcap_version,
         printable(&s.name),
         s.protocol,
@@ -83,7 +85,7 @@ fn header(out: &mut String, r: &RunReport) {
 
 fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     let secs = p.duration_ms as f64 / 1000.0;
-    let errors: u64 = p.errors.values().sum();
+    let errors: u64 = crate::failure::error_total(&p.errors);
     let work = match p.kind.as_str() {
         "connect" => format!("{}/{} connected, {}/s", p.succeeded, p.planned, rate(p)),
         "close" => format!("{}/{} closed, {}/s", p.succeeded, p.planned, rate(p)),

@@ -101,6 +101,7 @@ pub fn figures_of(metric: &Metric) -> Vec<String> {
         Metric::State(Side::Server, _) => vec![CENSUS_SERVER.into()],
         Metric::Latency(kind, _) => vec![OPERATIONS.into(), latency(*kind).into()],
         Metric::Errors(_)
+        | Metric::ErrorReason(_)
         | Metric::Connected
         | Metric::Drops
         | Metric::ReconnectAttempts

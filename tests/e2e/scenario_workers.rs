@@ -16,9 +16,10 @@ use crate::support::{assert_exit, output_within, report, sockcap, Mosquitto, Tem
 
 /// The scenario files this module runs, each with how: every file of `scenarios/` must
 /// be here (the first test checks), so a new scenario is run with workers too.
-const TOP_LEVEL: [&str; 6] = [
+const TOP_LEVEL: [&str; 7] = [
     "close-modes.toml",
     "mqtt-ramp.toml",
+    "mqtt5.toml",
     "quickstart.toml",
     "reconnect-partition.toml",
     "reconnect-storm.toml",
@@ -90,6 +91,23 @@ fn quickstart_runs_with_three_workers() {
         ],
     );
     passes_with_three_workers("quickstart.toml", &text, &[]);
+}
+
+/// MQTT 5 over three workers: each worker's clients speak MQTT 5 (the report says so),
+/// and the phases' counts merge exact.
+#[test]
+fn mqtt5_runs_with_three_workers() {
+    let text = scaled(
+        "mqtt5.toml",
+        &[
+            ("count = 3000", "count = 1500"),
+            ("\"== 3000\"", "\"== 1500\""),
+            ("hold = \"5s\"", "hold = \"2s\""),
+            ("\">= 2970\"", "\">= 1485\""),
+        ],
+    );
+    let report = passes_with_three_workers("mqtt5.toml", &text, &[]);
+    assert_eq!(report["scenario"]["mqtt_version"], 5);
 }
 
 /// As written: four close modes of 1,000 each over 4,000 connections, the counts exact.

@@ -1,7 +1,9 @@
-//! MQTT 3.1.1, the server side, with the codec of [`crate::protocol::mqtt`]:
-//! answer CONNECT with CONNACK 0 (1 for a protocol level other than 3.1.1, then
-//! close), PINGREQ with PINGRESP; close on DISCONNECT, on EOF, and on anything
-//! malformed or out of order. The server closing first after DISCONNECT leaves
+//! MQTT 3.1.1 and 5, the server side, with the codec of [`crate::protocol::mqtt`]:
+//! answer CONNECT with CONNACK 0 in the version of the CONNECT (an MQTT 5 CONNACK
+//! has reason code 0 and no properties, but an Assigned Client Identifier for a client
+//! that sent an empty id, unique per process); return code 1 for a protocol level other
+//! than 3.1.1 and 5, then close), PINGREQ with PINGRESP; close on DISCONNECT (with
+//! or without MQTT 5's reason code), on EOF, and on anything malformed or out of order. The server closing first after DISCONNECT leaves
 //! TIME_WAIT on the server side, as real brokers do. Other packet types are
 //! skipped; keep-alive is not enforced.
 
@@ -63,13 +65,23 @@ impl MqttServer {
 
     fn on_packet(&mut self, packet: Packet, replies: &mut Replies, connects: &AtomicU64) -> Step {
         match (self.phase, packet) {
-            (Phase::AwaitConnect, Packet::Connect { protocol_level, .. }) => {
-                if protocol_level != mqtt::PROTOCOL_LEVEL {
-                    // Unacceptable protocol version, then close (MQTT-3.1.2-2).
-                    replies.push(&mqtt::connack(false, 1));
-                    return Step::Close;
+            (Phase::AwaitConnect, Packet::Connect { protocol_level, client_id, .. }) => {
+                match protocol_level {
+                    mqtt::PROTOCOL_LEVEL => replies.push(&mqtt::connack(false, 0)),
+                    mqtt::PROTOCOL_LEVEL_5 if client_id.is_empty() => {
+                        // MQTT 5 (§3.2.2.3.7): an empty id is answered with an assigned one.
+                        let id = format!("sockcap-assigned-{}", connects.load(Ordering::Relaxed));
+                        let mut connack = Vec::with_capacity(8 + id.len());
+                        mqtt::encode_connack_v5_assigned(&id, &mut connack);
+                        replies.push(&connack);
+                    }
+                    mqtt::PROTOCOL_LEVEL_5 => replies.push(&mqtt::connack_v5(false, 0)),
+                    _ => {
+                        // Unacceptable protocol version, then close (MQTT-3.1.2-2).
+                        replies.push(&mqtt::connack(false, 1));
+                        return Step::Close;
+                    }
                 }
-                replies.push(&mqtt::connack(false, 0));
                 connects.fetch_add(1, Ordering::Relaxed);
                 self.phase = Phase::Connected;
                 Step::Continue
@@ -183,12 +195,41 @@ mod tests {
     async fn mqtt_refuses_other_protocol_levels_with_code_1() {
         let server = Server::start(Protocol::Mqtt).await;
         let mut client = server.connect().await;
-        // An MQTT 5 CONNECT: empty properties, empty client id.
-        let v5 = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0];
-        client.write_all(&v5).await.unwrap();
+        // An MQTT 3.1 CONNECT.
+        let v31 = [0x10, 14, 0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 0x02, 0, 60, 0, 0];
+        client.write_all(&v31).await.unwrap();
         assert_eq!(read_exact::<4>(&mut client).await, mqtt::connack(false, 1));
         assert_closed_by_server(&mut client).await;
         assert_eq!(server.stop().await.connects, 0);
+    }
+
+    #[tokio::test]
+    async fn mqtt5_session_in_its_own_version_until_disconnect_with_reason() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut client = server.connect().await;
+        let properties = mqtt::ConnectProperties {
+            session_expiry_s: Some(0),
+            user_properties: vec![("k".into(), "v".into())],
+            ..Default::default()
+        };
+        let connect = mqtt::Connect {
+            v5: Some(&properties),
+            client_id: "c5",
+            keep_alive_s: 30,
+            clean_session: true,
+            username: None,
+            password: None,
+        };
+        let mut packet = Vec::new();
+        mqtt::encode_connect(&connect, &mut packet);
+        client.write_all(&packet).await.unwrap();
+        assert_eq!(read_exact::<5>(&mut client).await, mqtt::connack_v5(false, 0));
+        client.write_all(&mqtt::PINGREQ).await.unwrap();
+        assert_eq!(read_exact::<2>(&mut client).await, mqtt::PINGRESP);
+        assert_still_open(&mut client).await;
+        client.write_all(&mqtt::disconnect_v5(0x04)).await.unwrap();
+        assert_closed_by_server(&mut client).await;
+        assert_eq!(server.stop().await.connects, 1);
     }
 
     #[tokio::test]
@@ -200,5 +241,19 @@ mod tests {
         client.shutdown().await.unwrap();
         assert_closed_by_server(&mut client).await;
         server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn mqtt5_assigns_an_id_to_a_client_that_sent_none() {
+        let server = Server::start(Protocol::Mqtt).await;
+        let mut client = server.connect().await;
+        let v5 = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 60, 0, 0, 0];
+        client.write_all(&v5).await.unwrap();
+        let id = b"sockcap-assigned-0";
+        let connack = read_exact::<{ 8 + 18 }>(&mut client).await;
+        assert_eq!(connack[..8], [0x20, 24, 0, 0, 21, 0x12, 0, 18]);
+        assert_eq!(&connack[8..], id);
+        assert_still_open(&mut client).await;
+        assert_eq!(server.stop().await.connects, 1);
     }
 }

@@ -15,8 +15,12 @@ use super::close::close_held;
 use super::command::CloseCommand;
 use super::links::{Event, Links};
 use crate::failure::ErrorKind;
+use crate::protocol::mqtt::disconnect_v5;
 use crate::protocol::session::Readout;
 use crate::protocol::OnEof;
+
+/// MQTT 5's reason code 0x82, protocol error: the client's answer to an AUTH it never asked for.
+const PROTOCOL_ERROR: u8 = 0x82;
 
 /// Where a held connection is in its life (after a half-close of ours it is in
 /// [`half_closed`](super::close)).
@@ -48,8 +52,10 @@ enum Wake {
 #[allow(clippy::manual_async_fn)] // on purpose: see [`run`](super::run)
 pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Option<Option<SocketAddr>>> + '_ {
     async move {
-        let keep_alive = links.spec.mqtt.keep_alive;
-        if links.spec.protocol.ping().is_some() && !keep_alive.is_zero() {
+        // The server's keep-alive (MQTT 5) when it told one: the worker's tick runs when
+        // the scenario's keep-alive is not zero.
+        let keep_alive = links.spec.keep_alive();
+        if links.spec.protocol.ping().is_some() && !keep_alive.is_zero() && !links.spec.mqtt.keep_alive.is_zero() {
             links.bell.ping_at(Some(Instant::now() + keep_alive));
         }
         let mut awaiting_pong = false;
@@ -96,6 +102,20 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                         return Some(stream.local_addr().ok());
                     }
                     Readout::Failed(e) => return lost(links, &stream, &e),
+                    Readout::Disconnected { reason } => {
+                        let errno = Some(i32::from(reason));
+                        links.send(Event::Lost { kind: ErrorKind::ServerDisconnect, errno });
+                        return Some(stream.local_addr().ok());
+                    }
+                    Readout::Auth { .. } => {
+                        // Never asked for: say so (protocol error) and close; to a 3.1.1
+                        // broker, whose packet type 15 is reserved, close without a word.
+                        if links.spec.mqtt.v5.is_some() {
+                            let _ = stream.try_write(&disconnect_v5(PROTOCOL_ERROR));
+                        }
+                        links.send(Event::Lost { kind: ErrorKind::AuthReceived, errno: None });
+                        return Some(stream.local_addr().ok());
+                    }
                 },
                 Wake::Ping if awaiting_pong => {
                     links.send(Event::Lost { kind: ErrorKind::PingTimeout, errno: None });
@@ -111,7 +131,7 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(e) => return lost(links, &stream, &e),
                     }
-                    links.bell.pinged(links.spec.mqtt.keep_alive);
+                    links.bell.pinged(links.spec.keep_alive());
                 }
             }
         };
@@ -167,5 +187,40 @@ mod tests {
         assert!(matches!(outcome, Event::Lost { kind: ErrorKind::PingTimeout, .. }), "{outcome:?}");
         drop(links);
         streamer.join().unwrap();
+    }
+
+    /// Hold a connection whose peer sends `said` and then waits: the hold ends, lost, with
+    /// the outcome it reports; returns what the peer read back.
+    async fn held_against(said: &'static [u8]) -> (Event, Vec<u8>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut peer, _) = listener.accept().unwrap();
+            peer.write_all(said).unwrap();
+            peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut back = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut peer, &mut back);
+            back
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut spec = ConnSpec::mqtt_for_tests(addr, Duration::from_secs(60));
+        Arc::get_mut(&mut spec).expect("not shared yet").mqtt.v5 = Some(Default::default());
+        let connections = Arc::new(HeldConnections::new());
+        let (events, mut outcomes) = mpsc::unbounded_channel();
+        let links = Links { spec, events, bell: connections.enlist(), stop: CancellationToken::new() };
+        let holding = tokio::time::timeout(Duration::from_secs(5), hold(stream, &links)).await;
+        assert!(holding.is_ok_and(|lost| lost.is_some()), "the hold ends, lost, within 5 s");
+        (outcomes.try_recv().expect("an outcome"), peer.join().unwrap())
+    }
+
+    /// MQTT 5: the server's DISCONNECT ends the connection as a drop with its reason;
+    /// its AUTH (never asked for) is answered with DISCONNECT 0x82 and a close.
+    #[tokio::test]
+    async fn the_servers_disconnect_and_auth_end_the_connection() {
+        let (outcome, _) = held_against(&[0xE0, 1, 0x8E]).await;
+        assert!(matches!(outcome, Event::Lost { kind: ErrorKind::ServerDisconnect, errno: Some(0x8E) }), "{outcome:?}");
+        let (outcome, back) = held_against(&[0xF0, 2, 0x18, 0]).await;
+        assert!(matches!(outcome, Event::Lost { kind: ErrorKind::AuthReceived, .. }), "{outcome:?}");
+        assert_eq!(back, [0xE0, 1, 0x82], "DISCONNECT, protocol error, then the close");
     }
 }

@@ -4,7 +4,9 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
@@ -32,7 +34,15 @@ pub struct ConnSpec {
     pub sndbuf: Option<u32>,
     /// How a lost connection comes back (`[client] reconnect`); `None`: it stays lost.
     pub reconnect: Option<ReconnectPolicy>,
+    /// MQTT 5's Server Keep Alive, as the last CONNACK that had one told it (seconds;
+    /// [`NO_SERVER_KEEP_ALIVE`]: none yet). One value for the worker, not one per
+    /// connection: a broker tells every client the same, and a held connection's
+    /// memory stays what it was.
+    pub server_keep_alive_s: AtomicU32,
 }
+
+/// [`ConnSpec::server_keep_alive_s`] before any CONNACK told one.
+pub const NO_SERVER_KEEP_ALIVE: u32 = u32::MAX;
 
 impl ConnSpec {
     /// The transport every connection runs over: plain TCP, until a scenario can choose
@@ -41,9 +51,18 @@ impl ConnSpec {
         Transport::Tcp
     }
 
+    /// The keep-alive a held connection pings at: the server's (MQTT 5's Server Keep
+    /// Alive, which replaces the client's own) once a CONNACK told one, else the scenario's.
+    pub fn keep_alive(&self) -> Duration {
+        match self.server_keep_alive_s.load(Ordering::Relaxed) {
+            NO_SERVER_KEEP_ALIVE => self.mqtt.keep_alive,
+            s => Duration::from_secs(u64::from(s)),
+        }
+    }
+
     /// The connection tests' spec: MQTT toward `target` with client id `{n}`.
     #[cfg(test)]
-    pub(super) fn mqtt_for_tests(target: SocketAddr, keep_alive: std::time::Duration) -> Arc<ConnSpec> {
+    pub(super) fn mqtt_for_tests(target: SocketAddr, keep_alive: Duration) -> Arc<ConnSpec> {
         Arc::new(ConnSpec {
             target,
             protocol: Protocol::Mqtt,
@@ -53,11 +72,13 @@ impl ConnSpec {
                 clean_session: true,
                 username: None,
                 password: None,
+                v5: None,
             },
             worker: 0,
             on_eof: OnEof::Close,
             sndbuf: None,
             reconnect: None,
+            server_keep_alive_s: AtomicU32::new(NO_SERVER_KEEP_ALIVE),
         })
     }
 }

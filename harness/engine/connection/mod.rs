@@ -24,7 +24,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 pub use command::CloseCommand;
-pub use links::{Attempt, ConnSpec, Event, Links};
+pub use links::{Attempt, ConnSpec, Event, Links, NO_SERVER_KEEP_ALIVE};
 
 /// Run one connection from its scheduled connect to its end.
 ///

@@ -3,6 +3,7 @@
 //! answer, all within the attempt's deadline; for a churn cycle, the close at once.
 
 use std::io;
+use std::sync::atomic::Ordering;
 
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
@@ -129,12 +130,14 @@ fn client_id(template: &str, worker: u32, n: u64) -> String {
 
 /// Send the protocol's hello and read until its answer (a CONNACK for MQTT) is whole.
 /// The answer is read into a stack array here, which this future (boxed, and gone once
-/// connected) holds across its awaits.
+/// connected) holds across its awaits: 256 bytes, room for an MQTT 5 CONNACK's
+/// properties (an assigned client id, a reason string).
 async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Failure> {
     let id = client_id(&spec.mqtt.client_id, spec.worker, n);
     let mut packet = Vec::new();
     spec.protocol.hello(
         &Hello {
+            v5: spec.mqtt.v5.as_ref(),
             client_id: &id,
             keep_alive_s: spec.mqtt.keep_alive.as_secs() as u16,
             clean_session: spec.mqtt.clean_session,
@@ -145,7 +148,7 @@ async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Fa
     );
     write_all(stream, &packet).await.map_err(|e| Failure::io(&e, None))?;
     drop(packet);
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; 256];
     let mut filled = 0;
     loop {
         stream.readable().await.map_err(|e| Failure::io(&e, None))?;
@@ -166,8 +169,18 @@ async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Fa
         }
         match spec.protocol.answer(&buf[..filled]) {
             Answer::Incomplete if filled < buf.len() => continue,
-            Answer::Accepted => return Ok(()),
-            Answer::Refused => return Err(Failure::new(ErrorKind::ConnackRefused, None)),
+            Answer::Accepted { server_keep_alive_s } => {
+                if let Some(s) = server_keep_alive_s {
+                    spec.server_keep_alive_s.store(u32::from(s), Ordering::Relaxed);
+                }
+                return Ok(());
+            }
+            Answer::Refused { code } => {
+                // The code goes where an errno would: ErrorCounts counts it by name.
+                let failure =
+                    Failure { kind: ErrorKind::ConnackRefused, errno: Some(i32::from(code)), connect_us: None };
+                return Err(failure);
+            }
             Answer::Incomplete | Answer::Unexpected => return Err(Failure::new(ErrorKind::Protocol, None)),
         }
     }

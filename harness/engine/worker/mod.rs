@@ -11,6 +11,7 @@ pub mod pacing;
 mod recovery;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::census::Censuses;
-use crate::engine::connection::{self, Attempt, CloseCommand, ConnSpec, Event, Links};
+use crate::engine::connection::{self, Attempt, CloseCommand, ConnSpec, Event, Links, NO_SERVER_KEEP_ALIVE};
 use crate::engine::messages::{instant_of_unix_us, Order, WorkerMsg, WorkerProgress};
 use crate::failure::ErrorKind;
 use crate::plan::{PhasePlan, Plan};
@@ -153,6 +154,7 @@ impl<'p> Worker<'p> {
             on_eof: plan.client_on_eof,
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
             reconnect: plan.reconnect,
+            server_keep_alive_s: AtomicU32::new(NO_SERVER_KEEP_ALIVE),
         });
         let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();

@@ -1,6 +1,17 @@
-//! MQTT 3.1.1, the client side: the CONNECT that opens a session, the CONNACK that
-//! accepts or refuses it, PINGREQ as the keep-alive ping, DISCONNECT as the goodbye,
-//! and taking whole packets from a held connection's socket (PINGRESP among them).
+//! MQTT 3.1.1 and 5, the client side: the CONNECT that opens a session, the CONNACK
+//! that accepts or refuses it, PINGREQ as the keep-alive ping, DISCONNECT as the
+//! goodbye, and taking whole packets from a held connection's socket (PINGRESP among
+//! them, and MQTT 5's DISCONNECT and AUTH from the server).
+//!
+//! The version is the hello's ([`Connect::v5`](super::Connect)); what the server
+//! answers tells its own by its layout, so nothing else here depends on it. The goodbye
+//! is the same two bytes in both versions: an MQTT 5 DISCONNECT of remaining length 0
+//! is reason code 0x00, normal disconnection, without properties (MQTT 5 §3.14.2.1).
+//! MQTT 5's Assigned Client Identifier is read but not kept: a server assigns one only
+//! to a client that sends none (`client_id = ""`), and such a client has nothing to do
+//! with it during the session. A reconnect sends an empty id again and gets a new one:
+//! reusing the old would resume its session only with a session expiry, and would cost
+//! every held connection the id's bytes.
 
 use std::io;
 
@@ -19,7 +30,7 @@ pub const GOODBYE: &[u8] = &DISCONNECT;
 
 /// Appends the CONNECT that opens a session.
 pub fn hello(hello: &Hello, out: &mut Vec<u8>) {
-    out.reserve(32 + hello.client_id.len());
+    out.reserve(32 + hello.client_id.len() + if hello.v5.is_some() { 16 } else { 0 });
     encode_connect(hello, out);
 }
 
@@ -27,8 +38,10 @@ pub fn hello(hello: &Hello, out: &mut Vec<u8>) {
 pub fn answer(received: &[u8]) -> Answer {
     match decode(received) {
         Ok(None) => Answer::Incomplete,
-        Ok(Some((Packet::ConnAck { code: 0, .. }, _))) => Answer::Accepted,
-        Ok(Some((Packet::ConnAck { .. }, _))) => Answer::Refused,
+        Ok(Some((Packet::ConnAck { code: 0, properties, .. }, _))) => {
+            Answer::Accepted { server_keep_alive_s: properties.and_then(|p| p.server_keep_alive_s) }
+        }
+        Ok(Some((Packet::ConnAck { code, .. }, _))) => Answer::Refused { code },
         _ => Answer::Unexpected,
     }
 }
@@ -40,8 +53,17 @@ struct Scan {
     whole: usize,
     /// A PINGRESP among them.
     pong: bool,
+    /// The first DISCONNECT or AUTH among them: the last packet taken.
+    end: Option<End>,
     /// What follows them.
     rest: Rest,
+}
+
+/// A packet from the server that ends the session (MQTT 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Disconnect(u8),
+    Auth(u8),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -71,19 +93,27 @@ fn scan(head: &[u8]) -> Scan {
             Ok(Some((packet, used))) => {
                 pong |= packet == Packet::PingResp;
                 whole += used;
+                let end = match packet {
+                    Packet::Disconnect { reason } => End::Disconnect(reason),
+                    Packet::Auth { reason } => End::Auth(reason),
+                    _ => continue,
+                };
+                // Nothing after it matters: the session is over.
+                return Scan { whole, pong, end: Some(end), rest: Rest::Empty };
             }
-            Ok(None) if rest.is_empty() => return Scan { whole, pong, rest: Rest::Empty },
+            Ok(None) if rest.is_empty() => return Scan { whole, pong, end: None, rest: Rest::Empty },
             Ok(None) => {
                 let len = packet_bounds(rest).ok().flatten().map(|(_, end)| end);
-                return Scan { whole, pong, rest: Rest::Partial(len) };
+                return Scan { whole, pong, end: None, rest: Rest::Partial(len) };
             }
-            Err(_) => return Scan { whole, pong, rest: Rest::Malformed },
+            Err(_) => return Scan { whole, pong, end: None, rest: Rest::Malformed },
         }
     }
 }
 
 /// Take the whole packets at the head of a held connection's receive queue, without
-/// blocking; `Data { pong }` says whether a PINGRESP was among them.
+/// blocking; `Data { pong }` says whether a PINGRESP was among them, `Disconnected` and
+/// `Auth` that the server ended the session (MQTT 5).
 ///
 /// The kernel's receive queue is the reassembly buffer. Its head is peeked into a
 /// 64-byte stack array and only whole packets are taken from the queue, so a packet
@@ -117,11 +147,13 @@ pub fn receive(stream: &TcpStream) -> Readout {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         discard(stream, take, &mut head)?;
-        Ok(Some(scan.pong))
+        Ok(Some((scan.pong, scan.end)))
     });
     match taken {
         Ok(None) => Readout::Eof,
-        Ok(Some(pong)) => Readout::Data { pong },
+        Ok(Some((_, Some(End::Disconnect(reason))))) => Readout::Disconnected { reason },
+        Ok(Some((_, Some(End::Auth(reason))))) => Readout::Auth { reason },
+        Ok(Some((pong, None))) => Readout::Data { pong },
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Readout::Nothing,
         Err(e) => Readout::Failed(e),
     }
@@ -144,12 +176,16 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     use super::*;
-    use crate::protocol::mqtt::{connack, PINGRESP};
+    use crate::protocol::mqtt::{connack, connack_v5, disconnect_v5, PINGRESP};
 
     #[test]
     fn the_answer_is_the_connack() {
-        assert_eq!(answer(&connack(false, 0)), Answer::Accepted);
-        assert_eq!(answer(&connack(true, 5)), Answer::Refused);
+        assert_eq!(answer(&connack(false, 0)), Answer::Accepted { server_keep_alive_s: None });
+        assert_eq!(answer(&connack(true, 5)), Answer::Refused { code: 5 });
+        assert_eq!(answer(&connack_v5(false, 0x97)), Answer::Refused { code: 0x97 });
+        // MQTT 5 CONNACK 0 with Server Keep Alive 5 and Assigned Client Identifier "a".
+        let v5 = [0x20, 10, 0, 0, 7, 0x13, 0, 5, 0x12, 0, 1, b'a'];
+        assert_eq!(answer(&v5), Answer::Accepted { server_keep_alive_s: Some(5) });
         assert_eq!(answer(&connack(false, 0)[..3]), Answer::Incomplete);
         assert_eq!(answer(&PINGRESP), Answer::Unexpected);
         assert_eq!(answer(&[0x00, 0x00]), Answer::Unexpected);
@@ -157,15 +193,26 @@ mod tests {
 
     #[test]
     fn a_scan_stops_at_a_packet_not_whole_yet() {
-        assert_eq!(scan(&PINGRESP), Scan { whole: 2, pong: true, rest: Rest::Empty });
-        assert_eq!(scan(&PINGRESP[..1]), Scan { whole: 0, pong: false, rest: Rest::Partial(None) });
+        assert_eq!(scan(&PINGRESP), Scan { whole: 2, pong: true, end: None, rest: Rest::Empty });
+        assert_eq!(scan(&PINGRESP[..1]), Scan { whole: 0, pong: false, end: None, rest: Rest::Partial(None) });
         // PINGRESP, then the first 3 bytes of a 7-byte PUBLISH.
         let head = [0xD0, 0, 0x30, 5, 0];
-        assert_eq!(scan(&head), Scan { whole: 2, pong: true, rest: Rest::Partial(Some(7)) });
+        assert_eq!(scan(&head), Scan { whole: 2, pong: true, end: None, rest: Rest::Partial(Some(7)) });
         // A PUBLISH, then a PINGRESP's first byte: the PUBLISH's payload is not read as one.
         let head = [0x30, 4, 0, 1, b'a', 0xD0, 0xD0];
-        assert_eq!(scan(&head), Scan { whole: 6, pong: false, rest: Rest::Partial(None) });
-        assert_eq!(scan(&[0xF0, 0]).rest, Rest::Malformed);
+        assert_eq!(scan(&head), Scan { whole: 6, pong: false, end: None, rest: Rest::Partial(None) });
+        assert_eq!(scan(&[0x00, 0]).rest, Rest::Malformed);
+    }
+
+    #[test]
+    fn a_scan_ends_at_the_servers_disconnect_or_auth() {
+        let mut head = PINGRESP.to_vec();
+        head.extend_from_slice(&disconnect_v5(0x8E));
+        head.extend_from_slice(&PINGRESP);
+        let scan = scan(&head);
+        assert_eq!((scan.whole, scan.pong, scan.end), (5, true, Some(End::Disconnect(0x8E))));
+        assert_eq!(super::scan(&[0xF0, 0]).end, Some(End::Auth(0)));
+        assert_eq!(super::scan(&[0xE0, 0]).end, Some(End::Disconnect(0)));
     }
 
     async fn connected_pair() -> (TcpStream, TcpStream) {

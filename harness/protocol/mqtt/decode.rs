@@ -1,14 +1,20 @@
-//! The MQTT 3.1.1 decoder: the first packet of a borrowed slice, or how many
-//! bytes more it needs, or why the input is not MQTT.
+//! The MQTT 3.1.1 and 5 decoder: the first packet of a borrowed slice, or how many
+//! bytes more it needs, or why the input is not MQTT. One decoder for both versions:
+//! a CONNECT names its level, and the packets a server sends tell theirs by their
+//! layout (see [`Packet::ConnAck`]).
 
 use thiserror::Error;
 
 use super::packet::{
-    Packet, CONNACK_TYPE, CONNECT_TYPE, DISCONNECT_TYPE, FLAG_PASSWORD, FLAG_RESERVED, FLAG_USERNAME, FLAG_WILL,
-    FLAG_WILL_QOS, FLAG_WILL_RETAIN, MAX_PACKET_LEN, PINGREQ_TYPE, PINGRESP_TYPE, PROTOCOL_LEVEL,
+    Packet, AUTH_TYPE, CONNACK_TYPE, CONNECT_TYPE, DISCONNECT_TYPE, FLAG_PASSWORD, FLAG_RESERVED, FLAG_USERNAME,
+    FLAG_WILL, FLAG_WILL_QOS, FLAG_WILL_RETAIN, MAX_PACKET_LEN, PINGREQ_TYPE, PINGRESP_TYPE, PROTOCOL_LEVEL,
+    PROTOCOL_LEVEL_5,
+};
+use super::v5::{
+    shape, ConnAckProperties, Shape, ASSIGNED_CLIENT_ID, MAXIMUM_PACKET_SIZE, RECEIVE_MAXIMUM, SERVER_KEEP_ALIVE,
 };
 
-/// Input that is not a valid MQTT 3.1.1 packet. The connection it came from
+/// Input that is not a valid MQTT 3.1.1 or 5 packet. The connection it came from
 /// should be closed: the byte stream cannot be resynchronised.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum DecodeError {
@@ -32,8 +38,10 @@ pub enum DecodeError {
     LengthOverflow { field: &'static str },
     #[error("{field} is not valid UTF-8")]
     InvalidUtf8 { field: &'static str },
-    #[error("CONNECT has {0} unexpected bytes after its payload")]
+    #[error("packet has {0} unexpected bytes after its payload")]
     TrailingBytes(usize),
+    #[error("property identifier {0:#04x} is not an MQTT 5 property")]
+    UnknownProperty(u8),
 }
 
 /// Decodes the first packet in `buf`.
@@ -71,33 +79,50 @@ pub fn packet_bounds(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> 
 /// Decodes the variable header and payload of a packet of `packet_type`.
 fn decode_body(packet_type: u8, flags: u8, body: &[u8]) -> Result<Packet, DecodeError> {
     match packet_type {
-        0 | 15 => Err(DecodeError::ReservedPacketType(packet_type)),
+        0 => Err(DecodeError::ReservedPacketType(packet_type)),
         CONNECT_TYPE => {
             expect_no_flags(packet_type, flags)?;
             decode_connect(body)
         }
         CONNACK_TYPE => {
             expect_no_flags(packet_type, flags)?;
-            expect_length(packet_type, body, 2)?;
+            if body.len() < 2 {
+                expect_length(packet_type, body, 2)?;
+            }
             if body[0] & !1 != 0 {
                 return Err(DecodeError::InvalidConnAckFlags(body[0]));
             }
-            Ok(Packet::ConnAck { session_present: body[0] & 1 == 1, code: body[1] })
+            let (session_present, code) = (body[0] & 1 == 1, body[1]);
+            if body.len() == 2 {
+                return Ok(Packet::ConnAck { session_present, code, properties: None });
+            }
+            let mut r = Reader(&body[2..]);
+            let properties = Some(read_connack_properties(&mut r)?);
+            expect_end(&r)?;
+            Ok(Packet::ConnAck { session_present, code, properties })
         }
-        PINGREQ_TYPE | PINGRESP_TYPE | DISCONNECT_TYPE => {
+        PINGREQ_TYPE | PINGRESP_TYPE => {
             expect_no_flags(packet_type, flags)?;
             expect_length(packet_type, body, 0)?;
-            Ok(match packet_type {
-                PINGREQ_TYPE => Packet::PingReq,
-                PINGRESP_TYPE => Packet::PingResp,
-                _ => Packet::Disconnect,
-            })
+            Ok(if packet_type == PINGREQ_TYPE { Packet::PingReq } else { Packet::PingResp })
+        }
+        DISCONNECT_TYPE | AUTH_TYPE => {
+            expect_no_flags(packet_type, flags)?;
+            // MQTT 5 (§3.14.2.1, §3.15.2.1): a reason code and properties, both
+            // omitted when the reason is 0 and there are none (every 3.1.1 DISCONNECT).
+            let mut r = Reader(body);
+            let reason = if body.is_empty() { 0 } else { r.u8("reason code")? };
+            if !r.0.is_empty() {
+                skip_properties(&mut r)?;
+                expect_end(&r)?;
+            }
+            Ok(if packet_type == DISCONNECT_TYPE { Packet::Disconnect { reason } } else { Packet::Auth { reason } })
         }
         _ => Ok(Packet::Other { packet_type }),
     }
 }
 
-/// Decodes a CONNECT's variable header and payload (MQTT 3.1.1 §3.1).
+/// Decodes a CONNECT's variable header and payload (MQTT 3.1.1 §3.1, MQTT 5 §3.1).
 fn decode_connect(body: &[u8]) -> Result<Packet, DecodeError> {
     let mut r = Reader(body);
     let name = r.field("protocol name")?;
@@ -105,15 +130,22 @@ fn decode_connect(body: &[u8]) -> Result<Packet, DecodeError> {
     let flags = r.u8("connect flags")?;
     let keep_alive_s = r.u16("keep alive")?;
     match (name, protocol_level) {
-        (b"MQTT", PROTOCOL_LEVEL) => {}
+        (b"MQTT", PROTOCOL_LEVEL | PROTOCOL_LEVEL_5) => {}
         (b"MQTT", _) | (b"MQIsdp", 3) => {
             return Ok(Packet::Connect { client_id: String::new(), keep_alive_s, protocol_level })
         }
         _ => return Err(DecodeError::BadProtocolName),
     }
-    check_connect_flags(flags)?;
+    let v5 = protocol_level == PROTOCOL_LEVEL_5;
+    check_connect_flags(flags, v5)?;
+    if v5 {
+        skip_properties(&mut r)?;
+    }
     let client_id = r.str("client identifier")?.to_owned();
     if flags & FLAG_WILL != 0 {
+        if v5 {
+            skip_properties(&mut r)?;
+        }
         r.str("will topic")?;
         r.field("will message")?;
     }
@@ -123,20 +155,27 @@ fn decode_connect(body: &[u8]) -> Result<Packet, DecodeError> {
     if flags & FLAG_PASSWORD != 0 {
         r.field("password")?;
     }
-    if !r.0.is_empty() {
-        return Err(DecodeError::TrailingBytes(r.0.len()));
-    }
+    expect_end(&r)?;
     Ok(Packet::Connect { client_id, keep_alive_s, protocol_level })
 }
 
+fn expect_end(r: &Reader) -> Result<(), DecodeError> {
+    if r.0.is_empty() {
+        Ok(())
+    } else {
+        Err(DecodeError::TrailingBytes(r.0.len()))
+    }
+}
+
 /// Rejects the flag combinations MQTT 3.1.1 forbids: the reserved bit, will
-/// QoS 3, will QoS or retain without a will, a password without a user name.
-fn check_connect_flags(flags: u8) -> Result<(), DecodeError> {
+/// QoS 3, will QoS or retain without a will, a password without a user name (which
+/// MQTT 5 allows, §3.1.2.9).
+fn check_connect_flags(flags: u8, v5: bool) -> Result<(), DecodeError> {
     let will_qos = (flags & FLAG_WILL_QOS) >> 3;
     let invalid = flags & FLAG_RESERVED != 0
         || will_qos == 3
         || (flags & FLAG_WILL == 0 && flags & (FLAG_WILL_QOS | FLAG_WILL_RETAIN) != 0)
-        || (flags & FLAG_USERNAME == 0 && flags & FLAG_PASSWORD != 0);
+        || (!v5 && flags & FLAG_USERNAME == 0 && flags & FLAG_PASSWORD != 0);
     if invalid {
         Err(DecodeError::InvalidConnectFlags(flags))
     } else {
@@ -180,10 +219,10 @@ pub(super) fn decode_remaining_length(buf: &[u8]) -> Result<Option<(usize, usize
 
 /// A cursor over a packet body whose reads fail with
 /// [`DecodeError::LengthOverflow`] instead of running past the end.
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(super) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], DecodeError> {
         if n > self.0.len() {
             return Err(DecodeError::LengthOverflow { field });
         }
@@ -192,24 +231,97 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
+    pub(super) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take(1, field)?[0])
     }
 
-    fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
+    pub(super) fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
         let b = self.take(2, field)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
     /// A field with a 2-byte big-endian length prefix.
-    fn field(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    pub(super) fn field(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
         let len = self.u16(field)?;
         self.take(usize::from(len), field)
     }
 
-    fn str(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
+    pub(super) fn str(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
         std::str::from_utf8(self.field(field)?).map_err(|_| DecodeError::InvalidUtf8 { field })
     }
+}
+
+/// A property value as read: numbers widened to u32, strings and binaries borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Value<'a> {
+    Number(u32),
+    Bytes(&'a [u8]),
+    Pair,
+}
+
+/// Reads a property list (its variable-length byte count, then the properties) from
+/// `r`, calling `each` with every property's identifier and value.
+fn read_properties<'a>(
+    r: &mut Reader<'a>,
+    mut each: impl FnMut(u8, Value<'a>) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    let Some((len, used)) = decode_remaining_length(r.0)? else {
+        return Err(DecodeError::LengthOverflow { field: "property length" });
+    };
+    r.take(used, "property length")?;
+    let mut list = Reader(r.take(len, "properties")?);
+    while !list.0.is_empty() {
+        // Every identifier fits in one byte; a longer one is no property.
+        let id = list.u8("property identifier")?;
+        let value = match shape(id).ok_or(DecodeError::UnknownProperty(id))? {
+            Shape::Byte => Value::Number(u32::from(list.u8("property")?)),
+            Shape::U16 => Value::Number(u32::from(list.u16("property")?)),
+            Shape::U32 => {
+                let b = list.take(4, "property")?;
+                Value::Number(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            }
+            Shape::VarInt => match decode_remaining_length(list.0)? {
+                Some((n, used)) => {
+                    list.take(used, "property")?;
+                    Value::Number(n as u32)
+                }
+                None => return Err(DecodeError::LengthOverflow { field: "property" }),
+            },
+            Shape::Utf8 => Value::Bytes(list.str("property")?.as_bytes()),
+            Shape::Binary => Value::Bytes(list.field("property")?),
+            Shape::Pair => {
+                list.str("user property name")?;
+                list.str("user property value")?;
+                Value::Pair
+            }
+        };
+        each(id, value)?;
+    }
+    Ok(())
+}
+
+/// Reads and checks a property list, keeping nothing of it.
+fn skip_properties(r: &mut Reader) -> Result<(), DecodeError> {
+    read_properties(r, |_, _| Ok(()))
+}
+
+/// Reads a CONNACK's property list.
+fn read_connack_properties(r: &mut Reader) -> Result<ConnAckProperties, DecodeError> {
+    let mut p = ConnAckProperties::default();
+    read_properties(r, |id, value| {
+        match (id, value) {
+            (SERVER_KEEP_ALIVE, Value::Number(n)) => p.server_keep_alive_s = Some(n as u16),
+            (RECEIVE_MAXIMUM, Value::Number(n)) => p.receive_maximum = Some(n as u16),
+            (MAXIMUM_PACKET_SIZE, Value::Number(n)) => p.maximum_packet_size = Some(n),
+            (ASSIGNED_CLIENT_ID, Value::Bytes(b)) => {
+                // Checked as UTF-8 by the reader.
+                p.assigned_client_id = Some(String::from_utf8_lossy(b).into_owned());
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -227,8 +339,9 @@ mod tests {
     fn decodes_fixed_packets() {
         assert_eq!(decode_all(&PINGREQ), (Packet::PingReq, 2));
         assert_eq!(decode_all(&PINGRESP), (Packet::PingResp, 2));
-        assert_eq!(decode_all(&DISCONNECT), (Packet::Disconnect, 2));
-        assert_eq!(decode_all(&[0x20, 0x02, 0x01, 0x04]), (Packet::ConnAck { session_present: true, code: 4 }, 4));
+        assert_eq!(decode_all(&DISCONNECT), (Packet::Disconnect { reason: 0 }, 2));
+        let connack = Packet::ConnAck { session_present: true, code: 4, properties: None };
+        assert_eq!(decode_all(&[0x20, 0x02, 0x01, 0x04]), (connack, 4));
     }
 
     /// The variable header of the specification's non-normative example
@@ -306,7 +419,7 @@ mod tests {
         }
         assert_eq!(packets.len(), 4);
         assert_eq!(packets[1], Packet::PingReq);
-        assert_eq!(packets[3], Packet::Disconnect);
+        assert_eq!(packets[3], Packet::Disconnect { reason: 0 });
     }
 
     #[test]
@@ -322,9 +435,9 @@ mod tests {
             (&[0xC0, 0x80, 0x80, 0x80, 0x80, 0x01], DecodeError::RemainingLengthTooLong),
             (&[0x30, 0xFF, 0xFF, 0xFF, 0x7F], DecodeError::PacketTooLarge { len: 268_435_460, max: MAX_PACKET_LEN }),
             (&[0x00, 0x00], DecodeError::ReservedPacketType(0)),
-            (&[0xF0, 0x00], DecodeError::ReservedPacketType(15)),
+            (&[0xF1, 0x00], DecodeError::InvalidFlags { packet_type: 15, flags: 1 }),
             (&[0xC1, 0x00], DecodeError::InvalidFlags { packet_type: 12, flags: 1 }),
-            (&[0xE0, 0x01, 0x00], DecodeError::InvalidLength { packet_type: 14, expected: 0, actual: 1 }),
+            (&[0xD0, 0x01, 0x00], DecodeError::InvalidLength { packet_type: 13, expected: 0, actual: 1 }),
             (&[0x10, 10, 0, 4, b'M', b'Q', b'T', b'X', 4, 2, 0, 0], DecodeError::BadProtocolName),
             (&[0x10, 12, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x03, 0, 0, 0, 0], DecodeError::InvalidConnectFlags(0x03)),
             (

@@ -1,4 +1,4 @@
-//! MQTT 3.1.1 packet codec: encoders for what the client engine and the
+//! MQTT 3.1.1 and MQTT 5 packet codec: encoders for what the client engine and the
 //! embedded target send, and a decoder for what they receive. Pure: bytes in,
 //! bytes or [`Packet`]s out, no I/O.
 //!
@@ -18,9 +18,12 @@
 //! never needs large packets, and the cap bounds what a peer can make us buffer.
 //!
 //! The codec is `packet.rs` (packet values and constants), `encode.rs` and
-//! `decode.rs`, re-exported here; [`client`] is the client engine's side of MQTT
-//! 3.1.1 (CONNECT, CONNACK, keep-alive, DISCONNECT, taking whole packets from the
-//! socket). MQTT 5 goes beside it as a new codec part and a new client file.
+//! `decode.rs`, re-exported here, with MQTT 5's properties in `v5.rs` and the names
+//! of return and reason codes in `reason.rs`; [`client`] is the client engine's side
+//! of MQTT 3.1.1 and 5 (CONNECT, CONNACK, keep-alive, DISCONNECT, taking whole
+//! packets from the socket). One decoder reads both versions (a CONNECT names its
+//! level; a server's packets tell theirs by their layout), so the embedded target
+//! answers each client in the version of its CONNECT.
 
 pub mod client;
 mod decode;
@@ -28,10 +31,16 @@ mod encode;
 mod packet;
 #[cfg(test)]
 mod properties;
+mod reason;
+mod v5;
+#[cfg(test)]
+mod v5_golden;
 
 pub use decode::{decode, packet_bounds, DecodeError};
-pub use encode::{encode_connack, encode_connect};
+pub use encode::{encode_connack, encode_connack_v5_assigned, encode_connect};
 pub use packet::{
-    connack, connack_reason, Connect, Packet, CONNECT_HEADER, DISCONNECT, MAX_FIELD_LEN, MAX_PACKET_LEN, PINGREQ,
-    PINGRESP, PROTOCOL_LEVEL,
+    connack, connack_reason, connack_v5, disconnect_v5, Connect, Packet, CONNECT_HEADER, DISCONNECT, MAX_FIELD_LEN,
+    MAX_PACKET_LEN, PINGREQ, PINGRESP, PROTOCOL_LEVEL, PROTOCOL_LEVEL_5,
 };
+pub use reason::reason_name;
+pub use v5::{ConnAckProperties, ConnectProperties};

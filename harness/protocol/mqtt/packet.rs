@@ -1,6 +1,9 @@
-//! MQTT 3.1.1 packets as values and constants: the packet types sockcap acts on
+//! MQTT 3.1.1 and 5 packets as values and constants: the packet types sockcap acts on
 //! ([`Packet`]), the CONNECT it sends ([`Connect`]), the fixed packets (PINGREQ,
-//! PINGRESP, DISCONNECT, CONNACK) and the limits the codec keeps to.
+//! PINGRESP, DISCONNECT, CONNACK) and the limits the codec keeps to. MQTT 5's
+//! properties are in [`v5`](super::v5).
+
+use super::v5::{ConnAckProperties, ConnectProperties};
 
 /// Largest packet, fixed header included, that [`decode`](super::decode) accepts.
 pub const MAX_PACKET_LEN: usize = 64 * 1024;
@@ -10,6 +13,9 @@ pub const MAX_FIELD_LEN: usize = u16::MAX as usize;
 
 /// The protocol level of MQTT 3.1.1.
 pub const PROTOCOL_LEVEL: u8 = 4;
+
+/// The protocol level of MQTT 5.
+pub const PROTOCOL_LEVEL_5: u8 = 5;
 
 /// The first byte of every CONNECT packet (type 1, no flags).
 pub const CONNECT_HEADER: u8 = CONNECT_TYPE << 4;
@@ -26,6 +32,7 @@ pub(super) const CONNACK_TYPE: u8 = 2;
 pub(super) const PINGREQ_TYPE: u8 = 12;
 pub(super) const PINGRESP_TYPE: u8 = 13;
 pub(super) const DISCONNECT_TYPE: u8 = 14;
+pub(super) const AUTH_TYPE: u8 = 15;
 
 /// CONNECT flag bits (MQTT 3.1.1 §3.1.2.3).
 pub(super) const FLAG_USERNAME: u8 = 0x80;
@@ -40,6 +47,9 @@ pub(super) const FLAG_RESERVED: u8 = 0x01;
 /// test has no use for one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Connect<'a> {
+    /// `None`: MQTT 3.1.1 (protocol level 4); `Some`: MQTT 5 (level 5) with these
+    /// CONNECT properties.
+    pub v5: Option<&'a ConnectProperties>,
     /// Client identifier, at most [`MAX_FIELD_LEN`] bytes.
     pub client_id: &'a str,
     /// Keep-alive interval in seconds; 0 disables keep-alive.
@@ -52,6 +62,16 @@ pub struct Connect<'a> {
     /// only with a user name; it is encoded as given, so a scenario can provoke
     /// the broker's rejection on purpose.
     pub password: Option<&'a [u8]>,
+}
+
+/// A complete MQTT 5 CONNACK packet without properties.
+pub const fn connack_v5(session_present: bool, reason: u8) -> [u8; 5] {
+    [CONNACK_TYPE << 4, 3, session_present as u8, reason, 0]
+}
+
+/// A complete MQTT 5 DISCONNECT packet with a reason code and no properties.
+pub const fn disconnect_v5(reason: u8) -> [u8; 3] {
+    [DISCONNECT_TYPE << 4, 1, reason]
 }
 
 /// A complete CONNACK packet.
@@ -76,23 +96,35 @@ pub fn connack_reason(code: u8) -> &'static str {
 /// type is skipped whole as [`Packet::Other`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
-    /// A client's CONNECT. For a protocol other than MQTT 3.1.1 (level 4) only
-    /// the fields up to keep-alive are read, since the layout after them differs
-    /// (MQTT 5 adds properties): `client_id` is then empty, and a server should
-    /// answer with return code 1.
+    /// A client's CONNECT. For a protocol other than MQTT 3.1.1 (level 4) and
+    /// MQTT 5 (level 5) only the fields up to keep-alive are read, since the layout
+    /// after them may differ: `client_id` is then empty, and a server should answer
+    /// with return code 1.
     Connect {
         client_id: String,
         keep_alive_s: u16,
         protocol_level: u8,
     },
-    /// A server's CONNACK.
+    /// A server's CONNACK. Its layout tells the version: MQTT 3.1.1's has a body of
+    /// exactly 2 bytes, MQTT 5's at least 3 (its properties' length), and the codes
+    /// do not overlap (3.1.1 refuses with 1 to 5, MQTT 5 with 0x80 and up).
     ConnAck {
         session_present: bool,
         code: u8,
+        /// MQTT 5's CONNACK properties (`None` for 3.1.1).
+        properties: Option<ConnAckProperties>,
     },
     PingReq,
     PingResp,
-    Disconnect,
+    /// DISCONNECT; `reason` is MQTT 5's reason code (0, normal disconnection, when the
+    /// packet has none, as every 3.1.1 DISCONNECT).
+    Disconnect {
+        reason: u8,
+    },
+    /// MQTT 5's AUTH (type 15, reserved in 3.1.1) with its reason code.
+    Auth {
+        reason: u8,
+    },
     /// Any other valid packet type (PUBLISH, SUBSCRIBE, ...), skipped.
     Other {
         packet_type: u8,

@@ -21,7 +21,7 @@ impl Better {
     /// The direction for a metric (see the module documentation).
     pub fn of(metric: &Metric) -> Better {
         match metric {
-            Metric::Latency(..) | Metric::Errors(_) | Metric::Drops => Better::Lower,
+            Metric::Latency(..) | Metric::Errors(_) | Metric::ErrorReason(_) | Metric::Drops => Better::Lower,
             Metric::State(_, TcpState::Established) | Metric::Connected | Metric::Rate => Better::Higher,
             // More reconnects mean more losses, fewer mean fewer came back: neither is better.
             // A higher peak reconnect rate is a faster return and a harder storm on the target.
@@ -141,6 +141,7 @@ pub fn metric_name(metric: &Metric) -> String {
         }
         Metric::Errors(None) => "errors".to_string(),
         Metric::Errors(Some(kind)) => format!("errors.{}", kind.key()),
+        Metric::ErrorReason(key) => format!("errors.{key}"),
         Metric::Kernel(name) => format!("kernel.{name}"),
         Metric::Connected => "connected".to_string(),
         Metric::Drops => "drops".to_string(),

@@ -151,7 +151,7 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         client: nonzero(&p.census.client),
         server: p.census.server.as_ref().map(nonzero),
         succeeded: p.succeeded,
-        failed: p.errors.values().sum(),
+        failed: crate::failure::error_total(&p.errors),
         open: p.open_at_end,
     };
     let rate = rate_steps(p.started_ms, &samples, &end);

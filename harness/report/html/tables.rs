@@ -19,7 +19,7 @@ pub(super) fn phase_table(out: &mut String, r: &RunReport) {
          <th class=\"l\">census at end</th><th>expectations</th></tr></thead>\n<tbody>\n",
     );
     for (i, p) in r.phases.iter().enumerate() {
-        let errors: u64 = p.errors.values().sum();
+        let errors: u64 = crate::failure::error_total(&p.errors);
         let held = p.expectations.iter().filter(|e| e.passed || e.deferred).count();
         let all = p.expectations.len();
         let class = if held == all { "pass" } else { "fail" };

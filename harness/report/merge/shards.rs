@@ -229,7 +229,7 @@ fn points(report: &RunReport) -> Vec<Point> {
             phase,
             pair: p.census.clone(),
             succeeded: p.succeeded,
-            failed: p.errors.values().fold(0, |sum, n| sum.saturating_add(*n)),
+            failed: crate::failure::error_total(&p.errors),
             open: p.open_at_end,
         });
     }
