@@ -8,6 +8,7 @@ mod deadlines;
 mod distributed;
 mod faults;
 mod html_report;
+mod metrics;
 mod netlab;
 mod preflight;
 mod probe_cmd;
