@@ -97,11 +97,12 @@ struct Prometheus {
 
 impl Prometheus {
     fn start(target: SocketAddr) -> Prometheus {
-        let binary = PathBuf::from("/usr/bin/prometheus");
-        assert!(
-            binary.exists(),
-            "Prometheus is not installed: install it (`apt-get install -y prometheus`, as in .ci/run)"
-        );
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let binary = std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/bin")])
+            .map(|dir| dir.join("prometheus"))
+            .find(|candidate| candidate.exists())
+            .expect("Prometheus is not installed: install it (`apt-get install -y prometheus`, as in .ci/run)");
         let dir = TempDir::new("prometheus");
         let config = dir.file(
             "prometheus.yml",
