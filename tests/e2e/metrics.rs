@@ -226,6 +226,24 @@ fn assert_openmetrics(text: &str, shard: &str) {
     }
 }
 
+/// Every metric docs/grafana-sockcap.json queries is one sockcap serves.
+fn assert_dashboard_queries_served(text: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana-sockcap.json");
+    let dashboard = std::fs::read_to_string(&path).expect("docs/grafana-sockcap.json");
+    serde_json::from_str::<Value>(&dashboard).expect("the dashboard is JSON");
+    let queried: std::collections::BTreeSet<&str> = dashboard
+        .match_indices("sockcap_")
+        .map(|(at, _)| {
+            let rest = &dashboard[at..];
+            &rest[..rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len())]
+        })
+        .collect();
+    assert!(queried.len() >= 4, "{queried:?}");
+    for name in queried {
+        assert!(text.lines().any(|l| l.starts_with(&format!("{name}{{"))), "the dashboard queries {name}, not served");
+    }
+}
+
 #[test]
 fn a_shard_serves_openmetrics_with_its_label_and_a_silent_scraper_holds_nothing_up() {
     let dir = TempDir::new("metrics-shard");
@@ -243,6 +261,7 @@ fn a_shard_serves_openmetrics_with_its_label_and_a_silent_scraper_holds_nothing_
     let held = format!("sockcap_sockets{{shard=\"1/2\",side=\"client\",state=\"established\"}} {}", CLIENTS / 2);
     assert!(text.contains(&held), "the shard holds its half: {text}");
     assert_eq!(get(metrics, "/nothing").0, 404);
+    assert_dashboard_queries_served(&text);
     // The run ends on time (3 s of hold, the close) although the silent scrapers stay.
     let status = wait_with_timeout(&mut run, Duration::from_secs(25));
     assert_eq!(status.code(), Some(0), "the shard's run ended: {:?}", stderr.0.try_iter().collect::<Vec<_>>());
