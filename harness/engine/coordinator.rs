@@ -8,6 +8,7 @@
 //! the workers are told to stop, report what they measured and close their
 //! connections under a deadline.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -93,6 +94,11 @@ pub struct Progress {
     pub time_wait: Option<u64>,
     /// Worker processes (1: the run is in this process).
     pub workers: usize,
+    /// `failed` by error kind, all workers; kinds with none left out.
+    pub errors: BTreeMap<String, u64>,
+    /// Established connections lost in this phase, and lost ones connected again.
+    pub drops: u64,
+    pub reconnected: u64,
     /// Both sides' census at the last sample (the server side when the target is on
     /// this machine); `None` until a census succeeded.
     pub census: Option<CensusPair>,
@@ -485,6 +491,9 @@ impl<'p> Coordinator<'p> {
                 established: census.as_ref().map(|c| c.client.get(probe::TcpState::Established)),
                 time_wait: census.as_ref().map(|c| c.client.get(probe::TcpState::TimeWait)),
                 workers: self.workers.len(),
+                errors: counts.errors,
+                drops: counts.drops,
+                reconnected: counts.reconnected,
                 census,
                 finished,
             }

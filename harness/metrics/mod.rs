@@ -8,10 +8,12 @@
 //!
 //! Which figures are live and which are counted at a phase's end:
 //! - live (every progress tick, 4 per second; sockets at each census sample): the
-//!   sockets by state and side, the phase, the open connections, operations started,
-//!   succeeded and failed;
-//! - at each phase's end (from its merged report): errors by kind, reconnects, lost
-//!   connections and the latency histograms (the workers' HdrHistograms, merged).
+//!   sockets by state and side, the phase, the open connections, operations succeeded
+//!   and failed, errors by kind, reconnects and lost connections; when a phase ends its
+//!   report's figures replace its live ones (a counter never goes down);
+//! - at each phase's end (from its merged report): the latency histograms (the
+//!   workers' HdrHistograms, merged; sending them with every progress tick would cost
+//!   far more than the counts).
 //!
 //! [`Collector`]: prometheus_client::collector::Collector
 

@@ -34,7 +34,8 @@ impl RunCollector {
 struct Totals {
     /// Phases folded in.
     phases: usize,
-    /// `(phase kind, result)` → operations of the ended phases.
+    /// `(phase kind, result)` → operations of the ended phases (each figure below is the
+    /// ended phases'; the scrape adds the phase in progress's live counts).
     operations: BTreeMap<(String, &'static str), u64>,
     errors: BTreeMap<String, u64>,
     reconnected: u64,
@@ -108,11 +109,18 @@ impl Collector for RunCollector {
         }
 
         // The phase in progress counts live until its report is folded in.
-        let mut operations = totals.operations.clone();
         let live = started && p.finished.len() <= p.phase_index;
+        let mut operations = totals.operations.clone();
+        let mut errors = totals.errors.clone();
+        let (mut reconnected, mut lost) = (totals.reconnected, totals.lost);
         if live {
             *operations.entry((p.kind.to_string(), "succeeded")).or_default() += p.succeeded;
             *operations.entry((p.kind.to_string(), "failed")).or_default() += p.failed;
+            for (kind, n) in &p.errors {
+                *errors.entry(kind.clone()).or_default() += n;
+            }
+            reconnected += p.reconnected;
+            lost += p.drops;
         }
         let operations: Vec<((String, &'static str), u64)> =
             operations.into_iter().map(|(key, n)| (key.clone(), totals.monotonic(key, n))).collect();
@@ -121,15 +129,19 @@ impl Collector for RunCollector {
         families::counters(
             &mut encoder,
             "operations",
-            "Operations (connects, closes, churn cycles) by phase kind and result; live",
+            "Operations (connects, closes, churn cycles) by phase kind and result",
             &series,
         )?;
-        let errors: Vec<([(&str, &str); 1], u64)> =
-            totals.errors.iter().map(|(kind, n)| ([("kind", kind.as_str())], *n)).collect();
-        families::counters(&mut encoder, "errors", "Failed operations by error kind; at each phase's end", &errors)?;
+        let errors: Vec<(String, u64)> =
+            errors.into_iter().map(|(kind, n)| (kind.clone(), totals.monotonic((kind, "errors"), n))).collect();
+        let series: Vec<([(&str, &str); 1], u64)> =
+            errors.iter().map(|(kind, n)| ([("kind", kind.as_str())], *n)).collect();
+        families::counters(&mut encoder, "errors", "Failed operations by error kind", &series)?;
+        let reconnected = totals.monotonic((String::new(), "reconnected"), reconnected);
+        let lost = totals.monotonic((String::new(), "lost"), lost);
         for (name, help, value) in [
-            ("reconnected", "Connections that came back after a loss; at each phase's end", totals.reconnected),
-            ("lost", "Established connections lost without sockcap closing them; at each phase's end", totals.lost),
+            ("reconnected", "Lost connections that came back (`[client] reconnect`)", reconnected),
+            ("lost", "Established connections lost without sockcap closing them", lost),
         ] {
             families::counters(&mut encoder, name, help, &[([], value)])?;
         }
@@ -142,5 +154,64 @@ impl Collector for RunCollector {
             &series,
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::registry::Registry;
+
+    fn scrape(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    fn live(index: usize, name: &str, kind: &'static str, finished: &[Arc<PhaseReport>]) -> Progress {
+        Progress {
+            phase_index: index,
+            phase_count: 2,
+            phase_name: name.into(),
+            kind,
+            finished: finished.to_vec(),
+            ..Progress::default()
+        }
+    }
+
+    /// A phase counts live, then from its report; a report below the live count (a
+    /// close's count is settled at the end) never takes a counter down.
+    #[test]
+    fn counters_run_live_then_from_the_report_and_never_go_down() {
+        let (tx, rx) = watch::channel(Progress::default());
+        let registry = super::super::registry(RunCollector::new(rx), Some((1, 2)));
+        assert!(scrape(&registry).contains("sockcap_phase_index{shard=\"1/2\"} 0"));
+        let mut ramp = live(0, "ramp", "connect", &[]);
+        (ramp.succeeded, ramp.failed) = (7, 2);
+        ramp.errors = [("refused".to_string(), 2)].into();
+        tx.send_replace(ramp);
+        let text = scrape(&registry);
+        assert!(
+            text.contains(r#"sockcap_operations_total{shard="1/2",kind="connect",result="succeeded"} 7"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"sockcap_errors_total{shard="1/2",kind="refused"} 2"#), "{text}");
+        assert!(text.contains(r#"sockcap_phase_info{shard="1/2",name="ramp",kind="connect"} 1"#), "{text}");
+
+        let mut report = PhaseReport::empty("ramp", "connect");
+        report.succeeded = 6;
+        report.errors = [("refused".to_string(), 3), ("timed_out".to_string(), 0)].into();
+        let mut hold = live(1, "hold", "hold", &[Arc::new(report)]);
+        hold.drops = 4;
+        tx.send_replace(hold);
+        let text = scrape(&registry);
+        assert!(
+            text.contains(r#"sockcap_operations_total{shard="1/2",kind="connect",result="succeeded"} 7"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"sockcap_errors_total{shard="1/2",kind="refused"} 3"#), "{text}");
+        assert!(text.contains(r#"sockcap_lost_total{shard="1/2"} 4"#), "{text}");
+        assert!(text.contains(r#"sockcap_phase_index{shard="1/2"} 2"#), "{text}");
+        assert!(text.ends_with("# EOF\n"));
     }
 }
