@@ -8,7 +8,6 @@
 //! the workers are told to stop, report what they measured and close their
 //! connections under a deadline.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -23,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::census::Censuses;
 use super::counters::PhaseCounters;
 use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
+use super::progress::{EndedPhase, Progress};
 use super::worker_set::{Inbound, WorkerSet};
 use crate::descriptors::NofileRaise;
 use crate::plan::{PhasePlan, Plan};
@@ -73,40 +73,6 @@ impl std::fmt::Debug for StartGate {
     }
 }
 
-/// A live view of the run, for the progress line.
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    pub phase_index: usize,
-    pub phase_count: usize,
-    pub phase_name: String,
-    pub kind: &'static str,
-    /// Operations planned / started / succeeded / failed in this phase, all workers.
-    pub planned: u64,
-    pub attempted: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    /// Connections sockcap holds open.
-    pub open: u64,
-    pub phase_elapsed: Duration,
-    /// Client-side ESTABLISHED at the last census.
-    pub established: Option<u64>,
-    /// Client-side TIME_WAIT at the last census.
-    pub time_wait: Option<u64>,
-    /// Worker processes (1: the run is in this process).
-    pub workers: usize,
-    /// `failed` by error kind, all workers; kinds with none left out.
-    pub errors: BTreeMap<String, u64>,
-    /// Established connections lost in this phase, and lost ones connected again.
-    pub drops: u64,
-    pub reconnected: u64,
-    /// Both sides' census at the last sample (the server side when the target is on
-    /// this machine); `None` until a census succeeded.
-    pub census: Option<CensusPair>,
-    /// The reports of the phases that ended, in order (for `--metrics`: errors by kind,
-    /// latency histograms and reconnects are counted from them).
-    pub finished: Vec<Arc<PhaseReport>>,
-}
-
 /// How often the progress channel is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Samples are at least this many census durations apart.
@@ -150,7 +116,7 @@ pub async fn run(
             },
         };
         let report = co.run_phase(index, phase, common_start, &shutdown).await;
-        let ended = Arc::new(report.clone());
+        let ended = Arc::new(EndedPhase::of(&report));
         co.progress.send_modify(|p| p.finished.push(ended));
         phases.push(report);
         give_back_free_heap();

@@ -21,7 +21,9 @@ pub mod connection;
 pub mod coordinator;
 pub mod counters;
 pub mod messages;
+pub mod progress;
 pub mod worker;
 pub mod worker_set;
 
-pub use coordinator::{run, Progress, RunContext, StartGate};
+pub use coordinator::{run, RunContext, StartGate};
+pub use progress::{EndedPhase, Progress};

@@ -10,9 +10,8 @@ use prometheus_client::metrics::info::Info;
 use tokio::sync::watch;
 
 use super::{families, histogram};
-use crate::engine::Progress;
+use crate::engine::{EndedPhase, Progress};
 use crate::latency::Latency;
-use crate::report::PhaseReport;
 
 /// Reads the latest [`Progress`] at each scrape.
 #[derive(Debug)]
@@ -50,7 +49,7 @@ struct Totals {
 }
 
 impl Totals {
-    fn fold(&mut self, finished: &[Arc<PhaseReport>]) {
+    fn fold(&mut self, finished: &[Arc<EndedPhase>]) {
         for phase in finished.iter().skip(self.phases) {
             let failed = phase.errors.values().sum::<u64>();
             *self.operations.entry((phase.kind.clone(), "succeeded")).or_default() += phase.succeeded;
@@ -160,6 +159,7 @@ impl Collector for RunCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::PhaseReport;
     use prometheus_client::registry::Registry;
 
     fn scrape(registry: &Registry) -> String {
@@ -168,7 +168,7 @@ mod tests {
         text
     }
 
-    fn live(index: usize, name: &str, kind: &'static str, finished: &[Arc<PhaseReport>]) -> Progress {
+    fn live(index: usize, name: &str, kind: &'static str, finished: &[Arc<EndedPhase>]) -> Progress {
         Progress {
             phase_index: index,
             phase_count: 2,
@@ -201,7 +201,7 @@ mod tests {
         let mut report = PhaseReport::empty("ramp", "connect");
         report.succeeded = 6;
         report.errors = [("refused".to_string(), 3), ("timed_out".to_string(), 0)].into();
-        let mut hold = live(1, "hold", "hold", &[Arc::new(report)]);
+        let mut hold = live(1, "hold", "hold", &[Arc::new(EndedPhase::of(&report))]);
         hold.drops = 4;
         tx.send_replace(hold);
         let text = scrape(&registry);
