@@ -19,6 +19,9 @@ use tokio_util::task::TaskTracker;
 const SCRAPE_DEADLINE: Duration = Duration::from_secs(5);
 /// Scrapers answered at once; more are told 503 and closed.
 const MAX_SCRAPERS: usize = 16;
+/// Scrapers told 503 at once (each within [`REFUSE_DEADLINE`]); past them, closed unanswered.
+const MAX_REFUSED: usize = 64;
+const REFUSE_DEADLINE: Duration = Duration::from_secs(1);
 /// The longest request head read.
 const MAX_REQUEST: usize = 8 * 1024;
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -54,6 +57,7 @@ impl MetricsServer {
 
 async fn accept_loop(listener: TcpListener, registry: Arc<Registry>, stop: CancellationToken) {
     let permits = Arc::new(Semaphore::new(MAX_SCRAPERS));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSED));
     let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -69,8 +73,12 @@ async fn accept_loop(listener: TcpListener, registry: Arc<Registry>, stop: Cance
             }
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            let _ =
-                stream.try_write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+                tracker.spawn(async move {
+                    let _ = tokio::time::timeout(REFUSE_DEADLINE, refuse(stream)).await;
+                    drop(permit);
+                });
+            }
             continue;
         };
         let (registry, stop) = (Arc::clone(&registry), stop.clone());
@@ -115,6 +123,17 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
     };
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+/// Tell a scraper past the bound 503; its request is read and dropped, so that closing
+/// with it unread does not reset the connection before the answer is read.
+async fn refuse(mut stream: TcpStream) -> std::io::Result<()> {
+    let busy = response("503 Service Unavailable", "text/plain", "too many scrapers at once; try again\n");
+    stream.write_all(busy.as_bytes()).await?;
+    stream.shutdown().await?;
+    let mut buf = [0u8; 1024];
+    while stream.read(&mut buf).await? > 0 {}
+    Ok(())
 }
 
 fn response(status: &str, content_type: &str, body: &str) -> String {

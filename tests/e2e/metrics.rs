@@ -322,3 +322,38 @@ fn probe_watch_serves_its_census() {
     assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--watch"));
 }
+
+/// The scrapers answered at once are bounded (16): past them a scraper is told 503 at
+/// once rather than queued, and a slot is free again when its scraper leaves.
+#[test]
+fn scrapers_past_the_bound_get_503_at_once() {
+    let mut probe = sockcap()
+        .args(["probe", "--port", "1", "--watch", "200ms", "--json", "--metrics", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("probe starts");
+    let metrics = Stderr::of(&mut probe).metrics_addr();
+    let silent: Vec<TcpStream> = (0..16).map(|_| TcpStream::connect(metrics).expect("connects")).collect();
+    // Each silent connection holds its slot once accepted: ask until the bound shows.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let asked = Instant::now();
+        let (status, _) = get(metrics, "/metrics");
+        if status == 503 {
+            assert!(asked.elapsed() < Duration::from_secs(1), "the 503 took {:?}", asked.elapsed());
+            break;
+        }
+        assert!(Instant::now() < deadline, "a 17th scraper was still answered {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(silent);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(metrics, "/metrics").0 != 200 {
+        assert!(Instant::now() < deadline, "no slot came back once the silent scrapers left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = probe.kill();
+    let _ = probe.wait();
+}
