@@ -35,9 +35,12 @@ impl ProbeCollector {
 impl Collector for ProbeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(sample) = *self.samples.borrow() else { return Ok(()) };
-        // As in a run: the server side holds the port locally, the client side remotely.
-        let mut sides = vec![("server", sample.local)];
-        sides.extend(sample.remote.map(|remote| ("client", remote)));
+        // As in a run: the server side holds the port locally, the client side remotely;
+        // without a port, every TCP socket is `all`.
+        let sides = match sample.remote {
+            Some(remote) => vec![("server", sample.local), ("client", remote)],
+            None => vec![("all", sample.local)],
+        };
         families::sockets(&mut encoder, &sides)?;
         families::counters(&mut encoder, "censuses", "Censuses taken", &[([], sample.censuses)])?;
         families::gauges(

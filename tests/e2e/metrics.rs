@@ -255,7 +255,8 @@ fn a_shard_serves_openmetrics_with_its_label_and_a_silent_scraper_holds_nothing_
     stderr.wait_for("] hold (", Duration::from_secs(30));
     let asked = Instant::now();
     let (status, text) = get(metrics, "/metrics");
-    assert!(asked.elapsed() < Duration::from_secs(2), "a scrape beside silent ones took {:?}", asked.elapsed());
+    // Under the 5 s a silent scraper may hold its own connection.
+    assert!(asked.elapsed() < Duration::from_secs(4), "a scrape beside silent ones took {:?}", asked.elapsed());
     assert_eq!(status, 200, "{text}");
     assert_openmetrics(&text, "1/2");
     let held = format!("sockcap_sockets{{shard=\"1/2\",side=\"client\",state=\"established\"}} {}", CLIENTS / 2);
