@@ -358,3 +358,23 @@ fn scrapers_past_the_bound_get_503_at_once() {
     let _ = probe.kill();
     let _ = probe.wait();
 }
+
+/// Without `--metrics` a run listens on nothing itself (its embedded target is a child).
+#[test]
+fn a_run_without_metrics_opens_no_port() {
+    let dir = TempDir::new("metrics-none");
+    let (mut run, _json) = start_run(&dir, &holding("2s"), &[]);
+    let stderr = Stderr::of(&mut run);
+    stderr.wait_for("] hold (", Duration::from_secs(30));
+    let out = Command::new("ss").args(["-Htlnp"]).output().expect("ss runs");
+    let listening = String::from_utf8_lossy(&out.stdout);
+    let own = format!("pid={},", run.id());
+    let serve = children_running(run.id(), "serve");
+    assert!(
+        !serve.is_empty() && listening.contains(&format!("pid={},", serve[0])),
+        "ss -p sees the target: {listening}"
+    );
+    assert!(!listening.contains(&own), "the run listens: {listening}");
+    let status = wait_with_timeout(&mut run, Duration::from_secs(25));
+    assert_eq!(status.code(), Some(0));
+}
