@@ -29,19 +29,34 @@ pub fn buckets(latency: &Latency) -> Vec<(f64, u64)> {
     out
 }
 
-/// Encode one histogram family: a series per `(label, latency)`.
+/// A histogram as Prometheus writes it, computed once (walking an HdrHistogram for every
+/// bound takes milliseconds: not at every scrape).
+#[derive(Debug, Clone, Default)]
+pub struct Buckets {
+    sum_s: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl Buckets {
+    pub fn of(latency: &Latency) -> Buckets {
+        Buckets { sum_s: latency.sum_us() / 1e6, count: latency.count(), buckets: buckets(latency) }
+    }
+}
+
+/// Encode one histogram family: a series per `(label value, buckets)`.
 pub fn encode(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
     label: &str,
-    series: &[(&str, &Latency)],
+    series: &[(&str, &Buckets)],
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-    for (value, latency) in series {
+    for (value, histogram) in series {
         let labels = [(label, *value)];
         let mut metric = family.encode_family(&labels)?;
-        metric.encode_histogram::<NoLabelSet>(latency.sum_us() / 1e6, latency.count(), &buckets(latency), None)?;
+        metric.encode_histogram::<NoLabelSet>(histogram.sum_s, histogram.count, &histogram.buckets, None)?;
     }
     Ok(())
 }

@@ -9,7 +9,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::info::Info;
 use tokio::sync::watch;
 
-use super::{families, histogram};
+use super::families;
+use super::histogram::{self, Buckets};
 use crate::engine::{EndedPhase, Progress};
 use crate::latency::Latency;
 
@@ -43,6 +44,8 @@ struct Totals {
     connect: Latency,
     handshake: Latency,
     close: Latency,
+    /// The three histograms as buckets, computed when a phase is folded in.
+    buckets: Option<[Buckets; 3]>,
     /// Undecodable histograms met (a report bug, counted rather than hidden).
     bad_histograms: u64,
     written: BTreeMap<(String, &'static str), u64>,
@@ -73,6 +76,9 @@ impl Totals {
                     Err(_) => self.bad_histograms += 1,
                 }
             }
+        }
+        if finished.len() > self.phases || self.buckets.is_none() {
+            self.buckets = Some([Buckets::of(&self.connect), Buckets::of(&self.handshake), Buckets::of(&self.close)]);
         }
         self.phases = self.phases.max(finished.len());
     }
@@ -144,14 +150,16 @@ impl Collector for RunCollector {
         ] {
             families::counters(&mut encoder, name, help, &[([], value)])?;
         }
-        let series = [("connect", &totals.connect), ("handshake", &totals.handshake), ("close", &totals.close)];
-        histogram::encode(
-            &mut encoder,
-            "latency_seconds",
-            "Latency from each operation's scheduled instant, ended phases merged",
-            "op",
-            &series,
-        )?;
+        if let Some([connect, handshake, close]) = &totals.buckets {
+            let series = [("connect", connect), ("handshake", handshake), ("close", close)];
+            histogram::encode(
+                &mut encoder,
+                "latency_seconds",
+                "Latency from each operation's scheduled instant, ended phases merged",
+                "op",
+                &series,
+            )?;
+        }
         Ok(())
     }
 }
