@@ -61,6 +61,21 @@ impl Latency {
         self.hist.len()
     }
 
+    /// How many samples are at most `us` (as HdrHistogram's buckets resolve it: to
+    /// 3 significant digits).
+    pub fn count_at_most(&self, us: u64) -> u64 {
+        self.hist.count_between(0, us)
+    }
+
+    /// The samples' sum in µs (their mean times their count).
+    pub fn sum_us(&self) -> f64 {
+        if self.hist.is_empty() {
+            0.0
+        } else {
+            self.hist.mean() * self.hist.len() as f64
+        }
+    }
+
     /// Add another histogram's samples (exact merge).
     pub fn merge(&mut self, other: &Latency) {
         self.hist.add(&other.hist).expect("histograms with identical bounds always merge");

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod expect;
 pub mod failure;
 pub mod latency;
+pub mod metrics;
 pub mod netns;
 pub mod plan;
 pub mod preflight;

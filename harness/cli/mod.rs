@@ -9,6 +9,7 @@ mod compare;
 mod console;
 mod failure;
 mod interrupt;
+mod live_metrics;
 mod merge;
 mod outputs;
 mod preflight;

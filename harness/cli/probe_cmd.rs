@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::console::Console;
 use super::failure::{exit, Failure};
+use crate::metrics::{ProbeCollector, ProbeSample};
 
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
@@ -26,6 +27,9 @@ pub struct ProbeArgs {
     /// Read /proc/net/tcp{,6} instead of sock_diag.
     #[arg(long)]
     pub proc_net: bool,
+    /// With --watch: the sockets by side and state as live metrics.
+    #[command(flatten)]
+    pub metrics: super::live_metrics::MetricsOption,
 }
 
 /// One probe reading.
@@ -51,10 +55,47 @@ pub fn probe(args: ProbeArgs) -> Result<u8, Failure> {
     if let Some(warning) = prober.warning() {
         crate::stderr::line(format_args!("sockcap: warning: {warning}"));
     }
+    if args.metrics.metrics.is_some() && args.watch.is_none() {
+        let why = "--metrics serves the censuses of --watch: add --watch 1s (a single census ends at once)";
+        return Err(Failure::bad_input(anyhow::anyhow!(why)));
+    }
+    let (samples, live) = tokio::sync::watch::channel(None);
+    // The server runs on its own runtime's threads while this one takes the censuses.
+    let serving = match args.metrics.bind()? {
+        Some(server) => {
+            let rt = super::setup::runtime()?;
+            let serving = {
+                let _entered = rt.enter();
+                super::live_metrics::serve(server, ProbeCollector::new(live), None)?
+            };
+            Some((rt, serving))
+        }
+        None => None,
+    };
+    let ended = watch(&mut prober, &args, &samples);
+    if let Some((rt, serving)) = serving {
+        rt.block_on(serving.stop());
+    }
+    ended
+}
+
+/// Take a census, print it, publish it; again every `--watch` interval.
+fn watch(
+    prober: &mut Prober,
+    args: &ProbeArgs,
+    samples: &tokio::sync::watch::Sender<Option<ProbeSample>>,
+) -> Result<u8, Failure> {
     let mut console = Console::stdout();
+    let mut censuses = 0;
     loop {
-        let reading =
-            read(&mut prober, &args).map_err(|e| Failure::environment(anyhow::Error::new(e).context("census")))?;
+        let reading = read(prober, args).map_err(|e| Failure::environment(anyhow::Error::new(e).context("census")))?;
+        censuses += 1;
+        samples.send_replace(Some(ProbeSample {
+            local: reading.local,
+            remote: reading.remote,
+            elapsed_us: reading.elapsed_us,
+            censuses,
+        }));
         if args.json {
             let line = serde_json::to_string(&reading).map_err(Failure::failed)?;
             console.print(&format!("{line}\n"))?;

@@ -10,12 +10,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::failure::{exit, Failure};
+use super::live_metrics::{self, Serving};
 use super::{progress, shard_args, target_restart};
 use crate::descriptors;
 use crate::embedded::{EmbeddedTarget, ServeOptions};
 use crate::engine::worker::WorkerContext;
 use crate::engine::worker_set::{self, WorkerSet};
 use crate::engine::{self, RunContext, StartGate};
+use crate::metrics::{MetricsServer, RunCollector};
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight;
 use crate::rendezvous::RendezvousError;
@@ -52,6 +54,8 @@ pub struct RunArgs {
     /// collection from logs (`kubectl logs`); `sockcap merge` reads such logs.
     #[arg(long)]
     pub emit_report: bool,
+    #[command(flatten)]
+    pub metrics: super::live_metrics::MetricsOption,
 }
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
@@ -84,6 +88,9 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     // A source address that is not this machine's would fail every bind: refused
     // before anything connects.
     plan.check_sources_here(args.sources.is_some()).map_err(Failure::bad_input)?;
+    // Bound here, before a namespace is entered: scrapers reach it from this machine.
+    let metrics = args.metrics.bind()?;
+    let metrics_shard = args.sharding.shard.map(|_| (host.index, host.count));
     if let Some(sysctls) = &plan.netns {
         // Before the runtime exists: its threads, the workers and the embedded target
         // inherit the namespace.
@@ -125,7 +132,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         super::setup::tune_malloc_for_connections();
     }
     let rt = super::setup::runtime()?;
-    let report = rt.block_on(async {
+    let (report, serving) = rt.block_on(async {
         let mut notes = notes;
         if let Some(netem) = &plan.netem {
             // In the run's own namespace, entered above.
@@ -166,21 +173,24 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             // Inside the run's namespace, toward the resolved target: the census's scope.
             shard: args.sharding.shard.map(|_| ShardInfo::of_this_host(host, sha256.clone(), how, target)),
         };
-        let engine = run_engine(&plan, ctx, clients, gate, args.quiet);
-        let (report, embedded) = match serve_options {
+        let metrics = metrics.map(|server| (server, metrics_shard));
+        let engine = run_engine(&plan, ctx, clients, gate, args.quiet, metrics);
+        let (outcome, embedded) = match serve_options {
             // Restarts are served on this (the main) thread while the engine runs.
             Some(opts) => tokio::join!(engine, target_restart::serve(embedded, opts, requests)),
             None => (engine.await, None),
         };
+        let (report, serving) = outcome?;
         if let Some(embedded) = embedded {
             if let Err(e) = embedded.stop().await {
                 crate::stderr::line(format_args!("sockcap: stopping the embedded target: {e:#}"));
             }
         }
-        report.map_err(|e| match e {
+        let report = report.map_err(|e| match e {
             RendezvousError::Refused(_) => Failure::bad_input(e),
             RendezvousError::TimedOut(_) | RendezvousError::Listen(_) => Failure::environment(e),
-        })
+        })?;
+        Ok::<_, Failure>((report, serving))
     })?;
     // The text may meet a closed stdout (`| head`): the report files are written anyway.
     let mut console = args.outputs.text_console();
@@ -188,7 +198,12 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     if args.emit_report && printed.is_ok() {
         printed = console.print(&report::frame::frame(&report));
     }
-    args.outputs.write(&report)?;
+    let written = args.outputs.write(&report);
+    // The metrics stay up until the report is written: the last scrape sees the end.
+    if let Some(serving) = serving {
+        rt.block_on(serving.stop());
+    }
+    written?;
     printed?;
     Ok(match (report.outcome, report.passed) {
         (Outcome::Interrupted, _) => exit::INTERRUPTED,
@@ -222,18 +237,25 @@ async fn start_embedded(plan: &Plan, workers: u32) -> Result<(EmbeddedTarget, Se
     Ok((target, opts))
 }
 
-/// Run the engine with Ctrl-C handling (`interrupt.rs`) and the progress line.
+/// Run the engine with Ctrl-C handling (`interrupt.rs`), the progress line and, with
+/// `--metrics`, the metrics server (returned running, for the caller to stop once the
+/// report is written).
 async fn run_engine(
     plan: &Plan,
     ctx: RunContext,
     clients: WorkerSet,
     gate: StartGate,
     quiet: bool,
-) -> Result<RunReport, RendezvousError> {
+    metrics: Option<(MetricsServer, Option<(u32, u32)>)>,
+) -> Result<(Result<RunReport, RendezvousError>, Option<Serving>), Failure> {
     let shutdown = CancellationToken::new();
     // Without signals to watch, the default action (the process ends) stays.
     let signals = super::interrupt::watch(shutdown.clone()).ok();
     let (progress_tx, progress_rx) = watch::channel(engine::Progress::default());
+    let serving = match metrics {
+        Some((server, shard)) => Some(live_metrics::serve(server, RunCollector::new(progress_rx.clone()), shard)?),
+        None => None,
+    };
     let renderer = (!quiet).then(|| tokio::spawn(progress::render(progress_rx, std::io::stderr().is_terminal())));
     let report = engine::run(plan, ctx, clients, gate, shutdown, progress_tx).await;
     if let Some(signals) = signals {
@@ -243,5 +265,5 @@ async fn run_engine(
     if let Some(renderer) = renderer {
         let _ = renderer.await;
     }
-    report
+    Ok((report, serving))
 }

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use probe::{Prober, SockStat};
@@ -22,13 +23,15 @@ use super::census::Censuses;
 use super::counters::PhaseCounters;
 use super::events::{PhaseEvents, TargetRestarts};
 use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
+use super::progress::{EndedPhase, Progress};
 use super::worker_set::{Inbound, WorkerSet};
 use crate::descriptors::NofileRaise;
 use crate::plan::{PhasePlan, Plan};
 use crate::rendezvous::RendezvousError;
 use crate::report::unobserved;
 use crate::report::{
-    CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, Unobserved, SCHEMA,
+    CensusPair, CensusSample, LimitsReport, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds,
+    Unobserved, SCHEMA,
 };
 use crate::shard::Shard;
 use crate::sources::Sources;
@@ -73,29 +76,6 @@ impl std::fmt::Debug for StartGate {
     }
 }
 
-/// A live view of the run, for the progress line.
-#[derive(Debug, Clone, Default)]
-pub struct Progress {
-    pub phase_index: usize,
-    pub phase_count: usize,
-    pub phase_name: String,
-    pub kind: &'static str,
-    /// Operations planned / started / succeeded / failed in this phase, all workers.
-    pub planned: u64,
-    pub attempted: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    /// Connections sockcap holds open.
-    pub open: u64,
-    pub phase_elapsed: Duration,
-    /// Client-side ESTABLISHED at the last census.
-    pub established: Option<u64>,
-    /// Client-side TIME_WAIT at the last census.
-    pub time_wait: Option<u64>,
-    /// Worker processes (1: the run is in this process).
-    pub workers: usize,
-}
-
 /// How often the progress channel is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// Samples are at least this many census durations apart.
@@ -138,7 +118,10 @@ pub async fn run(
                 },
             },
         };
-        phases.push(co.run_phase(index, phase, common_start, &shutdown).await);
+        let report = co.run_phase(index, phase, common_start, &shutdown).await;
+        let ended = Arc::new(EndedPhase::of(&report));
+        co.progress.send_modify(|p| p.finished.push(ended));
+        phases.push(report);
         give_back_free_heap();
         if shutdown.is_cancelled() || co.failure {
             break;
@@ -337,7 +320,7 @@ impl<'p> Coordinator<'p> {
         // The census as the phase begins, taken before its clock starts so that pacing
         // does not absorb the census's time.
         let first = self.sample().await;
-        let mut last_census = first.as_ref().map(|s| s.client);
+        let mut last_census = first.as_ref().map(CensusSample::pair);
         let mut samples: Vec<CensusSample> = first.into_iter().collect();
         let counters = PhaseCounters::start();
         let earliest = Instant::now() + START_AHEAD;
@@ -373,14 +356,14 @@ impl<'p> Coordinator<'p> {
                 _ = sleep_until(next_sample) => {
                     let began = Instant::now();
                     if let Some(sample) = self.sample().await {
-                        last_census = Some(sample.client);
+                        last_census = Some(sample.pair());
                         samples.push(sample);
                     }
                     // A census of a million sockets takes about a second of both cores:
                     // keep the census under a fifth of the time, whatever `sample_every`.
                     next_sample = began + every.max(began.elapsed() * CENSUS_SHARE);
                 }
-                _ = ticker.tick() => self.publish(index, phase, start, last_census),
+                _ = ticker.tick() => self.publish(index, phase, start, last_census.clone()),
             }
         }
         let events = events.finish().await;
@@ -392,7 +375,10 @@ impl<'p> Coordinator<'p> {
         let (census, mut observed_here) = self.censuses.take().await;
         let kernel = counters.end(&phase.expect, &mut observed_here);
         self.note_unobserved(&observed_here);
-        let observed = observed_here.get(unobserved::CENSUS_CLIENT).is_none().then_some(census.client);
+        let observed = observed_here.get(unobserved::CENSUS_CLIENT).is_none().then(|| CensusPair {
+            client: census.client,
+            server: census.server.filter(|_| observed_here.get(unobserved::CENSUS_SERVER).is_none()),
+        });
         self.publish(index, phase, start, observed);
         let reported: Vec<usize> = (0..self.workers.len()).filter(|i| self.workers[*i].report.is_some()).collect();
         let parts: Vec<PhaseReport> = self.workers.iter_mut().filter_map(|w| w.report.take()).collect();
@@ -466,7 +452,7 @@ impl<'p> Coordinator<'p> {
         sum
     }
 
-    fn publish(&self, index: usize, phase: &PhasePlan, start: Instant, census: Option<probe::StateCounts>) {
+    fn publish(&self, index: usize, phase: &PhasePlan, start: Instant, census: Option<CensusPair>) {
         let mut counts = self.counts();
         // What the plan schedules on this host, whether or not every worker has sent its
         // first counts (the sum of those that have would be a part: "0/16666" of 100,000);
@@ -474,20 +460,28 @@ impl<'p> Coordinator<'p> {
         if let Some(n) = phase.action.scheduled() {
             counts.planned = self.shard.unwrap_or(Shard::ALL).share(n);
         }
-        self.progress.send_replace(Progress {
-            phase_index: index,
-            phase_count: self.plan.phases.len(),
-            phase_name: phase.name.clone(),
-            kind: phase.kind(),
-            planned: counts.planned,
-            attempted: counts.attempted,
-            succeeded: counts.succeeded,
-            failed: counts.failed,
-            open: counts.open,
-            phase_elapsed: start.elapsed(),
-            established: census.map(|c| c.get(probe::TcpState::Established)),
-            time_wait: census.map(|c| c.get(probe::TcpState::TimeWait)),
-            workers: self.workers.len(),
+        self.progress.send_modify(|p| {
+            let finished = std::mem::take(&mut p.finished);
+            *p = Progress {
+                phase_index: index,
+                phase_count: self.plan.phases.len(),
+                phase_name: phase.name.clone(),
+                kind: phase.kind(),
+                planned: counts.planned,
+                attempted: counts.attempted,
+                succeeded: counts.succeeded,
+                failed: counts.failed,
+                open: counts.open,
+                phase_elapsed: start.elapsed(),
+                established: census.as_ref().map(|c| c.client.get(probe::TcpState::Established)),
+                time_wait: census.as_ref().map(|c| c.client.get(probe::TcpState::TimeWait)),
+                workers: self.workers.len(),
+                errors: counts.errors,
+                drops: counts.drops,
+                reconnected: counts.reconnected,
+                census,
+                finished,
+            }
         });
     }
 

@@ -7,6 +7,7 @@
 //! between machines: a worker's phase result is a [`PhaseReport`], the report's own
 //! serialized form.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -42,7 +43,7 @@ pub enum WorkerMsg {
 }
 
 /// One worker's running counts in a phase.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerProgress {
     pub phase: usize,
     pub planned: u64,
@@ -51,6 +52,15 @@ pub struct WorkerProgress {
     pub failed: u64,
     /// Connections the worker holds open (across phases).
     pub open: u64,
+    /// `failed` by error kind (`refused`, `timed_out`, ...); kinds with none left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
+    /// Established connections lost in the phase without sockcap closing them.
+    #[serde(default)]
+    pub drops: u64,
+    /// Lost connections connected again in the phase.
+    #[serde(default)]
+    pub reconnected: u64,
 }
 
 impl WorkerProgress {
@@ -61,6 +71,11 @@ impl WorkerProgress {
         self.succeeded += other.succeeded;
         self.failed += other.failed;
         self.open += other.open;
+        for (kind, n) in &other.errors {
+            *self.errors.entry(kind.clone()).or_default() += n;
+        }
+        self.drops += other.drops;
+        self.reconnected += other.reconnected;
     }
 }
 

@@ -22,8 +22,10 @@ pub mod coordinator;
 pub mod counters;
 pub mod events;
 pub mod messages;
+pub mod progress;
 pub mod worker;
 pub mod worker_set;
 
-pub use coordinator::{run, Progress, RunContext, StartGate};
+pub use coordinator::{run, RunContext, StartGate};
 pub use events::{set_netem, RestartRequest, TargetRestarts};
+pub use progress::{EndedPhase, Progress};

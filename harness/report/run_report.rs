@@ -294,6 +294,13 @@ pub struct CensusSample {
     pub open: u64,
 }
 
+impl CensusSample {
+    /// Both sides' counts of this sample.
+    pub fn pair(&self) -> CensusPair {
+        CensusPair { client: self.client, server: self.server }
+    }
+}
+
 /// Latency histograms, measured from each operation's scheduled instant.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Latencies {

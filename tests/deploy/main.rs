@@ -228,6 +228,20 @@ fn job_runs_each_of_n_shards_once() {
 }
 
 #[test]
+fn prometheus_scrapes_each_shard_where_its_metrics_listen() {
+    let job = load("job.yaml");
+    let annotations = &job["spec"]["template"]["metadata"]["annotations"];
+    let annotation = |key: &str| string(&annotations[key], key).to_string();
+    assert_eq!(annotation("prometheus.io/scrape"), "true");
+    assert_eq!(annotation("prometheus.io/path"), "/metrics");
+    let port = annotation("prometheus.io/port");
+    let listen = flag(&args(&job), "--metrics");
+    assert_eq!(listen, format!("0.0.0.0:{port}"), "--metrics listens on the annotated port, on the pod's address");
+    let declared = named(&container(&job)["ports"], "metrics", "container port");
+    assert_eq!(int(&declared["containerPort"], "the metrics containerPort").to_string(), port);
+}
+
+#[test]
 fn shards_meet_at_shard_0_through_the_headless_service() {
     let job = load("job.yaml");
     let service = load("service.yaml");

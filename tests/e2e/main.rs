@@ -9,6 +9,7 @@ mod distributed;
 mod faults;
 mod faults_on_purpose;
 mod html_report;
+mod metrics;
 mod mqtt5;
 mod netlab;
 mod preflight;

@@ -372,6 +372,9 @@ impl<'p> Worker<'p> {
             succeeded: driver.succeeded(collected),
             failed: collected.failures(),
             open: self.open,
+            errors: collected.errors.to_map().into_iter().filter(|(_, n)| *n > 0).collect(),
+            drops: collected.drops,
+            reconnected: collected.reconnected,
         }));
     }
 
