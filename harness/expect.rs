@@ -55,6 +55,8 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatencyKind {
     Connect,
+    /// The TLS handshake (transport `tls`).
+    Tls,
     Handshake,
     Close,
 }
@@ -126,6 +128,7 @@ impl Metric {
             let kind = match which {
                 "connect" => Some(LatencyKind::Connect),
                 "handshake" => Some(LatencyKind::Handshake),
+                "tls" => Some(LatencyKind::Tls),
                 "close" => Some(LatencyKind::Close),
                 _ => None,
             };
@@ -144,7 +147,7 @@ impl Metric {
         }
         Err(format!(
             "unknown metric `{name}`; use a TCP state ({}), `server.<state>`, \
-             `connect_p99` / `handshake_p50` / `close_max` (p50 p90 p99 p999 min max), \
+             `connect_p99` / `tls_p99` / `handshake_p50` / `close_max` (p50 p90 p99 p999 min max), \
              `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), `reconnect_attempts`, `reconnected` or `rate`",
             state_list()
         ))

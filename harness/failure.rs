@@ -34,13 +34,19 @@ pub enum ErrorKind {
     /// The operation never reported an outcome: the phase gave up on it past its timeout
     /// (a fault of sockcap's, not of the target).
     NoOutcome,
+    /// The TLS handshake failed for another reason than a certificate (no common
+    /// version or cipher suite, an alert, EOF, or no end before the handshake timeout).
+    TlsHandshake,
+    /// A certificate was refused: the target's by sockcap (unknown issuer, wrong name,
+    /// expired) or sockcap's by the target (an alert about a certificate: mTLS).
+    TlsCertificate,
     /// Any other errno (kept in [`ErrorCounts::other_errnos`]).
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::AddrNotAvailable,
@@ -54,6 +60,8 @@ impl ErrorKind {
         ErrorKind::PingTimeout,
         ErrorKind::CloseTimeout,
         ErrorKind::NoOutcome,
+        ErrorKind::TlsHandshake,
+        ErrorKind::TlsCertificate,
         ErrorKind::Other,
     ];
 
@@ -73,6 +81,8 @@ impl ErrorKind {
             ErrorKind::PingTimeout => "ping_timeout",
             ErrorKind::CloseTimeout => "close_timeout",
             ErrorKind::NoOutcome => "no_outcome",
+            ErrorKind::TlsHandshake => "tls_handshake",
+            ErrorKind::TlsCertificate => "tls_certificate",
             ErrorKind::Other => "other",
         }
     }

@@ -16,6 +16,10 @@ pub struct Scenario {
     pub target: String,
     /// `"tcp"` or `"mqtt"`.
     pub protocol: String,
+    /// `"tcp"` (default) or `"tls"`: what the protocol runs over.
+    pub transport: Option<String>,
+    /// TLS options (with `transport = "tls"`).
+    pub tls: Option<TlsSection>,
     /// Source addresses for the client sockets (`"127.0.0.2"` or a range
     /// `"127.0.0.2-127.0.0.9"`); by default the kernel's choice, or several
     /// 127.x addresses for a loopback target.
@@ -46,6 +50,27 @@ pub struct MqttSection {
     pub clean_session: Option<bool>,
     pub username: Option<String>,
     pub password: Option<String>,
+}
+
+/// `[tls]`. Paths are relative to the scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file of the certificates to trust; absent: the system's roots (or, against
+    /// the embedded target, its own self-signed certificate).
+    pub ca: Option<String>,
+    /// SNI and the name checked in the certificate; default: the target's host.
+    pub server_name: Option<String>,
+    /// Client certificate chain (PEM), for mTLS; with `key`.
+    pub cert: Option<String>,
+    /// The client certificate's private key (PEM).
+    pub key: Option<String>,
+    /// ALPN protocols to offer, e.g. `["mqtt"]`.
+    pub alpn: Option<Vec<String>>,
+    /// Session resumption across a worker's connections (default true).
+    pub resumption: Option<bool>,
+    /// Skip verifying the target's certificate (said in the report).
+    pub insecure: Option<bool>,
 }
 
 /// `[embedded]`.

@@ -20,6 +20,7 @@ impl Metric {
                 let summary = match kind {
                     LatencyKind::Connect => &phase.latency_us.connect,
                     LatencyKind::Handshake => &phase.latency_us.handshake,
+                    LatencyKind::Tls => &phase.latency_us.tls,
                     LatencyKind::Close => &phase.latency_us.close,
                 };
                 if summary.count == 0 {
@@ -68,6 +69,7 @@ fn kind_name(kind: LatencyKind) -> &'static str {
     match kind {
         LatencyKind::Connect => "connect",
         LatencyKind::Handshake => "handshake",
+        LatencyKind::Tls => "tls",
         LatencyKind::Close => "close",
     }
 }

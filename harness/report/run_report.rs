@@ -173,6 +173,10 @@ pub struct PhaseReport {
     /// not share it (another program's): the kernel chose their port at connect.
     #[serde(default)]
     pub ports_taken: u64,
+    /// TLS connections whose session was resumed (an abbreviated handshake, `[tls]
+    /// resumption`); 0 for TCP.
+    #[serde(default)]
+    pub tls_resumed: u64,
     /// State census when the phase ended.
     pub census: CensusPair,
     /// Census sampled during the phase.
@@ -266,6 +270,10 @@ pub struct CensusSample {
 pub struct Latencies {
     /// Scheduled connect instant → TCP connection established.
     pub connect: LatencySummary,
+    /// Scheduled connect instant → TLS handshake done (transport `tls` only; absent in
+    /// reports from before it).
+    #[serde(default)]
+    pub tls: LatencySummary,
     /// Scheduled connect instant → CONNACK received (MQTT only).
     pub handshake: LatencySummary,
     /// Scheduled close instant → close finished (the target's FIN seen, where the mode waits for it).
@@ -312,6 +320,7 @@ impl PhaseReport {
             reconnected: 0,
             peer_closed: 0,
             ports_taken: 0,
+            tls_resumed: 0,
             census: CensusPair::default(),
             samples: Vec::new(),
             latency_us: Latencies::default(),
@@ -329,10 +338,10 @@ impl PhaseReport {
 }
 
 impl Latencies {
-    /// The latencies with a sample or more, by name (`connect`, `handshake`, `close`),
-    /// in that order.
+    /// The latencies with a sample or more, by name (`connect`, `tls`, `handshake`,
+    /// `close`), in that order.
     pub fn measured(&self) -> impl Iterator<Item = (&'static str, &LatencySummary)> {
-        [("connect", &self.connect), ("handshake", &self.handshake), ("close", &self.close)]
+        [("connect", &self.connect), ("tls", &self.tls), ("handshake", &self.handshake), ("close", &self.close)]
             .into_iter()
             .filter(|(_, l)| l.count > 0)
     }

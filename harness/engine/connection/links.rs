@@ -15,7 +15,7 @@ use crate::engine::worker::held::Bell;
 use crate::failure::ErrorKind;
 use crate::plan::{MqttOptions, ReconnectPolicy};
 use crate::protocol::{OnEof, Protocol};
-use crate::transport::Transport;
+use crate::transport::{TlsClient, Transport};
 
 /// What every connection of a run shares.
 #[derive(Debug)]
@@ -32,13 +32,19 @@ pub struct ConnSpec {
     pub sndbuf: Option<u32>,
     /// How a lost connection comes back (`[client] reconnect`); `None`: it stays lost.
     pub reconnect: Option<ReconnectPolicy>,
+    /// The worker's TLS client (one rustls config for all its connections), when the
+    /// transport is TLS.
+    pub tls: Option<TlsClient>,
 }
 
 impl ConnSpec {
-    /// The transport every connection runs over: plain TCP, until a scenario can choose
-    /// TLS or WebSocket (then a field of its own).
+    /// The transport every connection runs over: TLS when the worker has a TLS client.
     pub fn transport(&self) -> Transport {
-        Transport::Tcp
+        if self.tls.is_some() {
+            Transport::Tls
+        } else {
+            Transport::Tcp
+        }
     }
 
     /// The connection tests' spec: MQTT toward `target` with client id `{n}`.
@@ -58,6 +64,7 @@ impl ConnSpec {
             on_eof: OnEof::Close,
             sndbuf: None,
             reconnect: None,
+            tls: None,
         })
     }
 }
@@ -65,9 +72,11 @@ impl ConnSpec {
 /// A connection's outcome or a change of its state, sent to the engine.
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
-    /// Connected, and (MQTT) CONNACK accepted. Latencies from the scheduled instant.
-    /// `started`: when connect() was called (the kernel picked the source port then).
-    Connected { started: Instant, connect_us: u64, handshake_us: Option<u64> },
+    /// Connected, and (MQTT) CONNACK accepted. Latencies from the scheduled instant:
+    /// TCP established, TLS handshake done (TLS only; `resumed`: a resumed session),
+    /// the protocol's answer. `started`: when connect() was called (the kernel picked
+    /// the source port then).
+    Connected { started: Instant, connect_us: u64, tls_us: Option<u64>, resumed: bool, handshake_us: Option<u64> },
     /// The connection never became usable.
     ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
     /// An established connection was lost without sockcap closing it.

@@ -1,10 +1,11 @@
 //! Opening a connection: a handshake slot, the transport's dial (source port rules and
-//! all, see [`crate::transport::tcp`]), then the protocol's hello and the target's
-//! answer, all within the attempt's deadline; for a churn cycle, the close at once.
+//! all, see [`crate::transport::tcp`]), the TLS handshake if the transport is TLS, then
+//! the protocol's hello and the target's answer, all within the attempt's deadline; for
+//! a churn cycle, the close at once.
 
 use std::io;
 
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
@@ -14,8 +15,7 @@ use super::command::CloseCommand;
 use super::links::{micros_since, Attempt, ConnSpec, Event};
 use crate::failure::ErrorKind;
 use crate::protocol::session::{Answer, Hello};
-use crate::transport::tcp::write_all;
-use crate::transport::{DialError, DialStep};
+use crate::transport::{DialError, DialStep, Stream};
 
 /// Connect and handshake; for a churn cycle, close at once. Returns the stream to hold,
 /// if there is one.
@@ -24,15 +24,15 @@ pub(super) async fn open_or_churn(
     attempt: Box<Attempt>,
     events: &mpsc::UnboundedSender<Event>,
     stop: &CancellationToken,
-) -> Option<TcpStream> {
+) -> Option<Stream> {
     let opened = tokio::select! {
         biased;
         _ = stop.cancelled() => return None,
         opened = open_within_deadline(spec, &attempt, events) => opened,
     };
     let (stream, permit) = match opened {
-        Ok((stream, permit, started, connect_us, handshake_us)) => {
-            let _ = events.send(Event::Connected { started, connect_us, handshake_us });
+        Ok(Opened { stream, permit, started, connect_us, tls_us, resumed, handshake_us }) => {
+            let _ = events.send(Event::Connected { started, connect_us, tls_us, resumed, handshake_us });
             (stream, permit)
         }
         Err(failure) => {
@@ -74,6 +74,12 @@ impl Failure {
         Failure { kind, errno, connect_us }
     }
 
+    /// A TLS handshake that failed (see [`crate::transport::tls::classify`]).
+    fn tls(err: &io::Error, connect_us: u64) -> Failure {
+        let (kind, errno) = crate::transport::tls::classify(err);
+        Failure { kind, errno, connect_us: Some(connect_us) }
+    }
+
     /// A dial that failed. EADDRNOTAVAIL at bind is a source address that is not this
     /// machine's (any more), not the ports running out: counted `other` with its errno,
     /// which the findings name.
@@ -87,8 +93,17 @@ impl Failure {
     }
 }
 
-/// A connection open and its handshake done, with the slot it holds (`max_inflight`).
-pub(super) type Opened = (TcpStream, OwnedSemaphorePermit, Instant, u64, Option<u64>);
+/// A connection open and its handshakes done, with the slot it holds (`max_inflight`),
+/// and its latencies from the scheduled instant (see [`Event::Connected`]).
+pub(super) struct Opened {
+    pub stream: Stream,
+    permit: OwnedSemaphorePermit,
+    started: Instant,
+    connect_us: u64,
+    tls_us: Option<u64>,
+    resumed: bool,
+    handshake_us: Option<u64>,
+}
 
 pub(super) async fn open_within_deadline(
     spec: &ConnSpec,
@@ -107,17 +122,26 @@ pub(super) async fn open_within_deadline(
         let dialled = spec.transport().dial(spec.target, attempt.source, spec.sndbuf, port_taken).await;
         dialled.map(|(stream, started)| (stream, started, permit)).map_err(|e| Failure::dial(&e))
     };
-    let (stream, started, permit) = match timeout_at(attempt.deadline, connecting).await {
+    let (tcp, started, permit) = match timeout_at(attempt.deadline, connecting).await {
         Ok(Ok(opened)) => opened,
         Ok(Err(failure)) => return Err(failure),
         Err(_) => return Err(Failure::new(ErrorKind::TimedOut, None)),
     };
     let connect_us = micros_since(attempt.scheduled);
+    let (mut stream, tls_us, resumed) = match &spec.tls {
+        None => (Stream::Tcp(tcp), None, false),
+        Some(tls) => match timeout_at(attempt.deadline, tls.handshake(tcp)).await {
+            Ok(Ok((tls, resumed))) => (Stream::Tls(Box::new(tls)), Some(micros_since(attempt.scheduled)), resumed),
+            Ok(Err(e)) => return Err(Failure::tls(&e, connect_us)),
+            Err(_) => return Err(Failure::new(ErrorKind::TlsHandshake, Some(connect_us))),
+        },
+    };
+    let opened = |stream, handshake_us| Opened { stream, permit, started, connect_us, tls_us, resumed, handshake_us };
     if !spec.protocol.greets() {
-        return Ok((stream, permit, started, connect_us, None));
+        return Ok(opened(stream, None));
     }
-    match timeout_at(attempt.deadline, handshake(&stream, spec, attempt.n)).await {
-        Ok(Ok(())) => Ok((stream, permit, started, connect_us, Some(micros_since(attempt.scheduled)))),
+    match timeout_at(attempt.deadline, handshake(&mut stream, spec, attempt.n)).await {
+        Ok(Ok(())) => Ok(opened(stream, Some(micros_since(attempt.scheduled)))),
         Ok(Err(failure)) => Err(Failure { connect_us: Some(connect_us), ..failure }),
         Err(_) => Err(Failure::new(ErrorKind::ConnackTimeout, Some(connect_us))),
     }
@@ -130,7 +154,7 @@ fn client_id(template: &str, worker: u32, n: u64) -> String {
 /// Send the protocol's hello and read until its answer (a CONNACK for MQTT) is whole.
 /// The answer is read into a stack array here, which this future (boxed, and gone once
 /// connected) holds across its awaits.
-async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Failure> {
+async fn handshake(stream: &mut Stream, spec: &ConnSpec, n: u64) -> Result<(), Failure> {
     let id = client_id(&spec.mqtt.client_id, spec.worker, n);
     let mut packet = Vec::new();
     spec.protocol.hello(
@@ -143,13 +167,23 @@ async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Fa
         },
         &mut packet,
     );
-    write_all(stream, &packet).await.map_err(|e| Failure::io(&e, None))?;
+    stream.write_all(&packet).await.map_err(|e| Failure::io(&e, None))?;
     drop(packet);
     let mut buf = [0u8; 64];
     let mut filled = 0;
     loop {
-        stream.readable().await.map_err(|e| Failure::io(&e, None))?;
-        match stream.try_read(&mut buf[filled..]) {
+        let read = match stream {
+            Stream::Tcp(tcp) => {
+                tcp.readable().await.map_err(|e| Failure::io(&e, None))?;
+                tcp.try_read(&mut buf[filled..])
+            }
+            Stream::Tls(tls) => match tls.read(&mut buf[filled..]).await {
+                // The target's EOF without close_notify, before its answer.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                read => read,
+            },
+        };
+        match read {
             Ok(0) => return Err(Failure::new(ErrorKind::ClosedBeforeConnack, None)),
             Ok(read) => filled += read,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::links::{Attempt, Event, Links};
 use super::open::open_within_deadline;
 use crate::plan::{draw, ReconnectPolicy};
+use crate::transport::Stream;
 
 /// Time allowed to one reconnect attempt, from its dial to its CONNACK (as a connect
 /// phase's default timeout).
@@ -29,7 +29,7 @@ pub(super) async fn reconnect(
     policy: ReconnectPolicy,
     n: u64,
     source: Option<SocketAddr>,
-) -> Option<TcpStream> {
+) -> Option<Stream> {
     // No pings while the connection is down.
     links.bell.ping_at(None);
     for attempt in 1u32.. {
@@ -53,9 +53,9 @@ pub(super) async fn reconnect(
             _ = links.stop.cancelled() => return None,
             opened = open_within_deadline(&links.spec, &again, &links.events) => opened,
         };
-        if let Ok((stream, ..)) = opened {
+        if let Ok(opened) = opened {
             links.send(Event::Reconnected);
-            return Some(stream);
+            return Some(opened.stream);
         }
     }
     None

@@ -149,6 +149,7 @@ impl<'p> Worker<'p> {
             on_eof: plan.client_on_eof,
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
             reconnect: plan.reconnect,
+            tls: plan.transport.client.clone(),
         });
         let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
@@ -274,10 +275,12 @@ impl<'p> Worker<'p> {
             reconnected: collected.reconnected,
             peer_closed: collected.peer_closed,
             ports_taken: collected.ports_taken,
+            tls_resumed: collected.tls_resumed,
             census: Default::default(),
             samples: Vec::new(),
             latency_us: Latencies {
                 connect: collected.connect.summary(),
+                tls: collected.tls.summary(),
                 handshake: collected.handshake.summary(),
                 close: collected.close.summary(),
             },

@@ -164,6 +164,7 @@ pub fn compare(
 struct PhaseValues<'a> {
     phase: &'a PhaseReport,
     connect: Option<LatencySummary>,
+    tls: Option<LatencySummary>,
     handshake: Option<LatencySummary>,
     close: Option<LatencySummary>,
 }
@@ -185,6 +186,7 @@ impl<'a> PhaseValues<'a> {
         Ok(PhaseValues {
             phase,
             connect: decode("connect", &phase.latency_us.connect)?,
+            tls: decode("tls", &phase.latency_us.tls)?,
             handshake: decode("handshake", &phase.latency_us.handshake)?,
             close: decode("close", &phase.latency_us.close)?,
         })
@@ -194,6 +196,7 @@ impl<'a> PhaseValues<'a> {
         match kind {
             LatencyKind::Connect => self.connect.as_ref(),
             LatencyKind::Handshake => self.handshake.as_ref(),
+            LatencyKind::Tls => self.tls.as_ref(),
             LatencyKind::Close => self.close.as_ref(),
         }
     }
@@ -243,7 +246,7 @@ fn figures(base: Option<&PhaseValues>, cur: Option<&PhaseValues>, limits: &Regre
             metrics.push(Metric::Errors(Some(kind)));
         }
     }
-    for kind in [LatencyKind::Connect, LatencyKind::Handshake, LatencyKind::Close] {
+    for kind in [LatencyKind::Connect, LatencyKind::Tls, LatencyKind::Handshake, LatencyKind::Close] {
         for pct in [Percentile::P50, Percentile::P90, Percentile::P99, Percentile::P999, Percentile::Max] {
             metrics.push(Metric::Latency(kind, pct));
         }

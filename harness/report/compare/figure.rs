@@ -123,6 +123,7 @@ pub fn metric_name(metric: &Metric) -> String {
             let kind = match kind {
                 LatencyKind::Connect => "connect",
                 LatencyKind::Handshake => "handshake",
+                LatencyKind::Tls => "tls",
                 LatencyKind::Close => "close",
             };
             let pct = match pct {

@@ -57,6 +57,7 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
     };
     let latency_us = Latencies {
         connect: latency(LatencyKind::Connect, "connect", |p| &p.latency_us.connect),
+        tls: latency(LatencyKind::Tls, "tls", |p| &p.latency_us.tls),
         handshake: latency(LatencyKind::Handshake, "handshake", |p| &p.latency_us.handshake),
         close: latency(LatencyKind::Close, "close", |p| &p.latency_us.close),
     };
@@ -77,6 +78,7 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         reconnected: sum(|p| p.reconnected),
         peer_closed: sum(|p| p.peer_closed),
         ports_taken: sum(|p| p.ports_taken),
+        tls_resumed: sum(|p| p.tls_resumed),
         census: census(parts.iter().map(|p| &p.census)),
         samples: Vec::new(),
         latency_us,
