@@ -130,6 +130,16 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             TargetSpec::Embedded => Some(start_embedded(&plan, target_workers).await?),
             TargetSpec::Addr(_) => None,
         };
+        // TLS toward the embedded target trusts the certificate it made.
+        let mut plan = plan.clone();
+        let tls_ca = embedded.as_ref().and_then(|e| e.tls_ca.clone());
+        if let Some(ca) = &tls_ca {
+            plan.transport.trust_embedded_ca(ca).map_err(Failure::bad_input)?;
+        }
+        if plan.transport.needs_embedded_ca() {
+            let why = "the embedded target named no CA file to trust; give `[tls] ca` or `insecure = true`";
+            return Err(Failure::environment(anyhow::anyhow!(why)));
+        }
         let target = match (&embedded, plan.target) {
             (Some(e), _) => e.addr,
             (None, TargetSpec::Addr(addr)) => addr,
@@ -140,7 +150,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             WorkerSet::in_process(Arc::new(plan.clone()), ctx)
         } else {
             let embedded = embedded.is_some();
-            let scenario = worker_set::Scenario { path: &plan.file, sha256: &sha256, embedded };
+            let scenario =
+                worker_set::Scenario { path: &plan.file, sha256: &sha256, embedded, tls_ca: tls_ca.as_deref() };
             WorkerSet::processes(&scenario, target, &sources, host, workers as u32).map_err(Failure::environment)?
         };
         let ctx = RunContext {
@@ -189,6 +200,7 @@ async fn start_embedded(plan: &Plan, workers: u32) -> Result<EmbeddedTarget, Fai
     let opts = ServeOptions {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         protocol: plan.protocol,
+        transport: plan.transport.transport,
         backlog: embedded.backlog,
         on_eof: embedded.on_eof,
         accept: embedded.accept,

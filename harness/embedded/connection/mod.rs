@@ -7,6 +7,7 @@
 //! - `protocol`: the server side of the protocol it speaks, chosen by
 //!   [`Protocol`](crate::protocol::Protocol) — `tcp` (nothing to answer),
 //!   `mqtt` (MQTT 3.1.1) — each in its own file.
+//! - `tls`: the session over TLS (the handshake, then the same exchange).
 //! - `exchange`: what a protocol hands back to the session on each read:
 //!   replies and the next step.
 //!
@@ -18,7 +19,9 @@ mod mqtt;
 mod protocol;
 mod session;
 mod tcp;
+mod tls;
 
 #[doc(hidden)]
 pub use session::replies_to_reads;
 pub(super) use session::run;
+pub(super) use tls::run as run_tls;
