@@ -110,12 +110,18 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         );
         return Err(Failure::environment(anyhow::anyhow!(why)));
     }
-    let notes: Vec<String> = budget
+    let mut notes: Vec<String> = budget
         .checks
         .iter()
         .filter(|c| c.side == preflight::Side::Target && c.verdict == preflight::Verdict::Blocks)
         .map(|c| format!("preflight, {}: {}", c.name.as_str(), c.summary))
         .collect();
+    if plan.transport.insecure() {
+        notes.push(
+            "TLS: insecure = true: the target's certificate was NOT verified; these figures hold for whatever answered"
+                .to_string(),
+        );
+    }
     let workers = budget.workers;
     let target_workers = u32::try_from(budget.target_workers).unwrap_or(crate::embedded::MAX_WORKERS);
     let needed = budget.peak_connections.div_ceil(workers) + descriptors::RESERVE;

@@ -120,6 +120,16 @@ pub struct ScenarioInfo {
     /// Worker processes that ran the connections (1: the run was in one process).
     #[serde(default = "one")]
     pub workers: u32,
+    /// What the protocol ran over: `tcp` or `tls` (reports from before it: tcp).
+    #[serde(default = "tcp")]
+    pub transport: String,
+    /// `[tls] insecure = true`: the target's certificate was not verified.
+    #[serde(default)]
+    pub tls_insecure: bool,
+}
+
+fn tcp() -> String {
+    "tcp".to_string()
 }
 
 fn one() -> u32 {
