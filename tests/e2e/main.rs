@@ -22,5 +22,6 @@ mod shards;
 mod source_ports;
 mod state_lab;
 mod support;
+mod tls;
 mod unobserved;
 mod workers;

@@ -167,7 +167,11 @@ async fn handshake(stream: &mut Stream, spec: &ConnSpec, n: u64) -> Result<(), F
         },
         &mut packet,
     );
-    stream.write_all(&packet).await.map_err(|e| Failure::io(&e, None))?;
+    // Over TLS 1.3 the target judges a client certificate after the client's side of the
+    // handshake is done: its refusal (an alert) comes with the first read or write.
+    let tls = matches!(stream, Stream::Tls(_));
+    let failed = |e: &io::Error| if tls { Failure::tls(e, 0) } else { Failure::io(e, None) };
+    stream.write_all(&packet).await.map_err(|e| failed(&e))?;
     drop(packet);
     let mut buf = [0u8; 64];
     let mut filled = 0;
@@ -188,7 +192,7 @@ async fn handshake(stream: &mut Stream, spec: &ConnSpec, n: u64) -> Result<(), F
             Ok(read) => filled += read,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
-                let mut failure = Failure::io(&e, None);
+                let mut failure = failed(&e);
                 if failure.kind == ErrorKind::Reset && filled == 0 {
                     // A reset before the target sent anything is the symptom of an EOF: it
                     // closed without reading our hello (unread data turns its close into a

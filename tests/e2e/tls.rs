@@ -1,0 +1,207 @@
+//! TLS (`transport = "tls"`): 300 MQTT clients held over TLS on the embedded target
+//! (which makes its own certificate; the run trusts it), counted ESTABLISHED on both
+//! sides by the report and by `ss`; and against a real mosquitto with a TLS listener
+//! whose certificates the test makes with rcgen: TLS, mTLS (`require_certificate
+//! true`) with and without a client certificate, a wrong CA (every connect
+//! `tls_certificate`, exit 1), and session resumption on and off. mosquitto's log names
+//! each client id that connected on its TLS-only listener.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::support::{
+    assert_exit, assert_matches_schema, embedded_port, phase, report, run_scenario, ss_states, start_run,
+    wait_for_established, wait_with_timeout, Mosquitto, Progress, TempDir,
+};
+
+const HELD: u64 = 300;
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, and
+/// a second CA that signed neither, as PEM files in `dir`.
+struct Pki {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn make_ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+}
+
+impl Pki {
+    fn new(dir: &TempDir) -> Pki {
+        let ca = make_ca("sockcap test CA");
+        let other = make_ca("some other CA");
+        let leaf = |names: Vec<String>, cn: &str| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(names).unwrap();
+            params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            (params.signed_by(&key, &ca).unwrap().pem(), key.serialize_pem())
+        };
+        let (server, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()], "127.0.0.1");
+        let (client, client_key) = leaf(Vec::new(), "sockcap-client");
+        Pki {
+            ca: dir.file("ca.pem", &ca.pem()),
+            other_ca: dir.file("other-ca.pem", &other.pem()),
+            server_cert: dir.file("server.pem", &server),
+            server_key: dir.file("server.key", &server_key),
+            client_cert: dir.file("client.pem", &client),
+            client_key: dir.file("client.key", &client_key),
+        }
+    }
+
+    /// mosquitto's TLS settings for its listener.
+    fn listener(&self, require_certificate: bool) -> String {
+        format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {require_certificate}\n",
+            self.ca.display(),
+            self.server_cert.display(),
+            self.server_key.display()
+        )
+    }
+}
+
+fn mqtt_over_tls(target: &str, tls: &str, count: u64, id: &str) -> String {
+    mqtt_over_tls_after(target, tls, "", count, id)
+}
+
+/// [`mqtt_over_tls`] with `phases` before the ramp.
+fn mqtt_over_tls_after(target: &str, tls: &str, phases: &str, count: u64, id: &str) -> String {
+    format!(
+        "name = \"tls\"\ntarget = \"{target}\"\nprotocol = \"mqtt\"\ntransport = \"tls\"\n{tls}\n\
+         [mqtt]\nclient_id = \"{id}-{{n}}\"\nkeep_alive = \"60s\"\n{phases}\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = {count}, rate = 200 }}\n\
+         [[phase]]\nname = \"close\"\nclose = {{ how = \"mqtt-disconnect\", rate = 1000 }}\n"
+    )
+}
+
+#[test]
+fn the_embedded_target_holds_300_clients_over_tls() {
+    let dir = TempDir::new("tls-embedded");
+    let toml = format!(
+        "name = \"tls held\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\ntransport = \"tls\"\n\
+         [mqtt]\nkeep_alive = \"30s\"\n\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = {HELD}, rate = 1000 }}\n\
+         expect = {{ established = \"== {HELD}\", \"server.established\" = \"== {HELD}\", tls_p99 = \"< 5s\" }}\n\
+         [[phase]]\nname = \"hold\"\nhold = \"3s\"\n\
+         expect = {{ established = \"== {HELD}\", \"server.established\" = \"== {HELD}\" }}\n"
+    );
+    let (mut run, json) = start_run(&dir, &toml, &[]);
+    let port = embedded_port(run.id());
+    Progress::of(&mut run).wait_for_phase("hold", Duration::from_secs(60));
+    wait_for_established(port, HELD, Duration::from_secs(10));
+    let client = ss_states(&format!("( dport = :{port} )")).get("established").copied().unwrap_or(0);
+    let server = ss_states(&format!("( sport = :{port} )")).get("established").copied().unwrap_or(0);
+    let status = wait_with_timeout(&mut run, Duration::from_secs(60));
+    let report = report(&json);
+    assert_matches_schema(&report);
+    assert_eq!((client, server), (HELD, HELD), "ss: established toward and from the embedded port");
+    assert_eq!(report["scenario"]["transport"], "tls");
+    let ramp = phase(&report, "ramp");
+    assert_eq!(ramp["latency_us"]["tls"]["count"], HELD, "{ramp}");
+    assert_eq!(ramp["latency_us"]["handshake"]["count"], HELD, "{ramp}");
+    // Layer by layer: TCP established, then TLS, then CONNACK.
+    let p50 = |layer: &str| ramp["latency_us"][layer]["p50"].as_u64().unwrap();
+    assert!(p50("connect") <= p50("tls") && p50("tls") <= p50("handshake"), "{}", ramp["latency_us"]);
+    let hold = phase(&report, "hold");
+    assert_eq!(hold["census"]["client"]["established"], HELD, "{hold}");
+    assert_eq!(hold["census"]["server"]["established"], HELD, "{hold}");
+    assert_eq!(status.code(), Some(0), "{}", report["phases"]);
+}
+
+#[test]
+fn mosquitto_takes_tls_clients_and_resumes_their_sessions() {
+    let dir = TempDir::new("tls-mosquitto");
+    let pki = Pki::new(&dir);
+    let broker = Mosquitto::start("tls", &pki.listener(false));
+    let with = |resumption: bool| {
+        format!("[tls]\nca = \"{}\"\nalpn = [\"mqtt\"]\nresumption = {resumption}\n", pki.ca.display())
+    };
+    // One connection first, whose session tickets the next phase's connections resume.
+    let scenario = |resumption: bool, id: &str| {
+        let first = "[[phase]]\nname = \"first\"\nconnect = { count = 1, rate = 1 }\n";
+        mqtt_over_tls_after(&broker.addr(), &with(resumption), first, 20, id)
+    };
+    let (out, report) = run_scenario("tls-resumed", &scenario(true, "tls"), &[]);
+    assert_exit(&out, 0);
+    assert_matches_schema(&report);
+    assert_eq!(phase(&report, "first")["tls_resumed"], 0);
+    let ramp = phase(&report, "ramp");
+    assert_eq!(ramp["latency_us"]["tls"]["count"], 20, "{ramp}");
+    assert!(ramp["tls_resumed"].as_u64().unwrap() >= 1, "{ramp}");
+    let log = broker.log();
+    for n in 1..=20 {
+        assert!(log.contains(&format!(" as tls-{n} ")), "tls-{n} did not connect on the TLS listener:\n{log}");
+    }
+    let (out, report) = run_scenario("tls-full", &scenario(false, "full"), &[]);
+    assert_exit(&out, 0);
+    let ramp = phase(&report, "ramp");
+    assert_eq!((ramp["latency_us"]["tls"]["count"].as_u64(), ramp["tls_resumed"].as_u64()), (Some(20), Some(0)));
+}
+
+#[test]
+fn mosquitto_requires_the_client_certificate_of_mtls() {
+    let dir = TempDir::new("tls-mtls");
+    let pki = Pki::new(&dir);
+    let broker = Mosquitto::start("mtls", &pki.listener(true));
+    let with_cert = format!(
+        "[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        pki.ca.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    let (out, report) = run_scenario("mtls-cert", &mqtt_over_tls(&broker.addr(), &with_cert, 20, "mtls"), &[]);
+    assert_exit(&out, 0);
+    assert_eq!(phase(&report, "ramp")["succeeded"], 20);
+    assert!(broker.log().contains(" as mtls-19 "), "{}", broker.log());
+    // Without a certificate the broker refuses each one.
+    let without = format!("[tls]\nca = \"{}\"\n", pki.ca.display());
+    let (out, report) = run_scenario("mtls-none", &mqtt_over_tls(&broker.addr(), &without, 20, "anon"), &[]);
+    assert_exit(&out, 1);
+    let ramp = phase(&report, "ramp");
+    assert_eq!(ramp["errors"]["tls_certificate"], 20, "{ramp}");
+    assert_eq!(ramp["succeeded"], 0, "{ramp}");
+    assert!(!broker.log().contains(" as anon-"), "{}", broker.log());
+}
+
+#[test]
+fn a_wrong_ca_fails_every_connect_as_a_certificate_error() {
+    let dir = TempDir::new("tls-wrong-ca-pki");
+    let pki = Pki::new(&dir);
+    let broker = Mosquitto::start("tls-wrong-ca", &pki.listener(false));
+    let tls = format!("[tls]\nca = \"{}\"\n", pki.other_ca.display());
+    let (out, report) = run_scenario("tls-wrong-ca", &mqtt_over_tls(&broker.addr(), &tls, 30, "wrong"), &[]);
+    assert_exit(&out, 1);
+    assert_matches_schema(&report);
+    let ramp = phase(&report, "ramp");
+    assert_eq!(ramp["errors"]["tls_certificate"], 30, "{ramp}");
+    assert_eq!(ramp["succeeded"], 0, "{ramp}");
+    // TCP was established each time: its latency is counted, TLS's is not.
+    assert_eq!(ramp["latency_us"]["connect"]["count"], 30, "{ramp}");
+    assert_eq!(ramp["latency_us"]["tls"]["count"], 0, "{ramp}");
+}
+
+#[test]
+fn bad_tls_input_names_the_file_and_field() {
+    let dir = TempDir::new("tls-bad-input");
+    let garbage = dir.file("garbage.pem", "not PEM at all\n");
+    let cases = [
+        (format!("ca = \"{}\"", dir.path("absent.pem").display()), "tls.ca", "absent.pem"),
+        (format!("ca = \"{}\"", garbage.display()), "tls.ca", "garbage.pem"),
+        (format!("insecure = true\nkey = \"{}\"", garbage.display()), "tls.cert", "without a certificate"),
+    ];
+    for (section, field, said) in cases {
+        let toml = format!(
+            "name = \"bad\"\ntarget = \"127.0.0.1:8883\"\nprotocol = \"mqtt\"\ntransport = \"tls\"\n[tls]\n{section}\n\
+             [[phase]]\nhold = \"1s\"\n"
+        );
+        let stderr = crate::support::refused_scenario("tls-bad.toml", &toml);
+        assert!(stderr.contains(field) && stderr.contains(said), "{section}: {stderr}");
+    }
+}
