@@ -205,3 +205,29 @@ fn bad_tls_input_names_the_file_and_field() {
         assert!(stderr.contains(field) && stderr.contains(said), "{section}: {stderr}");
     }
 }
+
+/// Held TLS connections ping through TLS and see the answers: mosquitto logs each
+/// PINGREQ and PINGRESP, and no connection is lost to `ping_timeout`.
+#[test]
+fn held_tls_clients_ping_through_tls() {
+    let dir = TempDir::new("tls-ping-pki");
+    let pki = Pki::new(&dir);
+    let broker = Mosquitto::start("tls-ping", &format!("{}log_type all\n", pki.listener(false)));
+    let toml = format!(
+        "name = \"tls ping\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\ntransport = \"tls\"\n[tls]\nca = \"{}\"\n\
+         [mqtt]\nclient_id = \"ping-{{n}}\"\nkeep_alive = \"1s\"\n\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = 10, rate = 100 }}\n\
+         [[phase]]\nname = \"hold\"\nhold = \"3500ms\"\nexpect = {{ established = \"== 10\", drops = \"== 0\" }}\n",
+        broker.addr(),
+        pki.ca.display()
+    );
+    let (out, report) = run_scenario("tls-ping", &toml, &[]);
+    assert_exit(&out, 0);
+    let hold = phase(&report, "hold");
+    assert_eq!(hold["errors"]["ping_timeout"], 0, "{hold}");
+    let log = broker.log();
+    for n in 0..10 {
+        assert!(log.contains(&format!("Received PINGREQ from ping-{n}")), "no PINGREQ from ping-{n}:\n{log}");
+        assert!(log.contains(&format!("Sending PINGRESP to ping-{n}")), "no PINGRESP to ping-{n}:\n{log}");
+    }
+}
