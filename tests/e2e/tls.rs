@@ -231,3 +231,33 @@ fn held_tls_clients_ping_through_tls() {
         assert!(log.contains(&format!("Sending PINGRESP to ping-{n}")), "no PINGRESP to ping-{n}:\n{log}");
     }
 }
+
+/// `sockcap serve --transport tls --workers 2`: the ready line names the CA it made;
+/// clients trusting only that CA all connect, whichever of the two processes
+/// SO_REUSEPORT hands them to (both serve the one certificate); SIGTERM removes the
+/// private directory with the files.
+#[test]
+fn serve_workers_share_one_made_certificate() {
+    use std::io::BufRead;
+    let mut serve = crate::support::sockcap()
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", crate::support::free_port())])
+        .args(["--workers", "2", "--transport", "tls"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sockcap serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).expect("ready line");
+    let addr = sockcap::embedded::parse_ready_line(&line).unwrap_or_else(|| panic!("no ready line: {line:?}"));
+    let ca = PathBuf::from(line.trim_end().rsplit_once(" CA ").map(|(_, ca)| ca).expect("the CA in the ready line"));
+    assert!(ca.is_file(), "{line}");
+    let tls = format!("[tls]\nca = \"{}\"\n", ca.display());
+    let (out, report) = run_scenario("tls-serve-workers", &mqtt_over_tls(&addr.to_string(), &tls, 100, "w"), &[]);
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(serve.id() as libc::pid_t, libc::SIGTERM) };
+    let status = wait_with_timeout(&mut serve, Duration::from_secs(10));
+    assert_exit(&out, 0);
+    assert_eq!(phase(&report, "ramp")["succeeded"], 100);
+    assert!(status.success(), "{status}");
+    assert!(!ca.parent().unwrap().exists(), "{} is left behind", ca.display());
+}
