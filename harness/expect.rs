@@ -57,6 +57,8 @@ pub enum LatencyKind {
     Connect,
     /// The TLS handshake (transport `tls`).
     Tls,
+    /// The WebSocket upgrade (transport `ws`, `wss`).
+    Ws,
     Handshake,
     Close,
 }
@@ -129,6 +131,7 @@ impl Metric {
                 "connect" => Some(LatencyKind::Connect),
                 "handshake" => Some(LatencyKind::Handshake),
                 "tls" => Some(LatencyKind::Tls),
+                "ws" => Some(LatencyKind::Ws),
                 "close" => Some(LatencyKind::Close),
                 _ => None,
             };
@@ -147,7 +150,7 @@ impl Metric {
         }
         Err(format!(
             "unknown metric `{name}`; use a TCP state ({}), `server.<state>`, \
-             `connect_p99` / `tls_p99` / `handshake_p50` / `close_max` (p50 p90 p99 p999 min max), \
+             `connect_p99` / `tls_p99` / `ws_p99` / `handshake_p50` / `close_max` (p50 p90 p99 p999 min max), \
              `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), `reconnect_attempts`, `reconnected` or `rate`",
             state_list()
         ))

@@ -40,13 +40,15 @@ pub enum ErrorKind {
     /// A certificate was refused: the target's by sockcap (unknown issuer, wrong name,
     /// expired) or sockcap's by the target (an alert about a certificate: mTLS).
     TlsCertificate,
+    /// The WebSocket upgrade failed: an HTTP refusal, no `mqtt` subprotocol, or EOF.
+    WsUpgrade,
     /// Any other errno (kept in [`ErrorCounts::other_errnos`]).
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::AddrNotAvailable,
@@ -62,6 +64,7 @@ impl ErrorKind {
         ErrorKind::NoOutcome,
         ErrorKind::TlsHandshake,
         ErrorKind::TlsCertificate,
+        ErrorKind::WsUpgrade,
         ErrorKind::Other,
     ];
 
@@ -83,6 +86,7 @@ impl ErrorKind {
             ErrorKind::NoOutcome => "no_outcome",
             ErrorKind::TlsHandshake => "tls_handshake",
             ErrorKind::TlsCertificate => "tls_certificate",
+            ErrorKind::WsUpgrade => "ws_upgrade",
             ErrorKind::Other => "other",
         }
     }

@@ -18,8 +18,10 @@ pub struct Scenario {
     pub protocol: String,
     /// `"tcp"` (default) or `"tls"`: what the protocol runs over.
     pub transport: Option<String>,
-    /// TLS options (with `transport = "tls"`).
+    /// TLS options (with `transport = "tls"` or `"wss"`).
     pub tls: Option<TlsSection>,
+    /// WebSocket options (with `transport = "ws"` or `"wss"`).
+    pub ws: Option<WsSection>,
     /// Source addresses for the client sockets (`"127.0.0.2"` or a range
     /// `"127.0.0.2-127.0.0.9"`); by default the kernel's choice, or several
     /// 127.x addresses for a loopback target.
@@ -50,6 +52,16 @@ pub struct MqttSection {
     pub clean_session: Option<bool>,
     pub username: Option<String>,
     pub password: Option<String>,
+}
+
+/// `[ws]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsSection {
+    /// The request path (default `"/mqtt"`).
+    pub path: Option<String>,
+    /// Extra request headers, e.g. `{ Authorization = "Bearer x" }`.
+    pub headers: Option<BTreeMap<String, String>>,
 }
 
 /// `[tls]`. Paths are relative to the scenario file.

@@ -13,7 +13,6 @@ use super::options::ServeOptions;
 use super::server::serve_over;
 use super::tls::ServeTls;
 use super::workers::{WorkerEnd, Workers};
-use crate::transport::Transport;
 
 /// Runs `sockcap serve` until SIGTERM or SIGINT: binds, starts the worker
 /// processes (`opts.workers - 1`) and waits until they listen, prints the ready
@@ -25,10 +24,10 @@ use crate::transport::Transport;
 pub async fn run_serve_process(opts: ServeOptions, tls: Option<ServeTls>) -> anyhow::Result<()> {
     let audience = Audience::of_this_process();
     // Over TLS: the certificate given, or one made now (removed at exit).
-    let tls = match (opts.transport, tls) {
-        (Transport::Tcp, _) => None,
-        (Transport::Tls, Some(given)) => Some(given),
-        (Transport::Tls, None) => Some(ServeTls::generate().context("making the TLS target's certificate")?),
+    let tls = match (opts.transport.uses_tls(), tls) {
+        (false, _) => None,
+        (true, Some(given)) => Some(given),
+        (true, None) => Some(ServeTls::generate().context("making the TLS target's certificate")?),
     };
     let served = serve_process(opts, tls.as_ref(), audience).await;
     if let Some(tls) = &tls {

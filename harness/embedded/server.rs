@@ -69,11 +69,13 @@ pub async fn serve_over(
             Ok((stream, _peer)) => {
                 summary.accepted += 1;
                 let connects = Arc::clone(&connects);
-                match &acceptor {
-                    None => tracker.spawn(connection::run(stream, &opts, shutdown.clone(), connects)),
-                    Some(tls) => {
-                        tracker.spawn(connection::run_tls(stream, tls.clone(), &opts, shutdown.clone(), connects))
+                let stop = shutdown.clone();
+                match (&acceptor, opts.transport.uses_ws()) {
+                    (None, false) => tracker.spawn(connection::run(stream, &opts, stop, connects)),
+                    (Some(tls), false) => {
+                        tracker.spawn(connection::run_tls(stream, tls.clone(), &opts, stop, connects))
                     }
+                    (tls, true) => tracker.spawn(connection::run_ws(stream, tls.clone(), &opts, stop, connects)),
                 };
             }
             Err(e) => {

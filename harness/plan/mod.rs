@@ -135,7 +135,8 @@ impl Plan {
             );
         }
         let mqtt = mqtt_options(&check, s.mqtt.as_ref())?;
-        let transport = transport_plan(&check, s.transport.as_deref(), s.tls.as_ref(), &s.target, target)?;
+        let transport =
+            transport_plan(&check, s.transport.as_deref(), s.tls.as_ref(), s.ws.as_ref(), &s.target, target)?;
         if s.embedded.is_some() && target != TargetSpec::Embedded {
             return Err(check
                 .err("embedded", "an [embedded] section needs target = \"embedded\"; remove it or change the target"));

@@ -21,6 +21,7 @@ impl Metric {
                     LatencyKind::Connect => &phase.latency_us.connect,
                     LatencyKind::Handshake => &phase.latency_us.handshake,
                     LatencyKind::Tls => &phase.latency_us.tls,
+                    LatencyKind::Ws => &phase.latency_us.ws,
                     LatencyKind::Close => &phase.latency_us.close,
                 };
                 if summary.count == 0 {
@@ -70,6 +71,7 @@ fn kind_name(kind: LatencyKind) -> &'static str {
         LatencyKind::Connect => "connect",
         LatencyKind::Handshake => "handshake",
         LatencyKind::Tls => "tls",
+        LatencyKind::Ws => "ws",
         LatencyKind::Close => "close",
     }
 }

@@ -284,6 +284,10 @@ pub struct Latencies {
     /// reports from before it).
     #[serde(default)]
     pub tls: LatencySummary,
+    /// Scheduled connect instant → WebSocket upgrade answered (transport ws, wss; absent
+    /// in reports from before it).
+    #[serde(default)]
+    pub ws: LatencySummary,
     /// Scheduled connect instant → CONNACK received (MQTT only).
     pub handshake: LatencySummary,
     /// Scheduled close instant → close finished (the target's FIN seen, where the mode waits for it).
@@ -348,12 +352,18 @@ impl PhaseReport {
 }
 
 impl Latencies {
-    /// The latencies with a sample or more, by name (`connect`, `tls`, `handshake`,
+    /// The latencies with a sample or more, by name (`connect`, `tls`, `ws`, `handshake`,
     /// `close`), in that order.
     pub fn measured(&self) -> impl Iterator<Item = (&'static str, &LatencySummary)> {
-        [("connect", &self.connect), ("tls", &self.tls), ("handshake", &self.handshake), ("close", &self.close)]
-            .into_iter()
-            .filter(|(_, l)| l.count > 0)
+        [
+            ("connect", &self.connect),
+            ("tls", &self.tls),
+            ("ws", &self.ws),
+            ("handshake", &self.handshake),
+            ("close", &self.close),
+        ]
+        .into_iter()
+        .filter(|(_, l)| l.count > 0)
     }
 }
 

@@ -16,7 +16,7 @@
 //! - `operations`: the workers' counts (`connected`, `errors`, `errors.<kind>`,
 //!   `drops`, `rate`) and their latencies, when a worker's or shard's report is missing
 //!   or cannot be read whole;
-//! - `latency.connect`, `latency.tls`, `latency.handshake`, `latency.close`: one histogram.
+//! - `latency.connect`, `latency.tls`, `latency.ws`, `latency.handshake`, `latency.close`: one histogram.
 
 use std::collections::BTreeMap;
 
@@ -41,6 +41,7 @@ pub fn latency(kind: LatencyKind) -> &'static str {
         LatencyKind::Connect => "latency.connect",
         LatencyKind::Handshake => "latency.handshake",
         LatencyKind::Tls => "latency.tls",
+        LatencyKind::Ws => "latency.ws",
         LatencyKind::Close => "latency.close",
     }
 }

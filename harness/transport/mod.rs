@@ -9,10 +9,12 @@ mod error;
 mod stream;
 pub mod tcp;
 pub mod tls;
+pub mod ws;
 
 pub use error::{DialError, DialStep};
 pub use stream::Stream;
 pub use tls::{TlsClient, TlsConfigError, TlsSettings};
+pub use ws::{WsClient, WsSettings};
 
 use std::net::SocketAddr;
 
@@ -26,6 +28,10 @@ pub enum Transport {
     Tcp,
     /// TLS over TCP (rustls).
     Tls,
+    /// WebSocket over TCP.
+    Ws,
+    /// WebSocket over TLS.
+    Wss,
 }
 
 impl Transport {
@@ -34,6 +40,8 @@ impl Transport {
         match name {
             "tcp" => Some(Transport::Tcp),
             "tls" => Some(Transport::Tls),
+            "ws" => Some(Transport::Ws),
+            "wss" => Some(Transport::Wss),
             _ => None,
         }
     }
@@ -43,7 +51,19 @@ impl Transport {
         match self {
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
         }
+    }
+
+    /// Whether it runs over TLS (`tls`, `wss`).
+    pub fn uses_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    /// Whether it runs over WebSocket (`ws`, `wss`).
+    pub fn uses_ws(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
     }
 
     /// Open the TCP connection to `target` from `source` (see [`tcp::dial`]), which every
@@ -57,7 +77,7 @@ impl Transport {
         port_taken: impl FnOnce(),
     ) -> Result<(TcpStream, Instant), DialError> {
         match self {
-            Transport::Tcp | Transport::Tls => tcp::dial(target, source, sndbuf, port_taken).await,
+            _ => tcp::dial(target, source, sndbuf, port_taken).await,
         }
     }
 }

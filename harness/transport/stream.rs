@@ -1,6 +1,7 @@
 //! [`Stream`]: a client connection's byte stream whatever its transport, the type the
 //! connection's steps (`engine/connection/`) hold. Plain TCP is read and written as
-//! before (the protocol peeks at the kernel's receive queue); TLS goes through rustls.
+//! before (the protocol peeks at the kernel's receive queue); TLS goes through rustls;
+//! WebSocket (over either) through tungstenite, the protocol's bytes in binary messages.
 //! Either way [`Stream::tcp`] gives the socket underneath, for what acts on the socket
 //! itself: readiness, the kernel's queues, SO_LINGER, the local address.
 //!
@@ -15,10 +16,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use futures_util::{Sink, SinkExt, Stream as _};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::ws::io_error;
 
 use crate::protocol::session::Readout;
 use crate::protocol::Protocol;
@@ -29,6 +35,8 @@ use crate::protocol::Protocol;
 pub enum Stream {
     Tcp(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// WebSocket over a `Tcp` or `Tls` stream.
+    Ws(Box<WebSocketStream<Stream>>),
 }
 
 impl Stream {
@@ -37,6 +45,7 @@ impl Stream {
         match self {
             Stream::Tcp(tcp) => tcp,
             Stream::Tls(tls) => tls.get_ref().0,
+            Stream::Ws(ws) => ws.get_ref().tcp(),
         }
     }
 
@@ -48,6 +57,7 @@ impl Stream {
                 tls.write_all(bytes).await?;
                 tls.flush().await
             }
+            Stream::Ws(ws) => ws.send(Message::binary(bytes.to_vec())).await.map_err(io_error),
         }
     }
 
@@ -69,6 +79,20 @@ impl Stream {
                 }
                 Ok(written)
             }
+            Stream::Ws(ws) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                let mut ws = Pin::new(ws.as_mut());
+                match ws.as_mut().poll_ready(&mut cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Err(io_error(e)),
+                    Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
+                }
+                ws.as_mut().start_send(Message::binary(bytes.to_vec())).map_err(io_error)?;
+                if let Poll::Ready(Err(e)) = ws.poll_flush(&mut cx) {
+                    return Err(io_error(e));
+                }
+                Ok(bytes.len())
+            }
         }
     }
 
@@ -77,6 +101,12 @@ impl Stream {
         match self {
             Stream::Tcp(tcp) => tcp.shutdown().await,
             Stream::Tls(tls) => tls.shutdown().await,
+            Stream::Ws(ws) => {
+                // The close frame; the target's answer is not awaited (the FIN close
+                // waits for its FIN), then the stream underneath is shut down too.
+                let _ = ws.send(Message::Close(None)).await;
+                Box::pin(ws.get_mut().shutdown()).await
+            }
         }
     }
 
@@ -88,6 +118,7 @@ impl Stream {
         let tls = match self {
             Stream::Tcp(tcp) => return protocol.receive(tcp),
             Stream::Tls(tls) => tls,
+            Stream::Ws(ws) => return receive_ws(ws, protocol),
         };
         let mut cx = Context::from_waker(Waker::noop());
         let (mut taken, mut pong) = (false, false);
@@ -121,6 +152,8 @@ impl Stream {
         let tls = match self {
             Stream::Tcp(tcp) => return crate::socket::fill_send_buffer(tcp).await,
             Stream::Tls(tls) => tls,
+            // Inside its binary messages: the stream underneath fills as it would.
+            Stream::Ws(ws) => return Box::pin(ws.get_mut().fill_send_buffer()).await,
         };
         const MAX_FILL: usize = 64 << 20;
         static ZEROS: [u8; 4096] = [0; 4096];
@@ -143,5 +176,69 @@ impl Stream {
             }
         }
         written
+    }
+}
+
+/// A WebSocket's messages taken without waiting: binary ones are the protocol's bytes;
+/// a close frame is the target's close. tungstenite answers pings itself.
+fn receive_ws(ws: &mut WebSocketStream<Stream>, protocol: Protocol) -> Readout {
+    let mut cx = Context::from_waker(Waker::noop());
+    let (mut taken, mut pong) = (false, false);
+    loop {
+        match Pin::new(&mut *ws).poll_next(&mut cx) {
+            Poll::Ready(Some(Ok(Message::Close(_)))) | Poll::Ready(None) => {
+                return if taken { Readout::Data { pong } } else { Readout::Eof };
+            }
+            Poll::Ready(Some(Ok(message))) => {
+                taken = true;
+                if let Message::Binary(bytes) = message {
+                    pong |= protocol.pong_in(&bytes);
+                }
+            }
+            Poll::Pending => return if taken { Readout::Data { pong } } else { Readout::Nothing },
+            Poll::Ready(Some(Err(e))) => match io_error(e) {
+                e if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return if taken { Readout::Data { pong } } else { Readout::Eof };
+                }
+                e => return Readout::Failed(e),
+            },
+        }
+    }
+}
+
+/// The stream under a WebSocket: TCP or TLS (a WebSocket inside one is never made).
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+            Stream::Ws(_) => Poll::Ready(Err(io::Error::other("a WebSocket inside a WebSocket"))),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+            Stream::Ws(_) => Poll::Ready(Err(io::Error::other("a WebSocket inside a WebSocket"))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+            Stream::Ws(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            Stream::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+            Stream::Ws(_) => Poll::Ready(Ok(())),
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::engine::worker::held::Bell;
 use crate::failure::ErrorKind;
 use crate::plan::{MqttOptions, ReconnectPolicy};
 use crate::protocol::{OnEof, Protocol};
-use crate::transport::{TlsClient, Transport};
+use crate::transport::{TlsClient, Transport, WsClient};
 
 /// What every connection of a run shares.
 #[derive(Debug)]
@@ -35,15 +35,19 @@ pub struct ConnSpec {
     /// The worker's TLS client (one rustls config for all its connections), when the
     /// transport is TLS.
     pub tls: Option<TlsClient>,
+    /// The worker's WebSocket client, when the transport is `ws` or `wss`.
+    pub ws: Option<WsClient>,
 }
 
 impl ConnSpec {
-    /// The transport every connection runs over: TLS when the worker has a TLS client.
+    /// The transport every connection runs over: TLS when the worker has a TLS client,
+    /// WebSocket when it has a WebSocket client.
     pub fn transport(&self) -> Transport {
-        if self.tls.is_some() {
-            Transport::Tls
-        } else {
-            Transport::Tcp
+        match (self.tls.is_some(), self.ws.is_some()) {
+            (false, false) => Transport::Tcp,
+            (true, false) => Transport::Tls,
+            (false, true) => Transport::Ws,
+            (true, true) => Transport::Wss,
         }
     }
 
@@ -65,6 +69,7 @@ impl ConnSpec {
             sndbuf: None,
             reconnect: None,
             tls: None,
+            ws: None,
         })
     }
 }
@@ -76,7 +81,15 @@ pub enum Event {
     /// TCP established, TLS handshake done (TLS only; `resumed`: a resumed session),
     /// the protocol's answer. `started`: when connect() was called (the kernel picked
     /// the source port then).
-    Connected { started: Instant, connect_us: u64, tls_us: Option<u64>, resumed: bool, handshake_us: Option<u64> },
+    /// `ws_us`: the WebSocket upgrade answered (ws, wss).
+    Connected {
+        started: Instant,
+        connect_us: u64,
+        tls_us: Option<u64>,
+        resumed: bool,
+        ws_us: Option<u64>,
+        handshake_us: Option<u64>,
+    },
     /// The connection never became usable.
     ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
     /// An established connection was lost without sockcap closing it.

@@ -16,6 +16,8 @@ use super::links::{micros_since, Attempt, ConnSpec, Event};
 use crate::failure::ErrorKind;
 use crate::protocol::session::{Answer, Hello};
 use crate::transport::{DialError, DialStep, Stream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 /// Connect and handshake; for a churn cycle, close at once. Returns the stream to hold,
 /// if there is one.
@@ -31,8 +33,8 @@ pub(super) async fn open_or_churn(
         opened = open_within_deadline(spec, &attempt, events) => opened,
     };
     let (stream, permit) = match opened {
-        Ok(Opened { stream, permit, started, connect_us, tls_us, resumed, handshake_us }) => {
-            let _ = events.send(Event::Connected { started, connect_us, tls_us, resumed, handshake_us });
+        Ok(Opened { stream, permit, started, connect_us, tls_us, resumed, ws_us, handshake_us }) => {
+            let _ = events.send(Event::Connected { started, connect_us, tls_us, resumed, ws_us, handshake_us });
             (stream, permit)
         }
         Err(failure) => {
@@ -102,6 +104,7 @@ pub(super) struct Opened {
     connect_us: u64,
     tls_us: Option<u64>,
     resumed: bool,
+    ws_us: Option<u64>,
     handshake_us: Option<u64>,
 }
 
@@ -128,7 +131,7 @@ pub(super) async fn open_within_deadline(
         Err(_) => return Err(Failure::new(ErrorKind::TimedOut, None)),
     };
     let connect_us = micros_since(attempt.scheduled);
-    let (mut stream, tls_us, resumed) = match &spec.tls {
+    let (stream, tls_us, resumed) = match &spec.tls {
         None => (Stream::Tcp(tcp), None, false),
         Some(tls) => match timeout_at(attempt.deadline, tls.handshake(tcp)).await {
             Ok(Ok((tls, resumed))) => (Stream::Tls(Box::new(tls)), Some(micros_since(attempt.scheduled)), resumed),
@@ -136,7 +139,19 @@ pub(super) async fn open_within_deadline(
             Err(_) => return Err(Failure::new(ErrorKind::TlsHandshake, Some(connect_us))),
         },
     };
-    let opened = |stream, handshake_us| Opened { stream, permit, started, connect_us, tls_us, resumed, handshake_us };
+    let (mut stream, ws_us) = match &spec.ws {
+        None => (stream, None),
+        Some(ws) => match timeout_at(attempt.deadline, ws.upgrade(stream)).await {
+            Ok(Ok(ws)) => (Stream::Ws(Box::new(ws)), Some(micros_since(attempt.scheduled))),
+            Ok(Err(e)) => {
+                let (kind, errno) = crate::transport::ws::classify(&e);
+                return Err(Failure { kind, errno, connect_us: Some(connect_us) });
+            }
+            Err(_) => return Err(Failure::new(ErrorKind::WsUpgrade, Some(connect_us))),
+        },
+    };
+    let opened =
+        |stream, handshake_us| Opened { stream, permit, started, connect_us, tls_us, resumed, ws_us, handshake_us };
     if !spec.protocol.greets() {
         return Ok(opened(stream, None));
     }
@@ -169,7 +184,8 @@ async fn handshake(stream: &mut Stream, spec: &ConnSpec, n: u64) -> Result<(), F
     );
     // Over TLS 1.3 the target judges a client certificate after the client's side of the
     // handshake is done: its refusal (an alert) comes with the first read or write.
-    let tls = matches!(stream, Stream::Tls(_));
+    let tls =
+        matches!(stream, Stream::Tls(_)) || matches!(stream, Stream::Ws(ws) if matches!(ws.get_ref(), Stream::Tls(_)));
     let failed = |e: &io::Error| if tls { Failure::tls(e, 0) } else { Failure::io(e, None) };
     stream.write_all(&packet).await.map_err(|e| failed(&e))?;
     drop(packet);
@@ -186,6 +202,7 @@ async fn handshake(stream: &mut Stream, spec: &ConnSpec, n: u64) -> Result<(), F
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
                 read => read,
             },
+            Stream::Ws(ws) => read_message(ws, &mut buf[filled..]).await,
         };
         match read {
             Ok(0) => return Err(Failure::new(ErrorKind::ClosedBeforeConnack, None)),
@@ -207,6 +224,26 @@ async fn handshake(stream: &mut Stream, spec: &ConnSpec, n: u64) -> Result<(), F
             Answer::Accepted => return Ok(()),
             Answer::Refused => return Err(Failure::new(ErrorKind::ConnackRefused, None)),
             Answer::Incomplete | Answer::Unexpected => return Err(Failure::new(ErrorKind::Protocol, None)),
+        }
+    }
+}
+
+/// The next binary message's bytes (as many as `buf` takes); `Ok(0)`: the target closed.
+async fn read_message(ws: &mut WebSocketStream<Stream>, buf: &mut [u8]) -> io::Result<usize> {
+    use futures_util::StreamExt;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(bytes))) => {
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                return Ok(n);
+            }
+            Some(Ok(Message::Close(_))) | None => return Ok(0),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => match crate::transport::ws::io_error(e) {
+                e if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                e => return Err(e),
+            },
         }
     }
 }

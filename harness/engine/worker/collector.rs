@@ -14,6 +14,8 @@ pub struct Collector {
     pub connect: Latency,
     /// The TLS handshake (transport `tls`).
     pub tls: Latency,
+    /// The WebSocket upgrade (transport `ws`, `wss`).
+    pub ws: Latency,
     pub handshake: Latency,
     pub close: Latency,
     pub errors: ErrorCounts,
@@ -63,6 +65,7 @@ impl Collector {
         Collector {
             connect: Latency::new(),
             tls: Latency::new(),
+            ws: Latency::new(),
             handshake: Latency::new(),
             close: Latency::new(),
             errors: ErrorCounts::default(),
@@ -99,7 +102,10 @@ impl Collector {
     /// Fold one event in; returns the change in connections held open.
     pub fn record(&mut self, event: Event) -> i64 {
         match event {
-            Event::Connected { started, connect_us, tls_us, resumed, handshake_us } => {
+            Event::Connected { started, connect_us, tls_us, resumed, ws_us, handshake_us } => {
+                if let Some(us) = ws_us {
+                    self.ws.record_us(us);
+                }
                 self.connect.record_us(connect_us);
                 if let Some(us) = tls_us {
                     self.tls.record_us(us);
@@ -216,6 +222,7 @@ mod tests {
                 connect_us: 100,
                 tls_us: None,
                 resumed: false,
+                ws_us: None,
                 handshake_us: Some(300)
             }),
             1
@@ -239,6 +246,7 @@ mod tests {
             connect_us: 10,
             tls_us: None,
             resumed: false,
+            ws_us: None,
             handshake_us: None,
         });
         c.record(Event::Closed { close_us: 10, error: None });
@@ -255,19 +263,28 @@ mod tests {
             connect_us: 10,
             tls_us: None,
             resumed: false,
+            ws_us: None,
             handshake_us: None,
         });
         assert_eq!(c.connected_before_exhaustion, 2);
         assert!(c.recovered_at.is_none(), "the last port taken is no recovery");
         // a connect started before the ports ran out is no sign of recovery
         let early = Instant::now() - std::time::Duration::from_secs(1);
-        c.record(Event::Connected { started: early, connect_us: 10, tls_us: None, resumed: false, handshake_us: None });
+        c.record(Event::Connected {
+            started: early,
+            connect_us: 10,
+            tls_us: None,
+            resumed: false,
+            ws_us: None,
+            handshake_us: None,
+        });
         assert!(c.recovered_at.is_none());
         c.record(Event::Connected {
             started: Instant::now(),
             connect_us: 10,
             tls_us: None,
             resumed: false,
+            ws_us: None,
             handshake_us: None,
         });
         assert!(c.recovered_at.is_some());

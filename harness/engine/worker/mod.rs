@@ -150,6 +150,7 @@ impl<'p> Worker<'p> {
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
             reconnect: plan.reconnect,
             tls: plan.transport.client.clone(),
+            ws: plan.transport.ws.clone(),
         });
         let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
@@ -281,6 +282,7 @@ impl<'p> Worker<'p> {
             latency_us: Latencies {
                 connect: collected.connect.summary(),
                 tls: collected.tls.summary(),
+                ws: collected.ws.summary(),
                 handshake: collected.handshake.summary(),
                 close: collected.close.summary(),
             },

@@ -165,6 +165,7 @@ struct PhaseValues<'a> {
     phase: &'a PhaseReport,
     connect: Option<LatencySummary>,
     tls: Option<LatencySummary>,
+    ws: Option<LatencySummary>,
     handshake: Option<LatencySummary>,
     close: Option<LatencySummary>,
 }
@@ -187,6 +188,7 @@ impl<'a> PhaseValues<'a> {
             phase,
             connect: decode("connect", &phase.latency_us.connect)?,
             tls: decode("tls", &phase.latency_us.tls)?,
+            ws: decode("ws", &phase.latency_us.ws)?,
             handshake: decode("handshake", &phase.latency_us.handshake)?,
             close: decode("close", &phase.latency_us.close)?,
         })
@@ -197,6 +199,7 @@ impl<'a> PhaseValues<'a> {
             LatencyKind::Connect => self.connect.as_ref(),
             LatencyKind::Handshake => self.handshake.as_ref(),
             LatencyKind::Tls => self.tls.as_ref(),
+            LatencyKind::Ws => self.ws.as_ref(),
             LatencyKind::Close => self.close.as_ref(),
         }
     }
@@ -246,7 +249,7 @@ fn figures(base: Option<&PhaseValues>, cur: Option<&PhaseValues>, limits: &Regre
             metrics.push(Metric::Errors(Some(kind)));
         }
     }
-    for kind in [LatencyKind::Connect, LatencyKind::Tls, LatencyKind::Handshake, LatencyKind::Close] {
+    for kind in [LatencyKind::Connect, LatencyKind::Tls, LatencyKind::Ws, LatencyKind::Handshake, LatencyKind::Close] {
         for pct in [Percentile::P50, Percentile::P90, Percentile::P99, Percentile::P999, Percentile::Max] {
             metrics.push(Metric::Latency(kind, pct));
         }

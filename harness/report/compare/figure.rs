@@ -124,6 +124,7 @@ pub fn metric_name(metric: &Metric) -> String {
                 LatencyKind::Connect => "connect",
                 LatencyKind::Handshake => "handshake",
                 LatencyKind::Tls => "tls",
+                LatencyKind::Ws => "ws",
                 LatencyKind::Close => "close",
             };
             let pct = match pct {

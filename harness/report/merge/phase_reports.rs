@@ -58,6 +58,7 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
     let latency_us = Latencies {
         connect: latency(LatencyKind::Connect, "connect", |p| &p.latency_us.connect),
         tls: latency(LatencyKind::Tls, "tls", |p| &p.latency_us.tls),
+        ws: latency(LatencyKind::Ws, "ws", |p| &p.latency_us.ws),
         handshake: latency(LatencyKind::Handshake, "handshake", |p| &p.latency_us.handshake),
         close: latency(LatencyKind::Close, "close", |p| &p.latency_us.close),
     };
