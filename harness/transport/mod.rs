@@ -12,7 +12,7 @@ pub mod tls;
 pub mod ws;
 
 pub use error::{DialError, DialStep};
-pub use stream::Stream;
+pub use stream::{ws_io_error, Stream};
 pub use tls::{TlsClient, TlsConfigError, TlsSettings};
 pub use ws::{WsClient, WsSettings};
 
@@ -76,8 +76,6 @@ impl Transport {
         sndbuf: Option<u32>,
         port_taken: impl FnOnce(),
     ) -> Result<(TcpStream, Instant), DialError> {
-        match self {
-            _ => tcp::dial(target, source, sndbuf, port_taken).await,
-        }
+        tcp::dial(target, source, sndbuf, port_taken).await
     }
 }

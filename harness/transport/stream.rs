@@ -24,7 +24,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::ws::io_error;
+use tokio_tungstenite::tungstenite::Error as WsError;
 
 use crate::protocol::session::Readout;
 use crate::protocol::Protocol;
@@ -57,7 +57,7 @@ impl Stream {
                 tls.write_all(bytes).await?;
                 tls.flush().await
             }
-            Stream::Ws(ws) => ws.send(Message::binary(bytes.to_vec())).await.map_err(io_error),
+            Stream::Ws(ws) => ws.send(Message::binary(bytes.to_vec())).await.map_err(ws_io_error),
         }
     }
 
@@ -84,12 +84,12 @@ impl Stream {
                 let mut ws = Pin::new(ws.as_mut());
                 match ws.as_mut().poll_ready(&mut cx) {
                     Poll::Ready(Ok(())) => {}
-                    Poll::Ready(Err(e)) => return Err(io_error(e)),
+                    Poll::Ready(Err(e)) => return Err(ws_io_error(e)),
                     Poll::Pending => return Err(io::ErrorKind::WouldBlock.into()),
                 }
-                ws.as_mut().start_send(Message::binary(bytes.to_vec())).map_err(io_error)?;
+                ws.as_mut().start_send(Message::binary(bytes.to_vec())).map_err(ws_io_error)?;
                 if let Poll::Ready(Err(e)) = ws.poll_flush(&mut cx) {
-                    return Err(io_error(e));
+                    return Err(ws_io_error(e));
                 }
                 Ok(bytes.len())
             }
@@ -179,6 +179,15 @@ impl Stream {
     }
 }
 
+/// A tungstenite error as an I/O error, for the steps that speak `io`.
+pub fn ws_io_error(err: WsError) -> io::Error {
+    match err {
+        WsError::Io(e) => e,
+        WsError::ConnectionClosed | WsError::AlreadyClosed => io::ErrorKind::UnexpectedEof.into(),
+        other => io::Error::other(other),
+    }
+}
+
 /// A WebSocket's messages taken without waiting: binary ones are the protocol's bytes;
 /// a close frame is the target's close. tungstenite answers pings itself.
 fn receive_ws(ws: &mut WebSocketStream<Stream>, protocol: Protocol) -> Readout {
@@ -196,7 +205,7 @@ fn receive_ws(ws: &mut WebSocketStream<Stream>, protocol: Protocol) -> Readout {
                 }
             }
             Poll::Pending => return if taken { Readout::Data { pong } } else { Readout::Nothing },
-            Poll::Ready(Some(Err(e))) => match io_error(e) {
+            Poll::Ready(Some(Err(e))) => match ws_io_error(e) {
                 e if e.kind() == io::ErrorKind::UnexpectedEof => {
                     return if taken { Readout::Data { pong } } else { Readout::Eof };
                 }

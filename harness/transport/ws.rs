@@ -7,8 +7,6 @@
 //! default); a held MQTT connection reads a 2-byte PINGRESP now and then, so
 //! [`config`] asks for [`READ_BUFFER`] bytes and no write buffering.
 
-use std::io;
-
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -83,22 +81,12 @@ impl WsClient {
     }
 }
 
-/// The failure kind of an upgrade's error: a socket error keeps its kind (a reset is a
-/// reset); anything else (an HTTP refusal, no `mqtt` subprotocol, EOF) is `ws_upgrade`.
-pub fn classify(err: &WsError) -> (ErrorKind, Option<i32>) {
-    match err {
-        WsError::Io(e) if e.kind() != io::ErrorKind::UnexpectedEof => ErrorKind::classify(e),
-        _ => (ErrorKind::WsUpgrade, None),
-    }
-}
-
-/// A tungstenite error as an I/O error, for the steps that speak `io`.
-pub fn io_error(err: WsError) -> io::Error {
-    match err {
-        WsError::Io(e) => e,
-        WsError::ConnectionClosed | WsError::AlreadyClosed => io::ErrorKind::UnexpectedEof.into(),
-        other => io::Error::other(other),
-    }
+/// The failure kind of an upgrade's error: every one is `ws_upgrade` (an HTTP refusal,
+/// no `mqtt` subprotocol, EOF, or a reset: a target that does not speak WebSocket, such
+/// as a plain MQTT listener, closes on the request it cannot read, which unread bytes
+/// turn into an RST).
+pub fn classify(_: &WsError) -> (ErrorKind, Option<i32>) {
+    (ErrorKind::WsUpgrade, None)
 }
 
 #[cfg(test)]

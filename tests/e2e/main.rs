@@ -25,3 +25,4 @@ mod support;
 mod tls;
 mod unobserved;
 mod workers;
+mod ws;

@@ -18,11 +18,11 @@ const HELD: u64 = 300;
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate signed by it, and
 /// a second CA that signed neither, as PEM files in `dir`.
-struct Pki {
-    ca: PathBuf,
+pub(crate) struct Pki {
+    pub ca: PathBuf,
     other_ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
 }
@@ -35,7 +35,7 @@ fn make_ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
 }
 
 impl Pki {
-    fn new(dir: &TempDir) -> Pki {
+    pub(crate) fn new(dir: &TempDir) -> Pki {
         let ca = make_ca("sockcap test CA");
         let other = make_ca("some other CA");
         let leaf = |names: Vec<String>, cn: &str| {

@@ -76,13 +76,13 @@ pub(super) async fn close(
         (CloseMode::Rst, _) => abort(stream.tcp()),
         (CloseMode::HalfClose, _) => stream.shutdown().await,
         (CloseMode::Fin, _) | (CloseMode::MqttDisconnect, None) => match stream.shutdown().await {
-            Ok(()) => wait_for_fin(stream.tcp(), deadline).await,
+            Ok(()) => wait_for_close(&mut stream, deadline).await,
             Err(e) => Err(e),
         },
         (CloseMode::MqttDisconnect, Some(goodbye)) => {
             // A target that reads nothing can keep the goodbye from going out.
             match timeout_at(deadline, stream.write_all(goodbye)).await.unwrap_or_else(|_| Err(timed_out())) {
-                Ok(()) => wait_for_fin(stream.tcp(), deadline).await,
+                Ok(()) => wait_for_close(&mut stream, deadline).await,
                 Err(e) => Err(e),
             }
         }
@@ -116,6 +116,32 @@ fn classify_close_error(e: &io::Error) -> (ErrorKind, Option<i32>) {
     } else {
         ErrorKind::classify(e)
     }
+}
+
+/// Wait for the target's close: over WebSocket its close frame first (read through
+/// tungstenite, which answers a close frame the target sends first), then, for every
+/// transport, its FIN.
+async fn wait_for_close(stream: &mut Stream, deadline: Instant) -> io::Result<()> {
+    if let Stream::Ws(ws) = stream {
+        use futures_util::StreamExt;
+        loop {
+            match timeout_at(deadline, ws.next()).await {
+                Err(_) => return Err(timed_out()),
+                Ok(None) => break,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => match crate::transport::ws_io_error(e) {
+                    e if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                    e => return Err(e),
+                },
+            }
+        }
+        // Over TLS, the close handshake done, our close_notify: a target whose TLS layer
+        // waits for it (Python's asyncio) sends its FIN only then.
+        if matches!(ws.get_ref(), Stream::Tls(_)) {
+            let _ = timeout_at(deadline, ws.get_mut().shutdown()).await;
+        }
+    }
+    wait_for_fin(stream.tcp(), deadline).await
 }
 
 /// Read (and discard: the bytes as such, whatever the protocol) until the target's FIN

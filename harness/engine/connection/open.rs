@@ -240,7 +240,7 @@ async fn read_message(ws: &mut WebSocketStream<Stream>, buf: &mut [u8]) -> io::R
             }
             Some(Ok(Message::Close(_))) | None => return Ok(0),
             Some(Ok(_)) => {}
-            Some(Err(e)) => match crate::transport::ws::io_error(e) {
+            Some(Err(e)) => match crate::transport::ws_io_error(e) {
                 e if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
                 e => return Err(e),
             },
