@@ -1,9 +1,10 @@
 #!/bin/sh
-# Benchmark: TCP against TLS on the embedded target. For each transport, MQTT clients
+# Benchmark: TCP against TLS (and WebSocket over TLS) on the embedded target. For each transport, MQTT clients
 # in one process (--workers 1): an idle phase, a ramp to N connections, a hold, an RST
 # close. Prints per transport:
 #   - the ramp's achieved connect rate, and p50/p99 of each layer (connect = TCP
-#     established, tls = TLS handshake done, handshake = CONNACK), from the JSON report;
+#     established, tls = TLS handshake done, ws = upgrade answered, handshake = CONNACK),
+#     from the JSON report;
 #   - sockcap's CPU seconds per 1,000 handshakes: utime + stime of `sockcap run` (client)
 #     and of `sockcap serve` (target), from /proc/PID/stat, over the ramp (idle → held);
 #   - user memory per held connection on both sides: (VmRSS held − VmRSS idle) / N, as
@@ -19,7 +20,7 @@ N=${N:-10000}
 RATE=${RATE:-2000}
 HOLD=${HOLD:-10s}
 RESUMPTION=${RESUMPTION:-false}
-TRANSPORTS=${TRANSPORTS:-"tcp tls"}
+TRANSPORTS=${TRANSPORTS:-"tcp tls wss"}
 cargo build --release -q
 BIN=${CARGO_TARGET_DIR:-target}/release/sockcap
 WORK=$(mktemp -d)
@@ -33,9 +34,12 @@ TICK=$(getconf CLK_TCK)
 
 scenario() {
     tls=""
-    if [ "$1" = tls ]; then tls="transport = \"tls\"
+    case $1 in
+        tls | wss) tls="transport = \"$1\"
 [tls]
-resumption = $RESUMPTION"; fi
+resumption = $RESUMPTION" ;;
+        ws) tls="transport = \"ws\"" ;;
+    esac
     cat <<TOML
 name = "bench: $N MQTT connections over $1"
 target = "embedded"
@@ -103,7 +107,7 @@ def ms(layer, q):
     return "%.2f" % (l[q] / 1000) if l.get("count") else "-"
 print(ramp["achieved_rate_per_s"], ramp["succeeded"], ramp.get("tls_resumed", 0),
       ms("connect", "p50"), ms("connect", "p99"), ms("tls", "p50"), ms("tls", "p99"),
-      ms("handshake", "p50"), ms("handshake", "p99"))
+      ms("handshake", "p50"), ms("handshake", "p99"), ms("ws", "p50"), ms("ws", "p99"))
 PY
 )
     echo "$t $idle $ramped $held $figures" >> "$WORK/results"
@@ -114,11 +118,12 @@ for t in $TRANSPORTS; do run_once "$t"; done
 awk -v n="$N" -v tick="$TICK" '
     # $1 transport; idle: $2 client KiB $3 target KiB $4 client ticks $5 target ticks;
     # ramped: $6 client ticks $7 target ticks; held: $8 client KiB $9 target KiB;
-    # $10 rate $11 connected $12 resumed; ms: $13 $14 connect, $15 $16 tls, $17 $18 handshake
+    # $10 rate $11 connected $12 resumed; ms: $13 $14 connect, $15 $16 tls, $17 $18 handshake,
+    # $19 $20 ws
     {
         printf "%s: %d connected at %.0f/s (asked %s)", $1, $11, $10, ENVIRON["RATE"] ? ENVIRON["RATE"] : 2000
-        if ($1 == "tls") printf ", %d resumed", $12
-        printf "\n  p50/p99 ms   connect %s/%s  tls %s/%s  handshake %s/%s\n", $13, $14, $15, $16, $17, $18
+        if ($1 == "tls" || $1 == "wss") printf ", %d resumed", $12
+        printf "\n  p50/p99 ms   connect %s/%s  tls %s/%s  ws %s/%s  handshake %s/%s\n", $13, $14, $15, $16, $19, $20, $17, $18
         printf "  CPU s per 1000 handshakes   client %.3f  target %.3f\n",
             ($6 - $4) / tick / n * 1000, ($7 - $5) / tick / n * 1000
         printf "  memory per held connection   client %.0f bytes  target %.0f bytes\n",
