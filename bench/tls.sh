@@ -7,7 +7,7 @@
 #     from the JSON report;
 #   - sockcap's CPU seconds per 1,000 handshakes: utime + stime of `sockcap run` (client)
 #     and of `sockcap serve` (target), from /proc/PID/stat, over the ramp (idle → all up,
-#     or the ramp's time plus 40 s), per connection the ramp established (failed attempts
+#     or the count still for 3 s), per connection the ramp established (failed attempts
 #     cost CPU too: an overloaded run reads high);
 #   - user memory per held connection on both sides: (VmRSS held − VmRSS idle) / the
 #     connections established, as bench/memory.sh measures it (see there).
@@ -90,11 +90,16 @@ run_once() {
     done
     sleep 2
     idle="$(rss_kib "$RUN_PID") $(rss_kib "$serve") $(cpu_ticks "$RUN_PID") $(cpu_ticks "$serve")"
-    # All N up, or the ramp's time and its timeout past (an overloaded run connects fewer:
-    # the report's figures say how many).
-    give_up=$(( $(date +%s) + N / RATE + 40 ))
-    until [ "$(established)" -ge "$N" ] || [ "$(date +%s)" -ge "$give_up" ]; do
+    # All N up, or (an overloaded run connects fewer: the report says how many) the count
+    # at least half way and still for 3 s: the ramp is over, the hold has begun.
+    last=-1
+    still=0
+    while [ "$(established)" -lt "$N" ]; do
         kill -0 "$RUN_PID" 2>/dev/null || { cat "$WORK/$t.txt"; exit 1; }
+        now=$(established)
+        if [ "$now" -eq "$last" ] && [ "$now" -ge $((N / 2)) ]; then still=$((still + 1)); else still=0; fi
+        [ "$still" -ge 30 ] && break
+        last=$now
         sleep 0.1
     done
     ramped="$(cpu_ticks "$RUN_PID") $(cpu_ticks "$serve")"
