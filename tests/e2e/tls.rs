@@ -261,3 +261,20 @@ fn serve_workers_share_one_made_certificate() {
     assert!(status.success(), "{status}");
     assert!(!ca.parent().unwrap().exists(), "{} is left behind", ca.display());
 }
+
+/// Three client worker processes against the embedded target over wss: each worker
+/// trusts the CA the target made (`sockcap worker --tls-ca`), and all 60 connect.
+#[test]
+fn client_workers_trust_the_embedded_targets_ca() {
+    let toml = "name = \"workers over wss\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\ntransport = \"wss\"\n\
+                [[phase]]\nname = \"ramp\"\nconnect = { count = 60, rate = 300 }\n\
+                expect = { established = \"== 60\", \"server.established\" = \"== 60\" }\n";
+    let (out, report) = run_scenario("tls-workers", toml, &["--workers", "3"]);
+    assert_exit(&out, 0);
+    assert_eq!(report["scenario"]["workers"], 3);
+    let ramp = phase(&report, "ramp");
+    assert_eq!(
+        (ramp["latency_us"]["tls"]["count"].as_u64(), ramp["latency_us"]["ws"]["count"].as_u64()),
+        (Some(60), Some(60))
+    );
+}
