@@ -39,16 +39,19 @@ pub(in crate::embedded) fn run(
     let on_eof = opts.on_eof;
     async move {
         let _ = stream.set_nodelay(true);
+        // Each boxed: the task's future would otherwise be as large as its largest arm
+        // (the TLS one) for every connection, and hold the handshake's state inline.
         match tls {
-            None => serve(stream, conn, on_eof, shutdown).await,
+            None => Box::pin(serve(stream, conn, on_eof, shutdown)).await,
             Some(acceptor) => {
+                let accepting = Box::pin(tokio::time::timeout(UPGRADE_TIMEOUT, acceptor.accept(stream)));
                 let accepted = tokio::select! {
                     biased;
                     () = shutdown.cancelled() => return,
-                    done = tokio::time::timeout(UPGRADE_TIMEOUT, acceptor.accept(stream)) => done,
+                    done = accepting => done,
                 };
                 if let Ok(Ok(tls)) = accepted {
-                    serve(tls, conn, on_eof, shutdown).await;
+                    Box::pin(serve(tls, conn, on_eof, shutdown)).await;
                 }
             }
         }
@@ -69,11 +72,13 @@ async fn serve<S>(stream: S, mut conn: Connection, on_eof: OnEof, shutdown: Canc
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    // Boxed, so that the handshake's state is freed once it is done.
     let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, choose_mqtt, Some(config()));
+    let upgrading = Box::pin(tokio::time::timeout(UPGRADE_TIMEOUT, upgrade));
     let mut ws = tokio::select! {
         biased;
         () = shutdown.cancelled() => return,
-        done = tokio::time::timeout(UPGRADE_TIMEOUT, upgrade) => match done {
+        done = upgrading => match done {
             Ok(Ok(ws)) => ws,
             _ => return,
         },
