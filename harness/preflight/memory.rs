@@ -26,9 +26,9 @@ pub const EMBEDDED_BYTES_PER_CONNECTION: u64 = 1_150;
 pub const TLS_EXTRA_BYTES: (u64, u64) = (8_400, 8_850);
 /// What WebSocket adds (tungstenite's state, and the buffer its handshake read into,
 /// which the connection keeps), on top of TLS's for `wss`. `bench/tls.sh` measured, over
-/// 10,000 idle MQTT connections over ws: 5,505 bytes per client connection and 14,322
+/// 10,000 idle MQTT connections over ws: 5,519 bytes per client connection and 3,871
 /// per target connection (TCP: 927 and 1,151).
-pub const WS_EXTRA_BYTES: (u64, u64) = (4_600, 13_200);
+pub const WS_EXTRA_BYTES: (u64, u64) = (4_600, 2_750);
 /// User memory of one sockcap process before its first connection: an estimate
 /// (`sockcap serve` idles at ~4.7 MB VmRSS; a run keeps three ~136 KiB histograms per
 /// phase and its runtime on top).
