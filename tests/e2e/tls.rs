@@ -185,6 +185,8 @@ fn a_wrong_ca_fails_every_connect_as_a_certificate_error() {
     // TCP was established each time: its latency is counted, TLS's is not.
     assert_eq!(ramp["latency_us"]["connect"]["count"], 30, "{ramp}");
     assert_eq!(ramp["latency_us"]["tls"]["count"], 0, "{ramp}");
+    let notes = report["notes"].as_array().unwrap();
+    assert!(notes.iter().any(|n| n.as_str().unwrap().starts_with("30 TLS handshakes")), "{notes:?}");
 }
 
 #[test]
