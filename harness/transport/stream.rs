@@ -96,17 +96,15 @@ impl Stream {
         }
     }
 
-    /// Shut the sending side down: TCP's FIN; for TLS, close_notify, then the FIN.
+    /// Shut the sending side down: TCP's FIN; for TLS, close_notify, then the FIN; for
+    /// WebSocket, the close frame.
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(tcp) => tcp.shutdown().await,
             Stream::Tls(tls) => tls.shutdown().await,
-            Stream::Ws(ws) => {
-                // The close frame; the target's answer is not awaited (the FIN close
-                // waits for its FIN), then the stream underneath is shut down too.
-                let _ = ws.send(Message::Close(None)).await;
-                Box::pin(ws.get_mut().shutdown()).await
-            }
+            // The close frame only: RFC 6455 has the server close the TCP connection
+            // first once the close handshake is done (the FIN close waits for both).
+            Stream::Ws(ws) => ws.send(Message::Close(None)).await.map_err(ws_io_error),
         }
     }
 
@@ -184,6 +182,11 @@ pub fn ws_io_error(err: WsError) -> io::Error {
     match err {
         WsError::Io(e) => e,
         WsError::ConnectionClosed | WsError::AlreadyClosed => io::ErrorKind::UnexpectedEof.into(),
+        // The target closed the connection without a close frame (an MQTT server may,
+        // after DISCONNECT): its end, not a failure.
+        WsError::Protocol(tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake) => {
+            io::ErrorKind::UnexpectedEof.into()
+        }
         other => io::Error::other(other),
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -118,7 +118,19 @@ where
                 return;
             }
             Step::Eof => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                // The close handshake, then our FIN first (RFC 6455: the server closes
+                // the TCP connection first); over TLS with our close_notify, then the
+                // client's read to its end so that nothing unread turns our close into
+                // an RST. Bounded: at most a second.
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    let _ = ws.close(None).await;
+                    let inner = ws.get_mut();
+                    inner.shutdown().await?;
+                    let mut sink = [0u8; 64];
+                    while inner.read(&mut sink).await? > 0 {}
+                    Ok::<(), std::io::Error>(())
+                })
+                .await;
                 return;
             }
         }

@@ -135,10 +135,26 @@ async fn wait_for_close(stream: &mut Stream, deadline: Instant) -> io::Result<()
                 },
             }
         }
-        // Over TLS, the close handshake done, our close_notify: a target whose TLS layer
-        // waits for it (Python's asyncio) sends its FIN only then.
-        if matches!(ws.get_ref(), Stream::Tls(_)) {
-            let _ = timeout_at(deadline, ws.get_mut().shutdown()).await;
+        // Over TLS, the close handshake done: the target's close_notify, answered with
+        // ours, without a FIN, so that the target's FIN still comes first (a TLS layer
+        // such as Python's asyncio sends its FIN only once it has ours). A target that
+        // closed without one gets nothing more (data after its close would be reset).
+        if let Stream::Tls(tls) = ws.get_mut() {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut sink = [0u8; 64];
+            let theirs = async {
+                loop {
+                    match tls.read(&mut sink).await {
+                        Ok(0) => return true,
+                        Ok(_) => {}
+                        Err(_) => return false,
+                    }
+                }
+            };
+            if timeout_at(deadline, theirs).await == Ok(true) {
+                tls.get_mut().1.send_close_notify();
+                let _ = timeout_at(deadline, tls.flush()).await;
+            }
         }
     }
     wait_for_fin(stream.tcp(), deadline).await
