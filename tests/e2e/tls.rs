@@ -280,3 +280,20 @@ fn client_workers_trust_the_embedded_targets_ca() {
         (Some(60), Some(60))
     );
 }
+
+/// `insecure = true`: no CA given, the target's certificate (from a CA nobody trusts) is
+/// taken, and the report says so: `tls_insecure`, a WARNING line and a note.
+#[test]
+fn insecure_connects_without_a_ca_and_says_so() {
+    let dir = TempDir::new("tls-insecure-pki");
+    let pki = Pki::new(&dir);
+    let broker = Mosquitto::start("tls-insecure", &pki.listener(false));
+    let (out, report) =
+        run_scenario("tls-insecure", &mqtt_over_tls(&broker.addr(), "[tls]\ninsecure = true\n", 10, "insecure"), &[]);
+    assert_exit(&out, 0);
+    assert_eq!(report["scenario"]["tls_insecure"], true);
+    assert_eq!(phase(&report, "ramp")["succeeded"], 10);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("WARNING: TLS certificates NOT verified"), "{text}");
+    assert!(report["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("NOT verified")));
+}
