@@ -56,6 +56,10 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatencyKind {
     Connect,
+    /// The TLS handshake (transport `tls`).
+    Tls,
+    /// The WebSocket upgrade (transport `ws`, `wss`).
+    Ws,
     Handshake,
     Close,
     /// A lost connection's time back (the phase's `recovery.recovery_us`).
@@ -149,6 +153,8 @@ impl Metric {
             let kind = match which {
                 "connect" => Some(LatencyKind::Connect),
                 "handshake" => Some(LatencyKind::Handshake),
+                "tls" => Some(LatencyKind::Tls),
+                "ws" => Some(LatencyKind::Ws),
                 "close" => Some(LatencyKind::Close),
                 "recovery" => Some(LatencyKind::Recovery),
                 _ => None,
@@ -168,7 +174,7 @@ impl Metric {
         }
         Err(format!(
             "unknown metric `{name}`; use a TCP state ({}), `server.<state>`, \
-             `connect_p99` / `handshake_p50` / `close_max` / `recovery_p90` (p50 p90 p99 p999 min max), \
+             `connect_p99` / `tls_p99` / `ws_p99` / `handshake_p50` / `close_max` / `recovery_p90` (p50 p90 p99 p999 min max), \
              `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), `reconnect_attempts`, \
              `reconnected`, `peak_reconnect_rate` or `rate`",
             state_list()

@@ -55,13 +55,21 @@ pub enum ErrorKind {
     /// phase ended (counted in each phase whose end finds it down): a policy without
     /// `max_attempts` never gives up, and a run must not pass with clients missing.
     StillDown,
+    /// The TLS handshake failed for another reason than a certificate (no common
+    /// version or cipher suite, an alert, EOF, or no end before the handshake timeout).
+    TlsHandshake,
+    /// A certificate was refused: the target's by sockcap (unknown issuer, wrong name,
+    /// expired) or sockcap's by the target (an alert about a certificate: mTLS).
+    TlsCertificate,
+    /// The WebSocket upgrade failed: an HTTP refusal, no `mqtt` subprotocol, or EOF.
+    WsUpgrade,
     /// Any other errno (kept in [`ErrorCounts::other_errnos`]).
     Other,
 }
 
 impl ErrorKind {
     /// Every kind, in report order.
-    pub const ALL: [ErrorKind; 18] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::Refused,
         ErrorKind::TimedOut,
         ErrorKind::AddrNotAvailable,
@@ -79,6 +87,9 @@ impl ErrorKind {
         ErrorKind::NoOutcome,
         ErrorKind::ReconnectGaveUp,
         ErrorKind::StillDown,
+        ErrorKind::TlsHandshake,
+        ErrorKind::TlsCertificate,
+        ErrorKind::WsUpgrade,
         ErrorKind::Other,
     ];
 
@@ -102,6 +113,9 @@ impl ErrorKind {
             ErrorKind::NoOutcome => "no_outcome",
             ErrorKind::ReconnectGaveUp => "reconnect_gave_up",
             ErrorKind::StillDown => "still_down",
+            ErrorKind::TlsHandshake => "tls_handshake",
+            ErrorKind::TlsCertificate => "tls_certificate",
+            ErrorKind::WsUpgrade => "ws_upgrade",
             ErrorKind::Other => "other",
         }
     }

@@ -16,6 +16,12 @@ pub struct Scenario {
     pub target: String,
     /// `"tcp"` or `"mqtt"`.
     pub protocol: String,
+    /// `"tcp"` (default) or `"tls"`: what the protocol runs over.
+    pub transport: Option<String>,
+    /// TLS options (with `transport = "tls"` or `"wss"`).
+    pub tls: Option<TlsSection>,
+    /// WebSocket options (with `transport = "ws"` or `"wss"`).
+    pub ws: Option<WsSection>,
     /// Source addresses for the client sockets (`"127.0.0.2"` or a range
     /// `"127.0.0.2-127.0.0.9"`); by default the kernel's choice, or several
     /// 127.x addresses for a loopback target.
@@ -56,6 +62,37 @@ pub struct MqttSection {
     pub maximum_packet_size: Option<i64>,
     /// MQTT 5: User Properties sent with CONNECT, `{ name = "value" }`.
     pub user_properties: Option<BTreeMap<String, String>>,
+}
+
+/// `[ws]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsSection {
+    /// The request path (default `"/mqtt"`).
+    pub path: Option<String>,
+    /// Extra request headers, e.g. `{ Authorization = "Bearer x" }`.
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// `[tls]`. Paths are relative to the scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file of the certificates to trust; absent: the system's roots (or, against
+    /// the embedded target, its own self-signed certificate).
+    pub ca: Option<String>,
+    /// SNI and the name checked in the certificate; default: the target's host.
+    pub server_name: Option<String>,
+    /// Client certificate chain (PEM), for mTLS; with `key`.
+    pub cert: Option<String>,
+    /// The client certificate's private key (PEM).
+    pub key: Option<String>,
+    /// ALPN protocols to offer, e.g. `["mqtt"]`.
+    pub alpn: Option<Vec<String>>,
+    /// Session resumption across a worker's connections (default true).
+    pub resumption: Option<bool>,
+    /// Skip verifying the target's certificate (said in the report).
+    pub insecure: Option<bool>,
 }
 
 /// `[embedded]`.

@@ -117,12 +117,18 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
         );
         return Err(Failure::environment(anyhow::anyhow!(why)));
     }
-    let notes: Vec<String> = budget
+    let mut notes: Vec<String> = budget
         .checks
         .iter()
         .filter(|c| c.side == preflight::Side::Target && c.verdict == preflight::Verdict::Blocks)
         .map(|c| format!("preflight, {}: {}", c.name.as_str(), c.summary))
         .collect();
+    if plan.transport.insecure() {
+        notes.push(
+            "TLS: insecure = true: the target's certificate was NOT verified; these figures hold for whatever answered"
+                .to_string(),
+        );
+    }
     let workers = budget.workers;
     let target_workers = u32::try_from(budget.target_workers).unwrap_or(crate::embedded::MAX_WORKERS);
     let needed = budget.peak_connections.div_ceil(workers) + descriptors::RESERVE;
@@ -148,6 +154,16 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             }
             TargetSpec::Addr(_) => (None, None),
         };
+        // TLS toward the embedded target trusts the certificate it made.
+        let mut plan = plan.clone();
+        let tls_ca = embedded.as_ref().and_then(|e| e.tls_ca.clone());
+        if let Some(ca) = &tls_ca {
+            plan.transport.trust_embedded_ca(ca).map_err(Failure::bad_input)?;
+        }
+        if plan.transport.needs_embedded_ca() {
+            let why = "the embedded target named no CA file to trust; give `[tls] ca` or `insecure = true`";
+            return Err(Failure::environment(anyhow::anyhow!(why)));
+        }
         let target = match (&embedded, plan.target) {
             (Some(e), _) => e.addr,
             (None, TargetSpec::Addr(addr)) => addr,
@@ -158,7 +174,8 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
             WorkerSet::in_process(Arc::new(plan.clone()), ctx)
         } else {
             let embedded = embedded.is_some();
-            let scenario = worker_set::Scenario { path: &plan.file, sha256: &sha256, embedded };
+            let scenario =
+                worker_set::Scenario { path: &plan.file, sha256: &sha256, embedded, tls_ca: tls_ca.as_deref() };
             WorkerSet::processes(&scenario, target, &sources, host, workers as u32).map_err(Failure::environment)?
         };
         let (restarts, requests) = target_restart::channel();
@@ -222,6 +239,7 @@ async fn start_embedded(plan: &Plan, workers: u32) -> Result<(EmbeddedTarget, Se
     let opts = ServeOptions {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         protocol: plan.protocol,
+        transport: plan.transport.transport,
         backlog: embedded.backlog,
         on_eof: embedded.on_eof,
         accept: embedded.accept,

@@ -41,18 +41,46 @@ pub struct ServeArgs {
     /// each holding a share of the connections under its own descriptor limit.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = super::values::parse_process_count)]
     pub workers: u32,
+    /// What the protocol runs over: tcp, tls (with --tls-cert and --tls-key, or else a
+    /// certificate for 127.0.0.1, ::1 and localhost made now, whose CA file the ready
+    /// line names), ws (WebSocket, subprotocol mqtt, any path) or wss (ws over tls).
+    #[arg(long, default_value = "tcp", value_parser = parse_transport)]
+    pub transport: crate::transport::Transport,
+    /// The certificate chain (PEM) a TLS target serves; with --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Run on one thread: set by a `serve --workers N` parent for its children, which
     /// share the cores with it.
     #[arg(long, hide = true)]
     pub one_thread: bool,
 }
 
+fn parse_transport(name: &str) -> Result<crate::transport::Transport, String> {
+    crate::transport::Transport::parse(name).ok_or_else(|| format!("`{name}`: use tcp, tls, ws or wss"))
+}
+
 pub fn serve(args: ServeArgs) -> Result<u8, Failure> {
+    use crate::transport::Transport;
+    let bad = |why: &str| Err(Failure::bad_input(anyhow::anyhow!("{why}")));
+    if args.transport != Transport::Tcp && (args.no_read || args.shutdown_after.is_some()) {
+        return bad("--no-read and --shutdown-after are TCP recipes the TLS and WebSocket targets do not serve; drop them or use --transport tcp");
+    }
+    if !args.transport.uses_tls() && args.tls_cert.is_some() {
+        return bad("--tls-cert and --tls-key need --transport tls or wss");
+    }
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(embedded::ServeTls { cert, key, ca: None, made_dir: None }),
+        _ => None,
+    };
     descriptors::raise_nofile()
         .map_err(|e| Failure::environment(anyhow::Error::new(e).context("raising RLIMIT_NOFILE")))?;
     let opts = ServeOptions {
         listen: args.listen,
         protocol: args.protocol,
+        transport: args.transport,
         backlog: args.backlog,
         on_eof: args.on_eof,
         accept: !args.no_accept,
@@ -68,6 +96,6 @@ pub fn serve(args: ServeArgs) -> Result<u8, Failure> {
     } else {
         super::setup::runtime()?
     };
-    rt.block_on(embedded::run_serve_process(opts)).map_err(Failure::environment)?;
+    rt.block_on(embedded::run_serve_process(opts, tls)).map_err(Failure::environment)?;
     Ok(exit::PASSED)
 }

@@ -30,6 +30,10 @@ pub struct WorkerArgs {
     /// stand), and the connections go to `--target`.
     #[arg(long)]
     pub embedded: bool,
+    /// The CA file of the embedded TLS target, to trust when the scenario gives no
+    /// `[tls] ca`.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
     /// This worker's shard, INDEX/COUNT.
     #[arg(long, value_parser = crate::shard::Shard::parse)]
     pub shard: crate::shard::Shard,
@@ -62,7 +66,10 @@ pub fn worker(args: WorkerArgs) -> Result<u8, Failure> {
         }
     }
     let spec = if args.embedded { TargetSpec::Embedded } else { TargetSpec::Addr(args.target) };
-    let plan = Plan::load_toward(&args.scenario, Some(spec)).map_err(Failure::bad_input)?;
+    let mut plan = Plan::load_toward(&args.scenario, Some(spec)).map_err(Failure::bad_input)?;
+    if let Some(ca) = &args.tls_ca {
+        plan.transport.trust_embedded_ca(ca).map_err(Failure::bad_input)?;
+    }
     let ports = probe::limits::parse_port_range(&args.ports.replace('-', " "))
         .ok_or_else(|| Failure::bad_input(anyhow::anyhow!("--ports {}: write LO-HI", args.ports)))?;
     let addrs = match &args.sources {

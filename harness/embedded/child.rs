@@ -28,6 +28,8 @@ pub(super) const DRAIN: Duration = Duration::from_secs(1);
 pub struct EmbeddedTarget {
     /// The address it listens on (port 0 resolved).
     pub addr: SocketAddr,
+    /// Over TLS with a certificate it made: the CA file to trust.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Its process id, e.g. to find its sockets or limits in /proc. With
     /// `workers` > 1 this is the process that started the others (and holds a
     /// share of the connections too).
@@ -142,6 +144,9 @@ pub(super) fn serve_args(opts: &ServeOptions) -> Vec<String> {
     if let Some(delay) = opts.shutdown_after {
         args.extend(["--shutdown-after".into(), humantime::format_duration(delay).to_string()]);
     }
+    if opts.transport != crate::transport::Transport::Tcp {
+        args.extend(["--transport".into(), opts.transport.as_str().into()]);
+    }
     args
 }
 
@@ -157,7 +162,7 @@ async fn spawn_command(mut command: Command, ready_timeout: Duration) -> anyhow:
     let mut messages = ChildMessages::new(stdout);
 
     match tokio::time::timeout(ready_timeout, messages.ready()).await {
-        Ok(Ok(Some(addr))) => Ok(EmbeddedTarget { addr, pid, child, messages }),
+        Ok(Ok(Some((addr, tls_ca)))) => Ok(EmbeddedTarget { addr, tls_ca, pid, child, messages }),
         Ok(Ok(None)) => {
             let status = exit_status(&mut child).await;
             bail!("the embedded target (pid {pid}) exited before it was ready ({status})")

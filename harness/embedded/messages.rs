@@ -25,11 +25,16 @@ pub const PARENT_ENV: &str = "SOCKCAP_SERVE_TO_PARENT";
 
 /// A `sockcap serve` process → the process that started it, one JSON line each
 /// on its stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "msg", rename_all = "snake_case")]
 pub enum ServeMsg {
-    /// Listening on `addr` (port 0 resolved), every worker process too.
-    Ready { addr: SocketAddr },
+    /// Listening on `addr` (port 0 resolved), every worker process too. Over TLS with a
+    /// certificate it made, `tls_ca` is the CA file for clients to trust.
+    Ready {
+        addr: SocketAddr,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tls_ca: Option<std::path::PathBuf>,
+    },
     /// At exit: what it did, with its workers.
     Summary(TargetSummary),
 }
@@ -69,10 +74,13 @@ impl Audience {
     }
 
     /// Says that the target listens on `addr`, on stdout.
-    pub fn say_ready(self, addr: SocketAddr, protocol: Protocol) -> io::Result<()> {
+    pub fn say_ready(self, addr: SocketAddr, protocol: Protocol, tls_ca: Option<&std::path::Path>) -> io::Result<()> {
         match self {
-            Audience::Person => print_line(&ready_line(addr, protocol)),
-            Audience::Parent => print_msg(&ServeMsg::Ready { addr }),
+            Audience::Person => match tls_ca {
+                None => print_line(&ready_line(addr, protocol)),
+                Some(ca) => print_line(&format!("{} over TLS, CA {}", ready_line(addr, protocol), ca.display())),
+            },
+            Audience::Parent => print_msg(&ServeMsg::Ready { addr, tls_ca: tls_ca.map(Into::into) }),
         }
     }
 
@@ -127,11 +135,11 @@ impl<R: AsyncRead + Unpin> ChildMessages<R> {
         }
     }
 
-    /// The address of the next [`ServeMsg::Ready`]; `None` at EOF.
-    pub async fn ready(&mut self) -> io::Result<Option<SocketAddr>> {
+    /// The address (and TLS CA file) of the next [`ServeMsg::Ready`]; `None` at EOF.
+    pub async fn ready(&mut self) -> io::Result<Option<(SocketAddr, Option<std::path::PathBuf>)>> {
         while let Some(msg) = self.next().await? {
-            if let ServeMsg::Ready { addr } = msg {
-                return Ok(Some(addr));
+            if let ServeMsg::Ready { addr, tls_ca } = msg {
+                return Ok(Some((addr, tls_ca)));
             }
         }
         Ok(None)
@@ -218,7 +226,7 @@ mod tests {
 
     #[test]
     fn messages_are_one_json_line_each() {
-        let ready = ServeMsg::Ready { addr: "127.0.0.1:41234".parse().unwrap() };
+        let ready = ServeMsg::Ready { addr: "127.0.0.1:41234".parse().unwrap(), tls_ca: None };
         assert_eq!(serde_json::to_string(&ready).unwrap(), r#"{"msg":"ready","addr":"127.0.0.1:41234"}"#);
         let summary = ServeMsg::Summary(TargetSummary {
             summary: ServeSummary { accepted: 3, connects: 2, accept_errors: 1 },
@@ -241,7 +249,7 @@ mod tests {
             "\n",
         );
         let mut messages = ChildMessages::new(stdout.as_bytes());
-        assert_eq!(messages.ready().await.unwrap(), Some("127.0.0.1:5555".parse().unwrap()));
+        assert_eq!(messages.ready().await.unwrap(), Some(("127.0.0.1:5555".parse().unwrap(), None)));
         let figures = ServeSummary { accepted: 3, connects: 2, accept_errors: 1 };
         let summary = TargetSummary { summary: figures, processes: 1, reported: 1 };
         assert_eq!(messages.summary().await.unwrap(), Some(summary));

@@ -51,6 +51,7 @@ mod recipes;
 mod server;
 #[cfg(test)]
 mod testing;
+mod tls;
 mod workers;
 
 /// The most processes one embedded target may run (`--workers`, `embedded.workers`).
@@ -64,5 +65,6 @@ pub use messages::{parse_ready_line, ready_line, ServeMsg, TargetSummary, PARENT
 pub use options::{ServeOptions, ServeSummary};
 pub use process::run_serve_process;
 pub use quiet_port::quiet_port;
-pub use server::serve;
+pub use server::{serve, serve_over};
+pub use tls::ServeTls;
 pub use workers::workers_for;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{OnEof, Protocol};
 use crate::socket::DEFAULT_BACKLOG;
+use crate::transport::Transport;
 
 /// What the embedded target listens on, speaks, and how it treats connections.
 ///
@@ -20,6 +21,9 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Protocol spoken on every accepted connection.
     pub protocol: Protocol,
+    /// What the protocol runs over (`--transport`): TCP, or TLS with the certificate
+    /// given or made at start (see `embedded/tls.rs`).
+    pub transport: Transport,
     /// Listen backlog (accept queue length), clamped by the kernel to
     /// `net.core.somaxconn`. The queue is full once it holds `backlog + 1`
     /// connections.
@@ -62,6 +66,7 @@ impl Default for ServeOptions {
         ServeOptions {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             protocol: Protocol::Mqtt,
+            transport: Transport::Tcp,
             backlog: DEFAULT_BACKLOG,
             on_eof: OnEof::Close,
             accept: true,

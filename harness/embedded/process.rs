@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::messages::{Audience, TargetSummary};
 use super::options::ServeOptions;
-use super::server::serve;
+use super::server::serve_over;
+use super::tls::ServeTls;
 use super::workers::{WorkerEnd, Workers};
 
 /// Runs `sockcap serve` until SIGTERM or SIGINT: binds, starts the worker
@@ -20,8 +21,23 @@ use super::workers::{WorkerEnd, Workers};
 /// instead for a parent sockcap process: [`Audience`]). Call it inside a tokio
 /// runtime, from the future given to `block_on` (the workers die with the
 /// thread that starts them).
-pub async fn run_serve_process(opts: ServeOptions) -> anyhow::Result<()> {
+pub async fn run_serve_process(opts: ServeOptions, tls: Option<ServeTls>) -> anyhow::Result<()> {
     let audience = Audience::of_this_process();
+    // Over TLS: the certificate given, or one made now (removed at exit).
+    let tls = match (opts.transport.uses_tls(), tls) {
+        (false, _) => None,
+        (true, Some(given)) => Some(given),
+        (true, None) => Some(ServeTls::generate().context("making the TLS target's certificate")?),
+    };
+    let served = serve_process(opts, tls.as_ref(), audience).await;
+    if let Some(tls) = &tls {
+        tls.remove_made();
+    }
+    served
+}
+
+async fn serve_process(opts: ServeOptions, tls: Option<&ServeTls>, audience: Audience) -> anyhow::Result<()> {
+    let server_config = tls.map(ServeTls::server_config).transpose()?;
     let shutdown = CancellationToken::new();
     // Install the handlers before the ready line announces us: a SIGTERM sent
     // right after it must drain, not kill the process.
@@ -41,11 +57,11 @@ pub async fn run_serve_process(opts: ServeOptions) -> anyhow::Result<()> {
 
     // This process accepts from the moment it listens; the workers start meanwhile.
     let (bound_tx, bound_rx) = oneshot::channel();
-    let serving = serve(opts, shutdown.clone(), |addr| {
+    let serving = serve_over(opts, server_config, shutdown.clone(), |addr| {
         let _ = bound_tx.send(addr);
     });
     let workers = async {
-        let ends = run_workers(opts, audience, bound_rx, &shutdown).await;
+        let ends = run_workers(opts, tls, audience, bound_rx, &shutdown).await;
         if ends.is_err() {
             shutdown.cancel();
         }
@@ -73,6 +89,7 @@ pub async fn run_serve_process(opts: ServeOptions) -> anyhow::Result<()> {
 /// start or the ready line (or message) cannot be printed.
 async fn run_workers(
     opts: ServeOptions,
+    tls: Option<&ServeTls>,
     audience: Audience,
     bound: oneshot::Receiver<SocketAddr>,
     shutdown: &CancellationToken,
@@ -82,14 +99,14 @@ async fn run_workers(
         return Ok(Vec::new());
     };
     let count = opts.workers.saturating_sub(1);
-    let Some(workers) = Workers::start(addr, opts, count, shutdown).await.with_context(|| {
+    let Some(workers) = Workers::start(addr, opts, tls, count, shutdown).await.with_context(|| {
         format!("starting the {count} worker processes of `sockcap serve --workers {}`", opts.workers)
     })?
     else {
         // Interrupted before every worker listened: nothing was announced.
         return Ok(Vec::new());
     };
-    let printed = audience.say_ready(addr, opts.protocol);
+    let printed = audience.say_ready(addr, opts.protocol, tls.and_then(|t| t.ca.as_deref()));
     if printed.is_err() {
         // Nobody can find a target that could not announce itself.
         shutdown.cancel();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use rustls::ServerConfig;
 use socket2::{Domain, Socket, Type};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,18 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<ServeSummary> {
+    serve_over(opts, None, shutdown, on_ready).await
+}
+
+/// [`serve`], over TLS with `tls`'s certificate when given (`opts.transport` is then
+/// `tls`).
+pub async fn serve_over(
+    opts: ServeOptions,
+    tls: Option<Arc<ServerConfig>>,
+    shutdown: CancellationToken,
+    on_ready: impl FnOnce(SocketAddr),
+) -> anyhow::Result<ServeSummary> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let listener = bind(opts.listen, opts.backlog, opts.defer_accept)
         .with_context(|| format!("listening on {} for `sockcap serve`", opts.listen))?;
     let local = listener.local_addr().context("reading the address the embedded target is bound to")?;
@@ -55,8 +68,15 @@ pub async fn serve(
         match accepted {
             Ok((stream, _peer)) => {
                 summary.accepted += 1;
-                let session = connection::run(stream, &opts, shutdown.clone(), Arc::clone(&connects));
-                tracker.spawn(session);
+                let connects = Arc::clone(&connects);
+                let stop = shutdown.clone();
+                match (&acceptor, opts.transport.uses_ws()) {
+                    (None, false) => tracker.spawn(connection::run(stream, &opts, stop, connects)),
+                    (Some(tls), false) => {
+                        tracker.spawn(connection::run_tls(stream, tls.clone(), &opts, stop, connects))
+                    }
+                    (tls, true) => tracker.spawn(connection::run_ws(stream, tls.clone(), &opts, stop, connects)),
+                };
             }
             Err(e) => {
                 summary.accept_errors += 1;

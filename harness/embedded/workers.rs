@@ -115,6 +115,7 @@ impl Workers {
     pub async fn start(
         addr: SocketAddr,
         opts: ServeOptions,
+        tls: Option<&super::tls::ServeTls>,
         count: u32,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Workers>> {
@@ -124,6 +125,11 @@ impl Workers {
         let exe = std::env::current_exe().context("locating the sockcap executable")?;
         let mut args = serve_args(&ServeOptions { listen: addr, workers: 1, ..opts });
         args.push("--one-thread".into());
+        // One certificate for every process of the target.
+        if let Some(tls) = tls {
+            args.extend(["--tls-cert".into(), tls.cert.display().to_string()]);
+            args.extend(["--tls-key".into(), tls.key.display().to_string()]);
+        }
         let commands = (0..count).map(|_| serve_command(&exe, &args));
         start_commands(commands.collect(), addr, READY_TIMEOUT, shutdown).await
     }
@@ -198,8 +204,8 @@ async fn start_commands(
         };
         let worker = &mut workers.workers[i];
         let failure = match ready {
-            Ok(Ok(Some(at))) if at == addr => continue,
-            Ok(Ok(Some(at))) => format!("listens on {at} instead of {addr}"),
+            Ok(Ok(Some((at, _)))) if at == addr => continue,
+            Ok(Ok(Some((at, _)))) => format!("listens on {at} instead of {addr}"),
             Ok(Ok(None)) => format!("exited before it was ready ({})", exit_status(&mut worker.child).await),
             Ok(Err(e)) => format!("could not be read from: {e}"),
             Err(_elapsed) => format!("printed no ready line within {ready_timeout:?}"),

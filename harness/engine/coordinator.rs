@@ -149,6 +149,8 @@ pub async fn run(
             sources: ctx.sources.addrs.iter().map(ToString::to_string).collect(),
             netns: plan.netns.is_some(),
             workers: co.worker_set.len() as u32,
+            transport: plan.transport.transport.as_str().to_string(),
+            tls_insecure: plan.transport.insecure(),
         },
         started_at: humantime::format_rfc3339_millis(started_at).to_string(),
         duration_ms: co.run_start.elapsed().as_millis() as u64,

@@ -179,6 +179,8 @@ pub struct Scenario<'a> {
     /// The workers read the scenario as written for the embedded target (its
     /// `[embedded]` and `[netns]` sections stand) and connect to the address they are given.
     pub embedded: bool,
+    /// The CA file of the embedded TLS target, which the workers trust (`--tls-ca`).
+    pub tls_ca: Option<&'a Path>,
 }
 
 /// The `sockcap worker` command line for one shard.
@@ -203,6 +205,9 @@ fn worker_args(scenario: &Scenario, target: SocketAddr, sources: &Sources, shard
     if scenario.embedded {
         args.push("--embedded".into());
     }
+    if let Some(ca) = scenario.tls_ca {
+        args.extend(["--tls-ca".into(), ca.display().to_string()]);
+    }
     args
 }
 
@@ -222,7 +227,7 @@ mod tests {
     fn worker_command_lines_carry_the_shard_and_sources() {
         let sources = Sources::new(vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()], (1000, 2000));
         let target = "127.0.0.1:1883".parse().unwrap();
-        let scenario = Scenario { path: Path::new("s.toml"), sha256: "ab12", embedded: false };
+        let scenario = Scenario { path: Path::new("s.toml"), sha256: "ab12", embedded: false, tls_ca: None };
         let args = worker_args(&scenario, target, &sources, Shard { index: 1, count: 3 }, 1);
         assert_eq!(
             args.join(" "),

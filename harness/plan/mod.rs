@@ -19,6 +19,7 @@ mod reconnect;
 mod sources;
 mod sysctl;
 mod target;
+mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub use reconnect::{draw, Jitter, ReconnectPolicy};
 pub use sources::parse_sources;
 pub use sysctl::Sysctl;
 pub use target::{parse_target, TargetSpec};
+pub use tls::TransportPlan;
 
 use embedded::embedded_plan;
 use error::Check;
@@ -46,6 +48,7 @@ use phase::phase_plan;
 use reconnect::reconnect_policy;
 use sources::check_family;
 use sysctl::sysctls;
+use tls::transport_plan;
 
 /// A scenario that can run.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub struct Plan {
     pub file: PathBuf,
     pub target: TargetSpec,
     pub protocol: Protocol,
+    /// `transport` and `[tls]`: TCP, or TLS with its one client config.
+    pub transport: TransportPlan,
     /// Client source addresses; empty means "sockcap decides" (see [`Plan::effective_sources`]).
     pub sources: Vec<IpAddr>,
     /// Census sampling interval during phases.
@@ -134,6 +139,8 @@ impl Plan {
             );
         }
         let mqtt = mqtt_options(&check, s.mqtt.as_ref())?;
+        let transport =
+            transport_plan(&check, s.transport.as_deref(), s.tls.as_ref(), s.ws.as_ref(), &s.target, target)?;
         if s.embedded.is_some() && target != TargetSpec::Embedded {
             return Err(check
                 .err("embedded", "an [embedded] section needs target = \"embedded\"; remove it or change the target"));
@@ -176,6 +183,7 @@ impl Plan {
             file: path.to_path_buf(),
             target,
             protocol,
+            transport,
             sources,
             sample_every,
             mqtt,

@@ -17,6 +17,18 @@ pub const HARNESS_BYTES_PER_CONNECTION: u64 = 1_536;
 /// connection: VmRSS grew by 1,117–1,152 bytes per connection over 10,000 idle
 /// connections (each sent CONNECT and got CONNACK), measured on this project's machine.
 pub const EMBEDDED_BYTES_PER_CONNECTION: u64 = 1_150;
+/// What TLS adds to a held connection's user memory, in the client and in the embedded
+/// target: rustls's state (a 1.1 KiB connection, its 4 KiB read buffer, which it keeps
+/// once anything was read, and the session keys). `bench/tls.sh` measured, over 10,000
+/// idle TLS 1.3 MQTT connections (release build, this project's machine, under load):
+/// 9,315 bytes per client connection (TCP: 927) and 9,984 per target connection (TCP:
+/// 1,151).
+pub const TLS_EXTRA_BYTES: (u64, u64) = (8_400, 8_850);
+/// What WebSocket adds (tungstenite's state, and the buffer its handshake read into,
+/// which the connection keeps), on top of TLS's for `wss`. `bench/tls.sh` measured, over
+/// 10,000 idle MQTT connections over ws: 5,519 bytes per client connection and 3,871
+/// per target connection (TCP: 927 and 1,151).
+pub const WS_EXTRA_BYTES: (u64, u64) = (4_600, 2_750);
 /// User memory of one sockcap process before its first connection: an estimate
 /// (`sockcap serve` idles at ~4.7 MB VmRSS; a run keeps three ~136 KiB histograms per
 /// phase and its runtime on top).
@@ -28,8 +40,18 @@ impl Ctx<'_> {
     pub(super) fn memory(&self) -> Check {
         let mut check = Check::new(CheckName::Memory, Side::Client);
         let sockets = self.sockets_per_connection();
-        let embedded = if self.embedded { EMBEDDED_BYTES_PER_CONNECTION } else { 0 };
-        let per_connection = KERNEL_BYTES_PER_SOCKET * sockets + HARNESS_BYTES_PER_CONNECTION + embedded;
+        let transport = self.plan.transport.transport;
+        let (mut client, mut target) = (HARNESS_BYTES_PER_CONNECTION, EMBEDDED_BYTES_PER_CONNECTION);
+        if transport.uses_tls() {
+            client += TLS_EXTRA_BYTES.0;
+            target += TLS_EXTRA_BYTES.1;
+        }
+        if transport.uses_ws() {
+            client += WS_EXTRA_BYTES.0;
+            target += WS_EXTRA_BYTES.1;
+        }
+        let embedded = if self.embedded { target } else { 0 };
+        let per_connection = KERNEL_BYTES_PER_SOCKET * sockets + client + embedded;
         let base = PROCESS_BASE_BYTES * (self.workers + self.target_workers);
         let estimate = self.peak * per_connection + base;
         check
@@ -38,8 +60,8 @@ impl Ctx<'_> {
             .add("per_connection_bytes", Some(per_connection))
             .add("kernel_bytes_per_socket", Some(KERNEL_BYTES_PER_SOCKET))
             .add("sockets_per_connection", Some(sockets))
-            .add("harness_bytes_per_connection", Some(HARNESS_BYTES_PER_CONNECTION))
-            .add("embedded_bytes_per_connection", self.embedded.then_some(EMBEDDED_BYTES_PER_CONNECTION))
+            .add("harness_bytes_per_connection", Some(client))
+            .add("embedded_bytes_per_connection", self.embedded.then_some(target))
             .add("process_base_bytes", Some(base))
             .add("mem_available_bytes", self.env.mem_available);
         let target_note = if self.env.target_local && !self.embedded {
@@ -53,8 +75,8 @@ impl Ctx<'_> {
             bytes(per_connection),
             bytes(KERNEL_BYTES_PER_SOCKET),
             plural(sockets, "s"),
-            bytes(HARNESS_BYTES_PER_CONNECTION),
-            if self.embedded { format!(", {} embedded target", bytes(EMBEDDED_BYTES_PER_CONNECTION)) } else { String::new() },
+            bytes(client),
+            if self.embedded { format!(", {} embedded target", bytes(target)) } else { String::new() },
             bytes(base),
             self.workers + self.target_workers,
             plural(self.workers + self.target_workers, "es"),
@@ -99,5 +121,17 @@ mod tests {
         assert_eq!(memory.figures.get("estimate_bytes"), Some(10_000 * 12_336 + (16 << 20)));
         let near = Environment { mem_available: Some(160_000_000), ..env(&plan) };
         assert_eq!(Ctx::new(&plan, &near).memory().verdict, Verdict::Warning);
+    }
+
+    #[test]
+    fn tls_connections_cost_more_user_memory() {
+        let mut plan = plan(LOCAL, &connect(10_000, 1_000));
+        let tcp = Ctx::new(&plan, &env(&plan)).memory().figures.get("harness_bytes_per_connection");
+        plan.transport.transport = crate::transport::Transport::Tls;
+        let tls = Ctx::new(&plan, &env(&plan)).memory().figures.get("harness_bytes_per_connection");
+        assert_eq!(
+            (tcp, tls),
+            (Some(HARNESS_BYTES_PER_CONNECTION), Some(HARNESS_BYTES_PER_CONNECTION + TLS_EXTRA_BYTES.0))
+        );
     }
 }

@@ -54,6 +54,15 @@ impl Protocol {
         }
     }
 
+    /// Whether the plaintext a TLS connection read (whole packets from its first byte)
+    /// holds the answer to a keep-alive ping.
+    pub fn pong_in(self, plaintext: &[u8]) -> bool {
+        match self {
+            Protocol::Tcp => false,
+            Protocol::Mqtt => mqtt::pong_in(plaintext),
+        }
+    }
+
     /// Take what a held connection received, without blocking.
     pub fn receive(self, stream: &TcpStream) -> Readout {
         match self {

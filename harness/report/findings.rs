@@ -103,6 +103,18 @@ pub fn findings(report: &RunReport) -> Vec<String> {
              check the broker's authentication (username / password in [mqtt]) and ACLs"
         ));
     }
+    let n = total(report, ErrorKind::TlsCertificate);
+    if n > 0 {
+        out.push(format!(
+            "{n} TLS handshakes with {target} failed on a certificate: its certificate was not trusted (check              [tls] ca, and server_name against the names in the certificate), or {target} refused ours (mTLS:              [tls] cert and key)"
+        ));
+    }
+    let n = total(report, ErrorKind::WsUpgrade);
+    if n > 0 {
+        out.push(format!(
+            "{n} WebSocket upgrades to {target} failed: check that it serves WebSocket on that port, the path              ([ws] path) and that it speaks the `mqtt` subprotocol"
+        ));
+    }
     let n = total(report, ErrorKind::Refused);
     if n > 0 {
         out.push(format!("{n} connects to {target} were refused: nothing listened there, or the target went away"));

@@ -20,6 +20,8 @@ impl Metric {
                 let summary = match kind {
                     LatencyKind::Connect => &phase.latency_us.connect,
                     LatencyKind::Handshake => &phase.latency_us.handshake,
+                    LatencyKind::Tls => &phase.latency_us.tls,
+                    LatencyKind::Ws => &phase.latency_us.ws,
                     LatencyKind::Close => &phase.latency_us.close,
                     LatencyKind::Recovery => &phase.recovery.as_ref()?.recovery_us,
                 };
@@ -94,6 +96,8 @@ fn kind_name(kind: LatencyKind) -> &'static str {
     match kind {
         LatencyKind::Connect => "connect",
         LatencyKind::Handshake => "handshake",
+        LatencyKind::Tls => "tls",
+        LatencyKind::Ws => "ws",
         LatencyKind::Close => "close",
         LatencyKind::Recovery => "recovery",
     }

@@ -124,6 +124,16 @@ pub struct ScenarioInfo {
     /// Worker processes that ran the connections (1: the run was in one process).
     #[serde(default = "one")]
     pub workers: u32,
+    /// What the protocol ran over: `tcp` or `tls` (reports from before it: tcp).
+    #[serde(default = "tcp")]
+    pub transport: String,
+    /// `[tls] insecure = true`: the target's certificate was not verified.
+    #[serde(default)]
+    pub tls_insecure: bool,
+}
+
+fn tcp() -> String {
+    "tcp".to_string()
 }
 
 fn one() -> u32 {
@@ -181,6 +191,10 @@ pub struct PhaseReport {
     /// not share it (another program's): the kernel chose their port at connect.
     #[serde(default)]
     pub ports_taken: u64,
+    /// TLS connections whose session was resumed (an abbreviated handshake, `[tls]
+    /// resumption`); 0 for TCP.
+    #[serde(default)]
+    pub tls_resumed: u64,
     /// State census when the phase ended.
     pub census: CensusPair,
     /// Census sampled during the phase.
@@ -306,6 +320,14 @@ impl CensusSample {
 pub struct Latencies {
     /// Scheduled connect instant → TCP connection established.
     pub connect: LatencySummary,
+    /// Scheduled connect instant → TLS handshake done (transport `tls` only; absent in
+    /// reports from before it).
+    #[serde(default)]
+    pub tls: LatencySummary,
+    /// Scheduled connect instant → WebSocket upgrade answered (transport ws, wss; absent
+    /// in reports from before it).
+    #[serde(default)]
+    pub ws: LatencySummary,
     /// Scheduled connect instant → CONNACK received (MQTT only).
     pub handshake: LatencySummary,
     /// Scheduled close instant → close finished (the target's FIN seen, where the mode waits for it).
@@ -353,6 +375,7 @@ impl PhaseReport {
             recovery: None,
             peer_closed: 0,
             ports_taken: 0,
+            tls_resumed: 0,
             census: CensusPair::default(),
             samples: Vec::new(),
             latency_us: Latencies::default(),
@@ -371,12 +394,18 @@ impl PhaseReport {
 }
 
 impl Latencies {
-    /// The latencies with a sample or more, by name (`connect`, `handshake`, `close`),
-    /// in that order.
+    /// The latencies with a sample or more, by name (`connect`, `tls`, `ws`, `handshake`,
+    /// `close`), in that order.
     pub fn measured(&self) -> impl Iterator<Item = (&'static str, &LatencySummary)> {
-        [("connect", &self.connect), ("handshake", &self.handshake), ("close", &self.close)]
-            .into_iter()
-            .filter(|(_, l)| l.count > 0)
+        [
+            ("connect", &self.connect),
+            ("tls", &self.tls),
+            ("ws", &self.ws),
+            ("handshake", &self.handshake),
+            ("close", &self.close),
+        ]
+        .into_iter()
+        .filter(|(_, l)| l.count > 0)
     }
 }
 

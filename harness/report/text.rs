@@ -28,14 +28,21 @@ fn header(out: &mut String, r: &RunReport) {
     let embedded = if s.embedded_target { ", embedded target" } else { "" };
     // MQTT 5 says so; 3.1.1, the default, stays `mqtt`.
     let version = if s.mqtt_version == Some(5) { " 5" } else { "" };
+    let over = if s.transport == "tcp" { String::new() } else { format!(" over {}", printable(&s.transport)) };
     let _ = writeln!(
         out,
-        "sockcap {} — {} ({}{version} → {}{embedded})",
+        "sockcap {} — {} ({}{version}{over} → {}{embedded})",
         r.sockcap_version,
         printable(&s.name),
         s.protocol,
         s.target
     );
+    if s.tls_insecure {
+        let _ = writeln!(
+            out,
+            "WARNING: TLS certificates NOT verified (insecure = true): any target passes as the one named"
+        );
+    }
     let l = &r.limits;
     let f = &l.in_force;
     let opt = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
@@ -100,6 +107,10 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
         p.kind,
         p.drops
     );
+    if p.latency_us.tls.count > 0 {
+        let full = p.latency_us.tls.count.saturating_sub(p.tls_resumed);
+        let _ = writeln!(out, "  tls      {full} full handshakes, {} resumed", p.tls_resumed);
+    }
     if p.reconnect_attempts > 0 || p.reconnected > 0 {
         let _ = writeln!(out, "  reconnect attempts {}; reconnected {}", p.reconnect_attempts, p.reconnected);
     }

@@ -16,8 +16,8 @@
 //! - `operations`: the workers' counts (`connected`, `errors`, `errors.<kind>`,
 //!   `drops`, `rate`) and their latencies, when a worker's or shard's report is missing
 //!   or cannot be read whole;
-//! - `latency.connect`, `latency.handshake`, `latency.close`, `latency.recovery`: one
-//!   histogram (`latency.recovery`: the phase's `recovery.recovery_us`).
+//! - `latency.connect`, `latency.tls`, `latency.ws`, `latency.handshake`, `latency.close`,
+//!   `latency.recovery`: one histogram (`latency.recovery`: the phase's `recovery.recovery_us`).
 
 use std::collections::BTreeMap;
 
@@ -41,6 +41,8 @@ pub fn latency(kind: LatencyKind) -> &'static str {
     match kind {
         LatencyKind::Connect => "latency.connect",
         LatencyKind::Handshake => "latency.handshake",
+        LatencyKind::Tls => "latency.tls",
+        LatencyKind::Ws => "latency.ws",
         LatencyKind::Close => "latency.close",
         LatencyKind::Recovery => "latency.recovery",
     }

@@ -25,5 +25,7 @@ mod shards;
 mod source_ports;
 mod state_lab;
 mod support;
+mod tls;
 mod unobserved;
 mod workers;
+mod ws;

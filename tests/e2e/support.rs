@@ -470,7 +470,7 @@ pub fn wait_for_workers(run: u32, n: usize) -> Vec<u32> {
 }
 
 /// The port the run's embedded target (its `sockcap serve` child) listens on.
-#[allow(dead_code)] // used by the capacity tests
+#[allow(dead_code)] // used by the capacity and TLS tests
 pub fn embedded_port(run: u32) -> u16 {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

@@ -130,7 +130,7 @@ enum Input {
 
 /// The state of one connection between reads.
 #[derive(Debug)]
-struct Connection {
+pub(super) struct Connection {
     /// The server side of its protocol, with the protocol's state.
     protocol: ServerProtocol,
     input: Input,
@@ -145,7 +145,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(protocol: Protocol, read: bool, connects: Arc<AtomicU64>) -> Self {
+    pub(super) fn new(protocol: Protocol, read: bool, connects: Arc<AtomicU64>) -> Self {
         let mut conn = Connection {
             protocol: ServerProtocol::new(protocol),
             input: Input::Open,
@@ -209,7 +209,7 @@ impl Connection {
     }
 
     /// Handles received bytes, appending the answers to `replies`.
-    fn on_bytes(&mut self, bytes: &[u8], replies: &mut Replies) -> Step {
+    pub(super) fn on_bytes(&mut self, bytes: &[u8], replies: &mut Replies) -> Step {
         if self.partial.is_empty() {
             let (used, step) = self.protocol.on_packets(bytes, replies, &self.connects);
             if step == Step::Continue {

@@ -11,7 +11,7 @@
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncWriteExt, Interest};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
@@ -20,18 +20,18 @@ use super::links::{micros_since, Event, Links};
 use crate::failure::ErrorKind;
 use crate::plan::CloseMode;
 use crate::protocol::Protocol;
-use crate::transport::tcp::write_all;
+use crate::transport::Stream;
 
 /// The most a closing connection takes from its receive queue before it yields to the
 /// runtime: a target that sends without pause cannot hold a worker's thread.
 pub(super) const DRAIN_PER_WAKE: usize = 64 << 10;
 
 /// Close a held connection as ordered; after a half-close, wait for the target's close.
-pub(super) async fn close_held(stream: TcpStream, cmd: CloseCommand, links: &Links) {
+pub(super) async fn close_held(stream: Stream, cmd: CloseCommand, links: &Links) {
     let (close_us, error, still_open) = close(stream, cmd, links.spec.protocol).await;
     links.send(Event::Closed { close_us, error });
     if let Some(stream) = still_open {
-        half_closed(&stream, links).await;
+        half_closed(stream.tcp(), links).await;
     }
 }
 
@@ -63,33 +63,33 @@ async fn half_closed(stream: &TcpStream, links: &Links) {
 /// closed. The goodbye is `protocol`'s (the plan allows that mode only for a protocol
 /// that has one; without, it is a FIN close).
 pub(super) async fn close(
-    mut stream: TcpStream,
+    mut stream: Stream,
     cmd: CloseCommand,
     protocol: Protocol,
-) -> (u64, Option<(ErrorKind, Option<i32>)>, Option<TcpStream>) {
+) -> (u64, Option<(ErrorKind, Option<i32>)>, Option<Stream>) {
     if cmd.fill {
-        crate::socket::fill_send_buffer(&stream).await;
+        stream.fill_send_buffer().await;
     }
     let deadline = Instant::now().max(cmd.scheduled) + cmd.timeout;
     let result = match (cmd.how, protocol.goodbye()) {
         // Linger 0 makes close() send RST at once; it never blocks.
-        (CloseMode::Rst, _) => abort(&stream),
+        (CloseMode::Rst, _) => abort(stream.tcp()),
         (CloseMode::HalfClose, _) => stream.shutdown().await,
         (CloseMode::Fin, _) | (CloseMode::MqttDisconnect, None) => match stream.shutdown().await {
-            Ok(()) => wait_for_fin(&stream, deadline).await,
+            Ok(()) => wait_for_close(&mut stream, deadline).await,
             Err(e) => Err(e),
         },
         (CloseMode::MqttDisconnect, Some(goodbye)) => {
             // A target that reads nothing can keep the goodbye from going out.
-            match timeout_at(deadline, write_all(&stream, goodbye)).await.unwrap_or_else(|_| Err(timed_out())) {
-                Ok(()) => wait_for_fin(&stream, deadline).await,
+            match timeout_at(deadline, stream.write_all(goodbye)).await.unwrap_or_else(|_| Err(timed_out())) {
+                Ok(()) => wait_for_close(&mut stream, deadline).await,
                 Err(e) => Err(e),
             }
         }
     };
     if result.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::TimedOut) {
         // Abandoned: an RST, so that nothing of it lingers (FIN_WAIT, TIME_WAIT).
-        let _ = abort(&stream);
+        let _ = abort(stream.tcp());
     }
     let still_open = if cmd.how == CloseMode::HalfClose {
         Some(stream)
@@ -116,6 +116,48 @@ fn classify_close_error(e: &io::Error) -> (ErrorKind, Option<i32>) {
     } else {
         ErrorKind::classify(e)
     }
+}
+
+/// Wait for the target's close: over WebSocket its close frame first (read through
+/// tungstenite, which answers a close frame the target sends first), then, for every
+/// transport, its FIN.
+async fn wait_for_close(stream: &mut Stream, deadline: Instant) -> io::Result<()> {
+    if let Stream::Ws(ws) = stream {
+        use futures_util::StreamExt;
+        loop {
+            match timeout_at(deadline, ws.next()).await {
+                Err(_) => return Err(timed_out()),
+                Ok(None) => break,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => match crate::transport::ws_io_error(e) {
+                    e if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                    e => return Err(e),
+                },
+            }
+        }
+        // Over TLS, the close handshake done: the target's close_notify, answered with
+        // ours, without a FIN, so that the target's FIN still comes first (a TLS layer
+        // such as Python's asyncio sends its FIN only once it has ours). A target that
+        // closed without one gets nothing more (data after its close would be reset).
+        if let Stream::Tls(tls) = ws.get_mut() {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut sink = [0u8; 64];
+            let theirs = async {
+                loop {
+                    match tls.read(&mut sink).await {
+                        Ok(0) => return true,
+                        Ok(_) => {}
+                        Err(_) => return false,
+                    }
+                }
+            };
+            if timeout_at(deadline, theirs).await == Ok(true) {
+                tls.get_mut().1.send_close_notify();
+                let _ = timeout_at(deadline, tls.flush()).await;
+            }
+        }
+    }
+    wait_for_fin(stream.tcp(), deadline).await
 }
 
 /// Read (and discard: the bytes as such, whatever the protocol) until the target's FIN
@@ -194,7 +236,7 @@ mod tests {
         let (client, _server) = connected_pair().await;
         let (local, peer) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
         assert_eq!(ss_states(local, peer), ["ESTAB"]);
-        let (_, error, still_open) = close(client, order(CloseMode::Rst), Protocol::Tcp).await;
+        let (_, error, still_open) = close(Stream::Tcp(client), order(CloseMode::Rst), Protocol::Tcp).await;
         assert!(error.is_none() && still_open.is_none());
         assert_eq!(ss_states(local, peer), Vec::<String>::new());
     }
@@ -204,7 +246,7 @@ mod tests {
     async fn a_fin_close_leaves_time_wait_when_it_returns() {
         let (client, mut server) = connected_pair().await;
         let (local, peer) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
-        let closing = tokio::spawn(close(client, order(CloseMode::Fin), Protocol::Tcp));
+        let closing = tokio::spawn(close(Stream::Tcp(client), order(CloseMode::Fin), Protocol::Tcp));
         // The target reads the FIN (end of stream) and answers with its own.
         assert_eq!(tokio::io::AsyncReadExt::read(&mut server, &mut [0; 1]).await.unwrap(), 0);
         drop(server);
@@ -233,7 +275,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let cmd = CloseCommand { timeout: Duration::from_millis(300), ..order(CloseMode::Fin) };
         let began = std::time::Instant::now();
-        let (_, error, still_open) = close(client, cmd, Protocol::Tcp).await;
+        let (_, error, still_open) = close(Stream::Tcp(client), cmd, Protocol::Tcp).await;
         let took = began.elapsed();
         assert!(took < Duration::from_secs(2), "the close took {took:?}");
         assert_eq!(error.map(|(kind, _)| kind), Some(ErrorKind::CloseTimeout));
@@ -248,7 +290,7 @@ mod tests {
     async fn a_goodbye_the_target_never_reads_ends_at_the_deadline() {
         let (client, _server) = connected_pair().await;
         let cmd = CloseCommand { timeout: Duration::from_millis(300), fill: true, ..order(CloseMode::MqttDisconnect) };
-        let closing = close(client, cmd, Protocol::Mqtt);
+        let closing = close(Stream::Tcp(client), cmd, Protocol::Mqtt);
         let (_, error, _) = tokio::time::timeout(Duration::from_secs(5), closing).await.expect("the close ended");
         assert_eq!(error.map(|(kind, _)| kind), Some(ErrorKind::CloseTimeout));
     }
@@ -258,7 +300,7 @@ mod tests {
     async fn a_half_close_keeps_the_stream_open_for_reading() {
         let (client, _server) = connected_pair().await;
         let (local, peer) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
-        let (_, error, still_open) = close(client, order(CloseMode::HalfClose), Protocol::Tcp).await;
+        let (_, error, still_open) = close(Stream::Tcp(client), order(CloseMode::HalfClose), Protocol::Tcp).await;
         assert!(error.is_none() && still_open.is_some());
         // FIN-WAIT-1 until the target's ACK of the FIN is processed, then FIN-WAIT-2.
         let states = ss_states(local, peer);

@@ -8,7 +8,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::task::Poll;
 
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::close::close_held;
@@ -18,6 +17,7 @@ use crate::failure::ErrorKind;
 use crate::protocol::mqtt::disconnect_v5;
 use crate::protocol::session::Readout;
 use crate::protocol::OnEof;
+use crate::transport::Stream;
 
 /// MQTT 5's reason code 0x82, protocol error: the client's answer to an AUTH it never asked for.
 const PROTOCOL_ERROR: u8 = 0x82;
@@ -50,7 +50,7 @@ enum Wake {
 /// socket's registration) and on its [`Bell`](crate::engine::worker::held::Bell) (the worker's close and stop orders and the
 /// keep-alive tick), both polled by one `poll_fn`.
 #[allow(clippy::manual_async_fn)] // on purpose: see [`run`](super::run)
-pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Option<Option<SocketAddr>>> + '_ {
+pub(super) fn hold(mut stream: Stream, links: &Links) -> impl Future<Output = Option<Option<SocketAddr>>> + '_ {
     async move {
         // The server's keep-alive (MQTT 5) when it told one: the worker's tick runs when
         // the scenario's keep-alive is not zero.
@@ -73,7 +73,7 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                     // Spends tokio's cooperative budget: against a target that sends
                     // without pause this returns Pending once the budget is out, so the
                     // task yields and a rung ping (and its timeout) still gets its turn.
-                    if let Poll::Ready(ready) = stream.poll_read_ready(cx) {
+                    if let Poll::Ready(ready) = stream.tcp().poll_read_ready(cx) {
                         return Poll::Ready(Wake::Readable(ready));
                     }
                 }
@@ -87,7 +87,7 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                 Wake::Stop => return None,
                 Wake::Close(cmd) => break cmd,
                 Wake::Readable(Err(e)) => return lost(links, &stream, &e),
-                Wake::Readable(Ok(())) => match links.spec.protocol.receive(&stream) {
+                Wake::Readable(Ok(())) => match stream.receive(links.spec.protocol) {
                     Readout::Data { pong } => awaiting_pong &= !pong,
                     Readout::Nothing => {}
                     Readout::Eof if links.spec.on_eof == OnEof::Hold => {
@@ -99,13 +99,13 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                     }
                     Readout::Eof => {
                         links.send(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None });
-                        return Some(stream.local_addr().ok());
+                        return Some(stream.tcp().local_addr().ok());
                     }
                     Readout::Failed(e) => return lost(links, &stream, &e),
                     Readout::Disconnected { reason } => {
                         let errno = Some(i32::from(reason));
                         links.send(Event::Lost { kind: ErrorKind::ServerDisconnect, errno });
-                        return Some(stream.local_addr().ok());
+                        return Some(stream.tcp().local_addr().ok());
                     }
                     Readout::Auth { .. } => {
                         // Never asked for: say so (protocol error) and close; to a 3.1.1
@@ -114,12 +114,12 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                             let _ = stream.try_write(&disconnect_v5(PROTOCOL_ERROR));
                         }
                         links.send(Event::Lost { kind: ErrorKind::AuthReceived, errno: None });
-                        return Some(stream.local_addr().ok());
+                        return Some(stream.tcp().local_addr().ok());
                     }
                 },
                 Wake::Ping if awaiting_pong => {
                     links.send(Event::Lost { kind: ErrorKind::PingTimeout, errno: None });
-                    return Some(stream.local_addr().ok());
+                    return Some(stream.tcp().local_addr().ok());
                 }
                 Wake::Ping => {
                     // Two bytes into an idle socket's send buffer: no await needed. A full
@@ -141,9 +141,9 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
     }
 }
 
-fn lost(links: &Links, stream: &TcpStream, e: &io::Error) -> Option<Option<SocketAddr>> {
+fn lost(links: &Links, stream: &Stream, e: &io::Error) -> Option<Option<SocketAddr>> {
     links.lost(e);
-    Some(stream.local_addr().ok())
+    Some(stream.tcp().local_addr().ok())
 }
 
 #[cfg(test)]
@@ -173,7 +173,7 @@ mod tests {
             let until = std::time::Instant::now() + Duration::from_secs(20);
             while std::time::Instant::now() < until && peer.write_all(&block).is_ok() {}
         });
-        let stream = TcpStream::connect(addr).await.unwrap();
+        let stream = Stream::Tcp(tokio::net::TcpStream::connect(addr).await.unwrap());
         let keep_alive = Duration::from_millis(200);
         let spec = ConnSpec::mqtt_for_tests(addr, keep_alive);
         let connections = Arc::new(HeldConnections::new());
@@ -202,7 +202,7 @@ mod tests {
             let _ = std::io::Read::read_to_end(&mut peer, &mut back);
             back
         });
-        let stream = TcpStream::connect(addr).await.unwrap();
+        let stream = Stream::Tcp(tokio::net::TcpStream::connect(addr).await.unwrap());
         let mut spec = ConnSpec::mqtt_for_tests(addr, Duration::from_secs(60));
         Arc::get_mut(&mut spec).expect("not shared yet").mqtt.v5 = Some(Default::default());
         let connections = Arc::new(HeldConnections::new());

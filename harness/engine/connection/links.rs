@@ -17,7 +17,7 @@ use crate::engine::worker::held::Bell;
 use crate::failure::ErrorKind;
 use crate::plan::{MqttOptions, ReconnectPolicy};
 use crate::protocol::{OnEof, Protocol};
-use crate::transport::Transport;
+use crate::transport::{TlsClient, Transport, WsClient};
 
 /// What every connection of a run shares.
 #[derive(Debug)]
@@ -39,16 +39,26 @@ pub struct ConnSpec {
     /// connection: a broker tells every client the same, and a held connection's
     /// memory stays what it was.
     pub server_keep_alive_s: AtomicU32,
+    /// The worker's TLS client (one rustls config for all its connections), when the
+    /// transport is TLS.
+    pub tls: Option<TlsClient>,
+    /// The worker's WebSocket client, when the transport is `ws` or `wss`.
+    pub ws: Option<WsClient>,
 }
 
 /// [`ConnSpec::server_keep_alive_s`] before any CONNACK told one.
 pub const NO_SERVER_KEEP_ALIVE: u32 = u32::MAX;
 
 impl ConnSpec {
-    /// The transport every connection runs over: plain TCP, until a scenario can choose
-    /// TLS or WebSocket (then a field of its own).
+    /// The transport every connection runs over: TLS when the worker has a TLS client,
+    /// WebSocket when it has a WebSocket client.
     pub fn transport(&self) -> Transport {
-        Transport::Tcp
+        match (self.tls.is_some(), self.ws.is_some()) {
+            (false, false) => Transport::Tcp,
+            (true, false) => Transport::Tls,
+            (false, true) => Transport::Ws,
+            (true, true) => Transport::Wss,
+        }
     }
 
     /// The keep-alive a held connection pings at: the server's (MQTT 5's Server Keep
@@ -79,6 +89,8 @@ impl ConnSpec {
             sndbuf: None,
             reconnect: None,
             server_keep_alive_s: AtomicU32::new(NO_SERVER_KEEP_ALIVE),
+            tls: None,
+            ws: None,
         })
     }
 }
@@ -86,9 +98,19 @@ impl ConnSpec {
 /// A connection's outcome or a change of its state, sent to the engine.
 #[derive(Debug, Clone, Copy)]
 pub enum Event {
-    /// Connected, and (MQTT) CONNACK accepted. Latencies from the scheduled instant.
-    /// `started`: when connect() was called (the kernel picked the source port then).
-    Connected { started: Instant, connect_us: u64, handshake_us: Option<u64> },
+    /// Connected, and (MQTT) CONNACK accepted. Latencies from the scheduled instant:
+    /// TCP established, TLS handshake done (TLS only; `resumed`: a resumed session),
+    /// the protocol's answer. `started`: when connect() was called (the kernel picked
+    /// the source port then).
+    /// `ws_us`: the WebSocket upgrade answered (ws, wss).
+    Connected {
+        started: Instant,
+        connect_us: u64,
+        tls_us: Option<u64>,
+        resumed: bool,
+        ws_us: Option<u64>,
+        handshake_us: Option<u64>,
+    },
     /// The connection never became usable.
     ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
     /// An established connection was lost without sockcap closing it. An error only

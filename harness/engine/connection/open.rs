@@ -1,11 +1,12 @@
 //! Opening a connection: a handshake slot, the transport's dial (source port rules and
-//! all, see [`crate::transport::tcp`]), then the protocol's hello and the target's
-//! answer, all within the attempt's deadline; for a churn cycle, the close at once.
+//! all, see [`crate::transport::tcp`]), the TLS handshake if the transport is TLS, then
+//! the protocol's hello and the target's answer, all within the attempt's deadline; for
+//! a churn cycle, the close at once.
 
 use std::io;
 use std::sync::atomic::Ordering;
 
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
@@ -15,8 +16,9 @@ use super::command::CloseCommand;
 use super::links::{micros_since, Attempt, ConnSpec, Event};
 use crate::failure::ErrorKind;
 use crate::protocol::session::{Answer, Hello};
-use crate::transport::tcp::write_all;
-use crate::transport::{DialError, DialStep};
+use crate::transport::{DialError, DialStep, Stream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 /// Connect and handshake; for a churn cycle, close at once. Returns the stream to hold,
 /// if there is one.
@@ -25,15 +27,15 @@ pub(super) async fn open_or_churn(
     attempt: Box<Attempt>,
     events: &mpsc::UnboundedSender<Event>,
     stop: &CancellationToken,
-) -> Option<TcpStream> {
+) -> Option<Stream> {
     let opened = tokio::select! {
         biased;
         _ = stop.cancelled() => return None,
         opened = open_within_deadline(spec, &attempt, events) => opened,
     };
     let (stream, permit) = match opened {
-        Ok((stream, permit, started, connect_us, handshake_us)) => {
-            let _ = events.send(Event::Connected { started, connect_us, handshake_us });
+        Ok(Opened { stream, permit, started, connect_us, tls_us, resumed, ws_us, handshake_us }) => {
+            let _ = events.send(Event::Connected { started, connect_us, tls_us, resumed, ws_us, handshake_us });
             (stream, permit)
         }
         Err(failure) => {
@@ -75,6 +77,12 @@ impl Failure {
         Failure { kind, errno, connect_us }
     }
 
+    /// A TLS handshake that failed (see [`crate::transport::tls::classify`]).
+    fn tls(err: &io::Error, connect_us: u64) -> Failure {
+        let (kind, errno) = crate::transport::tls::classify(err);
+        Failure { kind, errno, connect_us: Some(connect_us) }
+    }
+
     /// A dial that failed. EADDRNOTAVAIL at bind is a source address that is not this
     /// machine's (any more), not the ports running out: counted `other` with its errno,
     /// which the findings name.
@@ -88,8 +96,18 @@ impl Failure {
     }
 }
 
-/// A connection open and its handshake done, with the slot it holds (`max_inflight`).
-pub(super) type Opened = (TcpStream, OwnedSemaphorePermit, Instant, u64, Option<u64>);
+/// A connection open and its handshakes done, with the slot it holds (`max_inflight`),
+/// and its latencies from the scheduled instant (see [`Event::Connected`]).
+pub(super) struct Opened {
+    pub stream: Stream,
+    permit: OwnedSemaphorePermit,
+    started: Instant,
+    connect_us: u64,
+    tls_us: Option<u64>,
+    resumed: bool,
+    ws_us: Option<u64>,
+    handshake_us: Option<u64>,
+}
 
 pub(super) async fn open_within_deadline(
     spec: &ConnSpec,
@@ -108,17 +126,38 @@ pub(super) async fn open_within_deadline(
         let dialled = spec.transport().dial(spec.target, attempt.source, spec.sndbuf, port_taken).await;
         dialled.map(|(stream, started)| (stream, started, permit)).map_err(|e| Failure::dial(&e))
     };
-    let (stream, started, permit) = match timeout_at(attempt.deadline, connecting).await {
+    let (tcp, started, permit) = match timeout_at(attempt.deadline, connecting).await {
         Ok(Ok(opened)) => opened,
         Ok(Err(failure)) => return Err(failure),
         Err(_) => return Err(Failure::new(ErrorKind::TimedOut, None)),
     };
     let connect_us = micros_since(attempt.scheduled);
+    let (stream, tls_us, resumed) = match &spec.tls {
+        None => (Stream::Tcp(tcp), None, false),
+        Some(tls) => match timeout_at(attempt.deadline, tls.handshake(tcp)).await {
+            Ok(Ok((tls, resumed))) => (Stream::Tls(Box::new(tls)), Some(micros_since(attempt.scheduled)), resumed),
+            Ok(Err(e)) => return Err(Failure::tls(&e, connect_us)),
+            Err(_) => return Err(Failure::new(ErrorKind::TlsHandshake, Some(connect_us))),
+        },
+    };
+    let (mut stream, ws_us) = match &spec.ws {
+        None => (stream, None),
+        Some(ws) => match timeout_at(attempt.deadline, ws.upgrade(stream)).await {
+            Ok(Ok(ws)) => (Stream::Ws(Box::new(ws)), Some(micros_since(attempt.scheduled))),
+            Ok(Err(e)) => {
+                let (kind, errno) = crate::transport::ws::classify(&e);
+                return Err(Failure { kind, errno, connect_us: Some(connect_us) });
+            }
+            Err(_) => return Err(Failure::new(ErrorKind::WsUpgrade, Some(connect_us))),
+        },
+    };
+    let opened =
+        |stream, handshake_us| Opened { stream, permit, started, connect_us, tls_us, resumed, ws_us, handshake_us };
     if !spec.protocol.greets() {
-        return Ok((stream, permit, started, connect_us, None));
+        return Ok(opened(stream, None));
     }
-    match timeout_at(attempt.deadline, handshake(&stream, spec, attempt.n)).await {
-        Ok(Ok(())) => Ok((stream, permit, started, connect_us, Some(micros_since(attempt.scheduled)))),
+    match timeout_at(attempt.deadline, handshake(&mut stream, spec, attempt.n)).await {
+        Ok(Ok(())) => Ok(opened(stream, Some(micros_since(attempt.scheduled)))),
         Ok(Err(failure)) => Err(Failure { connect_us: Some(connect_us), ..failure }),
         Err(_) => Err(Failure::new(ErrorKind::ConnackTimeout, Some(connect_us))),
     }
@@ -132,7 +171,7 @@ fn client_id(template: &str, worker: u32, n: u64) -> String {
 /// The answer is read into a stack array here, which this future (boxed, and gone once
 /// connected) holds across its awaits: 256 bytes, room for an MQTT 5 CONNACK's
 /// properties (an assigned client id, a reason string).
-async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Failure> {
+async fn handshake(stream: &mut Stream, spec: &ConnSpec, n: u64) -> Result<(), Failure> {
     let id = client_id(&spec.mqtt.client_id, spec.worker, n);
     let mut packet = Vec::new();
     spec.protocol.hello(
@@ -146,18 +185,34 @@ async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Fa
         },
         &mut packet,
     );
-    write_all(stream, &packet).await.map_err(|e| Failure::io(&e, None))?;
+    // Over TLS 1.3 the target judges a client certificate after the client's side of the
+    // handshake is done: its refusal (an alert) comes with the first read or write.
+    let tls =
+        matches!(stream, Stream::Tls(_)) || matches!(stream, Stream::Ws(ws) if matches!(ws.get_ref(), Stream::Tls(_)));
+    let failed = |e: &io::Error| if tls { Failure::tls(e, 0) } else { Failure::io(e, None) };
+    stream.write_all(&packet).await.map_err(|e| failed(&e))?;
     drop(packet);
     let mut buf = [0u8; 256];
     let mut filled = 0;
     loop {
-        stream.readable().await.map_err(|e| Failure::io(&e, None))?;
-        match stream.try_read(&mut buf[filled..]) {
+        let read = match stream {
+            Stream::Tcp(tcp) => {
+                tcp.readable().await.map_err(|e| Failure::io(&e, None))?;
+                tcp.try_read(&mut buf[filled..])
+            }
+            Stream::Tls(tls) => match tls.read(&mut buf[filled..]).await {
+                // The target's EOF without close_notify, before its answer.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                read => read,
+            },
+            Stream::Ws(ws) => read_message(ws, &mut buf[filled..]).await,
+        };
+        match read {
             Ok(0) => return Err(Failure::new(ErrorKind::ClosedBeforeConnack, None)),
             Ok(read) => filled += read,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
-                let mut failure = Failure::io(&e, None);
+                let mut failure = failed(&e);
                 if failure.kind == ErrorKind::Reset && filled == 0 {
                     // A reset before the target sent anything is the symptom of an EOF: it
                     // closed without reading our hello (unread data turns its close into a
@@ -182,6 +237,26 @@ async fn handshake(stream: &TcpStream, spec: &ConnSpec, n: u64) -> Result<(), Fa
                 return Err(failure);
             }
             Answer::Incomplete | Answer::Unexpected => return Err(Failure::new(ErrorKind::Protocol, None)),
+        }
+    }
+}
+
+/// The next binary message's bytes (as many as `buf` takes); `Ok(0)`: the target closed.
+async fn read_message(ws: &mut WebSocketStream<Stream>, buf: &mut [u8]) -> io::Result<usize> {
+    use futures_util::StreamExt;
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(bytes))) => {
+                let n = bytes.len().min(buf.len());
+                buf[..n].copy_from_slice(&bytes[..n]);
+                return Ok(n);
+            }
+            Some(Ok(Message::Close(_))) | None => return Ok(0),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => match crate::transport::ws_io_error(e) {
+                e if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                e => return Err(e),
+            },
         }
     }
 }

@@ -20,13 +20,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::links::{micros_since, Attempt, Event, Links};
 use super::open::open_within_deadline;
 use crate::plan::ReconnectPolicy;
+use crate::transport::Stream;
 
 /// Reconnect connection `n`; `None` when the attempts ran out or the run or a close
 /// order ended it.
@@ -35,7 +35,7 @@ pub(super) async fn reconnect(
     policy: ReconnectPolicy,
     n: u64,
     source: Option<SocketAddr>,
-) -> Option<TcpStream> {
+) -> Option<Stream> {
     // No pings while the connection is down.
     links.bell.ping_at(None);
     let lost_at = Instant::now();
@@ -63,9 +63,9 @@ pub(super) async fn reconnect(
             opened = open_within_deadline(&links.spec, &again, &links.events) => opened,
         };
         match opened {
-            Ok((stream, ..)) => {
+            Ok(opened) => {
                 links.send(Event::Reconnected { recovery_us: micros_since(lost_at) });
-                return Some(stream);
+                return Some(opened.stream);
             }
             Err(failure) => links.send(Event::ReconnectFailed { kind: failure.kind, errno: failure.errno }),
         }

@@ -14,6 +14,10 @@ use super::recovery::Recoveries;
 #[derive(Debug)]
 pub struct Collector {
     pub connect: Latency,
+    /// The TLS handshake (transport `tls`).
+    pub tls: Latency,
+    /// The WebSocket upgrade (transport `ws`, `wss`).
+    pub ws: Latency,
     pub handshake: Latency,
     pub close: Latency,
     pub errors: ErrorCounts,
@@ -39,6 +43,8 @@ pub struct Collector {
     pub peer_closed: u64,
     /// Connections whose chosen source port was taken (the kernel chose theirs).
     pub ports_taken: u64,
+    /// TLS connections whose session was resumed (an abbreviated handshake).
+    pub tls_resumed: u64,
     /// When the last connect or close success arrived (for the achieved rate).
     pub last_success: Option<Instant>,
     /// When the first EADDRNOTAVAIL of the phase was known (its event came).
@@ -65,6 +71,8 @@ impl Collector {
     pub fn new(start: Instant, reconnects: bool) -> Collector {
         Collector {
             connect: Latency::new(),
+            tls: Latency::new(),
+            ws: Latency::new(),
             handshake: Latency::new(),
             close: Latency::new(),
             errors: ErrorCounts::default(),
@@ -79,6 +87,7 @@ impl Collector {
             reconnects,
             peer_closed: 0,
             ports_taken: 0,
+            tls_resumed: 0,
             last_success: None,
             first_addr_not_available: None,
             connected_before_exhaustion: 0,
@@ -102,8 +111,15 @@ impl Collector {
     /// Fold one event in; returns the change in connections held open.
     pub fn record(&mut self, event: Event) -> i64 {
         match event {
-            Event::Connected { started, connect_us, handshake_us } => {
+            Event::Connected { started, connect_us, tls_us, resumed, ws_us, handshake_us } => {
+                if let Some(us) = ws_us {
+                    self.ws.record_us(us);
+                }
                 self.connect.record_us(connect_us);
+                if let Some(us) = tls_us {
+                    self.tls.record_us(us);
+                }
+                self.tls_resumed += u64::from(resumed);
                 if let Some(us) = handshake_us {
                     self.handshake.record_us(us);
                 }
@@ -232,7 +248,17 @@ mod tests {
     #[test]
     fn events_fold_into_counts() {
         let mut c = Collector::new(Instant::now(), false);
-        assert_eq!(c.record(Event::Connected { started: Instant::now(), connect_us: 100, handshake_us: Some(300) }), 1);
+        assert_eq!(
+            c.record(Event::Connected {
+                started: Instant::now(),
+                connect_us: 100,
+                tls_us: None,
+                resumed: false,
+                ws_us: None,
+                handshake_us: Some(300)
+            }),
+            1
+        );
         let failed = Event::ConnectFailed { kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: Some(90) };
         assert_eq!(c.record(failed), 0);
         assert_eq!(c.record(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None }), -1);
@@ -247,7 +273,14 @@ mod tests {
     #[test]
     fn exhaustion_and_recovery_are_noted() {
         let mut c = Collector::new(Instant::now(), false);
-        c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None });
+        c.record(Event::Connected {
+            started: Instant::now(),
+            connect_us: 10,
+            tls_us: None,
+            resumed: false,
+            ws_us: None,
+            handshake_us: None,
+        });
         c.record(Event::Closed { close_us: 10, error: None });
         let eaddr = Event::ConnectFailed { kind: ErrorKind::AddrNotAvailable, errno: None, connect_us: None };
         // Called after the failing connect() was, but its port search ran first: it took
@@ -257,14 +290,35 @@ mod tests {
         c.record(eaddr);
         assert_eq!(c.connected_before_exhaustion, 1);
         assert!(c.recovered_at.is_none());
-        c.record(Event::Connected { started: meanwhile, connect_us: 10, handshake_us: None });
+        c.record(Event::Connected {
+            started: meanwhile,
+            connect_us: 10,
+            tls_us: None,
+            resumed: false,
+            ws_us: None,
+            handshake_us: None,
+        });
         assert_eq!(c.connected_before_exhaustion, 2);
         assert!(c.recovered_at.is_none(), "the last port taken is no recovery");
         // a connect started before the ports ran out is no sign of recovery
         let early = Instant::now() - std::time::Duration::from_secs(1);
-        c.record(Event::Connected { started: early, connect_us: 10, handshake_us: None });
+        c.record(Event::Connected {
+            started: early,
+            connect_us: 10,
+            tls_us: None,
+            resumed: false,
+            ws_us: None,
+            handshake_us: None,
+        });
         assert!(c.recovered_at.is_none());
-        c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None });
+        c.record(Event::Connected {
+            started: Instant::now(),
+            connect_us: 10,
+            tls_us: None,
+            resumed: false,
+            ws_us: None,
+            handshake_us: None,
+        });
         assert!(c.recovered_at.is_some());
         assert_eq!((c.closed, c.close_outcomes()), (1, 1));
     }

@@ -155,6 +155,8 @@ impl<'p> Worker<'p> {
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
             reconnect: plan.reconnect,
             server_keep_alive_s: AtomicU32::new(NO_SERVER_KEEP_ALIVE),
+            tls: plan.transport.client.clone(),
+            ws: plan.transport.ws.clone(),
         });
         let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
@@ -288,10 +290,13 @@ impl<'p> Worker<'p> {
             },
             peer_closed: collected.peer_closed,
             ports_taken: collected.ports_taken,
+            tls_resumed: collected.tls_resumed,
             census: Default::default(),
             samples: Vec::new(),
             latency_us: Latencies {
                 connect: collected.connect.summary(),
+                tls: collected.tls.summary(),
+                ws: collected.ws.summary(),
                 handshake: collected.handshake.summary(),
                 close: collected.close.summary(),
             },

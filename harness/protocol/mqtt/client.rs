@@ -85,6 +85,13 @@ pub fn scan_head(head: &[u8]) -> (usize, bool) {
     (scan.whole, scan.pong)
 }
 
+/// Whether a PINGRESP is among the whole packets `plaintext` starts with (a TLS
+/// connection's read: rustls is its reassembly buffer, and a broker sends a PINGRESP in
+/// one record).
+pub fn pong_in(plaintext: &[u8]) -> bool {
+    scan(plaintext).pong
+}
+
 fn scan(head: &[u8]) -> Scan {
     let (mut whole, mut pong) = (0, false);
     loop {

@@ -164,6 +164,8 @@ pub fn compare(
 struct PhaseValues<'a> {
     phase: &'a PhaseReport,
     connect: Option<LatencySummary>,
+    tls: Option<LatencySummary>,
+    ws: Option<LatencySummary>,
     handshake: Option<LatencySummary>,
     close: Option<LatencySummary>,
     recovery: Option<LatencySummary>,
@@ -186,6 +188,8 @@ impl<'a> PhaseValues<'a> {
         Ok(PhaseValues {
             phase,
             connect: decode("connect", &phase.latency_us.connect)?,
+            tls: decode("tls", &phase.latency_us.tls)?,
+            ws: decode("ws", &phase.latency_us.ws)?,
             handshake: decode("handshake", &phase.latency_us.handshake)?,
             close: decode("close", &phase.latency_us.close)?,
             recovery: match &phase.recovery {
@@ -199,6 +203,8 @@ impl<'a> PhaseValues<'a> {
         match kind {
             LatencyKind::Connect => self.connect.as_ref(),
             LatencyKind::Handshake => self.handshake.as_ref(),
+            LatencyKind::Tls => self.tls.as_ref(),
+            LatencyKind::Ws => self.ws.as_ref(),
             LatencyKind::Close => self.close.as_ref(),
             LatencyKind::Recovery => self.recovery.as_ref(),
         }
@@ -249,7 +255,14 @@ fn figures(base: Option<&PhaseValues>, cur: Option<&PhaseValues>, limits: &Regre
             metrics.push(Metric::Errors(Some(kind)));
         }
     }
-    for kind in [LatencyKind::Connect, LatencyKind::Handshake, LatencyKind::Close, LatencyKind::Recovery] {
+    for kind in [
+        LatencyKind::Connect,
+        LatencyKind::Tls,
+        LatencyKind::Ws,
+        LatencyKind::Handshake,
+        LatencyKind::Close,
+        LatencyKind::Recovery,
+    ] {
         for pct in [Percentile::P50, Percentile::P90, Percentile::P99, Percentile::P999, Percentile::Max] {
             metrics.push(Metric::Latency(kind, pct));
         }

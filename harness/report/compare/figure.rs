@@ -126,6 +126,8 @@ pub fn metric_name(metric: &Metric) -> String {
             let kind = match kind {
                 LatencyKind::Connect => "connect",
                 LatencyKind::Handshake => "handshake",
+                LatencyKind::Tls => "tls",
+                LatencyKind::Ws => "ws",
                 LatencyKind::Close => "close",
                 LatencyKind::Recovery => "recovery",
             };

@@ -98,7 +98,7 @@ struct RateStep {
 /// A latency percentile curve.
 #[derive(Debug, Serialize)]
 struct Curve {
-    /// `connect`, `handshake` or `close`.
+    /// `connect`, `tls`, `handshake` or `close`.
     name: &'static str,
     count: u64,
     p50_us: u64,

@@ -12,7 +12,7 @@
     fin_wait2: "#8250df", time_wait: "#fb8500", close: "#6e7781", close_wait: "#cf222e",
     last_ack: "#a40e26", listen: "#1f2328", closing: "#d4a72c",
   };
-  const LATENCY_COLORS = { connect: "#0969da", handshake: "#fb8500", close: "#8250df" };
+  const LATENCY_COLORS = { connect: "#0969da", tls: "#1a7f37", handshake: "#fb8500", close: "#8250df" };
   const ERROR_COLORS = ["#cf222e", "#fb8500", "#8250df", "#0969da", "#bf8700", "#57606a",
     "#a40e26", "#1b7c83", "#d4a72c", "#6e7781", "#2da44e", "#e85aad", "#953800"];
   const MAX_DOTS = 600;

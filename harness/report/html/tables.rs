@@ -79,7 +79,7 @@ pub(super) fn latency_section(out: &mut String, r: &RunReport) {
     }
     out.push_str(
         "<p class=\"hint\">HdrHistogram percentile plots, from each operation's scheduled instant: \
-         <b>connect</b> until the TCP connection is established, <b>handshake</b> until CONNACK, \
+         <b>connect</b> until the TCP connection is established, <b>tls</b> until the TLS handshake is done, <b>handshake</b> until CONNACK, \
          <b>close</b> until the close finished. The x axis is 1/(1−percentile) on a log scale.</p>\n\
          <div class=\"grid2\" id=\"chart-latency\"></div>\n<div class=\"scroll\"><table class=\"num\">\n\
          <thead><tr><th class=\"l\">phase</th><th class=\"l\">latency</th><th>count</th><th>min</th><th>mean</th>\

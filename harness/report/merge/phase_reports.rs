@@ -57,6 +57,8 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
     };
     let latency_us = Latencies {
         connect: latency(LatencyKind::Connect, "connect", parts.iter().map(|p| &p.latency_us.connect).collect()),
+        tls: latency(LatencyKind::Tls, "tls", parts.iter().map(|p| &p.latency_us.tls).collect()),
+        ws: latency(LatencyKind::Ws, "ws", parts.iter().map(|p| &p.latency_us.ws).collect()),
         handshake: latency(
             LatencyKind::Handshake,
             "handshake",
@@ -85,6 +87,7 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         recovery,
         peer_closed: sum(|p| p.peer_closed),
         ports_taken: sum(|p| p.ports_taken),
+        tls_resumed: sum(|p| p.tls_resumed),
         census: census(parts.iter().map(|p| &p.census)),
         samples: Vec::new(),
         latency_us,
