@@ -83,17 +83,34 @@ fn error_code(payload: &[u8]) -> Option<i32> {
     payload.get(..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// A view of one `struct inet_diag_msg`; its attributes are not read.
+/// A view of one `struct inet_diag_msg`, and its attributes (read only when asked).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DiagMsg<'a>(&'a [u8; DIAG_MSG_LEN]);
+pub(crate) struct DiagMsg<'a>(&'a [u8; DIAG_MSG_LEN], &'a [u8]);
 
 impl<'a> DiagMsg<'a> {
     fn new(payload: &'a [u8]) -> Result<DiagMsg<'a>, ReplyError> {
         payload
             .get(..DIAG_MSG_LEN)
             .and_then(|p| p.try_into().ok())
-            .map(DiagMsg)
+            .map(|head| DiagMsg(head, &payload[DIAG_MSG_LEN..]))
             .ok_or(ReplyError::Malformed("truncated inet_diag_msg"))
+    }
+
+    /// The attribute of type `kind` (its payload), if the message carries it.
+    pub(crate) fn attribute(&self, kind: u16) -> Option<&'a [u8]> {
+        let mut rest = self.1;
+        while rest.len() >= 4 {
+            let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+            let found = u16::from_ne_bytes([rest[2], rest[3]]);
+            if len < 4 || len > rest.len() {
+                return None;
+            }
+            if found == kind {
+                return Some(&rest[4..len]);
+            }
+            rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+        }
+        None
     }
 
     /// `idiag_family`: `AF_INET` or `AF_INET6`.
