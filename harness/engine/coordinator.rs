@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::census::Censuses;
 use super::counters::PhaseCounters;
 use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
+use super::spend::SpendMeter;
 use super::worker_set::{Inbound, WorkerSet};
 use crate::descriptors::NofileRaise;
 use crate::plan::{PhasePlan, Plan};
@@ -178,8 +179,13 @@ pub async fn run(
         phases,
         shard: ctx.shard.map(|shard| ShardInfo { start_unix_us: co.first_start_unix_us, ..shard }),
         merge: None,
+        invalid: None,
+        verdict: String::new(),
     };
-    report.passed = outcome == Outcome::Completed && report.failures().next().is_none();
+    report.invalid =
+        report.phases.iter().find_map(|p| p.invalid.as_ref().map(|why| format!("{why} (phase `{}`)", p.name)));
+    report.passed = outcome == Outcome::Completed && report.failures().next().is_none() && report.invalid.is_none();
+    report.verdict = report.verdict_key();
     report.notes.extend(crate::report::findings(&report));
     Ok(report)
 }
@@ -210,8 +216,10 @@ struct Coordinator<'p> {
     failure: bool,
     /// Stop was ordered.
     stopping: bool,
-    /// The processes holding the target's listening sockets, when it is local.
-    target_pids: Vec<u32>,
+    /// The processes holding the target's listening sockets, or why there are none to read.
+    target_pids: Result<Vec<u32>, String>,
+    /// Ports sockcap may take toward the target (sources × the ephemeral range).
+    port_budget: u64,
     /// This host's shard of a fleet: its expectations are deferred to the merged report.
     shard: Option<Shard>,
     /// When phase 1 started, µs since the Unix epoch.
@@ -243,6 +251,7 @@ impl<'p> Coordinator<'p> {
             failure: false,
             stopping: false,
             target_pids: target_pids(ctx.target),
+            port_budget: ctx.sources.capacity(),
             shard: ctx.shard.as_ref().map(|s| Shard { index: s.index, count: s.count }),
             first_start_unix_us: 0,
         }
@@ -330,6 +339,9 @@ impl<'p> Coordinator<'p> {
         let mut last_census = first.as_ref().map(|s| s.client);
         let mut samples: Vec<CensusSample> = first.into_iter().collect();
         let counters = PhaseCounters::start();
+        let mut sockcap_pids = vec![std::process::id()];
+        sockcap_pids.extend_from_slice(self.worker_set.pids());
+        let meter = SpendMeter::start(self.target_pids.as_deref().map_err(Clone::clone), &sockcap_pids);
         let earliest = Instant::now() + START_AHEAD;
         let late = common_start.and_then(|c| earliest.checked_duration_since(c)).filter(|l| *l > START_AHEAD);
         if let Some(late) = late {
@@ -414,6 +426,7 @@ impl<'p> Coordinator<'p> {
             SockStat::default()
         });
         report.target_fds = self.target_fds();
+        super::spend::measure(&mut report, &meter, &self.censuses, self.port_budget, &self.plan.validity).await;
         report.expectations = phase.expect.iter().map(|e| e.judge(&report)).collect();
         if self.shard.is_some() {
             report.expectations.iter_mut().for_each(|e| e.deferred = true);
@@ -424,8 +437,8 @@ impl<'p> Coordinator<'p> {
     /// The descriptors the target's processes hold now (those found at the start of the
     /// run; any that ended since are left out).
     fn target_fds(&self) -> Option<TargetFds> {
-        let read: Vec<probe::ProcessFds> =
-            self.target_pids.iter().filter_map(|pid| probe::ProcessFds::read(*pid).ok()).collect();
+        let pids = self.target_pids.as_deref().unwrap_or_default();
+        let read: Vec<probe::ProcessFds> = pids.iter().filter_map(|pid| probe::ProcessFds::read(*pid).ok()).collect();
         (!read.is_empty()).then(|| TargetFds {
             processes: read.len() as u32,
             open: read.iter().map(|p| p.open).sum(),
@@ -548,9 +561,21 @@ fn give_back_free_heap() {
     }
 }
 
-fn target_pids(target: SocketAddr) -> Vec<u32> {
+fn target_pids(target: SocketAddr) -> Result<Vec<u32>, String> {
     if !crate::socket::is_local(target.ip()) {
-        return Vec::new();
+        return Err(format!("the target {target} is not on this machine: its processes cannot be read"));
     }
-    probe::listeners_for(target).map(|l| l.processes.iter().map(|p| p.pid).collect()).unwrap_or_default()
+    let pids: Vec<u32> = probe::listeners_for(target)
+        .map_err(|e| format!("the processes listening on {target} could not be found: {e}"))?
+        .processes
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    if pids.is_empty() {
+        return Err(format!(
+            "no process holding {target}'s listening socket was found in /proc \
+             (another user's, or in another network namespace)"
+        ));
+    }
+    Ok(pids)
 }

@@ -4,7 +4,7 @@
 //! The engine is a coordinator and its workers:
 //! - [`coordinator`]: [`run`] keeps the workers' phases in step, takes the censuses
 //!   ([`census`]) and kernel counters ([`counters`]), merges the workers' reports and judges the
-//!   expectations;
+//!   expectations; [`spend`] measures what the target and sockcap spent in each phase;
 //! - [`worker_set`]: the coordinator's workers, one in this process or `sockcap worker`
 //!   child processes;
 //! - [`messages`]: what the two say to each other, the same in-process and between
@@ -21,6 +21,7 @@ pub mod connection;
 pub mod coordinator;
 pub mod counters;
 pub mod messages;
+pub mod spend;
 pub mod worker;
 pub mod worker_set;
 

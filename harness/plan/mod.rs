@@ -18,6 +18,7 @@ mod reconnect;
 mod sources;
 mod sysctl;
 mod target;
+mod validity;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use reconnect::{draw, Jitter, ReconnectPolicy};
 pub use sources::parse_sources;
 pub use sysctl::Sysctl;
 pub use target::{parse_target, TargetSpec};
+pub use validity::ValidityLimits;
 
 use embedded::embedded_plan;
 use error::Check;
@@ -67,6 +69,8 @@ pub struct Plan {
     pub reconnect: Option<ReconnectPolicy>,
     /// Run in a private network namespace with these sysctls (`[netns]` or `--netns`).
     pub netns: Option<Vec<Sysctl>>,
+    /// `[validity]`: when the run is invalid.
+    pub validity: ValidityLimits,
     pub phases: Vec<PhasePlan>,
     /// Which host's share of the scenario this plan describes ([`Plan::host_share`]);
     /// [`Shard::ALL`] for the whole scenario.
@@ -153,6 +157,7 @@ impl Plan {
                 "a private network namespace only reaches the embedded target; set target = \"embedded\" or remove [netns]",
             ));
         }
+        let validity = validity::validity_limits(&check, s.validity.as_ref())?;
         if s.phases.is_empty() {
             return Err(check
                 .err("phase", "the scenario has no [[phase]]; add one, e.g. connect = { count = 100, rate = 100 }"));
@@ -175,6 +180,7 @@ impl Plan {
             client_on_eof,
             reconnect,
             netns,
+            validity,
             phases,
             host: Shard::ALL,
         })

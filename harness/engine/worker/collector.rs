@@ -16,6 +16,8 @@ pub struct Collector {
     pub connect: Latency,
     pub handshake: Latency,
     pub close: Latency,
+    /// How late the worker issued operations after their scheduled instants.
+    pub lateness: Latency,
     pub errors: ErrorCounts,
     /// Connections established (handshake done).
     pub connected: u64,
@@ -67,6 +69,7 @@ impl Collector {
             connect: Latency::new(),
             handshake: Latency::new(),
             close: Latency::new(),
+            lateness: Latency::new(),
             errors: ErrorCounts::default(),
             connected: 0,
             connect_failed: 0,

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::phase_reports;
 use super::scoped::{self, by_scope, Scoped};
 use crate::expect::Expectation;
+use crate::report::spend;
 use crate::report::unobserved::{Unobserved, CENSUS_CLIENT, CENSUS_SERVER};
 use crate::report::{
     CensusPair, CensusSample, MergeInfo, MergedShard, Outcome, PhaseReport, RunReport, ShardInfo, SCHEMA,
@@ -92,6 +93,17 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
         phase.unobserved.extend(&scoped.unobserved, "");
         (phase.kernel, phase.sockstat) = (scoped.kernel.clone(), scoped.sockstat);
         phase.census = scoped.into_census();
+        let mut seen_scopes = BTreeSet::new();
+        let measured = parts.iter().any(|x| x.target.is_some() || x.kernel_memory != Default::default());
+        if measured && !with.iter().all(|i| seen_scopes.insert(scopes[*i])) {
+            // Shards on one machine each read the same target and sockets: no sum.
+            let why = "some shards ran on one machine in one network namespace and each read the same target \
+                       processes and sockets: their readings overlap and are not summed";
+            for figure in [spend::TARGET, spend::KERNEL_MEMORY_CLIENT, spend::KERNEL_MEMORY_SERVER] {
+                phase.unobserved.mark(figure, why);
+            }
+            (phase.target, phase.kernel_memory) = (None, Default::default());
+        }
         // What a shard without this phase would have measured is not in the merge.
         for i in (0..reports.len()).filter(|i| !with.contains(i)) {
             let seen = with.iter().any(|j| scopes[*j] == scopes[i]);
@@ -165,9 +177,18 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
             partial: !missing.is_empty(),
             missing,
         }),
+        invalid: None,
+        verdict: String::new(),
     };
+    merged.invalid = reports.iter().zip(&shards).find_map(|(r, (_, info))| {
+        r.invalid.as_ref().map(|why| format!("{why} (shard {}, {})", info.index, info.host))
+    });
     let held = merged.failures().next().is_none();
-    merged.passed = outcome == Outcome::Completed && !merged.merge.as_ref().is_some_and(|m| m.partial) && held;
+    merged.passed = outcome == Outcome::Completed
+        && !merged.merge.as_ref().is_some_and(|m| m.partial)
+        && held
+        && merged.invalid.is_none();
+    merged.verdict = merged.verdict_key();
     merged.notes.extend(crate::report::findings(&merged));
     Ok(merged)
 }
