@@ -14,10 +14,12 @@ pub struct ValidityLimits {
 }
 
 impl Default for ValidityLimits {
-    /// 100 ms of lateness at p99, 90 % of sockcap's cores: generous, so that a run is
-    /// marked invalid only when the generator plainly could not keep up.
+    /// 200 ms of lateness at p99, 90 % of sockcap's cores: generous, so that a run is
+    /// marked invalid only when the generator plainly could not keep up (measured: a
+    /// debug build ramping 15,000 MQTT connections at 5,000/s on a busy 2-core machine
+    /// ran up to 55 ms late at p99).
     fn default() -> Self {
-        ValidityLimits { lateness_p99_us: 100_000.0, cpu_percent: 90.0 }
+        ValidityLimits { lateness_p99_us: 200_000.0, cpu_percent: 90.0 }
     }
 }
 

@@ -16,7 +16,8 @@ pub struct Collector {
     pub connect: Latency,
     pub handshake: Latency,
     pub close: Latency,
-    /// How late the worker issued operations after their scheduled instants.
+    /// How late connection attempts started (their task's first run) after their
+    /// scheduled instants: sockcap's own delay.
     pub lateness: Latency,
     pub errors: ErrorCounts,
     /// Connections established (handshake done).
@@ -105,7 +106,8 @@ impl Collector {
     /// Fold one event in; returns the change in connections held open.
     pub fn record(&mut self, event: Event) -> i64 {
         match event {
-            Event::Connected { started, connect_us, handshake_us } => {
+            Event::Connected { started, connect_us, handshake_us, late_us } => {
+                self.lateness.record_us(late_us);
                 self.connect.record_us(connect_us);
                 if let Some(us) = handshake_us {
                     self.handshake.record_us(us);
@@ -121,7 +123,8 @@ impl Collector {
                 }
                 1
             }
-            Event::ConnectFailed { kind, errno, connect_us } => {
+            Event::ConnectFailed { kind, errno, connect_us, late_us } => {
+                self.lateness.record_us(late_us);
                 if let Some(us) = connect_us {
                     self.connect.record_us(us);
                 }
@@ -235,8 +238,21 @@ mod tests {
     #[test]
     fn events_fold_into_counts() {
         let mut c = Collector::new(Instant::now(), false);
-        assert_eq!(c.record(Event::Connected { started: Instant::now(), connect_us: 100, handshake_us: Some(300) }), 1);
-        let failed = Event::ConnectFailed { kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: Some(90) };
+        assert_eq!(
+            c.record(Event::Connected {
+                started: Instant::now(),
+                connect_us: 100,
+                handshake_us: Some(300),
+                late_us: 5
+            }),
+            1
+        );
+        let failed = Event::ConnectFailed {
+            kind: ErrorKind::ClosedBeforeConnack,
+            errno: None,
+            connect_us: Some(90),
+            late_us: 5,
+        };
         assert_eq!(c.record(failed), 0);
         assert_eq!(c.record(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None }), -1);
         assert_eq!((c.connected, c.connect_outcomes(), c.drops, c.failures()), (1, 2, 1, 2));
@@ -250,9 +266,10 @@ mod tests {
     #[test]
     fn exhaustion_and_recovery_are_noted() {
         let mut c = Collector::new(Instant::now(), false);
-        c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None });
+        c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None, late_us: 5 });
         c.record(Event::Closed { close_us: 10, error: None });
-        let eaddr = Event::ConnectFailed { kind: ErrorKind::AddrNotAvailable, errno: None, connect_us: None };
+        let eaddr =
+            Event::ConnectFailed { kind: ErrorKind::AddrNotAvailable, errno: None, connect_us: None, late_us: 5 };
         // Called after the failing connect() was, but its port search ran first: it took
         // the last port, before the failure was known.
         let meanwhile = Instant::now();
@@ -260,14 +277,14 @@ mod tests {
         c.record(eaddr);
         assert_eq!(c.connected_before_exhaustion, 1);
         assert!(c.recovered_at.is_none());
-        c.record(Event::Connected { started: meanwhile, connect_us: 10, handshake_us: None });
+        c.record(Event::Connected { started: meanwhile, connect_us: 10, handshake_us: None, late_us: 5 });
         assert_eq!(c.connected_before_exhaustion, 2);
         assert!(c.recovered_at.is_none(), "the last port taken is no recovery");
         // a connect started before the ports ran out is no sign of recovery
         let early = Instant::now() - std::time::Duration::from_secs(1);
-        c.record(Event::Connected { started: early, connect_us: 10, handshake_us: None });
+        c.record(Event::Connected { started: early, connect_us: 10, handshake_us: None, late_us: 5 });
         assert!(c.recovered_at.is_none());
-        c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None });
+        c.record(Event::Connected { started: Instant::now(), connect_us: 10, handshake_us: None, late_us: 5 });
         assert!(c.recovered_at.is_some());
         assert_eq!((c.closed, c.close_outcomes()), (1, 1));
     }

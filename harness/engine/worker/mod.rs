@@ -25,7 +25,6 @@ use crate::engine::census::Censuses;
 use crate::engine::connection::{self, Attempt, CloseCommand, ConnSpec, Event, Links};
 use crate::engine::messages::{instant_of_unix_us, Order, WorkerMsg, WorkerProgress};
 use crate::failure::ErrorKind;
-use crate::latency::Latency;
 use crate::plan::{PhasePlan, Plan};
 use crate::report::{Exhaustion, Latencies, PhaseReport, Recovery};
 use crate::shard::Shard;
@@ -226,7 +225,7 @@ impl<'p> Worker<'p> {
                     }
                 }
                 _ = sleep_until(next_due.unwrap_or(start)), if next_due.is_some() => {
-                    self.issue_due(&mut driver, first_n, &mut collected.lateness);
+                    self.issue_due(&mut driver, first_n);
                 }
                 _ = ticker.tick() => self.publish(index, &driver, &collected),
                 _ = sleep_until(give_up_at.unwrap_or(start).max(last_event + GRACE)), if give_up_at.is_some() => {
@@ -319,16 +318,12 @@ impl<'p> Worker<'p> {
         }
     }
 
-    /// Start every operation whose scheduled instant has come, each one's lateness (now
-    /// minus its instant: how far behind its own schedule sockcap runs) recorded.
-    fn issue_due(&mut self, driver: &mut ActionDriver, first_n: u64, lateness: &mut Latency) {
+    /// Start every operation whose scheduled instant has come.
+    fn issue_due(&mut self, driver: &mut ActionDriver, first_n: u64) {
         let now = Instant::now();
-        let mut late =
-            |scheduled: Instant| lateness.record_us(now.saturating_duration_since(scheduled).as_micros() as u64);
         match driver {
             ActionDriver::Connect { pacer, timeout, permits, then_close, sources, .. } => {
                 for (i, scheduled) in pacer.take_due(now) {
-                    late(scheduled);
                     let n = first_n + i;
                     let attempt = Attempt {
                         n,
@@ -344,7 +339,6 @@ impl<'p> Worker<'p> {
             }
             ActionDriver::Close { pacer, how, timeout, fill, sent } => {
                 for (_, scheduled) in pacer.take_due(now) {
-                    late(scheduled);
                     let cmd = CloseCommand { how: *how, scheduled, timeout: *timeout, fill: *fill };
                     if self.connections.close_oldest(cmd) {
                         *sent += 1;
