@@ -22,5 +22,7 @@ mod shards;
 mod source_ports;
 mod state_lab;
 mod support;
+mod target_spend;
 mod unobserved;
+mod validity;
 mod workers;
