@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use crate::support::{assert_exit, assert_matches_schema, output_within, phase, report, run_scenario, TempDir};
 
-/// Far above what one core paces: 4,000 connects due within 4 ms, under a deadline.
+/// Far above what one core paces: 10,000 connects due within 10 ms, under a deadline.
 const TOO_FAST: &str = r#"name = "too fast"
 target = "embedded"
 protocol = "tcp"
 
 [[phase]]
 name = "ramp"
-connect = { count = 4000, rate = 1_000_000, timeout = "10s" }
+connect = { count = 10_000, rate = 1_000_000, timeout = "10s" }
 "#;
 
-fn pinned_run(extra: &[&str]) -> (std::process::Output, serde_json::Value) {
-    let dir = TempDir::new("validity-pinned");
+fn pinned_run(tag: &str, extra: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let dir = TempDir::new(tag);
     let file = dir.file("scenario.toml", TOO_FAST);
     let json = dir.path("report.json");
     let mut command = Command::new("taskset");
@@ -45,7 +45,7 @@ fn assert_invalid(out: &std::process::Output, report: &serde_json::Value) {
 
 #[test]
 fn a_generator_pinned_to_one_core_is_invalid() {
-    let (out, report) = pinned_run(&[]);
+    let (out, report) = pinned_run("validity-pinned", &[]);
     assert_exit(&out, 1);
     assert_invalid(&out, &report);
     // Every connection was made: the expectations alone would pass.
@@ -54,7 +54,7 @@ fn a_generator_pinned_to_one_core_is_invalid() {
 
 #[test]
 fn allow_invalid_exits_by_the_expectations_and_still_marks_the_run() {
-    let (out, report) = pinned_run(&["--allow-invalid"]);
+    let (out, report) = pinned_run("validity-allowed", &["--allow-invalid"]);
     assert_exit(&out, 0);
     assert_invalid(&out, &report);
 }
