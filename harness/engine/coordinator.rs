@@ -250,7 +250,7 @@ impl<'p> Coordinator<'p> {
             phase_name: String::new(),
             failure: false,
             stopping: false,
-            target_pids: target_pids(ctx.target),
+            target_pids: super::spend::target_pids(ctx.target),
             port_budget: ctx.sources.capacity(),
             shard: ctx.shard.as_ref().map(|s| Shard { index: s.index, count: s.count }),
             first_start_unix_us: 0,
@@ -548,8 +548,6 @@ impl<'p> Coordinator<'p> {
     }
 }
 
-/// The processes listening on a local target (none for a remote one, or when /proc
-/// cannot tell).
 /// Hand the heap's free pages back to the kernel at a phase's end: a phase's merge
 /// frees its histograms and samples, and without this the allocator keeps them, so the
 /// coordinator's RSS stepped at every phase boundary of a long run (bench/soak.sh).
@@ -559,23 +557,4 @@ fn give_back_free_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-fn target_pids(target: SocketAddr) -> Result<Vec<u32>, String> {
-    if !crate::socket::is_local(target.ip()) {
-        return Err(format!("the target {target} is not on this machine: its processes cannot be read"));
-    }
-    let pids: Vec<u32> = probe::listeners_for(target)
-        .map_err(|e| format!("the processes listening on {target} could not be found: {e}"))?
-        .processes
-        .iter()
-        .map(|p| p.pid)
-        .collect();
-    if pids.is_empty() {
-        return Err(format!(
-            "no process holding {target}'s listening socket was found in /proc \
-             (another user's, or in another network namespace)"
-        ));
-    }
-    Ok(pids)
 }

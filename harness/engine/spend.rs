@@ -8,6 +8,7 @@
 //! /proc/slabinfo unreadable) is an `Err` with the reason, never a zero.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use probe::{ProcessUsage, SocketMemory, TcpState};
 use tokio::time::Instant;
@@ -101,6 +102,27 @@ fn delta(start: &[(u32, u64)]) -> (u64, Vec<ProcessUsage>) {
 fn round(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (x * scale).round() / scale
+}
+
+/// The processes listening on a local target, or why there are none to read (a remote
+/// target, or one whose processes /proc does not show).
+pub fn target_pids(target: SocketAddr) -> Result<Vec<u32>, String> {
+    if !crate::socket::is_local(target.ip()) {
+        return Err(format!("the target {target} is not on this machine: its processes cannot be read"));
+    }
+    let pids: Vec<u32> = probe::listeners_for(target)
+        .map_err(|e| format!("the processes listening on {target} could not be found: {e}"))?
+        .processes
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    if pids.is_empty() {
+        return Err(format!(
+            "no process holding {target}'s listening socket was found in /proc \
+             (another user's, or in another network namespace)"
+        ));
+    }
+    Ok(pids)
 }
 
 /// One side's kernel memory: the buffers sock_diag reports, plus each full socket's own
