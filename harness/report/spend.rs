@@ -171,6 +171,29 @@ mod tests {
     }
 
     #[test]
+    fn hosts_sum_only_when_each_measured_its_target() {
+        let one = TargetSpend {
+            processes: 1,
+            rss_bytes: 1000,
+            pss_bytes: Some(600),
+            connections: 10,
+            rss_per_conn_bytes: Some(100),
+            cpu_seconds: 0.5,
+            cpu_percent: 25.0,
+        };
+        let two = TargetSpend { pss_bytes: None, rss_bytes: 3000, connections: 20, ..one.clone() };
+        let sum = sum_targets([Some(&one), Some(&two)].into_iter()).unwrap();
+        assert_eq!((sum.processes, sum.rss_bytes, sum.connections, sum.rss_per_conn_bytes), (2, 4000, 30, Some(133)));
+        assert_eq!((sum.pss_bytes, sum.cpu_seconds, sum.cpu_percent), (None, 1.0, 50.0));
+        assert_eq!(sum_targets([Some(&one), None].into_iter()), None, "a host that did not measure its target");
+        let side = SideMemory { sockets: 10, buffer_bytes: 5, object_bytes: 20, bytes: 25 };
+        let read = KernelMemory { client: Some(side), server: Some(side) };
+        let client_only = KernelMemory { client: Some(side), server: None };
+        let sum = sum_kernel_memory([&read, &client_only].into_iter());
+        assert_eq!((sum.client.map(|c| c.bytes), sum.server), (Some(50), None));
+    }
+
+    #[test]
     fn bytes_read_as_binary_units() {
         assert_eq!(bytes(812), "812 B");
         assert_eq!(bytes(9_830), "9.6 KiB");

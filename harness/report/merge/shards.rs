@@ -93,17 +93,18 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
         phase.unobserved.extend(&scoped.unobserved, "");
         (phase.kernel, phase.sockstat) = (scoped.kernel.clone(), scoped.sockstat);
         phase.census = scoped.into_census();
-        let mut seen_scopes = BTreeSet::new();
-        let measured = parts.iter().any(|x| x.target.is_some() || x.kernel_memory != Default::default());
-        if measured && !with.iter().all(|i| seen_scopes.insert(scopes[*i])) {
-            // Shards on one machine each read the same target and sockets: no sum.
-            let why = "some shards ran on one machine in one network namespace and each read the same target \
-                       processes and sockets: their readings overlap and are not summed";
-            for figure in [spend::TARGET, spend::KERNEL_MEMORY_CLIENT, spend::KERNEL_MEMORY_SERVER] {
-                phase.unobserved.mark(figure, why);
+        // Shards on one machine and namespace read the same target and sockets: one
+        // reading per scope (the largest), summed across scopes, as the census is.
+        let mut one_per_scope: BTreeMap<&str, &PhaseReport> = BTreeMap::new();
+        let rss = |p: &PhaseReport| p.target.as_ref().map_or(0, |t| t.rss_bytes);
+        for (part, i) in parts.iter().zip(&with) {
+            let kept = one_per_scope.entry(scopes[*i]).or_insert(part);
+            if rss(part) > rss(kept) {
+                *kept = part;
             }
-            (phase.target, phase.kernel_memory) = (None, Default::default());
         }
+        phase.target = spend::sum_targets(one_per_scope.values().map(|p| p.target.as_ref()));
+        phase.kernel_memory = spend::sum_kernel_memory(one_per_scope.values().map(|p| &p.kernel_memory));
         // What a shard without this phase would have measured is not in the merge.
         for i in (0..reports.len()).filter(|i| !with.contains(i)) {
             let seen = with.iter().any(|j| scopes[*j] == scopes[i]);
