@@ -182,7 +182,7 @@ pub async fn measure(
     }
     let lateness = &report.latency_us.lateness;
     let p99 = (lateness.count > 0 && observed(report, "latency.lateness")).then_some(lateness.p99);
-    report.invalid = limits.judge(p99, report.generator.as_ref());
+    report.invalid = limits.judge(p99, report.generator.as_ref(), report.duration_ms);
 }
 
 #[cfg(test)]
@@ -196,7 +196,8 @@ mod tests {
         let me = SpendMeter::start(Ok(&[std::process::id()]), &[std::process::id()]);
         let spend = me.target(Some(0)).unwrap();
         assert!(spend.rss_bytes > 0 && spend.rss_per_conn_bytes.is_none(), "{spend:?}");
-        assert_eq!(me.target(Some(4)).unwrap().rss_per_conn_bytes, Some(me.target(None).unwrap().rss_bytes / 4));
+        let four = me.target(Some(4)).unwrap();
+        assert_eq!(four.rss_per_conn_bytes, Some(four.rss_bytes / 4));
         let gone = SpendMeter::start(Ok(&[u32::MAX - 1]), &[]);
         assert!(gone.target(None).unwrap_err().contains("could not be read"));
         assert!(gone.generator(0, 0).is_err());

@@ -77,12 +77,22 @@ pub struct GeneratorSpend {
     pub port_budget: u64,
 }
 
+/// The shortest phase whose CPU share is judged for validity.
+pub const CPU_JUDGED_FROM_MS: u64 = 1_000;
+
 /// The sentence a report opens with when its run was invalid.
 pub const INVALID_PREFIX: &str = "the generator was the bottleneck";
 
 impl ValidityLimits {
-    /// Why this phase's figures are sockcap's, not the target's; `None` when valid.
-    pub fn judge(&self, lateness_p99_us: Option<u64>, generator: Option<&GeneratorSpend>) -> Option<String> {
+    /// Why this phase's figures are sockcap's, not the target's; `None` when valid. CPU
+    /// is judged in phases of [`CPU_JUDGED_FROM_MS`] or more only: /proc counts CPU time in
+    /// clock ticks (10 ms), so one tick in a 10 ms phase would read as a saturated core.
+    pub fn judge(
+        &self,
+        lateness_p99_us: Option<u64>,
+        generator: Option<&GeneratorSpend>,
+        duration_ms: u64,
+    ) -> Option<String> {
         let mut reasons = Vec::new();
         if let Some(p99) = lateness_p99_us.filter(|p| *p as f64 > self.lateness_p99_us) {
             reasons.push(format!(
@@ -91,7 +101,8 @@ impl ValidityLimits {
                 crate::report::format::micros(self.lateness_p99_us as u64)
             ));
         }
-        if let Some(g) = generator.filter(|g| g.cpu_percent > self.cpu_percent) {
+        let long_enough = duration_ms >= CPU_JUDGED_FROM_MS;
+        if let Some(g) = generator.filter(|g| long_enough && g.cpu_percent > self.cpu_percent) {
             reasons.push(format!(
                 "its CPU was saturated: {:.0}% of {} cores > {:.0}%",
                 g.cpu_percent, g.cores, self.cpu_percent
@@ -162,12 +173,13 @@ mod tests {
         let limits = ValidityLimits::default();
         let busy = GeneratorSpend { cpu_percent: 97.0, cores: 1, ..Default::default() };
         let calm = GeneratorSpend { cpu_percent: 12.0, cores: 2, ..Default::default() };
-        assert_eq!(limits.judge(Some(2_000), Some(&calm)), None);
-        assert_eq!(limits.judge(None, None), None);
-        let late = limits.judge(Some(250_000), Some(&calm)).unwrap();
+        assert_eq!(limits.judge(Some(2_000), Some(&calm), 5_000), None);
+        assert_eq!(limits.judge(None, None, 5_000), None);
+        let late = limits.judge(Some(250_000), Some(&calm), 5_000).unwrap();
         assert!(late.starts_with("the generator was the bottleneck: its schedule ran late"), "{late}");
-        let both = limits.judge(Some(250_000), Some(&busy)).unwrap();
+        let both = limits.judge(Some(250_000), Some(&busy), 5_000).unwrap();
         assert!(both.contains("late") && both.contains("97% of 1 cores > 90%"), "{both}");
+        assert_eq!(limits.judge(None, Some(&busy), 20), None, "a tick in a 20 ms phase is no reading");
     }
 
     #[test]
