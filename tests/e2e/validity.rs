@@ -84,6 +84,28 @@ expect = { lateness_p99 = "< 200ms", "sockcap.cpu" = "< 90%" }
     assert!(ramp["expectations"].as_array().unwrap().iter().all(|e| e["actual"].is_number()), "{ramp}");
 }
 
+/// The CPU limit: pinned to one core, 3,000 connects over 1.5 s take sockcap more than 2 %
+/// of it (about 20 % measured on a debug build).
+#[test]
+fn a_cpu_share_past_its_limit_marks_the_run_invalid() {
+    let dir = TempDir::new("validity-cpu");
+    let file = dir.file(
+        "scenario.toml",
+        "name = \"busy\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n[validity]\ncpu = \"2%\"\n\
+         [[phase]]\nname = \"ramp\"\nconnect = { count = 3000, rate = 2000 }\n",
+    );
+    let json = dir.path("report.json");
+    let mut command = Command::new("taskset");
+    command.args(["-c", "0", env!("CARGO_BIN_EXE_sockcap"), "run", file.to_str().unwrap()]);
+    command.args(["--json", json.to_str().unwrap(), "--quiet"]).stdin(Stdio::null());
+    let out = output_within(&mut command, Duration::from_secs(90));
+    assert_exit(&out, 1);
+    let report = report(&json);
+    let why = report["invalid"].as_str().unwrap();
+    assert!(why.contains("its CPU was saturated") && why.contains("of 1 cores > 2%"), "{why}");
+    assert!(phase(&report, "ramp")["generator"]["cpu_percent"].as_f64().unwrap() > 2.0);
+}
+
 #[test]
 fn validity_limits_are_checked() {
     let bad = "name = \"x\"\ntarget = \"embedded\"\nprotocol = \"tcp\"\n[validity]\ncpu = \"250%\"\n\
