@@ -218,6 +218,21 @@ mod tests {
         assert_eq!(rows, [v4[0], v6[0], v4[1], v4[2], v4[3], v6[1]]);
     }
 
+    /// Attributes after the message are found by type; a malformed one ends the walk.
+    #[test]
+    fn attributes_are_found_by_type() {
+        let mut payload = vec![0u8; DIAG_MSG_LEN];
+        payload.extend_from_slice(&[8, 0, 5, 0, 1, 2, 3, 4]); // type 5 (TOS), padded
+        payload.extend_from_slice(&[12, 0, 7, 0, 9, 0, 0, 0, 8, 0, 0, 0]); // type 7, two u32s
+        let msg = DiagMsg::new(&payload).unwrap();
+        assert_eq!(msg.attribute(7), Some(&[9, 0, 0, 0, 8, 0, 0, 0][..]));
+        assert_eq!(msg.attribute(5), Some(&[1, 2, 3, 4][..]));
+        assert_eq!(msg.attribute(4), None);
+        let mut bad = vec![0u8; DIAG_MSG_LEN];
+        bad.extend_from_slice(&[200, 0, 7, 0, 1]); // longer than what is there
+        assert_eq!(DiagMsg::new(&bad).unwrap().attribute(7), None);
+    }
+
     /// Sockets that a descriptor holds carry their inode (as /proc/net/tcp{,6} list it);
     /// TIME_WAIT and request sockets carry 0.
     #[test]

@@ -188,6 +188,20 @@ mod tests {
         assert_eq!(&compat[NLMSG_HDR_LEN + 52..NLMSG_HDR_LEN + 56], (1u32 << 10).to_ne_bytes());
     }
 
+    #[test]
+    fn a_memory_request_asks_for_skmeminfo_in_both_forms() {
+        let (mut v2, mut compat) = (Vec::new(), Vec::new());
+        dump_request_ext(Dump::Family(AF_INET), &Filter::server(1883), ALL_STATES, EXT_SKMEMINFO, 1, &mut v2);
+        dump_request_ext(Dump::BothFamilies, &Filter::server(1883), ALL_STATES, EXT_SKMEMINFO, 1, &mut compat);
+        // idiag_ext is the third byte of inet_diag_req_v2, the fourth of inet_diag_req.
+        assert_eq!(&v2[NLMSG_HDR_LEN..NLMSG_HDR_LEN + 4], [AF_INET, 6, 0x40, 0]);
+        assert_eq!(compat[NLMSG_HDR_LEN + 3], 0x40);
+        assert_eq!(ExtensionFlags::SKMEMINFO.bits(), EXT_SKMEMINFO, "as netlink-packet-sock-diag has it");
+        let mut plain = Vec::new();
+        dump_request(Dump::Family(AF_INET), &Filter::server(1883), ALL_STATES, 1, &mut plain);
+        assert_eq!(plain[NLMSG_HDR_LEN + 2], 0, "a census asks for no attribute");
+    }
+
     /// A server-side census of 127.0.0.1:8080 seen from 127.0.0.2, byte by byte.
     #[test]
     fn golden_request() {
