@@ -146,8 +146,8 @@ fn spend(out: &mut String, p: &PhaseReport) {
         let pss = t.pss_bytes.map_or(String::new(), |b| format!(" (PSS {})", bytes(b)));
         let _ = writeln!(
             out,
-            "  spend    target {} process(es): RSS {}{pss}, {per_conn} ({} held); CPU {:.2}s, {:.1}% of a core",
-            t.processes,
+            "  spend    target {}: RSS {}{pss}, {per_conn} ({} held); CPU {:.2}s, {:.1}% of a core",
+            if t.processes == 1 { "1 process".to_string() } else { format!("{} processes", t.processes) },
             bytes(t.rss_bytes),
             format::thousands(t.connections),
             t.cpu_seconds,

@@ -68,10 +68,7 @@ fn mosquitto_spend_is_measured() {
     assert_exit(&out, 0);
     assert_measured(&report);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("spend    target 1 process(es): RSS") && text.contains("per connection (500 held)"),
-        "{text}"
-    );
+    assert!(text.contains("spend    target 1 process: RSS") && text.contains("per connection (500 held)"), "{text}");
 }
 
 #[test]
