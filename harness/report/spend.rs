@@ -206,6 +206,31 @@ mod tests {
     }
 
     #[test]
+    fn the_text_shows_spend_and_the_invalid_verdict() {
+        let mut report = crate::report::test_support::sample_report();
+        let why = ValidityLimits::default().judge(Some(300_000), None, 5_000).unwrap();
+        report.phases[0].invalid = Some(why.clone());
+        report.invalid = Some(format!("{why} (phase `ramp`)"));
+        report.passed = false;
+        report.phases[0].target = Some(TargetSpend {
+            processes: 1,
+            rss_bytes: 3 << 20,
+            connections: 300,
+            rss_per_conn_bytes: Some(10_485),
+            cpu_seconds: 0.25,
+            cpu_percent: 12.5,
+            pss_bytes: None,
+        });
+        let side = SideMemory { sockets: 300, buffer_bytes: 0, object_bytes: 710_400, bytes: 710_400 };
+        report.phases[0].kernel_memory = KernelMemory { client: Some(side), server: Some(side) };
+        let text = crate::report::text::render(&report);
+        assert!(text.contains("  spend    target 1 process: RSS 3.0 MiB, 10.2 KiB per connection (300 held); CPU 0.25s, 12.5% of a core"), "{text}");
+        assert!(text.contains("  kmem     client 300 sockets 693.8 KiB (0 B buffers); server 300 sockets"), "{text}");
+        assert!(text.contains("\nINVALID: the generator was the bottleneck: its schedule ran late: lateness p99 300.00ms > 200.00ms (phase `ramp`)\n"), "{text}");
+        assert_eq!((report.verdict_word(), report.verdict_key().as_str()), ("INVALID", "invalid"));
+    }
+
+    #[test]
     fn bytes_read_as_binary_units() {
         assert_eq!(bytes(812), "812 B");
         assert_eq!(bytes(9_830), "9.6 KiB");
