@@ -14,12 +14,13 @@ pub struct ValidityLimits {
 }
 
 impl Default for ValidityLimits {
-    /// 200 ms of lateness at p99, 90 % of sockcap's cores: generous, so that a run is
-    /// marked invalid only when the generator plainly could not keep up (measured: a
-    /// debug build ramping 15,000 MQTT connections at 5,000/s on a busy 2-core machine
-    /// ran up to 55 ms late at p99).
+    /// 1 s of lateness at p99, 90 % of sockcap's cores: generous, so that a run is marked
+    /// invalid only when the generator plainly could not keep up. Measured: a debug build
+    /// ramping 1,000 connections at 2,000/s while the e2e suite ran beside it on 2 cores
+    /// started them up to 296 ms late at p99 (sockcap itself at 3 % CPU: the machine was
+    /// busy); a scenario that needs a tighter schedule says so (`lateness_p99 = "100ms"`).
     fn default() -> Self {
-        ValidityLimits { lateness_p99_us: 200_000.0, cpu_percent: 90.0 }
+        ValidityLimits { lateness_p99_us: 1_000_000.0, cpu_percent: 90.0 }
     }
 }
 

@@ -175,9 +175,10 @@ mod tests {
         let calm = GeneratorSpend { cpu_percent: 12.0, cores: 2, ..Default::default() };
         assert_eq!(limits.judge(Some(2_000), Some(&calm), 5_000), None);
         assert_eq!(limits.judge(None, None, 5_000), None);
-        let late = limits.judge(Some(250_000), Some(&calm), 5_000).unwrap();
+        assert_eq!(limits.judge(Some(400_000), Some(&calm), 5_000), None, "a busy machine's 400 ms");
+        let late = limits.judge(Some(1_250_000), Some(&calm), 5_000).unwrap();
         assert!(late.starts_with("the generator was the bottleneck: its schedule ran late"), "{late}");
-        let both = limits.judge(Some(250_000), Some(&busy), 5_000).unwrap();
+        let both = limits.judge(Some(1_250_000), Some(&busy), 5_000).unwrap();
         assert!(both.contains("late") && both.contains("97% of 1 cores > 90%"), "{both}");
         assert_eq!(limits.judge(None, Some(&busy), 20), None, "a tick in a 20 ms phase is no reading");
     }
@@ -208,7 +209,7 @@ mod tests {
     #[test]
     fn the_text_shows_spend_and_the_invalid_verdict() {
         let mut report = crate::report::test_support::sample_report();
-        let why = ValidityLimits::default().judge(Some(300_000), None, 5_000).unwrap();
+        let why = ValidityLimits::default().judge(Some(1_300_000), None, 5_000).unwrap();
         report.phases[0].invalid = Some(why.clone());
         report.invalid = Some(format!("{why} (phase `ramp`)"));
         report.passed = false;
@@ -226,7 +227,7 @@ mod tests {
         let text = crate::report::text::render(&report);
         assert!(text.contains("  spend    target 1 process: RSS 3.0 MiB, 10.2 KiB per connection (300 held); CPU 0.25s, 12.5% of a core"), "{text}");
         assert!(text.contains("  kmem     client 300 sockets 693.8 KiB (0 B buffers); server 300 sockets"), "{text}");
-        assert!(text.contains("\nINVALID: the generator was the bottleneck: its schedule ran late: lateness p99 300.00ms > 200.00ms (phase `ramp`)\n"), "{text}");
+        assert!(text.contains("\nINVALID: the generator was the bottleneck: its schedule ran late: lateness p99 1.30s > 1.00s (phase `ramp`)\n"), "{text}");
         assert_eq!((report.verdict_word(), report.verdict_key().as_str()), ("INVALID", "invalid"));
     }
 
