@@ -64,6 +64,19 @@ pub enum LatencyKind {
     Close,
     /// A lost connection's time back (the phase's `recovery.recovery_us`).
     Recovery,
+    /// How late sockcap issued its operations after their scheduled instants.
+    Lateness,
+}
+
+/// A figure of what the target's processes spent (`target.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetFigure {
+    /// RSS summed over its processes (bytes).
+    Rss,
+    /// RSS per connection it holds (bytes).
+    RssPerConn,
+    /// CPU over the phase, % of one core.
+    Cpu,
 }
 
 /// A percentile (or the extremes) of a latency histogram.
@@ -96,6 +109,10 @@ pub enum Metric {
     /// The most reconnects in one second (`recovery.peak_reconnect_rate_per_s`).
     PeakReconnectRate,
     Rate,
+    /// What the target spent (`target.rss`, `target.rss_per_conn`, `target.cpu`).
+    Target(TargetFigure),
+    /// sockcap's own CPU share of its cores (`sockcap.cpu`).
+    SockcapCpu,
 }
 
 impl Metric {
@@ -141,6 +158,10 @@ impl Metric {
             };
         }
         match name {
+            "target.rss" => return Ok(Metric::Target(TargetFigure::Rss)),
+            "target.rss_per_conn" => return Ok(Metric::Target(TargetFigure::RssPerConn)),
+            "target.cpu" => return Ok(Metric::Target(TargetFigure::Cpu)),
+            "sockcap.cpu" => return Ok(Metric::SockcapCpu),
             "connected" => return Ok(Metric::Connected),
             "drops" | "lost" => return Ok(Metric::Drops),
             "reconnect_attempts" => return Ok(Metric::ReconnectAttempts),
@@ -157,6 +178,7 @@ impl Metric {
                 "ws" => Some(LatencyKind::Ws),
                 "close" => Some(LatencyKind::Close),
                 "recovery" => Some(LatencyKind::Recovery),
+                "lateness" => Some(LatencyKind::Lateness),
                 _ => None,
             };
             let pct = match pct {
@@ -175,8 +197,9 @@ impl Metric {
         Err(format!(
             "unknown metric `{name}`; use a TCP state ({}), `server.<state>`, \
              `connect_p99` / `tls_p99` / `ws_p99` / `handshake_p50` / `close_max` / `recovery_p90` (p50 p90 p99 p999 min max), \
-             `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), `reconnect_attempts`, \
-             `reconnected`, `peak_reconnect_rate` or `rate`",
+             `lateness_p99`, `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), \
+             `reconnect_attempts`, `reconnected`, `peak_reconnect_rate`, `rate`, `target.rss`, \
+             `target.rss_per_conn`, `target.cpu` or `sockcap.cpu`",
             state_list()
         ))
     }
@@ -186,6 +209,8 @@ impl Metric {
         match self {
             Metric::Latency(..) => "us",
             Metric::Rate | Metric::PeakReconnectRate => "per_s",
+            Metric::Target(TargetFigure::Rss | TargetFigure::RssPerConn) => "bytes",
+            Metric::Target(TargetFigure::Cpu) | Metric::SockcapCpu => "percent",
             _ => "count",
         }
     }
@@ -254,6 +279,11 @@ fn split_op(s: &str) -> Result<(Op, String), String> {
 
 fn parse_threshold(metric: &Metric, text: &str) -> Result<f64, String> {
     let text = text.trim().replace('_', "");
+    match metric.unit() {
+        "bytes" => return parse_bytes(&text),
+        "percent" => return parse_percent(&text),
+        _ => {}
+    }
     if let Metric::Latency(..) = metric {
         return parse_latency_us(&text).map_err(|e| match e {
             LatencyText::NotANumber => format!("`{text}` is not a duration; write e.g. \"< 20ms\""),
@@ -265,6 +295,38 @@ fn parse_threshold(metric: &Metric, text: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| v.is_finite())
         .ok_or_else(|| format!("`{text}` is not a number; write e.g. \">= 5000\""))
+}
+
+/// A size: `10KiB`, `1.5 MiB`, `512` (bytes), `2GiB`; KB/MB/GB are read as powers of 1000.
+pub fn parse_bytes(text: &str) -> Result<f64, String> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number = number
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("`{text}` is not a size; write e.g. \"< 10KiB\""))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "KB" | "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        other => return Err(format!("unknown size unit `{other}`; use B, KiB, MiB, GiB (or KB, MB, GB)")),
+    };
+    Ok(number * scale)
+}
+
+/// A percentage: `90%` or `90`.
+pub fn parse_percent(text: &str) -> Result<f64, String> {
+    text.trim_end_matches('%')
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .ok_or_else(|| format!("`{text}` is not a percentage; write e.g. \"< 90%\""))
 }
 
 #[cfg(test)]
@@ -297,6 +359,23 @@ mod tests {
         assert!(parse("recovery_p99", "< 5").unwrap_err().contains("no unit"));
         let e = parse("peak_reconnect_rate", ">= 100").unwrap();
         assert_eq!((e.metric.clone(), e.metric.unit()), (Metric::PeakReconnectRate, "per_s"));
+    }
+
+    #[test]
+    fn spend_sizes_and_percentages() {
+        let e = parse("target.rss_per_conn", "< 10KiB").unwrap();
+        assert_eq!(
+            (e.metric.clone(), e.value, e.metric.unit()),
+            (Metric::Target(TargetFigure::RssPerConn), 10_240.0, "bytes")
+        );
+        assert_eq!(parse("target.rss", "< 1.5 MiB").unwrap().value, 1.5 * 1024.0 * 1024.0);
+        let e = parse("target.cpu", "< 90%").unwrap();
+        assert_eq!((e.metric.clone(), e.value, e.metric.unit()), (Metric::Target(TargetFigure::Cpu), 90.0, "percent"));
+        assert_eq!(parse("sockcap.cpu", "< 80").unwrap().metric, Metric::SockcapCpu);
+        let e = parse("lateness_p99", "< 10ms").unwrap();
+        assert_eq!((e.metric, e.value), (Metric::Latency(LatencyKind::Lateness, Percentile::P99), 10_000.0));
+        assert!(parse("target.rss", "< 10 parsecs").unwrap_err().contains("KiB"));
+        assert!(parse("target.cpu", "< lots").unwrap_err().contains("percentage"));
     }
 
     #[test]

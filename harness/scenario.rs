@@ -36,9 +36,21 @@ pub struct Scenario {
     pub client: Option<ClientSection>,
     /// Run client and embedded target in a private network namespace.
     pub netns: Option<NetnsSection>,
+    /// When the run is invalid: the generator was the bottleneck.
+    pub validity: Option<ValiditySection>,
     /// The phases, run in order.
     #[serde(default, rename = "phase")]
     pub phases: Vec<PhaseSection>,
+}
+
+/// `[validity]`: past these, sockcap itself was the bottleneck and the run is invalid.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValiditySection {
+    /// The schedule's lateness p99 limit, e.g. `"100ms"`.
+    pub lateness_p99: Option<String>,
+    /// sockcap's CPU share limit, e.g. `"90%"` of the cores it may use.
+    pub cpu: Option<String>,
 }
 
 /// `[mqtt]`.

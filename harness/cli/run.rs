@@ -56,6 +56,10 @@ pub struct RunArgs {
     pub emit_report: bool,
     #[command(flatten)]
     pub metrics: super::live_metrics::MetricsOption,
+    /// Exit by the expectations alone when the run is invalid (sockcap's schedule or CPU
+    /// was the bottleneck: `[validity]`); the report still says INVALID.
+    #[arg(long)]
+    pub allow_invalid: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<u8, Failure> {
@@ -222,8 +226,10 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     }
     written?;
     printed?;
+    let held = report.failures().next().is_none();
     Ok(match (report.outcome, report.passed) {
         (Outcome::Interrupted, _) => exit::INTERRUPTED,
+        (Outcome::Completed, false) if args.allow_invalid && report.invalid.is_some() && held => exit::PASSED,
         (Outcome::Failed, _) => exit::FAILED,
         (Outcome::Completed, true) => exit::PASSED,
         (Outcome::Completed, false) => exit::FAILED,

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use probe::{Filter, Prober, StateCounts};
+use probe::{Filter, Prober, SocketMemory, StateCounts};
 
 use crate::report::unobserved::{CENSUS_CLIENT, CENSUS_SERVER};
 use crate::report::{CensusPair, Unobserved};
@@ -63,6 +63,26 @@ impl Censuses {
         let client = counted(CENSUS_CLIENT, "client", client);
         let server = server.map(|s| counted(CENSUS_SERVER, "server", s));
         (CensusPair { client, server }, unobserved)
+    }
+
+    /// The kernel memory of each side's sockets (sock_diag `INET_DIAG_SKMEMINFO`), both
+    /// dumps at once; the server side only when the target is on this machine.
+    pub async fn memory(&self) -> (Result<SocketMemory, String>, Option<Result<SocketMemory, String>>) {
+        let read = |prober: &mut Prober, filter: &Filter| prober.memory(filter).map_err(|e| e.to_string());
+        let client_filter = self.client;
+        let client = blocking(Arc::clone(&self.prober), move |p| read(p, &client_filter));
+        let server = self.server.as_ref().map(|(filter, prober)| {
+            let filter = *filter;
+            blocking(Arc::clone(prober), move |p| read(p, &filter))
+        });
+        let (client, server) = match server {
+            Some(server) => {
+                let (c, s) = tokio::join!(client, server);
+                (c, Some(s))
+            }
+            None => (client.await, None),
+        };
+        (client.and_then(|r| r), server.map(|s| s.and_then(|r| r)))
     }
 
     /// The client-side census of the sockets from one source address (all when `None`);

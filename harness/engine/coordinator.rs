@@ -24,6 +24,7 @@ use super::counters::PhaseCounters;
 use super::events::{PhaseEvents, TargetRestarts};
 use super::messages::{unix_us_now, Order, WorkerMsg, WorkerProgress};
 use super::progress::{EndedPhase, Progress};
+use super::spend::SpendMeter;
 use super::worker_set::{Inbound, WorkerSet};
 use crate::descriptors::NofileRaise;
 use crate::plan::{PhasePlan, Plan};
@@ -167,9 +168,16 @@ pub async fn run(
         phases,
         shard: ctx.shard.map(|shard| ShardInfo { start_unix_us: co.first_start_unix_us, ..shard }),
         merge: None,
+        invalid: None,
+        verdict: String::new(),
     };
-    report.passed =
-        outcome == Outcome::Completed && report.failures().next().is_none() && report.failed_events().next().is_none();
+    report.invalid =
+        report.phases.iter().find_map(|p| p.invalid.as_ref().map(|why| format!("{why} (phase `{}`)", p.name)));
+    report.passed = outcome == Outcome::Completed
+        && report.failures().next().is_none()
+        && report.failed_events().next().is_none()
+        && report.invalid.is_none();
+    report.verdict = report.verdict_key();
     report.notes.extend(crate::report::findings(&report));
     Ok(report)
 }
@@ -200,8 +208,10 @@ struct Coordinator<'p> {
     failure: bool,
     /// Stop was ordered.
     stopping: bool,
-    /// The processes holding the target's listening sockets, when it is local.
-    target_pids: Vec<u32>,
+    /// The processes holding the target's listening sockets, or why there are none to read.
+    target_pids: Result<Vec<u32>, String>,
+    /// Ports sockcap may take toward the target (sources × the ephemeral range).
+    port_budget: u64,
     /// This host's shard of a fleet: its expectations are deferred to the merged report.
     shard: Option<Shard>,
     /// When phase 1 started, µs since the Unix epoch.
@@ -235,7 +245,8 @@ impl<'p> Coordinator<'p> {
             phase_name: String::new(),
             failure: false,
             stopping: false,
-            target_pids: target_pids(ctx.target),
+            target_pids: super::spend::target_pids(ctx.target),
+            port_budget: ctx.sources.capacity(),
             shard: ctx.shard.as_ref().map(|s| Shard { index: s.index, count: s.count }),
             first_start_unix_us: 0,
             target: ctx.target,
@@ -325,6 +336,9 @@ impl<'p> Coordinator<'p> {
         let mut last_census = first.as_ref().map(CensusSample::pair);
         let mut samples: Vec<CensusSample> = first.into_iter().collect();
         let counters = PhaseCounters::start();
+        let mut sockcap_pids = vec![std::process::id()];
+        sockcap_pids.extend_from_slice(self.worker_set.pids());
+        let meter = SpendMeter::start(self.target_pids.as_deref().map_err(Clone::clone), &sockcap_pids);
         let earliest = Instant::now() + START_AHEAD;
         let late = common_start.and_then(|c| earliest.checked_duration_since(c)).filter(|l| *l > START_AHEAD);
         if let Some(late) = late {
@@ -371,7 +385,7 @@ impl<'p> Coordinator<'p> {
         let events = events.finish().await;
         if phase.events.iter().any(|e| matches!(e, crate::plan::Event::RestartTarget(_))) {
             // The target's descriptor figures follow its new processes.
-            self.target_pids = target_pids(self.target);
+            self.target_pids = super::spend::target_pids(self.target);
         }
         // What this coordinator could not observe itself: a census side, the counters.
         let (census, mut observed_here) = self.censuses.take().await;
@@ -421,6 +435,7 @@ impl<'p> Coordinator<'p> {
         });
         report.target_fds = self.target_fds();
         (report.kind, report.events) = (phase.kind().to_string(), events);
+        super::spend::measure(&mut report, &meter, &self.censuses, self.port_budget, &self.plan.validity).await;
         report.expectations = phase.expect.iter().map(|e| e.judge(&report)).collect();
         if self.shard.is_some() {
             report.expectations.iter_mut().for_each(|e| e.deferred = true);
@@ -431,8 +446,8 @@ impl<'p> Coordinator<'p> {
     /// The descriptors the target's processes hold now (those found at the start of the
     /// run; any that ended since are left out).
     fn target_fds(&self) -> Option<TargetFds> {
-        let read: Vec<probe::ProcessFds> =
-            self.target_pids.iter().filter_map(|pid| probe::ProcessFds::read(*pid).ok()).collect();
+        let pids = self.target_pids.as_deref().unwrap_or_default();
+        let read: Vec<probe::ProcessFds> = pids.iter().filter_map(|pid| probe::ProcessFds::read(*pid).ok()).collect();
         (!read.is_empty()).then(|| TargetFds {
             processes: read.len() as u32,
             open: read.iter().map(|p| p.open).sum(),
@@ -559,13 +574,4 @@ fn give_back_free_heap() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// The processes listening on a local target (none for a remote one, or when /proc
-/// cannot tell).
-fn target_pids(target: SocketAddr) -> Vec<u32> {
-    if !crate::socket::is_local(target.ip()) {
-        return Vec::new();
-    }
-    probe::listeners_for(target).map(|l| l.processes.iter().map(|p| p.pid).collect()).unwrap_or_default()
 }

@@ -4,7 +4,8 @@
 //! The engine is a coordinator and its workers:
 //! - [`coordinator`]: [`run`] keeps the workers' phases in step, takes the censuses
 //!   ([`census`]) and kernel counters ([`counters`]), runs each phase's [`events`] (faults on
-//!   purpose), merges the workers' reports and judges the expectations;
+//!   purpose), merges the workers' reports and judges the expectations; [`spend`] measures
+//!   what the target and sockcap spent in each phase;
 //! - [`worker_set`]: the coordinator's workers, one in this process or `sockcap worker`
 //!   child processes;
 //! - [`messages`]: what the two say to each other, the same in-process and between
@@ -23,6 +24,7 @@ pub mod counters;
 pub mod events;
 pub mod messages;
 pub mod progress;
+pub mod spend;
 pub mod worker;
 pub mod worker_set;
 

@@ -40,6 +40,8 @@ pub struct WorkerSet {
     inbox: mpsc::UnboundedReceiver<(usize, Inbound)>,
     names: Vec<String>,
     tasks: Vec<JoinHandle<()>>,
+    /// The worker processes' ids (none for a worker in this process).
+    pids: Vec<u32>,
 }
 
 impl WorkerSet {
@@ -58,7 +60,13 @@ impl WorkerSet {
             let failure = worker.await.err().map(|e| format!("the worker task failed: {e}"));
             let _ = inbox_tx.send((0, Inbound::Ended { failure }));
         });
-        WorkerSet { orders: vec![orders_tx], inbox, names: vec!["the worker".into()], tasks: vec![forward] }
+        WorkerSet {
+            orders: vec![orders_tx],
+            inbox,
+            names: vec!["the worker".into()],
+            tasks: vec![forward],
+            pids: Vec::new(),
+        }
     }
 
     /// `count` worker processes (`sockcap worker`) for host shard `host`: worker `w`
@@ -73,13 +81,14 @@ impl WorkerSet {
     ) -> anyhow::Result<WorkerSet> {
         let exe = std::env::current_exe().context("locating the sockcap executable to start worker processes")?;
         let (inbox_tx, inbox) = mpsc::unbounded_channel();
-        let mut set = WorkerSet { orders: Vec::new(), inbox, names: Vec::new(), tasks: Vec::new() };
+        let mut set = WorkerSet { orders: Vec::new(), inbox, names: Vec::new(), tasks: Vec::new(), pids: Vec::new() };
         for index in 0..count {
             let shard = Shard::compose(host, index, count);
             let mut command = Command::new(&exe);
             command.args(worker_args(scenario, target, sources, shard, host.count));
             let child = spawn_worker(command).with_context(|| format!("starting worker {index} ({exe:?})"))?;
             let name = format!("worker {index} (pid {})", child.id().unwrap_or(0));
+            set.pids.extend(child.id());
             set.attach(child, name, inbox_tx.clone());
         }
         Ok(set)
@@ -124,6 +133,11 @@ impl WorkerSet {
         self.orders.push(orders_tx);
         self.names.push(name);
         self.tasks.extend([writer, reader]);
+    }
+
+    /// The worker processes' ids (empty when the worker runs in this process).
+    pub fn pids(&self) -> &[u32] {
+        &self.pids
     }
 
     pub fn len(&self) -> usize {

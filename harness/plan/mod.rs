@@ -20,6 +20,7 @@ mod sources;
 mod sysctl;
 mod target;
 mod tls;
+mod validity;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ pub use sources::parse_sources;
 pub use sysctl::Sysctl;
 pub use target::{parse_target, TargetSpec};
 pub use tls::TransportPlan;
+pub use validity::ValidityLimits;
 
 use embedded::embedded_plan;
 use error::Check;
@@ -76,6 +78,8 @@ pub struct Plan {
     pub netns: Option<Vec<Sysctl>>,
     /// Network emulation on the namespace's loopback for the whole run (`[netns] netem`).
     pub netem: Option<Netem>,
+    /// `[validity]`: when the run is invalid.
+    pub validity: ValidityLimits,
     pub phases: Vec<PhasePlan>,
     /// Which host's share of the scenario this plan describes ([`Plan::host_share`]);
     /// [`Shard::ALL`] for the whole scenario.
@@ -168,6 +172,7 @@ impl Plan {
                 "a private network namespace only reaches the embedded target; set target = \"embedded\" or remove [netns]",
             ));
         }
+        let validity = validity::validity_limits(&check, s.validity.as_ref())?;
         if s.phases.is_empty() {
             return Err(check
                 .err("phase", "the scenario has no [[phase]]; add one, e.g. connect = { count = 100, rate = 100 }"));
@@ -192,6 +197,7 @@ impl Plan {
             reconnect,
             netns,
             netem,
+            validity,
             phases,
             host: Shard::ALL,
         })

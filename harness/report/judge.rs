@@ -7,7 +7,7 @@
 //! has no reading of gives no value, and the expectation fails with the reason, whatever
 //! zero its field holds.
 
-use crate::expect::{Expectation, LatencyKind, Metric, Percentile, Side};
+use crate::expect::{Expectation, LatencyKind, Metric, Percentile, Side, TargetFigure};
 use crate::report::{ExpectationResult, PhaseReport};
 
 impl Metric {
@@ -24,6 +24,7 @@ impl Metric {
                     LatencyKind::Ws => &phase.latency_us.ws,
                     LatencyKind::Close => &phase.latency_us.close,
                     LatencyKind::Recovery => &phase.recovery.as_ref()?.recovery_us,
+                    LatencyKind::Lateness => &phase.latency_us.lateness,
                 };
                 if *kind == LatencyKind::Recovery && *pct == Percentile::Max && still_down(phase) > 0 {
                     return None;
@@ -50,6 +51,10 @@ impl Metric {
             Metric::Reconnected => phase.reconnected,
             Metric::PeakReconnectRate => phase.recovery.as_ref()?.peak_reconnect_rate_per_s,
             Metric::Rate => return Some(phase.achieved_rate_per_s),
+            Metric::Target(TargetFigure::Rss) => phase.target.as_ref()?.rss_bytes,
+            Metric::Target(TargetFigure::RssPerConn) => phase.target.as_ref()?.rss_per_conn_bytes?,
+            Metric::Target(TargetFigure::Cpu) => return Some(phase.target.as_ref()?.cpu_percent),
+            Metric::SockcapCpu => return Some(phase.generator.as_ref()?.cpu_percent),
         };
         Some(value as f64)
     }
@@ -68,6 +73,11 @@ impl Metric {
             }
             Metric::Latency(LatencyKind::Recovery, _) | Metric::PeakReconnectRate => no_recovery(phase),
             Metric::Latency(kind, _) => format!("no {} latency was measured in this phase", kind_name(*kind)),
+            Metric::Target(TargetFigure::RssPerConn) if phase.target.is_some() => {
+                "the target held no connection when the phase ended: no RSS per connection".to_string()
+            }
+            Metric::Target(_) => "the target's processes were not measured in this phase".to_string(),
+            Metric::SockcapCpu => "sockcap's CPU was not measured in this phase".to_string(),
             _ => "not measured in this phase".to_string(),
         })
     }
@@ -100,6 +110,7 @@ fn kind_name(kind: LatencyKind) -> &'static str {
         LatencyKind::Ws => "ws",
         LatencyKind::Close => "close",
         LatencyKind::Recovery => "recovery",
+        LatencyKind::Lateness => "lateness",
     }
 }
 

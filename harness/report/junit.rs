@@ -133,6 +133,7 @@ fn testsuite(out: &mut String, report: &RunReport, phase: &PhaseReport, last: bo
     if let Some(server) = &phase.census.server {
         props.extend(census_props("census.server", server));
     }
+    props.extend(spend_props(phase));
     props.extend(phase.unobserved.iter().map(|(figure, why)| (format!("unobserved.{figure}"), why.to_string())));
     for (name, value) in &props {
         property(out, "      ", name, value);
@@ -311,6 +312,38 @@ fn phase_timestamp(run_started: &str, offset_ms: u64) -> String {
     }
 }
 
+/// A phase's spend and validity as `name = value` pairs (JUnit properties): `target.*`,
+/// `kernel_memory.<side>_bytes`, `sockcap.*`, `invalid`; figures not read are left out.
+fn spend_props(phase: &PhaseReport) -> Vec<(String, String)> {
+    let mut props: Vec<(String, String)> = Vec::new();
+    let mut add = |name: &str, value: String| props.push((name.to_string(), value));
+    if let Some(t) = &phase.target {
+        add("target.processes", t.processes.to_string());
+        add("target.rss_bytes", t.rss_bytes.to_string());
+        if let Some(per_conn) = t.rss_per_conn_bytes {
+            add("target.rss_per_conn_bytes", per_conn.to_string());
+        }
+        add("target.cpu_seconds", t.cpu_seconds.to_string());
+        add("target.cpu_percent", t.cpu_percent.to_string());
+    }
+    for (side, memory) in [("client", &phase.kernel_memory.client), ("server", &phase.kernel_memory.server)] {
+        if let Some(m) = memory {
+            add(&format!("kernel_memory.{side}_bytes"), m.bytes.to_string());
+        }
+    }
+    if let Some(g) = &phase.generator {
+        add("sockcap.cpu_percent", g.cpu_percent.to_string());
+        add("sockcap.ports_in_use", g.ports_in_use.to_string());
+    }
+    if phase.latency_us.lateness.count > 0 {
+        add("lateness_p99_us", phase.latency_us.lateness.p99.to_string());
+    }
+    if let Some(why) = &phase.invalid {
+        add("invalid", why.clone());
+    }
+    props
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +373,24 @@ mod tests {
             "{xml}"
         );
         assert!(xml.contains("<system-out>phase hold (hold) 1.50s: 5000 held;"), "{xml}");
+    }
+
+    #[test]
+    fn spend_and_validity_are_properties() {
+        let mut report = sample_report();
+        report.phases[0].target = Some(crate::report::TargetSpend {
+            processes: 1,
+            rss_bytes: 50_000_000,
+            connections: 5000,
+            rss_per_conn_bytes: Some(10_000),
+            cpu_percent: 12.5,
+            ..Default::default()
+        });
+        report.phases[0].invalid = Some("the generator was the bottleneck: its CPU was saturated".into());
+        let xml = render(&report);
+        assert!(xml.contains("<property name=\"target.rss_per_conn_bytes\" value=\"10000\"/>"), "{xml}");
+        assert!(xml.contains("<property name=\"target.cpu_percent\" value=\"12.5\"/>"), "{xml}");
+        assert!(xml.contains("<property name=\"invalid\" value=\"the generator was the bottleneck: its CPU"), "{xml}");
     }
 
     #[test]

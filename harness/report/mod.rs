@@ -23,6 +23,7 @@ pub mod merge;
 pub mod recovery;
 pub mod run_report;
 mod shard_info;
+pub mod spend;
 pub mod text;
 pub mod unobserved;
 pub mod write;
@@ -37,4 +38,5 @@ pub use run_report::{
     CensusPair, CensusSample, EventReport, Exhaustion, ExpectationResult, Latencies, LimitsReport, MergeInfo,
     MergedShard, Outcome, PhaseReport, RunReport, ScenarioInfo, ShardInfo, TargetFds, SCHEMA,
 };
+pub use spend::{GeneratorSpend, KernelMemory, SideMemory, TargetSpend};
 pub use unobserved::Unobserved;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::latency::LatencySummary;
 use crate::report::recovery::Recovery;
+use crate::report::spend::{GeneratorSpend, KernelMemory, TargetSpend};
 use crate::report::unobserved::Unobserved;
 
 /// The schema name and version written in every JSON report.
@@ -43,6 +44,14 @@ pub struct RunReport {
     /// The shards this report was merged from (`sockcap merge`); null otherwise.
     #[serde(default)]
     pub merge: Option<MergeInfo>,
+    /// Why the run is invalid: its generator (sockcap's schedule or CPU) was the
+    /// bottleneck in a phase (`report/spend.rs`); null when valid. An invalid run is
+    /// not passed, whatever its expectations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
+    /// `passed`, `failed`, `invalid` or `interrupted`: the verdict in one word.
+    #[serde(default)]
+    pub verdict: String,
 }
 
 /// One shard of a run spread over several hosts.
@@ -220,6 +229,19 @@ pub struct PhaseReport {
     /// target listens on this machine and its processes could be read; null otherwise.
     #[serde(default)]
     pub target_fds: Option<TargetFds>,
+    /// What the target's processes spent (RSS, CPU) over the phase, when it is local;
+    /// null otherwise (and `target` in `unobserved`).
+    #[serde(default)]
+    pub target: Option<TargetSpend>,
+    /// The connections' kernel memory, each side, when the phase ended.
+    #[serde(default)]
+    pub kernel_memory: KernelMemory,
+    /// sockcap's own spend over the phase (CPU, ports); null when not measured.
+    #[serde(default)]
+    pub generator: Option<GeneratorSpend>,
+    /// Why this phase's figures are the generator's, not the target's; null when valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
     /// Figures this phase did not observe, by name, and why (`report/unobserved.rs`):
     /// their fields above hold zeros that are no reading, and an expectation on one fails.
     #[serde(default)]
@@ -332,6 +354,10 @@ pub struct Latencies {
     pub handshake: LatencySummary,
     /// Scheduled close instant → close finished (the target's FIN seen, where the mode waits for it).
     pub close: LatencySummary,
+    /// Scheduled instant → the operation issued by its worker: how late sockcap's own
+    /// schedule ran (connect, churn and close operations).
+    #[serde(default)]
+    pub lateness: LatencySummary,
 }
 
 /// One expectation and its verdict.
@@ -386,6 +412,10 @@ impl PhaseReport {
             exhaustion: None,
             timeline_100ms: Vec::new(),
             target_fds: None,
+            target: None,
+            kernel_memory: KernelMemory::default(),
+            generator: None,
+            invalid: None,
             unobserved: Unobserved::default(),
             events: Vec::new(),
             expectations: Vec::new(),
@@ -415,12 +445,19 @@ impl RunReport {
         let partial = self.merge.as_ref().is_some_and(|m| m.partial);
         match (self.outcome, self.passed) {
             (Outcome::Interrupted, _) => "INTERRUPTED",
+            (Outcome::Completed, _) if self.invalid.is_some() => "INVALID",
             (Outcome::Failed, _) => "FAILED",
             (Outcome::Completed, _) if partial => "PARTIAL",
             (Outcome::Completed, true) if self.shard.is_some() => "SHARD DONE",
             (Outcome::Completed, true) => "PASSED",
             (Outcome::Completed, false) => "FAILED",
         }
+    }
+
+    /// The verdict as the JSON's `verdict` writes it: `passed`, `failed`, `invalid`,
+    /// `interrupted`, `partial` or `shard_done`.
+    pub fn verdict_key(&self) -> String {
+        self.verdict_word().to_lowercase().replace(' ', "_")
     }
 
     /// Expectations judged here (a shard's are deferred to the merge).

@@ -8,6 +8,7 @@ use probe::StateCounts;
 use crate::latency::LatencySummary;
 use crate::printable::printable;
 use crate::report::format::{self, micros, Digits};
+use crate::report::spend::bytes;
 use crate::report::{unobserved, EventReport, ExpectationResult, PhaseReport, RunReport};
 
 /// Render the whole report.
@@ -132,6 +133,7 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
         let processes = if t.processes == 1 { "1 process".to_string() } else { format!("{} processes", t.processes) };
         let _ = writeln!(out, "  target   {processes}, {} descriptors open of {}", t.open, t.limit);
     }
+    spend(out, p);
     latency_table(out, p);
     recovery(out, p);
     let failed: Vec<String> = p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
@@ -149,6 +151,56 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     }
     for e in &p.expectations {
         let _ = writeln!(out, "  {}", expectation(e));
+    }
+}
+
+/// What the target, the kernel and sockcap spent, and the phase's validity.
+fn spend(out: &mut String, p: &PhaseReport) {
+    if let Some(t) = &p.target {
+        let per_conn =
+            t.rss_per_conn_bytes.map_or("no connection held".to_string(), |b| format!("{} per connection", bytes(b)));
+        let pss = t.pss_bytes.map_or(String::new(), |b| format!(" (PSS {})", bytes(b)));
+        let _ = writeln!(
+            out,
+            "  spend    target {}: RSS {}{pss}, {per_conn} ({} held); CPU {:.2}s, {:.1}% of a core",
+            if t.processes == 1 { "1 process".to_string() } else { format!("{} processes", t.processes) },
+            bytes(t.rss_bytes),
+            format::thousands(t.connections),
+            t.cpu_seconds,
+            t.cpu_percent
+        );
+    }
+    let side = |m: &Option<crate::report::SideMemory>| {
+        m.map(|m| {
+            format!("{} sockets {} ({} buffers)", format::thousands(m.sockets), bytes(m.bytes), bytes(m.buffer_bytes))
+        })
+    };
+    let sides: Vec<String> = [("client", side(&p.kernel_memory.client)), ("server", side(&p.kernel_memory.server))]
+        .into_iter()
+        .filter_map(|(name, m)| m.map(|m| format!("{name} {m}")))
+        .collect();
+    if !sides.is_empty() {
+        let _ = writeln!(out, "  kmem     {}", sides.join("; "));
+    }
+    if let Some(g) = &p.generator {
+        let l = &p.latency_us.lateness;
+        let late = if l.count > 0 {
+            format!("; lateness p50 {} p99 {} max {}", micros(l.p50), micros(l.p99), micros(l.max))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  sockcap  CPU {:.1}% of {} cores ({:.2}s){late}; ports {} of {}",
+            g.cpu_percent,
+            g.cores,
+            g.cpu_seconds,
+            format::thousands(g.ports_in_use),
+            format::thousands(g.port_budget)
+        );
+    }
+    if let Some(why) = &p.invalid {
+        let _ = writeln!(out, "  INVALID: {why}");
     }
 }
 
@@ -241,6 +293,8 @@ fn expectation(e: &ExpectationResult) -> String {
         None => "not measured".to_string(),
         Some(v) if e.unit == "us" => micros(v as u64),
         Some(v) if e.unit == "per_s" => format!("{}/s", format::rate(v, Digits::Plain)),
+        Some(v) if e.unit == "bytes" => bytes(v as u64),
+        Some(v) if e.unit == "percent" => format!("{v:.1}%"),
         Some(v) => format!("{v}"),
     };
     let implicit = if e.implicit { " (default)" } else { "" };
@@ -281,6 +335,11 @@ fn verdict(out: &mut String, r: &RunReport) {
             shard.count,
             r.phases.len()
         );
+    } else if let Some(why) = &r.invalid {
+        let _ = writeln!(out, "INVALID{outcome}: {why}");
+        for (phase, e) in failures {
+            let _ = writeln!(out, "  phase {}: {}", printable(phase), expectation(e));
+        }
     } else if r.passed {
         let _ = writeln!(out, "PASSED{outcome}: {} phases, {checked} expectations held", r.phases.len());
     } else if failures.is_empty() && r.failed_events().next().is_some() {

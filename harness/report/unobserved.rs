@@ -16,8 +16,11 @@
 //! - `operations`: the workers' counts (`connected`, `errors`, `errors.<kind>`,
 //!   `drops`, `rate`) and their latencies, when a worker's or shard's report is missing
 //!   or cannot be read whole;
-//! - `latency.connect`, `latency.tls`, `latency.ws`, `latency.handshake`, `latency.close`,
-//!   `latency.recovery`: one histogram (`latency.recovery`: the phase's `recovery.recovery_us`).
+//! - `latency.connect`, `latency.tls`, `latency.ws`, `latency.handshake`, `latency.close`, `latency.recovery`,
+//!   `latency.lateness`: one histogram (`latency.recovery`: the phase's `recovery.recovery_us`);
+//! - `target`: the target's processes' spend; `kernel_memory.client`,
+//!   `kernel_memory.server`: a side's kernel memory; `sockcap.cpu`: sockcap's own CPU
+//!   (`report/spend.rs`).
 
 use std::collections::BTreeMap;
 
@@ -45,6 +48,7 @@ pub fn latency(kind: LatencyKind) -> &'static str {
         LatencyKind::Ws => "latency.ws",
         LatencyKind::Close => "latency.close",
         LatencyKind::Recovery => "latency.recovery",
+        LatencyKind::Lateness => "latency.lateness",
     }
 }
 
@@ -111,6 +115,8 @@ pub fn figures_of(metric: &Metric) -> Vec<String> {
         | Metric::PeakReconnectRate
         | Metric::Rate => vec![OPERATIONS.into()],
         Metric::Kernel(name) => vec![KERNEL.into(), format!("{KERNEL}.{name}")],
+        Metric::Target(_) => vec![crate::report::spend::TARGET.into()],
+        Metric::SockcapCpu => vec![crate::report::spend::SOCKCAP_CPU.into()],
     }
 }
 

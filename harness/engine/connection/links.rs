@@ -103,6 +103,8 @@ pub enum Event {
     /// the protocol's answer. `started`: when connect() was called (the kernel picked
     /// the source port then).
     /// `ws_us`: the WebSocket upgrade answered (ws, wss).
+    /// `late_us`, here and in `ConnectFailed`: from the scheduled instant to the
+    /// attempt's task first running, how far behind its own schedule sockcap was.
     Connected {
         started: Instant,
         connect_us: u64,
@@ -110,9 +112,10 @@ pub enum Event {
         resumed: bool,
         ws_us: Option<u64>,
         handshake_us: Option<u64>,
+        late_us: u64,
     },
     /// The connection never became usable.
-    ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64> },
+    ConnectFailed { kind: ErrorKind, errno: Option<i32>, connect_us: Option<u64>, late_us: u64 },
     /// An established connection was lost without sockcap closing it. An error only
     /// when no reconnect policy brings it back (the collector knows which).
     Lost { kind: ErrorKind, errno: Option<i32> },

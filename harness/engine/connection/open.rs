@@ -28,6 +28,8 @@ pub(super) async fn open_or_churn(
     events: &mpsc::UnboundedSender<Event>,
     stop: &CancellationToken,
 ) -> Option<Stream> {
+    // The task runs for the first time: how late the generator is on its schedule.
+    let late_us = micros_since(attempt.scheduled);
     let opened = tokio::select! {
         biased;
         _ = stop.cancelled() => return None,
@@ -35,7 +37,8 @@ pub(super) async fn open_or_churn(
     };
     let (stream, permit) = match opened {
         Ok(Opened { stream, permit, started, connect_us, tls_us, resumed, ws_us, handshake_us }) => {
-            let _ = events.send(Event::Connected { started, connect_us, tls_us, resumed, ws_us, handshake_us });
+            let _ =
+                events.send(Event::Connected { started, connect_us, tls_us, resumed, ws_us, handshake_us, late_us });
             (stream, permit)
         }
         Err(failure) => {
@@ -43,6 +46,7 @@ pub(super) async fn open_or_churn(
                 kind: failure.kind,
                 errno: failure.errno,
                 connect_us: failure.connect_us,
+                late_us,
             });
             return None;
         }

@@ -20,6 +20,9 @@ pub struct Collector {
     pub ws: Latency,
     pub handshake: Latency,
     pub close: Latency,
+    /// How late connection attempts started (their task's first run) after their
+    /// scheduled instants: sockcap's own delay.
+    pub lateness: Latency,
     pub errors: ErrorCounts,
     /// Connections established (handshake done).
     pub connected: u64,
@@ -75,6 +78,7 @@ impl Collector {
             ws: Latency::new(),
             handshake: Latency::new(),
             close: Latency::new(),
+            lateness: Latency::new(),
             errors: ErrorCounts::default(),
             connected: 0,
             connect_failed: 0,
@@ -111,7 +115,8 @@ impl Collector {
     /// Fold one event in; returns the change in connections held open.
     pub fn record(&mut self, event: Event) -> i64 {
         match event {
-            Event::Connected { started, connect_us, tls_us, resumed, ws_us, handshake_us } => {
+            Event::Connected { started, connect_us, tls_us, resumed, ws_us, handshake_us, late_us } => {
+                self.lateness.record_us(late_us);
                 if let Some(us) = ws_us {
                     self.ws.record_us(us);
                 }
@@ -134,7 +139,8 @@ impl Collector {
                 }
                 1
             }
-            Event::ConnectFailed { kind, errno, connect_us } => {
+            Event::ConnectFailed { kind, errno, connect_us, late_us } => {
+                self.lateness.record_us(late_us);
                 if let Some(us) = connect_us {
                     self.connect.record_us(us);
                 }
@@ -255,11 +261,17 @@ mod tests {
                 tls_us: None,
                 resumed: false,
                 ws_us: None,
-                handshake_us: Some(300)
+                handshake_us: Some(300),
+                late_us: 5
             }),
             1
         );
-        let failed = Event::ConnectFailed { kind: ErrorKind::ClosedBeforeConnack, errno: None, connect_us: Some(90) };
+        let failed = Event::ConnectFailed {
+            kind: ErrorKind::ClosedBeforeConnack,
+            errno: None,
+            connect_us: Some(90),
+            late_us: 5,
+        };
         assert_eq!(c.record(failed), 0);
         assert_eq!(c.record(Event::Lost { kind: ErrorKind::ClosedByPeer, errno: None }), -1);
         assert_eq!((c.connected, c.connect_outcomes(), c.drops, c.failures()), (1, 2, 1, 2));
@@ -280,9 +292,11 @@ mod tests {
             resumed: false,
             ws_us: None,
             handshake_us: None,
+            late_us: 5,
         });
         c.record(Event::Closed { close_us: 10, error: None });
-        let eaddr = Event::ConnectFailed { kind: ErrorKind::AddrNotAvailable, errno: None, connect_us: None };
+        let eaddr =
+            Event::ConnectFailed { kind: ErrorKind::AddrNotAvailable, errno: None, connect_us: None, late_us: 5 };
         // Called after the failing connect() was, but its port search ran first: it took
         // the last port, before the failure was known.
         let meanwhile = Instant::now();
@@ -297,6 +311,7 @@ mod tests {
             resumed: false,
             ws_us: None,
             handshake_us: None,
+            late_us: 5,
         });
         assert_eq!(c.connected_before_exhaustion, 2);
         assert!(c.recovered_at.is_none(), "the last port taken is no recovery");
@@ -309,6 +324,7 @@ mod tests {
             resumed: false,
             ws_us: None,
             handshake_us: None,
+            late_us: 5,
         });
         assert!(c.recovered_at.is_none());
         c.record(Event::Connected {
@@ -318,6 +334,7 @@ mod tests {
             resumed: false,
             ws_us: None,
             handshake_us: None,
+            late_us: 5,
         });
         assert!(c.recovered_at.is_some());
         assert_eq!((c.closed, c.close_outcomes()), (1, 1));

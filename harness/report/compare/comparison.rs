@@ -207,6 +207,7 @@ impl<'a> PhaseValues<'a> {
             LatencyKind::Ws => self.ws.as_ref(),
             LatencyKind::Close => self.close.as_ref(),
             LatencyKind::Recovery => self.recovery.as_ref(),
+            LatencyKind::Lateness => None,
         }
     }
 

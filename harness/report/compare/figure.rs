@@ -4,7 +4,7 @@
 use probe::TcpState;
 
 use super::limits::Allowance;
-use crate::expect::{LatencyKind, Metric, Percentile, Side};
+use crate::expect::{LatencyKind, Metric, Percentile, Side, TargetFigure};
 
 /// Which direction of change is a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +21,12 @@ impl Better {
     /// The direction for a metric (see the module documentation).
     pub fn of(metric: &Metric) -> Better {
         match metric {
-            Metric::Latency(..) | Metric::Errors(_) | Metric::ErrorReason(_) | Metric::Drops => Better::Lower,
+            Metric::Latency(..)
+            | Metric::Errors(_)
+            | Metric::ErrorReason(_)
+            | Metric::Drops
+            | Metric::Target(_)
+            | Metric::SockcapCpu => Better::Lower,
             Metric::State(_, TcpState::Established) | Metric::Connected | Metric::Rate => Better::Higher,
             // More reconnects mean more losses, fewer mean fewer came back: neither is better.
             // A higher peak reconnect rate is a faster return and a harder storm on the target.
@@ -130,6 +135,7 @@ pub fn metric_name(metric: &Metric) -> String {
                 LatencyKind::Ws => "ws",
                 LatencyKind::Close => "close",
                 LatencyKind::Recovery => "recovery",
+                LatencyKind::Lateness => "lateness",
             };
             let pct = match pct {
                 Percentile::P50 => "p50",
@@ -151,6 +157,10 @@ pub fn metric_name(metric: &Metric) -> String {
         Metric::Reconnected => "reconnected".to_string(),
         Metric::PeakReconnectRate => "peak_reconnect_rate".to_string(),
         Metric::Rate => "rate".to_string(),
+        Metric::Target(TargetFigure::Rss) => "target.rss".to_string(),
+        Metric::Target(TargetFigure::RssPerConn) => "target.rss_per_conn".to_string(),
+        Metric::Target(TargetFigure::Cpu) => "target.cpu".to_string(),
+        Metric::SockcapCpu => "sockcap.cpu".to_string(),
     }
 }
 

@@ -16,6 +16,7 @@
 mod data;
 mod expectations;
 mod recovery;
+mod spend;
 mod tables;
 
 use std::fmt::Write as _;
@@ -62,6 +63,7 @@ pub fn render(report: &RunReport) -> String {
     charts(&mut out, report);
     tables::latency_section(&mut out, report);
     recovery::section(&mut out, report);
+    spend::section(&mut out, report);
     tables::errors_section(&mut out, report);
     expectations::section(&mut out, report);
     tables::limits_section(&mut out, report);

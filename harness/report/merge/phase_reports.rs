@@ -65,6 +65,7 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
             parts.iter().map(|p| &p.latency_us.handshake).collect(),
         ),
         close: latency(LatencyKind::Close, "close", parts.iter().map(|p| &p.latency_us.close).collect()),
+        lateness: latency(LatencyKind::Lateness, "lateness", parts.iter().map(|p| &p.latency_us.lateness).collect()),
     };
     let recoveries: Vec<&Recovery> = parts.iter().filter_map(|p| p.recovery.as_ref()).collect();
     let recovery_us = latency(LatencyKind::Recovery, "recovery", recoveries.iter().map(|r| &r.recovery_us).collect());
@@ -99,6 +100,15 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         timeline_100ms: add_timelines(parts.iter().map(|p| p.timeline_100ms.as_slice())),
         // One target seen from every part: the largest reading.
         target_fds: parts.iter().filter_map(|p| p.target_fds).max_by_key(|t| t.open),
+        // Workers measure none of these (their coordinator does); shards each their own
+        // host's, summed here and checked by census scope in `shards`.
+        target: crate::report::spend::sum_targets(parts.iter().map(|p| p.target.as_ref())),
+        kernel_memory: crate::report::spend::sum_kernel_memory(parts.iter().map(|p| &p.kernel_memory)),
+        generator: parts
+            .iter()
+            .filter_map(|p| p.generator.clone())
+            .max_by(|a, b| a.cpu_percent.total_cmp(&b.cpu_percent)),
+        invalid: parts.iter().find_map(|p| p.invalid.clone()),
         unobserved,
         // Events run in each host's coordinator: a worker's part has none, a shard's
         // has its host's.

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::phase_reports;
 use super::scoped::{self, by_scope, Scoped};
 use crate::expect::Expectation;
+use crate::report::spend;
 use crate::report::unobserved::{Unobserved, CENSUS_CLIENT, CENSUS_SERVER};
 use crate::report::{
     CensusPair, CensusSample, MergeInfo, MergedShard, Outcome, PhaseReport, RunReport, ShardInfo, SCHEMA,
@@ -92,6 +93,18 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
         phase.unobserved.extend(&scoped.unobserved, "");
         (phase.kernel, phase.sockstat) = (scoped.kernel.clone(), scoped.sockstat);
         phase.census = scoped.into_census();
+        // Shards on one machine and namespace read the same target and sockets: one
+        // reading per scope (the largest), summed across scopes, as the census is.
+        let mut one_per_scope: BTreeMap<&str, &PhaseReport> = BTreeMap::new();
+        let rss = |p: &PhaseReport| p.target.as_ref().map_or(0, |t| t.rss_bytes);
+        for (part, i) in parts.iter().zip(&with) {
+            let kept = one_per_scope.entry(scopes[*i]).or_insert(part);
+            if rss(part) > rss(kept) {
+                *kept = part;
+            }
+        }
+        phase.target = spend::sum_targets(one_per_scope.values().map(|p| p.target.as_ref()));
+        phase.kernel_memory = spend::sum_kernel_memory(one_per_scope.values().map(|p| &p.kernel_memory));
         // What a shard without this phase would have measured is not in the merge.
         for i in (0..reports.len()).filter(|i| !with.contains(i)) {
             let seen = with.iter().any(|j| scopes[*j] == scopes[i]);
@@ -165,9 +178,18 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
             partial: !missing.is_empty(),
             missing,
         }),
+        invalid: None,
+        verdict: String::new(),
     };
+    merged.invalid = reports.iter().zip(&shards).find_map(|(r, (_, info))| {
+        r.invalid.as_ref().map(|why| format!("{why} (shard {}, {})", info.index, info.host))
+    });
     let held = merged.failures().next().is_none() && merged.failed_events().next().is_none();
-    merged.passed = outcome == Outcome::Completed && !merged.merge.as_ref().is_some_and(|m| m.partial) && held;
+    merged.passed = outcome == Outcome::Completed
+        && !merged.merge.as_ref().is_some_and(|m| m.partial)
+        && held
+        && merged.invalid.is_none();
+    merged.verdict = merged.verdict_key();
     merged.notes.extend(crate::report::findings(&merged));
     Ok(merged)
 }

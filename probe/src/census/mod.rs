@@ -17,6 +17,9 @@
 //! the LISTEN state alone, or [`parse_listening`] on the fallback), which is how
 //! [`crate::process`] finds the processes behind a port.
 //!
+//! [`Prober::memory`] sums the kernel memory of the matching sockets (sock_diag's
+//! `INET_DIAG_SKMEMINFO`; module `memory`).
+//!
 //! Files: `filter` (which sockets), `prober` (the [`Prober`] and its choice of backend),
 //! `tally` (what a census counts, and its result), `listening` (listening sockets),
 //! `error`; `sockdiag` (the sock_diag wire format, no I/O) and `netlink` (its socket);
@@ -28,6 +31,7 @@ mod filter;
 mod listening;
 #[cfg(test)]
 mod live;
+mod memory;
 mod netlink;
 mod prober;
 mod procnet;
@@ -37,6 +41,7 @@ mod tally;
 pub use self::error::CensusError;
 pub use self::filter::Filter;
 pub use self::listening::ListeningSocket;
+pub use self::memory::SocketMemory;
 #[doc(hidden)]
 pub use self::prober::census_of_datagram;
 pub use self::prober::{Backend, Prober};

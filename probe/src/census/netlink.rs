@@ -49,6 +49,8 @@ pub(crate) struct SockDiag {
     request: Vec<u8>,
     buf: Vec<u8>,
     seq: u32,
+    /// The attributes requests ask for (`idiag_ext`); 0 for a census.
+    ext: u8,
 }
 
 impl std::fmt::Debug for SockDiag {
@@ -70,6 +72,7 @@ impl SockDiag {
             request: Vec::with_capacity(128),
             buf: vec![0; RECV_BUF],
             seq: 0,
+            ext: 0,
         })
     }
 
@@ -78,6 +81,19 @@ impl SockDiag {
     /// per family.
     pub(crate) fn dump_tcp(&mut self, filter: &Filter, visit: impl FnMut(DiagMsg<'_>)) -> Result<(), DumpError> {
         self.dump_tcp_in(sockdiag::ALL_STATES, filter, visit)
+    }
+
+    /// [`SockDiag::dump_tcp`] with the attributes in `ext` (an `idiag_ext` mask) in each reply.
+    pub(crate) fn dump_tcp_with(
+        &mut self,
+        ext: u8,
+        filter: &Filter,
+        visit: impl FnMut(DiagMsg<'_>),
+    ) -> Result<(), DumpError> {
+        self.ext = ext;
+        let dumped = self.dump_tcp_in(sockdiag::ALL_STATES, filter, visit);
+        self.ext = 0;
+        dumped
     }
 
     /// A socket that dumps one family at a time, as when the kernel refuses the
@@ -170,7 +186,7 @@ impl SockDiag {
         let socket = self.socket.as_ref().expect("opened above");
         self.seq = self.seq.wrapping_add(1);
         self.request.clear();
-        sockdiag::dump_request(dump, filter, states, self.seq, &mut self.request);
+        sockdiag::dump_request_ext(dump, filter, states, self.ext, self.seq, &mut self.request);
         retry_eintr(|| socket.send(&self.request, 0)).map_err(DumpError::Io)?;
 
         loop {

@@ -8,6 +8,7 @@ use super::error::CensusError;
 use super::fallback::{self, PROC_NET_TCP, PROC_NET_TCP6};
 use super::filter::{Filter, Side};
 use super::listening::ListeningSocket;
+use super::memory::SocketMemory;
 use super::netlink;
 use super::sockdiag;
 use super::tally::{Census, Tally};
@@ -85,6 +86,18 @@ impl Prober {
         let states = tally.states;
         let peers = tally.top_peers(top);
         Ok(Census { states, peers, elapsed: started.elapsed() })
+    }
+
+    /// The kernel memory of the matching sockets (sock_diag's `INET_DIAG_SKMEMINFO`);
+    /// an error with the /proc backend, which does not show it.
+    pub fn memory(&mut self, filter: &Filter) -> Result<SocketMemory, CensusError> {
+        let dumped = self.sock_diag_dump(|diag| {
+            let mut memory = SocketMemory::default();
+            diag.dump_tcp_with(sockdiag::EXT_SKMEMINFO, filter, |m| memory.visit(m)).map(|()| memory)
+        })?;
+        dumped.ok_or_else(|| {
+            CensusError::Parse("socket memory needs sock_diag, and the /proc/net/tcp fallback is in use".to_string())
+        })
     }
 
     /// The listening sockets on `port` (IPv4 and IPv6, any address), with their inodes.
@@ -223,5 +236,30 @@ mod tests {
             assert_eq!(link.to_str().unwrap(), format!("socket:[{}]", found[0].inode));
             assert_eq!(found[0].backlog, backlog);
         }
+    }
+
+    /// Bytes a server has not read are in its socket's memory; the client's socket is
+    /// counted on its side.
+    #[test]
+    fn memory_counts_unread_bytes() {
+        use std::io::Write;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        client.write_all(&[7; 3000]).unwrap();
+        let mut prober = Prober::new();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let server = loop {
+            let m = prober.memory(&Filter::server(port)).unwrap();
+            if m.buffer_bytes >= 3000 || std::time::Instant::now() > until {
+                break m;
+            }
+        };
+        // The listener and the accepted socket.
+        assert_eq!(server.sockets(), 2, "{server:?}");
+        assert!(server.buffer_bytes >= 3000, "{server:?}");
+        assert_eq!(prober.memory(&Filter::client(port)).unwrap().sockets(), 1);
+        assert!(Prober::proc_net().memory(&Filter::server(port)).is_err());
     }
 }

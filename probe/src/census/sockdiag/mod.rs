@@ -27,4 +27,4 @@ mod reply;
 mod request;
 
 pub(crate) use self::reply::{parse_reply, DiagMsg, Progress, ReplyError};
-pub(crate) use self::request::{dump_request, Dump, ALL_STATES, LISTEN_ONLY};
+pub(crate) use self::request::{dump_request_ext, Dump, ALL_STATES, EXT_SKMEMINFO, INET_DIAG_SKMEMINFO, LISTEN_ONLY};

@@ -83,17 +83,34 @@ fn error_code(payload: &[u8]) -> Option<i32> {
     payload.get(..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
 }
 
-/// A view of one `struct inet_diag_msg`; its attributes are not read.
+/// A view of one `struct inet_diag_msg`, and its attributes (read only when asked).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct DiagMsg<'a>(&'a [u8; DIAG_MSG_LEN]);
+pub(crate) struct DiagMsg<'a>(&'a [u8; DIAG_MSG_LEN], &'a [u8]);
 
 impl<'a> DiagMsg<'a> {
     fn new(payload: &'a [u8]) -> Result<DiagMsg<'a>, ReplyError> {
         payload
             .get(..DIAG_MSG_LEN)
             .and_then(|p| p.try_into().ok())
-            .map(DiagMsg)
+            .map(|head| DiagMsg(head, &payload[DIAG_MSG_LEN..]))
             .ok_or(ReplyError::Malformed("truncated inet_diag_msg"))
+    }
+
+    /// The attribute of type `kind` (its payload), if the message carries it.
+    pub(crate) fn attribute(&self, kind: u16) -> Option<&'a [u8]> {
+        let mut rest = self.1;
+        while rest.len() >= 4 {
+            let len = u16::from_ne_bytes([rest[0], rest[1]]) as usize;
+            let found = u16::from_ne_bytes([rest[2], rest[3]]);
+            if len < 4 || len > rest.len() {
+                return None;
+            }
+            if found == kind {
+                return Some(&rest[4..len]);
+            }
+            rest = &rest[len.next_multiple_of(4).min(rest.len())..];
+        }
+        None
     }
 
     /// `idiag_family`: `AF_INET` or `AF_INET6`.
@@ -199,6 +216,21 @@ mod tests {
         let (v4, v6) = (v4_rows(), v6_rows());
         // The kernel walks the listeners, then the established hash, by bucket.
         assert_eq!(rows, [v4[0], v6[0], v4[1], v4[2], v4[3], v6[1]]);
+    }
+
+    /// Attributes after the message are found by type; a malformed one ends the walk.
+    #[test]
+    fn attributes_are_found_by_type() {
+        let mut payload = vec![0u8; DIAG_MSG_LEN];
+        payload.extend_from_slice(&[8, 0, 5, 0, 1, 2, 3, 4]); // type 5 (TOS), padded
+        payload.extend_from_slice(&[12, 0, 7, 0, 9, 0, 0, 0, 8, 0, 0, 0]); // type 7, two u32s
+        let msg = DiagMsg::new(&payload).unwrap();
+        assert_eq!(msg.attribute(7), Some(&[9, 0, 0, 0, 8, 0, 0, 0][..]));
+        assert_eq!(msg.attribute(5), Some(&[1, 2, 3, 4][..]));
+        assert_eq!(msg.attribute(4), None);
+        let mut bad = vec![0u8; DIAG_MSG_LEN];
+        bad.extend_from_slice(&[200, 0, 7, 0, 1]); // longer than what is there
+        assert_eq!(DiagMsg::new(&bad).unwrap().attribute(7), None);
     }
 
     /// Sockets that a descriptor holds carry their inode (as /proc/net/tcp{,6} list it);

@@ -48,7 +48,18 @@ pub(crate) enum Dump {
 /// TIME_WAIT and request sockets), and into the bytecode, which is the kernel's documented
 /// filter. Addresses go only into the bytecode (`S_COND`/`D_COND` with a full-length
 /// prefix). An IPv4 address also matches IPv4-mapped addresses of IPv6 sockets, as in `ss`.
+#[cfg(test)]
 pub(crate) fn dump_request(dump: Dump, filter: &Filter, states: u32, seq: u32, out: &mut Vec<u8>) {
+    dump_request_ext(dump, filter, states, 0, seq, out)
+}
+
+/// `idiag_ext` bit that asks for `INET_DIAG_SKMEMINFO` (attribute 7): `1 << (7 - 1)`.
+pub(crate) const EXT_SKMEMINFO: u8 = 1 << (INET_DIAG_SKMEMINFO - 1);
+/// The attribute with the socket's memory (`SK_MEMINFO_*` u32s).
+pub(crate) const INET_DIAG_SKMEMINFO: u16 = 7;
+
+/// [`dump_request`] asking also for the attributes in `ext` (a mask such as [`EXT_SKMEMINFO`]).
+pub(crate) fn dump_request_ext(dump: Dump, filter: &Filter, states: u32, ext: u8, seq: u32, out: &mut Vec<u8>) {
     let start = out.len();
     let bytecode = bytecode(filter);
     let attr_len = if bytecode.is_empty() { 0 } else { NLA_HDR_LEN + bytecode.len() };
@@ -67,17 +78,17 @@ pub(crate) fn dump_request(dump: Dump, filter: &Filter, states: u32, seq: u32, o
 
     match dump {
         Dump::BothFamilies => {
-            // struct inet_diag_req: family (any), src_len, dst_len, idiag_ext (none);
+            // struct inet_diag_req: family (any), src_len, dst_len, idiag_ext;
             // the socket id; states; idiag_dbs (unused). The protocol is in the type.
-            out.extend_from_slice(&[AF_UNSPEC, 0, 0, 0]);
+            out.extend_from_slice(&[AF_UNSPEC, 0, 0, ext]);
             socket_id(filter, out);
             out.extend_from_slice(&states.to_ne_bytes());
             out.extend_from_slice(&0u32.to_ne_bytes());
         }
         Dump::Family(family) => {
-            // struct inet_diag_req_v2: family, protocol, idiag_ext (none), pad; states;
+            // struct inet_diag_req_v2: family, protocol, idiag_ext, pad; states;
             // the socket id.
-            out.extend_from_slice(&[family, IPPROTO_TCP, 0, 0]);
+            out.extend_from_slice(&[family, IPPROTO_TCP, ext, 0]);
             out.extend_from_slice(&states.to_ne_bytes());
             socket_id(filter, out);
         }
@@ -175,6 +186,20 @@ mod tests {
         dump_request(Dump::BothFamilies, &Filter::server(1883), LISTEN_ONLY, 1, &mut compat);
         // inet_diag_req: family and lengths (4), socket id (48), then the states
         assert_eq!(&compat[NLMSG_HDR_LEN + 52..NLMSG_HDR_LEN + 56], (1u32 << 10).to_ne_bytes());
+    }
+
+    #[test]
+    fn a_memory_request_asks_for_skmeminfo_in_both_forms() {
+        let (mut v2, mut compat) = (Vec::new(), Vec::new());
+        dump_request_ext(Dump::Family(AF_INET), &Filter::server(1883), ALL_STATES, EXT_SKMEMINFO, 1, &mut v2);
+        dump_request_ext(Dump::BothFamilies, &Filter::server(1883), ALL_STATES, EXT_SKMEMINFO, 1, &mut compat);
+        // idiag_ext is the third byte of inet_diag_req_v2, the fourth of inet_diag_req.
+        assert_eq!(&v2[NLMSG_HDR_LEN..NLMSG_HDR_LEN + 4], [AF_INET, 6, 0x40, 0]);
+        assert_eq!(compat[NLMSG_HDR_LEN + 3], 0x40);
+        assert_eq!(ExtensionFlags::SKMEMINFO.bits(), EXT_SKMEMINFO, "as netlink-packet-sock-diag has it");
+        let mut plain = Vec::new();
+        dump_request(Dump::Family(AF_INET), &Filter::server(1883), ALL_STATES, 1, &mut plain);
+        assert_eq!(plain[NLMSG_HDR_LEN + 2], 0, "a census asks for no attribute");
     }
 
     /// A server-side census of 127.0.0.1:8080 seen from 127.0.0.2, byte by byte.
