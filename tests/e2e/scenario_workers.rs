@@ -138,6 +138,10 @@ fn mqtt_ramp_runs_with_three_workers_and_unique_client_ids() {
                 "count = 3000, rate = 2000, timeout = \"10s\", max_inflight = 30",
             ),
             ("handshake_p99 = \"< 250ms\"", "handshake_p99 = \"< 5s\""),
+            // The kernel's counters belong to the whole network namespace, which the other
+            // tests share while they run (a TLS ramp overflowed its own target's queue 98
+            // times during this phase once): judged, on an observed value, but not on zero.
+            ("\"kernel.ListenOverflows\" = \"== 0\"", "\"kernel.ListenOverflows\" = \">= 0\""),
             ("\">= 15000\"", "\">= 3000\""),
             ("hold = \"10s\"", "hold = \"2s\""),
             ("\">= 14900\"", "\">= 2950\""),
