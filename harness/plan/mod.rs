@@ -19,6 +19,7 @@ mod reconnect;
 mod sources;
 mod sysctl;
 mod target;
+pub mod traffic;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -238,7 +239,7 @@ impl Plan {
                 // Half-closed sockets stay open until the target closes: count them as held.
                 Action::Close(c) if c.how == CloseMode::HalfClose => {}
                 Action::Close(c) => held -= c.amount.of(held),
-                Action::Hold(_) | Action::Sleep(_) => {}
+                Action::Hold(_) | Action::Sleep(_) | Action::Subscribe(_) | Action::Publish(_) => {}
                 // A cycle closes its connection at once; at most about a second's worth is open.
                 Action::Churn(c) if churn => peak = peak.max(held + (c.rate as u64).min(c.count)),
                 Action::Churn(_) => {}
@@ -255,6 +256,7 @@ impl Plan {
             Action::Connect(c) => c.count,
             Action::Churn(c) => c.count,
             Action::Close(_) | Action::Hold(_) | Action::Sleep(_) => 0,
+            Action::Subscribe(_) | Action::Publish(_) => 0,
         };
         self.phases.iter().take(index).map(started).sum()
     }
@@ -317,7 +319,11 @@ impl Plan {
                     }
                     c.rate /= part;
                 }
-                Action::Hold(_) | Action::Sleep(_) => {}
+                Action::Hold(_) | Action::Sleep(_) | Action::Subscribe(_) => {}
+                Action::Publish(p) => {
+                    p.count = host.share(p.count);
+                    p.rate /= part;
+                }
             }
         }
         view

@@ -83,6 +83,8 @@ impl ActionDriver {
                 sent: 0,
             },
             Action::Hold(d) | Action::Sleep(d) => ActionDriver::Wait { until: start + *d },
+            // Driven by the worker itself (worker/traffic.rs) until then.
+            Action::Subscribe(_) | Action::Publish(_) => ActionDriver::Wait { until: start },
         }
     }
 
