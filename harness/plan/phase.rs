@@ -4,12 +4,12 @@
 use std::net::IpAddr;
 
 use super::action::{churn_plan, close_plan, connect_plan, Action};
-use super::traffic::{publish_plan, subscribe_plan};
 use super::error::{Check, PlanError};
 use super::event::{phase_events, Event};
 use super::sources::{check_family, parse_sources};
 use super::sysctl::{sysctls, Sysctl};
 use super::target::TargetSpec;
+use super::traffic::{publish_plan, subscribe_plan};
 use crate::expect::{Expectation, Metric};
 use crate::protocol::Protocol;
 use crate::scenario::PhaseSection;
@@ -51,7 +51,15 @@ pub(super) fn phase_plan(
 ) -> Result<PhasePlan, PlanError> {
     let at = format!("phase[{i}]");
     let name = p.name.clone().unwrap_or_else(|| format!("phase {}", i + 1));
-    let actions = [p.connect.is_some(), p.hold.is_some(), p.close.is_some(), p.sleep.is_some(), p.churn.is_some(), p.subscribe.is_some(), p.publish.is_some()];
+    let actions = [
+        p.connect.is_some(),
+        p.hold.is_some(),
+        p.close.is_some(),
+        p.sleep.is_some(),
+        p.churn.is_some(),
+        p.subscribe.is_some(),
+        p.publish.is_some(),
+    ];
     let events = phase_events(check, &at, p.exec.as_ref(), p.fault.as_ref(), p.netem.as_ref(), target, in_netns)?;
     let events_only = !events.is_empty() && !actions.contains(&true);
     if actions.iter().filter(|a| **a).count() != 1 && !events_only {

@@ -247,7 +247,12 @@ pub(super) fn subscribe_plan(
         None => Duration::from_secs(10),
         Some(t) => check.duration(&format!("{at}.timeout"), t)?,
     };
-    Ok(SubscribePlan { topic, qos: qos(check, at, s.qos)?, clients: clients(check, at, s.clients.as_deref())?, timeout })
+    Ok(SubscribePlan {
+        topic,
+        qos: qos(check, at, s.qos)?,
+        clients: clients(check, at, s.clients.as_deref())?,
+        timeout,
+    })
 }
 
 pub(super) fn publish_plan(
@@ -350,7 +355,8 @@ mod tests {
             clients: Clients { from, to },
             timeout: Duration::from_secs(1),
         };
-        let subs = [sub("bench/{n}", 0, 100), sub("fan", 100, 150), sub("bench/#", 150, 152), sub("$share/g/in", 152, 160)];
+        let subs =
+            [sub("bench/{n}", 0, 100), sub("fan", 100, 150), sub("bench/#", 150, 152), sub("$share/g/in", 152, 160)];
         let fanout = Fanout::of(&subs, 1000);
         assert_eq!(fanout.of_topic("bench/7"), 3, "its own subscriber and two `bench/#`");
         assert_eq!(fanout.of_topic("fan"), 50);

@@ -9,6 +9,8 @@ pub mod collector;
 pub mod held;
 pub mod pacing;
 mod recovery;
+mod tally;
+mod traffic;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU32;
@@ -155,6 +157,7 @@ impl<'p> Worker<'p> {
             sndbuf: plan.fills().then_some(FILL_SNDBUF),
             reconnect: plan.reconnect,
             server_keep_alive_s: AtomicU32::new(NO_SERVER_KEEP_ALIVE),
+            traffic: std::sync::Mutex::new(None),
         });
         let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
@@ -202,6 +205,9 @@ impl<'p> Worker<'p> {
     ) -> PhaseReport {
         sleep_until(start).await;
         let mut driver = self.driver_for(index, phase, start);
+        if let ActionDriver::Traffic { rung, .. } = &mut driver {
+            *rung = self.order_traffic(index, &phase.action, start);
+        }
         // Connection numbers are global: the phase's first is the count of every
         // connection the phases before it started, in every shard.
         let first_n = self.plan.connections_before(index);
@@ -304,6 +310,7 @@ impl<'p> Worker<'p> {
             target_fds: None,
             unobserved,
             events: Vec::new(),
+            messages: collected.messages.report(),
             expectations: Vec::new(),
         }
     }
@@ -349,7 +356,7 @@ impl<'p> Worker<'p> {
                     }
                 }
             }
-            ActionDriver::Wait { .. } => {}
+            ActionDriver::Wait { .. } | ActionDriver::Traffic { .. } => {}
         }
     }
 
