@@ -60,6 +60,69 @@ pub enum LatencyKind {
     Close,
     /// A lost connection's time back (the phase's `recovery.recovery_us`).
     Recovery,
+    /// SUBSCRIBE to SUBACK (`messages.latency_us.suback`).
+    Suback,
+    /// A message's scheduled instant to its PUBACK (QoS 1).
+    Puback,
+    /// A message's scheduled instant to its PUBCOMP (QoS 2).
+    Pubcomp,
+    /// A message's scheduled instant to its receipt by a subscriber.
+    Delivery,
+}
+
+/// A message figure of a phase (`messages.*` in the report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageFigure {
+    Published,
+    Acknowledged,
+    Expected,
+    Delivered,
+    Lost,
+    Duplicated,
+    OutOfOrder,
+    Subscribed,
+    SubscribeRefused,
+    AckTimedOut,
+}
+
+impl MessageFigure {
+    pub const ALL: [MessageFigure; 10] = [
+        MessageFigure::Published,
+        MessageFigure::Acknowledged,
+        MessageFigure::Expected,
+        MessageFigure::Delivered,
+        MessageFigure::Lost,
+        MessageFigure::Duplicated,
+        MessageFigure::OutOfOrder,
+        MessageFigure::Subscribed,
+        MessageFigure::SubscribeRefused,
+        MessageFigure::AckTimedOut,
+    ];
+
+    /// Its name after `messages.` (and alone, but for `lost`, which alone means `drops`).
+    pub fn key(self) -> &'static str {
+        match self {
+            MessageFigure::Published => "published",
+            MessageFigure::Acknowledged => "acknowledged",
+            MessageFigure::Expected => "expected",
+            MessageFigure::Delivered => "delivered",
+            MessageFigure::Lost => "lost",
+            MessageFigure::Duplicated => "duplicated",
+            MessageFigure::OutOfOrder => "out_of_order",
+            MessageFigure::Subscribed => "subscribed",
+            MessageFigure::SubscribeRefused => "subscribe_refused",
+            MessageFigure::AckTimedOut => "ack_timed_out",
+        }
+    }
+
+    /// `messages.<key>`, or `<key>` alone but `lost`.
+    fn parse(name: &str) -> Option<MessageFigure> {
+        let (key, prefixed) = match name.strip_prefix("messages.") {
+            Some(k) => (k, true),
+            None => (name, false),
+        };
+        MessageFigure::ALL.into_iter().find(|f| f.key() == key && (prefixed || *f != MessageFigure::Lost))
+    }
 }
 
 /// A percentile (or the extremes) of a latency histogram.
@@ -92,6 +155,8 @@ pub enum Metric {
     /// The most reconnects in one second (`recovery.peak_reconnect_rate_per_s`).
     PeakReconnectRate,
     Rate,
+    /// A message figure: `published`, `delivered`, `messages.lost`, ...
+    Message(MessageFigure),
 }
 
 impl Metric {
@@ -136,6 +201,9 @@ impl Metric {
                 Err(format!("`{counter}` is not a counter name from /proc/net/snmp or /proc/net/netstat"))
             };
         }
+        if let Some(figure) = MessageFigure::parse(name) {
+            return Ok(Metric::Message(figure));
+        }
         match name {
             "connected" => return Ok(Metric::Connected),
             "drops" | "lost" => return Ok(Metric::Drops),
@@ -151,6 +219,10 @@ impl Metric {
                 "handshake" => Some(LatencyKind::Handshake),
                 "close" => Some(LatencyKind::Close),
                 "recovery" => Some(LatencyKind::Recovery),
+                "suback" => Some(LatencyKind::Suback),
+                "puback" => Some(LatencyKind::Puback),
+                "pubcomp" => Some(LatencyKind::Pubcomp),
+                "delivery" => Some(LatencyKind::Delivery),
                 _ => None,
             };
             let pct = match pct {
@@ -170,7 +242,9 @@ impl Metric {
             "unknown metric `{name}`; use a TCP state ({}), `server.<state>`, \
              `connect_p99` / `handshake_p50` / `close_max` / `recovery_p90` (p50 p90 p99 p999 min max), \
              `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), `reconnect_attempts`, \
-             `reconnected`, `peak_reconnect_rate` or `rate`",
+             `reconnected`, `peak_reconnect_rate`, `rate`, messages (`published`, `delivered`, `expected`, \
+             `messages.lost`, `duplicated`, `out_of_order`, `acknowledged`, `subscribed`, `subscribe_refused`, \
+             `ack_timed_out`; latencies `suback_p99`, `puback_p99`, `pubcomp_p99`, `delivery_p99`)",
             state_list()
         ))
     }
@@ -200,6 +274,8 @@ pub struct Expectation {
     pub expr: String,
     /// Added by sockcap, not written in the scenario.
     pub implicit: bool,
+    /// Compared with another figure of the phase instead of `value`: `delivered = "== published"`.
+    pub against: Option<Metric>,
 }
 
 impl Expectation {
@@ -217,6 +293,16 @@ impl Expectation {
                 ))
             }
         };
+        if let Ok(Metric::Message(other)) = Metric::parse(number.trim()) {
+            return Ok(Expectation {
+                expr: format!("{name} {} {}", op.symbol(), number.trim()),
+                metric,
+                op,
+                value: 0.0,
+                implicit: false,
+                against: Some(Metric::Message(other)),
+            });
+        }
         let value = parse_threshold(&metric, &number)?;
         Ok(Expectation {
             expr: format!("{name} {} {}", op.symbol(), number.trim()),
@@ -224,12 +310,20 @@ impl Expectation {
             op,
             value,
             implicit: false,
+            against: None,
         })
     }
 
     /// `errors == 0`, added to phases that name no error expectation.
     pub fn no_errors() -> Expectation {
-        Expectation { metric: Metric::Errors(None), op: Op::Eq, value: 0.0, expr: "errors == 0".into(), implicit: true }
+        Expectation {
+            metric: Metric::Errors(None),
+            op: Op::Eq,
+            value: 0.0,
+            expr: "errors == 0".into(),
+            implicit: true,
+            against: None,
+        }
     }
 }
 
@@ -240,7 +334,7 @@ fn split_op(s: &str) -> Result<(Op, String), String> {
             return Ok((op, rest.trim().to_string()));
         }
     }
-    if s.starts_with(|c: char| c.is_ascii_digit()) {
+    if s.starts_with(|c: char| c.is_ascii_digit()) || MessageFigure::parse(s).is_some() {
         return Ok((Op::Eq, s.to_string()));
     }
     Err(format!("`{s}` does not start with a comparison; write it as \">= 5000\" (one of < <= > >= == !=)"))
@@ -319,6 +413,21 @@ mod tests {
         assert!(parse("established", ">= lots").unwrap_err().contains("not a number"));
         let err = Expectation::parse("established", &toml::Value::Boolean(true)).unwrap_err();
         assert!(err.contains("found a boolean"));
+    }
+
+    #[test]
+    fn message_figures_and_a_figure_on_the_right() {
+        let e = parse("delivered", "== published").unwrap();
+        assert_eq!(
+            (e.metric, e.against),
+            (Metric::Message(MessageFigure::Delivered), Some(Metric::Message(MessageFigure::Published)))
+        );
+        assert_eq!(e.expr, "delivered == published");
+        assert_eq!(parse("messages.lost", "== 0").unwrap().metric, Metric::Message(MessageFigure::Lost));
+        assert_eq!(parse("lost", "== 0").unwrap().metric, Metric::Drops, "`lost` alone keeps meaning drops");
+        let e = parse("delivery_p99", "< 50ms").unwrap();
+        assert_eq!((e.metric, e.value), (Metric::Latency(LatencyKind::Delivery, Percentile::P99), 50_000.0));
+        assert!(parse("delivered", "== nothing").unwrap_err().contains("not a number"));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! has no reading of gives no value, and the expectation fails with the reason, whatever
 //! zero its field holds.
 
-use crate::expect::{Expectation, LatencyKind, Metric, Percentile, Side};
+use crate::expect::{Expectation, LatencyKind, MessageFigure, Metric, Percentile, Side};
 use crate::report::{ExpectationResult, PhaseReport};
 
 impl Metric {
@@ -22,6 +22,10 @@ impl Metric {
                     LatencyKind::Handshake => &phase.latency_us.handshake,
                     LatencyKind::Close => &phase.latency_us.close,
                     LatencyKind::Recovery => &phase.recovery.as_ref()?.recovery_us,
+                    LatencyKind::Suback => &phase.messages.as_ref()?.latency_us.suback,
+                    LatencyKind::Puback => &phase.messages.as_ref()?.latency_us.puback,
+                    LatencyKind::Pubcomp => &phase.messages.as_ref()?.latency_us.pubcomp,
+                    LatencyKind::Delivery => &phase.messages.as_ref()?.latency_us.delivery,
                 };
                 if *kind == LatencyKind::Recovery && *pct == Percentile::Max && still_down(phase) > 0 {
                     return None;
@@ -48,6 +52,21 @@ impl Metric {
             Metric::Reconnected => phase.reconnected,
             Metric::PeakReconnectRate => phase.recovery.as_ref()?.peak_reconnect_rate_per_s,
             Metric::Rate => return Some(phase.achieved_rate_per_s),
+            Metric::Message(figure) => {
+                let m = phase.messages.as_ref()?;
+                match figure {
+                    MessageFigure::Published => m.published,
+                    MessageFigure::Acknowledged => m.acknowledged,
+                    MessageFigure::Expected => m.expected,
+                    MessageFigure::Delivered => m.delivered,
+                    MessageFigure::Lost => m.lost,
+                    MessageFigure::Duplicated => m.duplicated,
+                    MessageFigure::OutOfOrder => m.out_of_order,
+                    MessageFigure::Subscribed => m.subscribed,
+                    MessageFigure::SubscribeRefused => m.subscribe_refused.values().sum(),
+                    MessageFigure::AckTimedOut => m.ack_timed_out,
+                }
+            }
         };
         Some(value as f64)
     }
@@ -66,6 +85,7 @@ impl Metric {
             }
             Metric::Latency(LatencyKind::Recovery, _) | Metric::PeakReconnectRate => no_recovery(phase),
             Metric::Latency(kind, _) => format!("no {} latency was measured in this phase", kind_name(*kind)),
+            Metric::Message(_) => "no message was published or received in this phase".to_string(),
             _ => "not measured in this phase".to_string(),
         })
     }
@@ -96,6 +116,10 @@ fn kind_name(kind: LatencyKind) -> &'static str {
         LatencyKind::Handshake => "handshake",
         LatencyKind::Close => "close",
         LatencyKind::Recovery => "recovery",
+        LatencyKind::Suback => "suback",
+        LatencyKind::Puback => "puback",
+        LatencyKind::Pubcomp => "pubcomp",
+        LatencyKind::Delivery => "delivery",
     }
 }
 
@@ -104,11 +128,19 @@ impl Expectation {
     /// with the reason it has none.
     pub fn judge(&self, phase: &PhaseReport) -> ExpectationResult {
         let reading = self.metric.reading(phase);
+        // Against another figure: both must have been observed.
+        let (reading, value) = match &self.against {
+            None => (reading, self.value),
+            Some(other) => match (reading, other.reading(phase)) {
+                (Ok(a), Ok(b)) => (Ok(a), b),
+                (Err(e), _) | (_, Err(e)) => (Err(e), 0.0),
+            },
+        };
         ExpectationResult {
             expr: self.expr.clone(),
             actual: reading.as_ref().ok().copied(),
             unit: self.metric.unit().to_string(),
-            passed: reading.as_ref().is_ok_and(|a| self.op.holds(*a, self.value)),
+            passed: reading.as_ref().is_ok_and(|a| self.op.holds(*a, value)),
             reason: reading.err(),
             implicit: self.implicit,
             deferred: false,

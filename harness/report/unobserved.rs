@@ -43,6 +43,7 @@ pub fn latency(kind: LatencyKind) -> &'static str {
         LatencyKind::Handshake => "latency.handshake",
         LatencyKind::Close => "latency.close",
         LatencyKind::Recovery => "latency.recovery",
+        LatencyKind::Suback | LatencyKind::Puback | LatencyKind::Pubcomp | LatencyKind::Delivery => "messages",
     }
 }
 
@@ -108,6 +109,7 @@ pub fn figures_of(metric: &Metric) -> Vec<String> {
         | Metric::Reconnected
         | Metric::PeakReconnectRate
         | Metric::Rate => vec![OPERATIONS.into()],
+        Metric::Message(_) => vec!["messages".into()],
         Metric::Kernel(name) => vec![KERNEL.into(), format!("{KERNEL}.{name}")],
     }
 }

@@ -201,6 +201,7 @@ impl<'a> PhaseValues<'a> {
             LatencyKind::Handshake => self.handshake.as_ref(),
             LatencyKind::Close => self.close.as_ref(),
             LatencyKind::Recovery => self.recovery.as_ref(),
+            LatencyKind::Suback | LatencyKind::Puback | LatencyKind::Pubcomp | LatencyKind::Delivery => None,
         }
     }
 

@@ -4,7 +4,7 @@
 use probe::TcpState;
 
 use super::limits::Allowance;
-use crate::expect::{LatencyKind, Metric, Percentile, Side};
+use crate::expect::{LatencyKind, MessageFigure, Metric, Percentile, Side};
 
 /// Which direction of change is a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,11 @@ impl Better {
             | Metric::ReconnectAttempts
             | Metric::Reconnected
             | Metric::PeakReconnectRate => Better::Unchanged,
+            Metric::Message(MessageFigure::Lost | MessageFigure::Duplicated | MessageFigure::OutOfOrder) => {
+                Better::Lower
+            }
+            Metric::Message(MessageFigure::SubscribeRefused | MessageFigure::AckTimedOut) => Better::Lower,
+            Metric::Message(_) => Better::Higher,
         }
     }
 }
@@ -128,6 +133,10 @@ pub fn metric_name(metric: &Metric) -> String {
                 LatencyKind::Handshake => "handshake",
                 LatencyKind::Close => "close",
                 LatencyKind::Recovery => "recovery",
+                LatencyKind::Suback => "suback",
+                LatencyKind::Puback => "puback",
+                LatencyKind::Pubcomp => "pubcomp",
+                LatencyKind::Delivery => "delivery",
             };
             let pct = match pct {
                 Percentile::P50 => "p50",
@@ -149,6 +158,8 @@ pub fn metric_name(metric: &Metric) -> String {
         Metric::Reconnected => "reconnected".to_string(),
         Metric::PeakReconnectRate => "peak_reconnect_rate".to_string(),
         Metric::Rate => "rate".to_string(),
+        Metric::Message(MessageFigure::Lost) => "messages.lost".to_string(),
+        Metric::Message(figure) => figure.key().to_string(),
     }
 }
 
