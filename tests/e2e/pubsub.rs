@@ -83,7 +83,7 @@ fn n(m: &serde_json::Value, field: &str) -> u64 {
     m[field].as_u64().unwrap_or_else(|| panic!("messages.{field} missing in {m}"))
 }
 
-/// Point-to-point at QoS 1 between 500 publishers and 500 subscribers (client n + 500
+/// Point-to-point at QoS 1 between 1,000 publishers and 1,000 subscribers (client n + 1,000
 /// publishes to the topic client n subscribed): every message acknowledged and
 /// delivered once, none lost, and mosquitto_sub on `p2p/#` counts as many messages
 /// as sockcap published.
@@ -93,11 +93,11 @@ fn point_to_point_qos1_against_mosquitto_loses_nothing() {
     let witness = Witness::start(&broker, "p2p/#", "p2p/probe");
     let toml = format!(
         "name = \"p2p\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n\
-         [[phase]]\nname = \"ramp\"\nconnect = {{ count = 1000, rate = 2000 }}\n\
-         [[phase]]\nname = \"subscribe\"\nsubscribe = {{ topic = \"p2p/{{n}}\", qos = 1, clients = \"0..500\" }}\n\
-         expect = {{ subscribed = \"== 500\", suback_p99 = \"< 5s\" }}\n\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = 2000, rate = 4000 }}\n\
+         [[phase]]\nname = \"subscribe\"\nsubscribe = {{ topic = \"p2p/{{n}}\", qos = 1, clients = \"0..1000\" }}\n\
+         expect = {{ subscribed = \"== 1000\", suback_p99 = \"< 5s\" }}\n\
          [[phase]]\nname = \"p2p\"\n\
-         publish = {{ topic = \"p2p/{{n - 500}}\", qos = 1, clients = \"500..1000\", rate = 2000, size = 128, count = 5000 }}\n\
+         publish = {{ topic = \"p2p/{{n - 1000}}\", qos = 1, clients = \"1000..2000\", rate = 2500, size = 128, count = 5000 }}\n\
          expect = {{ delivered = \"== published\", published = \"== 5000\", \"messages.lost\" = \"== 0\", \
          duplicated = \"== 0\", acknowledged = \"== 5000\", delivery_p99 = \"< 10s\" }}\n",
         broker.addr()
