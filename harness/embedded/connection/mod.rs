@@ -16,6 +16,7 @@
 mod exchange;
 mod mqtt;
 mod protocol;
+mod router;
 mod session;
 mod tcp;
 

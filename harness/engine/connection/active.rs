@@ -261,7 +261,7 @@ pub(super) async fn active(mut stream: TcpStream, links: &Links) -> Option<Optio
                             links.send(Event::Lost { kind: ErrorKind::ServerDisconnect, errno });
                             return Some(stream.local_addr().ok());
                         }
-                        Incoming::SubAck { .. } | Incoming::Other => {}
+                        Incoming::SubAck { .. } | Incoming::Subscribe { .. } | Incoming::Other => {}
                     }
                 }
                 buf.drain(..used);

@@ -72,6 +72,11 @@ pub enum Incoming<'a> {
     Disconnect {
         reason: u8,
     },
+    /// A client's SUBSCRIBE (the embedded target's side): its filters and QoS.
+    Subscribe {
+        id: u16,
+        filters: Vec<(&'a [u8], u8)>,
+    },
     /// Anything else, skipped whole.
     Other,
 }
@@ -113,6 +118,27 @@ pub fn decode_incoming(buf: &[u8], v5: bool) -> Result<Option<(Incoming<'_>, usi
                 rest = rest.get(used + props..).ok_or(DecodeError::LengthOverflow { field: "properties" })?;
             }
             Incoming::SubAck { id, code: *rest.first().ok_or(DecodeError::LengthOverflow { field: "return code" })? }
+        }
+        8 => {
+            let id = id()?;
+            let mut rest = &body[2..];
+            if v5 {
+                let (props, used) = var_int(rest).ok_or(DecodeError::LengthOverflow { field: "properties" })?;
+                rest = rest.get(used + props..).ok_or(DecodeError::LengthOverflow { field: "properties" })?;
+            }
+            let mut filters = Vec::new();
+            while !rest.is_empty() {
+                let bad = DecodeError::LengthOverflow { field: "topic filter" };
+                let len = rest.get(..2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))).ok_or(bad.clone())?;
+                let filter = rest.get(2..2 + len).ok_or(bad.clone())?;
+                let options = *rest.get(2 + len).ok_or(bad)?;
+                filters.push((filter, options & 3));
+                rest = &rest[3 + len..];
+            }
+            if filters.is_empty() {
+                return Err(DecodeError::LengthOverflow { field: "topic filter" });
+            }
+            Incoming::Subscribe { id, filters }
         }
         13 => Incoming::PingResp,
         14 => Incoming::Disconnect { reason: body.first().copied().unwrap_or(0) },
@@ -163,6 +189,22 @@ pub fn encode_publish(topic: &str, qos: u8, id: u16, v5: bool, stamp: &Stamp, pa
     out.resize(at + payload_len.max(STAMP_LEN), 0);
     stamp.write(&mut out[at..]);
     out.truncate(at + payload_len);
+}
+
+/// Appends a PUBLISH of `payload` as it is (a broker forwarding a message).
+pub fn encode_forward(topic: &str, qos: u8, id: u16, v5: bool, payload: &[u8], out: &mut Vec<u8>) {
+    let id_len = if qos > 0 { 2 } else { 0 };
+    out.push(0x30 | (qos << 1));
+    encode_remaining_length(2 + topic.len() + id_len + usize::from(v5) + payload.len(), out);
+    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    out.extend_from_slice(topic.as_bytes());
+    if qos > 0 {
+        out.extend_from_slice(&id.to_be_bytes());
+    }
+    if v5 {
+        out.push(0);
+    }
+    out.extend_from_slice(payload);
 }
 
 /// An acknowledgement of two bytes' identifier: PUBACK (4), PUBREC (5), PUBREL (6), PUBCOMP (7).
@@ -220,6 +262,17 @@ mod tests {
         );
         assert_eq!(ack(6, 258), [0x62, 2, 1, 2]);
         assert_eq!(decode_incoming(&ack(4, 258), false).unwrap(), Some((Incoming::PubAck { id: 258, code: 0 }, 4)));
+    }
+
+    #[test]
+    fn subscribe_decodes_on_the_server_side() {
+        for v5 in [false, true] {
+            let mut out = Vec::new();
+            encode_subscribe(7, "bench/+", 1, v5, &mut out);
+            let (packet, used) = decode_incoming(&out, v5).unwrap().unwrap();
+            assert_eq!((packet, used), (Incoming::Subscribe { id: 7, filters: vec![(&b"bench/+"[..], 1)] }, out.len()));
+        }
+        assert!(decode_incoming(&[0x82, 2, 0, 1], false).is_err(), "no filter");
     }
 
     #[test]
