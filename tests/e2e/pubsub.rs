@@ -159,6 +159,44 @@ fn a_broker_that_drops_messages_fails_the_run() {
     assert_eq!(n(&m, "delivered") + n(&m, "lost"), 2000, "{m}");
 }
 
+/// The same point-to-point on the embedded target, which routes messages itself: 500
+/// subscribers, 500 publishers at QoS 1 (and QoS 2 toward a second topic set),
+/// nothing lost or duplicated.
+#[test]
+fn point_to_point_on_the_embedded_target() {
+    let toml = "name = \"p2p-embedded\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\n\
+         [[phase]]\nname = \"ramp\"\nconnect = { count = 1000, rate = 4000 }\n\
+         [[phase]]\nname = \"subscribe\"\nsubscribe = { topic = \"e/{n}\", qos = 2, clients = \"0..500\" }\n\
+         [[phase]]\nname = \"qos1\"\n\
+         publish = { topic = \"e/{n - 500}\", qos = 1, clients = \"500..1000\", rate = 2000, count = 2000 }\n\
+         expect = { delivered = \"== published\", \"messages.lost\" = \"== 0\", duplicated = \"== 0\" }\n\
+         [[phase]]\nname = \"qos2\"\n\
+         publish = { topic = \"e/{n - 500}\", qos = 2, clients = \"500..1000\", rate = 2000, count = 1000 }\n\
+         expect = { delivered = \"== 1000\", acknowledged = \"== 1000\", pubcomp_p99 = \"< 5s\" }\n";
+    let (out, report) = run_scenario("pubsub-embedded", toml, &[]);
+    assert_exit(&out, 0);
+    let m = messages(&report, "qos1");
+    assert_eq!((n(&m, "published"), n(&m, "delivered"), n(&m, "lost")), (2000, 2000, 0), "{m}");
+    let m = messages(&report, "qos2");
+    assert_eq!(m["latency_us"]["pubcomp"]["count"].as_u64(), Some(1000), "the QoS 2 handshake completed: {m}");
+}
+
+/// A publish to a topic nobody subscribed: expected 0, delivered 0, and an expectation
+/// of deliveries fails the run.
+#[test]
+fn a_topic_nobody_subscribed_delivers_nothing() {
+    let toml = "name = \"nobody\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\n\
+         [[phase]]\nname = \"ramp\"\nconnect = { count = 20, rate = 1000 }\n\
+         [[phase]]\nname = \"subscribe\"\nsubscribe = { topic = \"a/{n}\", qos = 1, clients = \"0..10\" }\n\
+         [[phase]]\nname = \"elsewhere\"\n\
+         publish = { topic = \"b/{n}\", qos = 1, clients = \"10..20\", rate = 500, count = 100, drain = \"500ms\" }\n\
+         expect = { delivered = \">= 1\" }\n";
+    let (out, report) = run_scenario("pubsub-nobody", toml, &[]);
+    assert_exit(&out, 1);
+    let m = messages(&report, "elsewhere");
+    assert_eq!((n(&m, "published"), n(&m, "expected"), n(&m, "delivered"), n(&m, "lost")), (100, 0, 0, 0), "{m}");
+}
+
 /// A message smaller than its header cannot carry it: refused, naming the field.
 #[test]
 fn a_size_below_the_header_is_refused() {
