@@ -56,11 +56,6 @@ impl Clients {
         (self.from..self.to).contains(&n)
     }
 
-    /// How many connection numbers the range holds.
-    pub fn len(&self) -> u64 {
-        self.to.saturating_sub(self.from)
-    }
-
     /// `"a..b"`.
     pub fn parse(text: &str) -> Result<Clients, String> {
         let fix = "write a range of connection numbers such as \"0..5000\" (the first 5,000 connections)";

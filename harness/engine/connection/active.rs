@@ -198,7 +198,7 @@ pub(super) async fn active(mut stream: TcpStream, links: &Links) -> Option<Optio
             Wake::Readable(Err(e)) => return lost(links, &stream, &e),
             Wake::Readable(Ok(())) => {
                 if buf.capacity() - buf.len() < 2048 {
-                    buf.reserve(buf.len().max(4096).min(MAX_PACKET_LEN));
+                    buf.reserve(buf.len().clamp(4096, MAX_PACKET_LEN));
                 }
                 let spare = buf.capacity() - buf.len();
                 let at = buf.len();
