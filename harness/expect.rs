@@ -74,6 +74,7 @@ pub enum LatencyKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageFigure {
     Published,
+    Unsent,
     Acknowledged,
     Expected,
     Delivered,
@@ -86,8 +87,9 @@ pub enum MessageFigure {
 }
 
 impl MessageFigure {
-    pub const ALL: [MessageFigure; 10] = [
+    pub const ALL: [MessageFigure; 11] = [
         MessageFigure::Published,
+        MessageFigure::Unsent,
         MessageFigure::Acknowledged,
         MessageFigure::Expected,
         MessageFigure::Delivered,
@@ -103,6 +105,7 @@ impl MessageFigure {
     pub fn key(self) -> &'static str {
         match self {
             MessageFigure::Published => "published",
+            MessageFigure::Unsent => "unsent",
             MessageFigure::Acknowledged => "acknowledged",
             MessageFigure::Expected => "expected",
             MessageFigure::Delivered => "delivered",

@@ -56,6 +56,7 @@ impl Metric {
                 let m = phase.messages.as_ref()?;
                 match figure {
                     MessageFigure::Published => m.published,
+                    MessageFigure::Unsent => m.unsent,
                     MessageFigure::Acknowledged => m.acknowledged,
                     MessageFigure::Expected => m.expected,
                     MessageFigure::Delivered => m.delivered,

@@ -20,6 +20,9 @@ pub struct Messages {
     pub subscribe_timed_out: u64,
     /// PUBLISHes written to the broker.
     pub published: u64,
+    /// Messages scheduled but never written: their publisher's connection ended first.
+    #[serde(default)]
+    pub unsent: u64,
     /// PUBLISHes acknowledged (PUBACK at QoS 1, PUBCOMP at QoS 2).
     pub acknowledged: u64,
     /// PUBLISHes refused (MQTT 5 PUBACK / PUBREC reason 0x80 and up), by reason.
@@ -101,6 +104,7 @@ impl Messages {
             subscribe_refused: maps(|m| &m.subscribe_refused),
             subscribe_timed_out: sum(|m| m.subscribe_timed_out),
             published: sum(|m| m.published),
+            unsent: sum(|m| m.unsent),
             acknowledged: sum(|m| m.acknowledged),
             publish_refused: maps(|m| &m.publish_refused),
             ack_timed_out: sum(|m| m.ack_timed_out),

@@ -208,7 +208,11 @@ fn messages(out: &mut String, p: &PhaseReport) {
             m.lost,
             m.duplicated,
             m.out_of_order,
-            if m.ack_timed_out > 0 { format!(", unacknowledged {}", m.ack_timed_out) } else { String::new() },
+            if m.ack_timed_out + m.unsent > 0 {
+                format!(", unacknowledged {}, unsent {}", m.ack_timed_out, m.unsent)
+            } else {
+                String::new()
+            },
             if m.publish_refused.is_empty() { String::new() } else { format!(", refused{}", refused(&m.publish_refused)) },
         );
     }

@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::support::{assert_exit, assert_matches_schema, phase, refused_scenario, run_scenario, Mosquitto};
+use crate::support::{
+    assert_exit, assert_matches_schema, phase, refused_scenario, report, run_scenario, start_run, wait_with_timeout,
+    Mosquitto, Progress, TempDir,
+};
 
 /// `mosquitto_sub` on `filter` at QoS 1 printing each message's topic: a line per message.
 struct Witness {
@@ -195,6 +198,38 @@ fn a_topic_nobody_subscribed_delivers_nothing() {
     assert_exit(&out, 1);
     let m = messages(&report, "elsewhere");
     assert_eq!((n(&m, "published"), n(&m, "expected"), n(&m, "delivered"), n(&m, "lost")), (100, 0, 0, 0), "{m}");
+}
+
+/// The broker killed in the middle of a publish phase: the publishers' remaining
+/// messages are `unsent`, the run fails, and every publisher still reports (no
+/// operation left without an outcome); what was published was delivered or is lost.
+#[test]
+fn a_broker_killed_mid_phase_leaves_messages_unsent_and_fails_the_run() {
+    let broker = Mosquitto::start("pubsub-killed", "");
+    let dir = TempDir::new("pubsub-killed");
+    let toml = format!(
+        "name = \"killed\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = 200, rate = 2000 }}\n\
+         [[phase]]\nname = \"subscribe\"\nsubscribe = {{ topic = \"k/{{n}}\", qos = 1, clients = \"0..100\" }}\n\
+         [[phase]]\nname = \"p2p\"\n\
+         publish = {{ topic = \"k/{{n - 100}}\", qos = 1, clients = \"100..200\", rate = 1000, duration = \"4s\", timeout = \"2s\" }}\n\
+         expect = {{ \"messages.lost\" = \"== 0\" }}\n",
+        broker.addr()
+    );
+    let (mut run, json) = start_run(&dir, &toml, &[]);
+    let mut progress = Progress::of(&mut run);
+    progress.wait_for_phase("p2p", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1000));
+    drop(broker);
+    let status = wait_with_timeout(&mut run, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "the run fails");
+    let report = report(&json);
+    let p = phase(&report, "p2p");
+    let m = &p["messages"];
+    assert!(n(m, "published") > 0 && n(m, "unsent") > 0, "{m}");
+    assert_eq!(n(m, "published") + n(m, "unsent"), 4000, "every scheduled message is one or the other: {m}");
+    assert_eq!(n(m, "delivered") + n(m, "lost"), n(m, "expected"), "{m}");
+    assert_eq!(p["errors"]["no_outcome"].as_u64().unwrap_or(0), 0, "{p}");
 }
 
 /// A message smaller than its header cannot carry it: refused, naming the field.

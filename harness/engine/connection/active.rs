@@ -80,14 +80,38 @@ enum Wake {
 
 /// Run traffic until the run's end, the worker's close order or the connection's loss
 /// (then as [`hold`](super::hold::hold) returns: the lost socket's local address).
-pub(super) async fn active(mut stream: TcpStream, links: &Links) -> Option<Option<SocketAddr>> {
+pub(super) async fn active(stream: TcpStream, links: &Links) -> Option<Option<SocketAddr>> {
+    let mut pending: Option<Pending> = None;
+    let mut publishing: Option<Publishing> = None;
+    let end = run(stream, links, &mut pending, &mut publishing).await;
+    // Ended with work under way (lost, closed, stopped): its outcome still goes to the
+    // worker, which waits for one per connection it rang.
+    if pending.is_some() {
+        links.send(Event::Traffic(TrafficEvent::SubscribeTimedOut));
+    }
+    if let Some(p) = publishing {
+        for _ in &p.unacked {
+            links.send(Event::Traffic(TrafficEvent::AckTimedOut));
+        }
+        if p.total > p.k {
+            links.send(Event::Traffic(TrafficEvent::Unsent { count: p.total - p.k }));
+        }
+        links.send(Event::Traffic(TrafficEvent::PublisherDone));
+    }
+    end
+}
+
+async fn run(
+    mut stream: TcpStream,
+    links: &Links,
+    pending: &mut Option<Pending>,
+    publishing: &mut Option<Publishing>,
+) -> Option<Option<SocketAddr>> {
     let n = links.bell.number();
     let v5 = links.spec.mqtt.v5.is_some();
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::new();
     let mut done_phase: Option<usize> = None;
-    let mut pending: Option<Pending> = None;
-    let mut publishing: Option<Publishing> = None;
     let mut awaiting_pong = false;
     let mut next_id: u16 = 0;
     let mut id = move || {
@@ -106,7 +130,7 @@ pub(super) async fn active(mut stream: TcpStream, links: &Links) -> Option<Optio
                         Some(filter) => {
                             let pid = id();
                             encode_subscribe(pid, &filter, plan.qos, v5, &mut out);
-                            pending = Some(Pending { id: pid, sent: now, deadline: now + plan.timeout });
+                            *pending = Some(Pending { id: pid, sent: now, deadline: now + plan.timeout });
                         }
                         None => links.send(Event::Traffic(TrafficEvent::SubscribeRefused { code: 0x8F })),
                     },
@@ -118,7 +142,7 @@ pub(super) async fn active(mut stream: TcpStream, links: &Links) -> Option<Optio
                         if total == 0 {
                             links.send(Event::Traffic(TrafficEvent::PublisherDone));
                         } else {
-                            publishing = Some(Publishing {
+                            *publishing = Some(Publishing {
                                 order: order.clone(),
                                 j,
                                 total,
@@ -157,11 +181,11 @@ pub(super) async fn active(mut stream: TcpStream, links: &Links) -> Option<Optio
             }
         }
         if publishing.as_ref().is_some_and(|p| p.k >= p.total && p.unacked.is_empty()) {
-            publishing = None;
+            *publishing = None;
             links.send(Event::Traffic(TrafficEvent::PublisherDone));
         }
         if pending.as_ref().is_some_and(|p| p.deadline <= now) {
-            pending = None;
+            *pending = None;
             links.send(Event::Traffic(TrafficEvent::SubscribeTimedOut));
         }
         if !out.is_empty() {
@@ -285,6 +309,20 @@ pub(super) async fn active(mut stream: TcpStream, links: &Links) -> Option<Optio
                 }
             }
         }
+    }
+}
+
+/// A traffic order rung on a connection that cannot carry it (the target closed it and
+/// it is kept open, `on_eof = "hold"`): its outcome at once, so the phase does not wait.
+pub(super) fn cannot_carry(links: &Links) {
+    if !links.bell.take_traffic() {
+        return;
+    }
+    let order = links.spec.traffic.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match order.as_deref().map(|o| &o.what) {
+        Some(Traffic::Subscribe(_)) => links.send(Event::Traffic(TrafficEvent::SubscribeTimedOut)),
+        Some(Traffic::Publish { .. }) => links.send(Event::Traffic(TrafficEvent::PublisherDone)),
+        None => {}
     }
 }
 

@@ -11,7 +11,7 @@ use std::task::Poll;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::active::active;
+use super::active::{active, cannot_carry};
 use super::close::close_held;
 use super::command::CloseCommand;
 use super::links::{Event, Links};
@@ -71,7 +71,7 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
                 if let Some(cmd) = rings.close {
                     return Poll::Ready(Wake::Close(cmd));
                 }
-                if rings.traffic && lifecycle == Lifecycle::Held {
+                if rings.traffic {
                     return Poll::Ready(Wake::Traffic);
                 }
                 if lifecycle == Lifecycle::Held {
@@ -91,6 +91,7 @@ pub(super) fn hold(stream: TcpStream, links: &Links) -> impl Future<Output = Opt
             match wake {
                 Wake::Stop => return None,
                 Wake::Close(cmd) => break Some(cmd),
+                Wake::Traffic if lifecycle == Lifecycle::PeerClosed => cannot_carry(links),
                 Wake::Traffic => break None,
                 Wake::Readable(Err(e)) => return lost(links, &stream, &e),
                 Wake::Readable(Ok(())) => match links.spec.protocol.receive(&stream) {

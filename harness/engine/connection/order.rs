@@ -81,6 +81,10 @@ pub enum TrafficEvent {
     },
     /// A message without sockcap's stamp.
     Foreign,
+    /// Messages a publisher had scheduled and could not send: its connection ended.
+    Unsent {
+        count: u64,
+    },
     /// A publisher has sent all its messages and has their acknowledgements (or gave up).
     PublisherDone,
 }

@@ -132,6 +132,7 @@ impl Tally {
                 Tally::bump(&mut f.delivered_100ms, self.start);
             }
             TrafficEvent::Foreign => f.foreign += 1,
+            TrafficEvent::Unsent { count } => f.unsent += count,
             TrafficEvent::PublisherDone => self.publishers_done += 1,
         }
     }

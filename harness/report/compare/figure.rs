@@ -33,7 +33,9 @@ impl Better {
             Metric::Message(MessageFigure::Lost | MessageFigure::Duplicated | MessageFigure::OutOfOrder) => {
                 Better::Lower
             }
-            Metric::Message(MessageFigure::SubscribeRefused | MessageFigure::AckTimedOut) => Better::Lower,
+            Metric::Message(MessageFigure::SubscribeRefused | MessageFigure::AckTimedOut | MessageFigure::Unsent) => {
+                Better::Lower
+            }
             Metric::Message(_) => Better::Higher,
         }
     }
