@@ -44,11 +44,13 @@ pub struct PublishPlan {
     pub drain: Duration,
 }
 
-/// Connection numbers `from..to` (`to` excluded).
+/// Connection numbers `from..to` (`to` excluded), or a share of the connections the
+/// phases before opened (`share`, in millionths: resolved by [`Clients::resolve`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Clients {
     pub from: u64,
     pub to: u64,
+    pub share: Option<(u32, u32)>,
 }
 
 impl Clients {
@@ -56,10 +58,34 @@ impl Clients {
         (self.from..self.to).contains(&n)
     }
 
-    /// `"a..b"`.
+    /// The connection numbers, a share resolved against the `opened` connections.
+    pub fn resolve(self, opened: u64) -> Clients {
+        let Some((a, b)) = self.share else { return self };
+        let at = |ppm: u32| (u128::from(opened) * u128::from(ppm) / 1_000_000) as u64;
+        Clients { from: at(a), to: at(b), share: None }
+    }
+
+    /// `"a..b"`, or a share of the connections opened before: `"50%..100%"`, `"10%"` (the first 10%).
     pub fn parse(text: &str) -> Result<Clients, String> {
-        let fix = "write a range of connection numbers such as \"0..5000\" (the first 5,000 connections)";
-        let (a, b) = text.split_once("..").ok_or_else(|| format!("`{text}` is not a range: {fix}"))?;
+        let fix = "write a range of connection numbers such as \"0..5000\" (the first 5,000 connections) \
+                   or a share such as \"50%..100%\" or \"10%\" (of the connections opened before)";
+        let pct = |s: &str| {
+            let p = s.trim().strip_suffix('%')?.trim().parse::<f64>().ok()?;
+            (0.0..=100.0).contains(&p).then(|| (p * 10_000.0).round() as u32)
+        };
+        let (a, b) = match text.split_once("..") {
+            None => match pct(text) {
+                Some(b) if b > 0 => return Ok(Clients { from: 0, to: u64::MAX, share: Some((0, b)) }),
+                _ => return Err(format!("`{text}` is not a range: {fix}")),
+            },
+            Some(ab) => ab,
+        };
+        if a.contains('%') || b.contains('%') {
+            return match (pct(a), pct(b)) {
+                (Some(a), Some(b)) if a < b => Ok(Clients { from: 0, to: u64::MAX, share: Some((a, b)) }),
+                _ => Err(format!("`{text}` is not a share of the connections: {fix}")),
+            };
+        }
         let (from, to) = match (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
             (Ok(a), Ok(b)) => (a, b),
             _ => return Err(format!("`{text}` is not a range: {fix}")),
@@ -67,7 +93,7 @@ impl Clients {
         if from >= to {
             return Err(format!("`{text}` is empty: {fix}"));
         }
-        Ok(Clients { from, to })
+        Ok(Clients { from, to, share: None })
     }
 }
 
@@ -218,7 +244,7 @@ fn qos(check: &Check, at: &str, q: Option<i64>) -> Result<u8, PlanError> {
 
 fn clients(check: &Check, at: &str, c: Option<&str>) -> Result<Clients, PlanError> {
     match c {
-        None => Ok(Clients { from: 0, to: u64::MAX }),
+        None => Ok(Clients { from: 0, to: u64::MAX, share: None }),
         Some(text) => Clients::parse(text).map_err(|m| check.err(format!("{at}.clients"), m)),
     }
 }
@@ -262,7 +288,7 @@ pub(super) fn publish_plan(
         return Err(check.err(format!("{at}.topic"), "a message's topic has no wildcard (`+`, `#`): name one topic"));
     }
     let clients = clients(check, at, p.clients.as_deref())?;
-    if clients.to != u64::MAX && topic.render(clients.from).is_none() {
+    if clients.share.is_none() && topic.render(clients.from).is_none() {
         return Err(check.err(
             format!("{at}.topic"),
             format!("`{}` is negative for client {}: start `clients` higher or subtract less", p.topic, clients.from),
@@ -347,7 +373,7 @@ mod tests {
         let sub = |topic: &str, from, to| SubscribePlan {
             topic: TopicTemplate::parse(topic).unwrap(),
             qos: 1,
-            clients: Clients { from, to },
+            clients: Clients { from, to, share: None },
             timeout: Duration::from_secs(1),
         };
         let subs =
@@ -358,7 +384,15 @@ mod tests {
         assert_eq!(fanout.of_topic("in"), 1, "one per share group");
         assert_eq!(fanout.of_topic("nobody"), 0);
         assert_eq!(Fanout::of(&subs, 50).of_topic("fan"), 0, "connections never opened subscribe nothing");
-        assert_eq!(Clients::parse("0..5000"), Ok(Clients { from: 0, to: 5000 }));
-        assert!(Clients::parse("5..5").is_err() && Clients::parse("10%").is_err());
+        assert_eq!(Clients::parse("0..5000"), Ok(Clients { from: 0, to: 5000, share: None }));
+        assert!(Clients::parse("5..5").is_err() && Clients::parse("x").is_err() && Clients::parse("5..10%").is_err());
+        assert_eq!(
+            Clients::parse("50%..100%").unwrap().resolve(10_000),
+            Clients { from: 5000, to: 10_000, share: None }
+        );
+        assert_eq!(Clients::parse("10%").unwrap().resolve(3000), Clients { from: 0, to: 300, share: None });
+        assert!(
+            Clients::parse("60%..50%").is_err() && Clients::parse("0%").is_err() && Clients::parse("101%").is_err()
+        );
     }
 }

@@ -136,10 +136,15 @@ async fn run(
                     },
                     Traffic::Publish { plan, publishers, fanout } => {
                         let j = n.saturating_sub(plan.clients.from);
-                        let topic = plan.topic.render(n).unwrap_or_default();
-                        let expected = fanout.of_topic(&topic);
+                        let topic = plan.topic.render(n);
+                        let expected = topic.as_deref().map_or(0, |t| fanout.of_topic(t));
                         let total = messages_of(plan.count, *publishers, j);
-                        if total == 0 {
+                        if topic.is_none() && total > 0 {
+                            // `{n - K}` below zero (a share of clients starting too low).
+                            links.send(Event::Traffic(TrafficEvent::Unsent { count: total }));
+                        }
+                        let topic = topic.unwrap_or_default();
+                        if total == 0 || topic.is_empty() {
                             links.send(Event::Traffic(TrafficEvent::PublisherDone));
                         } else {
                             *publishing = Some(Publishing {

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::Worker;
 use crate::engine::connection::{Traffic, TrafficOrder};
-use crate::plan::traffic::Fanout;
+use crate::plan::traffic::{Fanout, PublishPlan, SubscribePlan};
 use crate::plan::Action;
 
 impl Worker<'_> {
@@ -16,15 +16,27 @@ impl Worker<'_> {
     pub(super) fn order_traffic(&self, index: usize, action: &Action, start: Instant) -> u64 {
         let opened = self.plan.connections_before(index);
         let (what, clients) = match action {
-            Action::Subscribe(s) => (Traffic::Subscribe(s.clone()), s.clients),
+            Action::Subscribe(s) => {
+                let s = SubscribePlan { clients: s.clients.resolve(opened), ..s.clone() };
+                let clients = s.clients;
+                (Traffic::Subscribe(s), clients)
+            }
             Action::Publish(p) => {
-                let subscribes = self.plan.phases[..index].iter().filter_map(|phase| match &phase.action {
-                    Action::Subscribe(s) => Some(s),
-                    _ => None,
-                });
-                let fanout = Arc::new(Fanout::of(subscribes, opened));
+                // Each subscribe phase's share of what was open when it ran.
+                let subscribes: Vec<SubscribePlan> = (0..index)
+                    .filter_map(|i| match &self.plan.phases[i].action {
+                        Action::Subscribe(s) => Some(SubscribePlan {
+                            clients: s.clients.resolve(self.plan.connections_before(i)),
+                            ..s.clone()
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                let fanout = Arc::new(Fanout::of(&subscribes, opened));
+                let p = PublishPlan { clients: p.clients.resolve(opened), ..p.clone() };
                 let publishers = p.clients.to.min(opened).saturating_sub(p.clients.from);
-                (Traffic::Publish { plan: p.clone(), publishers, fanout }, p.clients)
+                let clients = p.clients;
+                (Traffic::Publish { plan: p, publishers, fanout }, clients)
             }
             _ => return 0,
         };
