@@ -232,6 +232,19 @@ fn a_broker_killed_mid_phase_leaves_messages_unsent_and_fails_the_run() {
     assert_eq!(p["errors"]["no_outcome"].as_u64().unwrap_or(0), 0, "{p}");
 }
 
+/// The embedded target routes within one process: traffic toward several of its
+/// processes is refused before the run (a publisher and a subscriber could miss each other).
+#[test]
+fn traffic_on_several_embedded_processes_is_refused() {
+    let stderr = refused_scenario(
+        "pubsub-split.toml",
+        "name = \"s\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\n[embedded]\nworkers = 2\n\
+         [[phase]]\nconnect = { count = 2, rate = 10 }\n\
+         [[phase]]\nsubscribe = { topic = \"t\", clients = \"0..1\" }\n",
+    );
+    assert!(stderr.contains("pubsub-split.toml") && stderr.contains("within one process"), "{stderr}");
+}
+
 /// A message smaller than its header cannot carry it: refused, naming the field.
 #[test]
 fn a_size_below_the_header_is_refused() {
