@@ -139,6 +139,33 @@ fn fan_out_from_one_publisher_reaches_every_subscriber() {
     assert_eq!(witness.count(100), 100, "mosquitto_sub saw each message once");
 }
 
+/// QoS 2 end to end against mosquitto (PUBLISH, PUBREC, PUBREL, PUBCOMP both ways), and
+/// MQTT 5 fan-in to a shared subscription: 100 publishers toward `$share/g/in`, whose
+/// four members get each message once between them (expected counts the group once).
+#[test]
+fn qos2_and_a_shared_subscription_against_mosquitto() {
+    let broker = Mosquitto::start("pubsub-qos2", "max_queued_messages 0\n");
+    let toml = format!(
+        "name = \"qos2\"\ntarget = \"{}\"\nprotocol = \"mqtt\"\n[mqtt]\nversion = 5\n\
+         [[phase]]\nname = \"ramp\"\nconnect = {{ count = 204, rate = 2000 }}\n\
+         [[phase]]\nname = \"subscribe\"\nsubscribe = {{ topic = \"q/{{n}}\", qos = 2, clients = \"0..100\" }}\n\
+         [[phase]]\nname = \"share\"\nsubscribe = {{ topic = \"$share/g/in\", qos = 1, clients = \"200..204\" }}\n\
+         [[phase]]\nname = \"qos2\"\n\
+         publish = {{ topic = \"q/{{n - 100}}\", qos = 2, clients = \"100..200\", rate = 1000, count = 1000 }}\n\
+         expect = {{ delivered = \"== 1000\", acknowledged = \"== 1000\", \"messages.lost\" = \"== 0\" }}\n\
+         [[phase]]\nname = \"fan-in\"\n\
+         publish = {{ topic = \"in\", qos = 1, clients = \"100..200\", rate = 1000, count = 1000 }}\n\
+         expect = {{ expected = \"== 1000\", delivered = \"== expected\", duplicated = \"== 0\" }}\n",
+        broker.addr()
+    );
+    let (out, report) = run_scenario("pubsub-qos2", &toml, &[]);
+    assert_exit(&out, 0);
+    let m = messages(&report, "qos2");
+    assert_eq!(m["latency_us"]["pubcomp"]["count"].as_u64(), Some(1000), "{m}");
+    assert_eq!(n(&messages(&report, "share"), "subscribed"), 4);
+    assert_eq!(n(&messages(&report, "fan-in"), "delivered"), 1000);
+}
+
 /// A broker that drops messages: mosquitto with one message in flight and one queued per
 /// client, 100 publishers at once toward one subscriber. The drops show as
 /// `messages.lost` (expected = delivered + lost) and the run fails.
