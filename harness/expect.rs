@@ -66,6 +66,72 @@ pub enum LatencyKind {
     Recovery,
     /// How late sockcap issued its operations after their scheduled instants.
     Lateness,
+    /// SUBSCRIBE to SUBACK (`messages.latency_us.suback`).
+    Suback,
+    /// A message's scheduled instant to its PUBACK (QoS 1).
+    Puback,
+    /// A message's scheduled instant to its PUBCOMP (QoS 2).
+    Pubcomp,
+    /// A message's scheduled instant to its receipt by a subscriber.
+    Delivery,
+}
+
+/// A message figure of a phase (`messages.*` in the report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageFigure {
+    Published,
+    Unsent,
+    Acknowledged,
+    Expected,
+    Delivered,
+    Lost,
+    Duplicated,
+    OutOfOrder,
+    Subscribed,
+    SubscribeRefused,
+    AckTimedOut,
+}
+
+impl MessageFigure {
+    pub const ALL: [MessageFigure; 11] = [
+        MessageFigure::Published,
+        MessageFigure::Unsent,
+        MessageFigure::Acknowledged,
+        MessageFigure::Expected,
+        MessageFigure::Delivered,
+        MessageFigure::Lost,
+        MessageFigure::Duplicated,
+        MessageFigure::OutOfOrder,
+        MessageFigure::Subscribed,
+        MessageFigure::SubscribeRefused,
+        MessageFigure::AckTimedOut,
+    ];
+
+    /// Its name after `messages.` (and alone, but for `lost`, which alone means `drops`).
+    pub fn key(self) -> &'static str {
+        match self {
+            MessageFigure::Published => "published",
+            MessageFigure::Unsent => "unsent",
+            MessageFigure::Acknowledged => "acknowledged",
+            MessageFigure::Expected => "expected",
+            MessageFigure::Delivered => "delivered",
+            MessageFigure::Lost => "lost",
+            MessageFigure::Duplicated => "duplicated",
+            MessageFigure::OutOfOrder => "out_of_order",
+            MessageFigure::Subscribed => "subscribed",
+            MessageFigure::SubscribeRefused => "subscribe_refused",
+            MessageFigure::AckTimedOut => "ack_timed_out",
+        }
+    }
+
+    /// `messages.<key>`, or `<key>` alone but `lost`.
+    fn parse(name: &str) -> Option<MessageFigure> {
+        let (key, prefixed) = match name.strip_prefix("messages.") {
+            Some(k) => (k, true),
+            None => (name, false),
+        };
+        MessageFigure::ALL.into_iter().find(|f| f.key() == key && (prefixed || *f != MessageFigure::Lost))
+    }
 }
 
 /// A figure of what the target's processes spent (`target.*`).
@@ -113,6 +179,8 @@ pub enum Metric {
     Target(TargetFigure),
     /// sockcap's own CPU share of its cores (`sockcap.cpu`).
     SockcapCpu,
+    /// A message figure: `published`, `delivered`, `messages.lost`, ...
+    Message(MessageFigure),
 }
 
 impl Metric {
@@ -157,6 +225,9 @@ impl Metric {
                 Err(format!("`{counter}` is not a counter name from /proc/net/snmp or /proc/net/netstat"))
             };
         }
+        if let Some(figure) = MessageFigure::parse(name) {
+            return Ok(Metric::Message(figure));
+        }
         match name {
             "target.rss" => return Ok(Metric::Target(TargetFigure::Rss)),
             "target.rss_per_conn" => return Ok(Metric::Target(TargetFigure::RssPerConn)),
@@ -179,6 +250,10 @@ impl Metric {
                 "close" => Some(LatencyKind::Close),
                 "recovery" => Some(LatencyKind::Recovery),
                 "lateness" => Some(LatencyKind::Lateness),
+                "suback" => Some(LatencyKind::Suback),
+                "puback" => Some(LatencyKind::Puback),
+                "pubcomp" => Some(LatencyKind::Pubcomp),
+                "delivery" => Some(LatencyKind::Delivery),
                 _ => None,
             };
             let pct = match pct {
@@ -199,7 +274,9 @@ impl Metric {
              `connect_p99` / `tls_p99` / `ws_p99` / `handshake_p50` / `close_max` / `recovery_p90` (p50 p90 p99 p999 min max), \
              `lateness_p99`, `errors`, `errors.<kind>`, `kernel.<Counter>`, `connected`, `drops` (`lost`), \
              `reconnect_attempts`, `reconnected`, `peak_reconnect_rate`, `rate`, `target.rss`, \
-             `target.rss_per_conn`, `target.cpu` or `sockcap.cpu`",
+             `target.rss_per_conn`, `target.cpu`, `sockcap.cpu`, messages (`published`, `delivered`, `expected`, \
+             `messages.lost`, `duplicated`, `out_of_order`, `acknowledged`, `subscribed`, `subscribe_refused`, \
+             `ack_timed_out`; latencies `suback_p99`, `puback_p99`, `pubcomp_p99`, `delivery_p99`)",
             state_list()
         ))
     }
@@ -231,6 +308,8 @@ pub struct Expectation {
     pub expr: String,
     /// Added by sockcap, not written in the scenario.
     pub implicit: bool,
+    /// Compared with another figure of the phase instead of `value`: `delivered = "== published"`.
+    pub against: Option<Metric>,
 }
 
 impl Expectation {
@@ -248,6 +327,16 @@ impl Expectation {
                 ))
             }
         };
+        if let Ok(Metric::Message(other)) = Metric::parse(number.trim()) {
+            return Ok(Expectation {
+                expr: format!("{name} {} {}", op.symbol(), number.trim()),
+                metric,
+                op,
+                value: 0.0,
+                implicit: false,
+                against: Some(Metric::Message(other)),
+            });
+        }
         let value = parse_threshold(&metric, &number)?;
         Ok(Expectation {
             expr: format!("{name} {} {}", op.symbol(), number.trim()),
@@ -255,12 +344,20 @@ impl Expectation {
             op,
             value,
             implicit: false,
+            against: None,
         })
     }
 
     /// `errors == 0`, added to phases that name no error expectation.
     pub fn no_errors() -> Expectation {
-        Expectation { metric: Metric::Errors(None), op: Op::Eq, value: 0.0, expr: "errors == 0".into(), implicit: true }
+        Expectation {
+            metric: Metric::Errors(None),
+            op: Op::Eq,
+            value: 0.0,
+            expr: "errors == 0".into(),
+            implicit: true,
+            against: None,
+        }
     }
 }
 
@@ -271,7 +368,7 @@ fn split_op(s: &str) -> Result<(Op, String), String> {
             return Ok((op, rest.trim().to_string()));
         }
     }
-    if s.starts_with(|c: char| c.is_ascii_digit()) {
+    if s.starts_with(|c: char| c.is_ascii_digit()) || MessageFigure::parse(s).is_some() {
         return Ok((Op::Eq, s.to_string()));
     }
     Err(format!("`{s}` does not start with a comparison; write it as \">= 5000\" (one of < <= > >= == !=)"))
@@ -404,6 +501,21 @@ mod tests {
         assert!(parse("established", ">= lots").unwrap_err().contains("not a number"));
         let err = Expectation::parse("established", &toml::Value::Boolean(true)).unwrap_err();
         assert!(err.contains("found a boolean"));
+    }
+
+    #[test]
+    fn message_figures_and_a_figure_on_the_right() {
+        let e = parse("delivered", "== published").unwrap();
+        assert_eq!(
+            (e.metric, e.against),
+            (Metric::Message(MessageFigure::Delivered), Some(Metric::Message(MessageFigure::Published)))
+        );
+        assert_eq!(e.expr, "delivered == published");
+        assert_eq!(parse("messages.lost", "== 0").unwrap().metric, Metric::Message(MessageFigure::Lost));
+        assert_eq!(parse("lost", "== 0").unwrap().metric, Metric::Drops, "`lost` alone keeps meaning drops");
+        let e = parse("delivery_p99", "< 50ms").unwrap();
+        assert_eq!((e.metric, e.value), (Metric::Latency(LatencyKind::Delivery, Percentile::P99), 50_000.0));
+        assert!(parse("delivered", "== nothing").unwrap_err().contains("not a number"));
     }
 
     #[test]

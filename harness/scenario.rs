@@ -179,6 +179,10 @@ pub struct PhaseSection {
     /// Sleep duration, e.g. `"5s"`.
     pub sleep: Option<String>,
     pub churn: Option<ChurnSection>,
+    /// Subscribe held MQTT connections: `{ topic = "bench/{n}", qos, clients = "0..5000" }`.
+    pub subscribe: Option<SubscribeSection>,
+    /// Publish from held MQTT connections: `{ topic, qos, clients, rate, size, duration | count, max_inflight }`.
+    pub publish: Option<PublishSection>,
     /// Source addresses for this phase's new connections (overrides the scenario's).
     pub sources: Option<Vec<String>>,
     /// Sysctls set when the phase starts (only with `[netns]`).
@@ -268,4 +272,38 @@ pub struct NetemSection {
     pub jitter: Option<String>,
     /// Packets dropped, e.g. `"1%"`; `"100%"` is a partition.
     pub loss: Option<String>,
+}
+
+/// `subscribe = { topic, qos, clients, timeout }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeSection {
+    /// Topic filter with `{n}` placeholders (`{n}`, `{n - K}`, `{n + K}`, `{n % K}`).
+    pub topic: String,
+    pub qos: Option<i64>,
+    /// Connection numbers `"a..b"` (default: every held connection).
+    pub clients: Option<String>,
+    /// From SUBSCRIBE to SUBACK (default `"10s"`).
+    pub timeout: Option<String>,
+}
+
+/// `publish = { topic, qos, clients, rate, size, duration | count, max_inflight, timeout, drain }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishSection {
+    pub topic: String,
+    pub qos: Option<i64>,
+    pub clients: Option<String>,
+    /// Messages per second, all publishers together.
+    pub rate: f64,
+    /// Payload bytes (default and least: 24, the header).
+    pub size: Option<i64>,
+    pub duration: Option<String>,
+    pub count: Option<i64>,
+    /// Unacknowledged messages per publisher (default 16).
+    pub max_inflight: Option<i64>,
+    /// From a message's scheduled instant to its PUBACK / PUBCOMP (default `"10s"`).
+    pub timeout: Option<String>,
+    /// Wait for deliveries after the last scheduled message (default `"2s"`).
+    pub drain: Option<String>,
 }

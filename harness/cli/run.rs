@@ -18,7 +18,7 @@ use crate::engine::worker::WorkerContext;
 use crate::engine::worker_set::{self, WorkerSet};
 use crate::engine::{self, RunContext, StartGate};
 use crate::metrics::{MetricsServer, RunCollector};
-use crate::plan::{Plan, TargetSpec};
+use crate::plan::{Action, Plan, TargetSpec};
 use crate::preflight;
 use crate::rendezvous::RendezvousError;
 use crate::report::{self, Outcome, RunReport, ShardInfo};
@@ -135,6 +135,18 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
     }
     let workers = budget.workers;
     let target_workers = u32::try_from(budget.target_workers).unwrap_or(crate::embedded::MAX_WORKERS);
+    let traffic = plan.phases.iter().any(|p| matches!(p.action, Action::Subscribe(_) | Action::Publish(_)));
+    if plan.target == TargetSpec::Embedded && traffic && target_workers > 1 {
+        // Its routing table is per process: a publisher and a subscriber in different
+        // processes would never meet, and their messages would count as lost.
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "{}: the embedded target routes messages within one process, and this run needs {target_workers} \
+             target processes ({} connections at once, or [embedded] workers): hold fewer clients in a scenario \
+             with subscribe or publish phases, or run it against a broker (target = \"host:port\")",
+            args.scenario.display(),
+            budget.peak_connections
+        )));
+    }
     let needed = budget.peak_connections.div_ceil(workers) + descriptors::RESERVE;
     let sources = env.sources;
     if workers == 1 {

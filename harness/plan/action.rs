@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::error::{Check, PlanError};
+use super::traffic::{PublishPlan, SubscribePlan};
 use crate::protocol::Protocol;
 use crate::scenario::{ChurnSection, CloseSection, ConnectSection};
 
@@ -15,6 +16,8 @@ pub enum Action {
     Close(ClosePlan),
     Sleep(Duration),
     Churn(ChurnPlan),
+    Subscribe(SubscribePlan),
+    Publish(PublishPlan),
 }
 
 impl Action {
@@ -25,6 +28,8 @@ impl Action {
             Action::Close(_) => "close",
             Action::Sleep(_) => "sleep",
             Action::Churn(_) => "churn",
+            Action::Subscribe(_) => "subscribe",
+            Action::Publish(_) => "publish",
         }
     }
 
@@ -35,6 +40,7 @@ impl Action {
             Action::Connect(c) => Some(c.count),
             Action::Churn(c) => Some(c.count),
             Action::Hold(_) | Action::Close(_) | Action::Sleep(_) => None,
+            Action::Subscribe(_) | Action::Publish(_) => None,
         }
     }
 }

@@ -20,6 +20,7 @@ mod sources;
 mod sysctl;
 mod target;
 mod tls;
+pub mod traffic;
 mod validity;
 
 use std::net::{IpAddr, SocketAddr};
@@ -183,6 +184,16 @@ impl Plan {
             .enumerate()
             .map(|(i, p)| phase_plan(&check, i, p, protocol, target, netns.is_some()))
             .collect::<Result<Vec<_>, _>>()?;
+        // The traffic loop (engine/connection/active.rs) reads the kernel's queue itself:
+        // messages over TLS or WebSocket are not built yet.
+        let traffic = phases.iter().position(|p| matches!(p.action, Action::Subscribe(_) | Action::Publish(_)));
+        if let (Some(i), false) = (traffic, transport.transport == crate::transport::Transport::Tcp) {
+            return Err(check.err(
+                format!("phase[{i}]"),
+                "subscribe and publish run over transport = \"tcp\" only (messages over TLS and WebSocket are \
+                 not built yet); remove `transport` or this phase",
+            ));
+        }
         Ok(Plan {
             name: s.name,
             file: path.to_path_buf(),
@@ -252,7 +263,7 @@ impl Plan {
                 // Half-closed sockets stay open until the target closes: count them as held.
                 Action::Close(c) if c.how == CloseMode::HalfClose => {}
                 Action::Close(c) => held -= c.amount.of(held),
-                Action::Hold(_) | Action::Sleep(_) => {}
+                Action::Hold(_) | Action::Sleep(_) | Action::Subscribe(_) | Action::Publish(_) => {}
                 // A cycle closes its connection at once; at most about a second's worth is open.
                 Action::Churn(c) if churn => peak = peak.max(held + (c.rate as u64).min(c.count)),
                 Action::Churn(_) => {}
@@ -269,6 +280,7 @@ impl Plan {
             Action::Connect(c) => c.count,
             Action::Churn(c) => c.count,
             Action::Close(_) | Action::Hold(_) | Action::Sleep(_) => 0,
+            Action::Subscribe(_) | Action::Publish(_) => 0,
         };
         self.phases.iter().take(index).map(started).sum()
     }
@@ -331,7 +343,11 @@ impl Plan {
                     }
                     c.rate /= part;
                 }
-                Action::Hold(_) | Action::Sleep(_) => {}
+                Action::Hold(_) | Action::Sleep(_) | Action::Subscribe(_) => {}
+                Action::Publish(p) => {
+                    p.count = host.share(p.count);
+                    p.rate /= part;
+                }
             }
         }
         view

@@ -9,6 +9,7 @@ use super::event::{phase_events, Event};
 use super::sources::{check_family, parse_sources};
 use super::sysctl::{sysctls, Sysctl};
 use super::target::TargetSpec;
+use super::traffic::{publish_plan, subscribe_plan};
 use crate::expect::{Expectation, Metric};
 use crate::protocol::Protocol;
 use crate::scenario::PhaseSection;
@@ -50,14 +51,22 @@ pub(super) fn phase_plan(
 ) -> Result<PhasePlan, PlanError> {
     let at = format!("phase[{i}]");
     let name = p.name.clone().unwrap_or_else(|| format!("phase {}", i + 1));
-    let actions = [p.connect.is_some(), p.hold.is_some(), p.close.is_some(), p.sleep.is_some(), p.churn.is_some()];
+    let actions = [
+        p.connect.is_some(),
+        p.hold.is_some(),
+        p.close.is_some(),
+        p.sleep.is_some(),
+        p.churn.is_some(),
+        p.subscribe.is_some(),
+        p.publish.is_some(),
+    ];
     let events = phase_events(check, &at, p.exec.as_ref(), p.fault.as_ref(), p.netem.as_ref(), target, in_netns)?;
     let events_only = !events.is_empty() && !actions.contains(&true);
     if actions.iter().filter(|a| **a).count() != 1 && !events_only {
         return Err(check.err(
             at,
             format!(
-                "phase `{name}` needs exactly one of `connect`, `hold`, `close`, `sleep`, `churn` (or only \
+                "phase `{name}` needs exactly one of `connect`, `hold`, `close`, `sleep`, `churn`, `subscribe`, `publish` (or only \
                  events: `exec`, `fault`, `netem`); split it into several [[phase]]s"
             ),
         ));
@@ -70,6 +79,10 @@ pub(super) fn phase_plan(
         Action::Close(close_plan(check, &format!("{at}.close"), c, protocol)?)
     } else if let Some(c) = &p.churn {
         Action::Churn(churn_plan(check, &format!("{at}.churn"), c, protocol)?)
+    } else if let Some(s) = &p.subscribe {
+        Action::Subscribe(subscribe_plan(check, &format!("{at}.subscribe"), s, protocol)?)
+    } else if let Some(s) = &p.publish {
+        Action::Publish(publish_plan(check, &format!("{at}.publish"), s, protocol)?)
     } else if let Some(t) = &p.hold {
         Action::Hold(check.duration(&format!("{at}.hold"), t)?)
     } else {

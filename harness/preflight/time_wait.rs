@@ -76,6 +76,7 @@ pub fn time_wait_at_once(plan: &Plan) -> (u64, u64) {
                 }
                 continue;
             }
+            Action::Subscribe(_) | Action::Publish(_) => continue,
         };
         match how {
             CloseMode::Fin | CloseMode::HalfClose => client += n,

@@ -7,7 +7,7 @@
 //! has no reading of gives no value, and the expectation fails with the reason, whatever
 //! zero its field holds.
 
-use crate::expect::{Expectation, LatencyKind, Metric, Percentile, Side, TargetFigure};
+use crate::expect::{Expectation, LatencyKind, MessageFigure, Metric, Percentile, Side, TargetFigure};
 use crate::report::{ExpectationResult, PhaseReport};
 
 impl Metric {
@@ -25,6 +25,10 @@ impl Metric {
                     LatencyKind::Close => &phase.latency_us.close,
                     LatencyKind::Recovery => &phase.recovery.as_ref()?.recovery_us,
                     LatencyKind::Lateness => &phase.latency_us.lateness,
+                    LatencyKind::Suback => &phase.messages.as_ref()?.latency_us.suback,
+                    LatencyKind::Puback => &phase.messages.as_ref()?.latency_us.puback,
+                    LatencyKind::Pubcomp => &phase.messages.as_ref()?.latency_us.pubcomp,
+                    LatencyKind::Delivery => &phase.messages.as_ref()?.latency_us.delivery,
                 };
                 if *kind == LatencyKind::Recovery && *pct == Percentile::Max && still_down(phase) > 0 {
                     return None;
@@ -55,6 +59,22 @@ impl Metric {
             Metric::Target(TargetFigure::RssPerConn) => phase.target.as_ref()?.rss_per_conn_bytes?,
             Metric::Target(TargetFigure::Cpu) => return Some(phase.target.as_ref()?.cpu_percent),
             Metric::SockcapCpu => return Some(phase.generator.as_ref()?.cpu_percent),
+            Metric::Message(figure) => {
+                let m = phase.messages.as_ref()?;
+                match figure {
+                    MessageFigure::Published => m.published,
+                    MessageFigure::Unsent => m.unsent,
+                    MessageFigure::Acknowledged => m.acknowledged,
+                    MessageFigure::Expected => m.expected,
+                    MessageFigure::Delivered => m.delivered,
+                    MessageFigure::Lost => m.lost,
+                    MessageFigure::Duplicated => m.duplicated,
+                    MessageFigure::OutOfOrder => m.out_of_order,
+                    MessageFigure::Subscribed => m.subscribed,
+                    MessageFigure::SubscribeRefused => m.subscribe_refused.values().sum(),
+                    MessageFigure::AckTimedOut => m.ack_timed_out,
+                }
+            }
         };
         Some(value as f64)
     }
@@ -78,6 +98,7 @@ impl Metric {
             }
             Metric::Target(_) => "the target's processes were not measured in this phase".to_string(),
             Metric::SockcapCpu => "sockcap's CPU was not measured in this phase".to_string(),
+            Metric::Message(_) => "no message was published or received in this phase".to_string(),
             _ => "not measured in this phase".to_string(),
         })
     }
@@ -111,6 +132,10 @@ fn kind_name(kind: LatencyKind) -> &'static str {
         LatencyKind::Close => "close",
         LatencyKind::Recovery => "recovery",
         LatencyKind::Lateness => "lateness",
+        LatencyKind::Suback => "suback",
+        LatencyKind::Puback => "puback",
+        LatencyKind::Pubcomp => "pubcomp",
+        LatencyKind::Delivery => "delivery",
     }
 }
 
@@ -119,11 +144,19 @@ impl Expectation {
     /// with the reason it has none.
     pub fn judge(&self, phase: &PhaseReport) -> ExpectationResult {
         let reading = self.metric.reading(phase);
+        // Against another figure: both must have been observed.
+        let (reading, value) = match &self.against {
+            None => (reading, self.value),
+            Some(other) => match (reading, other.reading(phase)) {
+                (Ok(a), Ok(b)) => (Ok(a), b),
+                (Err(e), _) | (_, Err(e)) => (Err(e), 0.0),
+            },
+        };
         ExpectationResult {
             expr: self.expr.clone(),
             actual: reading.as_ref().ok().copied(),
             unit: self.metric.unit().to_string(),
-            passed: reading.as_ref().is_ok_and(|a| self.op.holds(*a, self.value)),
+            passed: reading.as_ref().is_ok_and(|a| self.op.holds(*a, value)),
             reason: reading.err(),
             implicit: self.implicit,
             deferred: false,

@@ -20,6 +20,7 @@ pub mod judge;
 pub mod junit;
 pub mod markup;
 pub mod merge;
+pub mod messages;
 pub mod recovery;
 pub mod run_report;
 mod shard_info;

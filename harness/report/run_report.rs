@@ -8,6 +8,7 @@ use probe::{Limits, SockStat, StateCounts};
 use serde::{Deserialize, Serialize};
 
 use crate::latency::LatencySummary;
+use crate::report::messages::Messages;
 use crate::report::recovery::Recovery;
 use crate::report::spend::{GeneratorSpend, KernelMemory, TargetSpend};
 use crate::report::unobserved::Unobserved;
@@ -250,6 +251,10 @@ pub struct PhaseReport {
     /// coordinator of each host; a failed one fails the run.
     #[serde(default)]
     pub events: Vec<EventReport>,
+    /// Traffic over held MQTT connections (`subscribe`, `publish` phases, and deliveries
+    /// in any phase); absent without any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Messages>,
     pub expectations: Vec<ExpectationResult>,
 }
 
@@ -418,6 +423,7 @@ impl PhaseReport {
             invalid: None,
             unobserved: Unobserved::default(),
             events: Vec::new(),
+            messages: None,
             expectations: Vec::new(),
         }
     }

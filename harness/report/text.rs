@@ -135,6 +135,7 @@ fn phase_block(out: &mut String, i: usize, total: usize, p: &PhaseReport) {
     }
     spend(out, p);
     latency_table(out, p);
+    messages(out, p);
     recovery(out, p);
     let failed: Vec<String> = p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{k} {n}")).collect();
     if !failed.is_empty() {
@@ -239,6 +240,52 @@ fn latency_table(out: &mut String, p: &PhaseReport) {
     );
     for (name, l) in p.latency_us.measured() {
         let _ = writeln!(out, "           {name:<10}{:>8}{}", l.count, percentiles(l));
+    }
+}
+
+/// The phase's traffic: subscriptions, messages published and delivered, and their
+/// latencies in the latency table's columns.
+fn messages(out: &mut String, p: &PhaseReport) {
+    let Some(m) = &p.messages else { return };
+    let refused = |map: &std::collections::BTreeMap<String, u64>| {
+        map.iter().map(|(k, n)| format!(" {k} {n}")).collect::<String>()
+    };
+    if m.subscribed + m.subscribe_timed_out > 0 || !m.subscribe_refused.is_empty() {
+        let _ = writeln!(
+            out,
+            "  messages subscribed {}, refused{} {}, timed out {}",
+            m.subscribed,
+            refused(&m.subscribe_refused),
+            m.subscribe_refused.values().sum::<u64>(),
+            m.subscribe_timed_out
+        );
+    }
+    if m.published + m.delivered + m.duplicated + m.foreign > 0 {
+        let _ = writeln!(
+            out,
+            "  messages published {}, acknowledged {}, expected {}, delivered {}, lost {}, duplicated {}, out of order {}{}{}",
+            m.published,
+            m.acknowledged,
+            m.expected,
+            m.delivered,
+            m.lost,
+            m.duplicated,
+            m.out_of_order,
+            if m.ack_timed_out + m.unsent > 0 {
+                format!(", unacknowledged {}, unsent {}", m.ack_timed_out, m.unsent)
+            } else {
+                String::new()
+            },
+            if m.publish_refused.is_empty() { String::new() } else { format!(", refused{}", refused(&m.publish_refused)) },
+        );
+    }
+    let l = &m.latency_us;
+    for (name, summary) in
+        [("suback", &l.suback), ("puback", &l.puback), ("pubcomp", &l.pubcomp), ("delivery", &l.delivery)]
+    {
+        if summary.count > 0 {
+            let _ = writeln!(out, "           {name:<10}{:>8}{}", summary.count, percentiles(summary));
+        }
     }
 }
 

@@ -49,6 +49,7 @@ pub fn latency(kind: LatencyKind) -> &'static str {
         LatencyKind::Close => "latency.close",
         LatencyKind::Recovery => "latency.recovery",
         LatencyKind::Lateness => "latency.lateness",
+        LatencyKind::Suback | LatencyKind::Puback | LatencyKind::Pubcomp | LatencyKind::Delivery => "messages",
     }
 }
 
@@ -114,6 +115,7 @@ pub fn figures_of(metric: &Metric) -> Vec<String> {
         | Metric::Reconnected
         | Metric::PeakReconnectRate
         | Metric::Rate => vec![OPERATIONS.into()],
+        Metric::Message(_) => vec!["messages".into()],
         Metric::Kernel(name) => vec![KERNEL.into(), format!("{KERNEL}.{name}")],
         Metric::Target(_) => vec![crate::report::spend::TARGET.into()],
         Metric::SockcapCpu => vec![crate::report::spend::SOCKCAP_CPU.into()],

@@ -14,6 +14,7 @@ mod mqtt5;
 mod netlab;
 mod preflight;
 mod probe_cmd;
+mod pubsub;
 mod reconnect;
 mod report_formats;
 mod report_outputs;

@@ -16,10 +16,12 @@ use crate::support::{assert_exit, output_within, report, sockcap, Mosquitto, Tem
 
 /// The scenario files this module runs, each with how: every file of `scenarios/` must
 /// be here (the first test checks), so a new scenario is run with workers too.
-const TOP_LEVEL: [&str; 7] = [
+const TOP_LEVEL: [&str; 9] = [
     "close-modes.toml",
     "mqtt-ramp.toml",
     "mqtt5.toml",
+    "pubsub-fanout.toml",
+    "pubsub-p2p.toml",
     "quickstart.toml",
     "reconnect-partition.toml",
     "reconnect-storm.toml",
@@ -95,6 +97,18 @@ fn quickstart_runs_with_three_workers() {
 
 /// MQTT 5 over three workers: each worker's clients speak MQTT 5 (the report says so),
 /// and the phases' counts merge exact.
+#[test]
+fn pubsub_scenarios_run_with_three_workers() {
+    // Publishers and subscribers spread over three client processes: expected, published
+    // and delivered merge exactly (a worker's lost alone would be wrong).
+    let report = passes_with_three_workers("pubsub-p2p.toml", &scaled("pubsub-p2p.toml", &[]), &[]);
+    let p2p = report["phases"].as_array().unwrap().iter().find(|p| p["name"] == "p2p").unwrap();
+    assert_eq!(p2p["messages"]["delivered"], 10_000);
+    let report = passes_with_three_workers("pubsub-fanout.toml", &scaled("pubsub-fanout.toml", &[]), &[]);
+    let fan = report["phases"].as_array().unwrap().iter().find(|p| p["name"] == "fan-out").unwrap();
+    assert_eq!(fan["messages"]["delivered"], 200_000);
+}
+
 #[test]
 fn mqtt5_runs_with_three_workers() {
     let text = scaled(

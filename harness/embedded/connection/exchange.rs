@@ -21,11 +21,16 @@ pub(super) struct Replies {
     stack: [u8; REPLY_STACK],
     len: usize,
     spill: Vec<u8>,
+    /// Filters (and QoS) the client subscribed to in this read: the session registers
+    /// them with the router before the SUBACK goes out.
+    pub subscriptions: Vec<(String, u8)>,
+    /// The client speaks MQTT 5 (how messages to it are encoded).
+    pub v5: bool,
 }
 
 impl Replies {
     pub fn new() -> Self {
-        Replies { stack: [0; REPLY_STACK], len: 0, spill: Vec::new() }
+        Replies { stack: [0; REPLY_STACK], len: 0, spill: Vec::new(), subscriptions: Vec::new(), v5: false }
     }
 
     pub fn push(&mut self, reply: &[u8]) {

@@ -19,6 +19,7 @@
 mod exchange;
 mod mqtt;
 mod protocol;
+mod router;
 mod session;
 mod tcp;
 mod tls;

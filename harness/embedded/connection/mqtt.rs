@@ -5,21 +5,68 @@
 //! than 3.1.1 and 5, then close), PINGREQ with PINGRESP; close on DISCONNECT (with
 //! or without MQTT 5's reason code), on EOF, and on anything malformed or out of order. The server closing first after DISCONNECT leaves
 //! TIME_WAIT on the server side, as real brokers do. Other packet types are
-//! skipped; keep-alive is not enforced.
+//! skipped; keep-alive is not enforced. Messages: SUBSCRIBE is answered with SUBACK
+//! (the session registers the filters with the process's router), PUBLISH is routed
+//! (`router.rs`) and acknowledged (PUBACK; PUBREC, then PUBCOMP for the PUBREL), and a
+//! subscriber's PUBREC for a QoS 2 message is answered with PUBREL.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::protocol::mqtt::{self, Packet};
 
 use super::exchange::{Replies, Step};
+use super::router::ROUTER;
+use crate::protocol::mqtt::traffic::{ack, decode_incoming, Incoming};
+
+/// A message packet of a connected client: routed, acknowledged, or its subscription
+/// handed to the session (in `replies`) before the SUBACK goes out.
+fn on_traffic(packet: Incoming, v5: bool, replies: &mut Replies) -> Step {
+    match packet {
+        Incoming::Publish { qos, id, topic, payload } => {
+            let Ok(topic) = std::str::from_utf8(topic) else { return Step::Close };
+            ROUTER.publish(topic, payload, qos);
+            match qos {
+                1 => replies.push(&ack(4, id)),
+                2 => replies.push(&ack(5, id)),
+                _ => {}
+            }
+        }
+        Incoming::Subscribe { id, filters } => {
+            let mut suback = vec![0x90, 0];
+            suback.extend_from_slice(&id.to_be_bytes());
+            if v5 {
+                suback.push(0);
+            }
+            for (filter, qos) in filters {
+                let Ok(filter) = std::str::from_utf8(filter) else { return Step::Close };
+                let granted = qos.min(2);
+                replies.subscriptions.push((filter.to_string(), granted));
+                suback.push(granted);
+            }
+            // One byte of remaining length: at most 127 (a SUBSCRIBE of up to ~120 filters).
+            match u8::try_from(suback.len() - 2) {
+                Ok(len) if len <= 127 => suback[1] = len,
+                _ => return Step::Close,
+            }
+            replies.v5 = v5;
+            replies.push(&suback);
+        }
+        Incoming::PubRel { id } => replies.push(&ack(7, id)),
+        Incoming::PubRec { id, .. } => replies.push(&ack(6, id)),
+        Incoming::PubAck { .. } | Incoming::PubComp { .. } => {}
+        // A server's packets (SUBACK, ...) sent by a client.
+        _ => return Step::Close,
+    }
+    Step::Continue
+}
 
 /// Where an MQTT connection is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Accepted, waiting for CONNECT.
     AwaitConnect,
-    /// CONNACK 0 sent; answering PINGREQs until DISCONNECT.
-    Connected,
+    /// CONNACK 0 sent; answering PINGREQs, routing messages until DISCONNECT.
+    Connected { v5: bool },
 }
 
 /// The server side of one MQTT connection.
@@ -49,6 +96,21 @@ impl MqttServer {
         }
         let mut used = 0;
         loop {
+            if let (Phase::Connected { v5 }, Some(first)) = (self.phase, data.get(used)) {
+                if matches!(first >> 4, 3..=8) {
+                    match decode_incoming(&data[used..], v5) {
+                        Ok(None) => return (used, Step::Continue),
+                        Ok(Some((packet, len))) => {
+                            used += len;
+                            if on_traffic(packet, v5, replies) == Step::Close {
+                                return (used, Step::Close);
+                            }
+                            continue;
+                        }
+                        Err(_) => return (used, Step::Close),
+                    }
+                }
+            }
             match mqtt::decode(&data[used..]) {
                 Ok(None) => return (used, Step::Continue),
                 Ok(Some((packet, len))) => {
@@ -83,14 +145,14 @@ impl MqttServer {
                     }
                 }
                 connects.fetch_add(1, Ordering::Relaxed);
-                self.phase = Phase::Connected;
+                self.phase = Phase::Connected { v5: protocol_level == mqtt::PROTOCOL_LEVEL_5 };
                 Step::Continue
             }
-            (Phase::Connected, Packet::PingReq) => {
+            (Phase::Connected { .. }, Packet::PingReq) => {
                 replies.push(&mqtt::PINGRESP);
                 Step::Continue
             }
-            (Phase::Connected, Packet::Other { .. }) => Step::Continue,
+            (Phase::Connected { .. }, Packet::Other { .. }) => Step::Continue,
             // DISCONNECT; a first packet other than CONNECT; a second CONNECT;
             // a server's packet sent by the client.
             _ => Step::Close,

@@ -38,6 +38,8 @@ use crate::protocol::{OnEof, Protocol};
 
 use super::exchange::{Replies, Step};
 use super::protocol::ServerProtocol;
+use super::router::{Delivery, Inbox, ROUTER};
+use crate::protocol::mqtt::traffic::encode_forward;
 
 /// Bytes read per readiness event.
 const READ_CHUNK: usize = 2048;
@@ -58,7 +60,9 @@ pub(in crate::embedded) fn run(
     let mut conn = Connection::new(opts.protocol, opts.read, connects);
     let on_eof = opts.on_eof;
     // Boxed, and only when asked for: a timer is larger than the rest of the task.
-    let mut half_close = opts.shutdown_after.map(|delay| Box::pin(tokio::time::sleep(delay)));
+    if let Some(delay) = opts.shutdown_after {
+        conn.extras_mut().timer = Some(Box::pin(tokio::time::sleep(delay)));
+    }
     async move {
         // Replies must not wait for an ACK (Nagle): they are what clients time.
         // Best effort: a socket that refuses the option fails its next read anyway.
@@ -74,14 +78,17 @@ pub(in crate::embedded) fn run(
             let event = tokio::select! {
                 biased;
                 () = &mut cancelled => return,
-                () = elapsed(&mut half_close) => Event::HalfClose,
+                event = timer_or_delivery(&mut conn.extras) => event,
                 ready = stream.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
                     Event::Ready(ready.is_ok())
                 }
             };
             let step = match event {
+                Event::Delivery(delivery) => conn.deliver(&stream, delivery),
                 Event::HalfClose => {
-                    half_close = None;
+                    if let Some(extras) = conn.extras.as_mut() {
+                        extras.timer = None;
+                    }
                     conn.half_close(&stream)
                 }
                 Event::Ready(false) => Step::Close,
@@ -100,20 +107,34 @@ pub(in crate::embedded) fn run(
 }
 
 /// What woke a connection up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Event {
     /// The `shutdown_after` timer fired.
     HalfClose,
     /// The socket is ready for the awaited direction (`false`: it failed).
     Ready(bool),
+    /// A message routed to this subscriber.
+    Delivery(Delivery),
 }
 
-/// Completes when the timer does; never without one. A `poll_fn` holds only
-/// the borrow, where an `async fn` would also hold its own state.
-fn elapsed(timer: &mut Option<Pin<Box<Sleep>>>) -> impl Future<Output = ()> + '_ {
-    std::future::poll_fn(move |cx| match timer {
-        Some(sleep) => sleep.as_mut().poll(cx),
-        None => Poll::Pending,
+/// The `shutdown_after` timer, or the next message routed to a subscribed connection;
+/// never without either. One `poll_fn` for both holds only the two borrows (a future
+/// per source would cost the idle connection's task 8 bytes more).
+fn timer_or_delivery(extras: &mut Option<Box<Extras>>) -> impl Future<Output = Event> + '_ {
+    std::future::poll_fn(move |cx| {
+        let Some(extras) = extras else { return Poll::Pending };
+        if let Some(sleep) = &mut extras.timer {
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::HalfClose);
+            }
+        }
+        if let Some(inbox) = &mut extras.inbox {
+            // The inbox keeps a sender: its channel never closes while it exists.
+            if let Poll::Ready(Some(delivery)) = inbox.rx.poll_recv(cx) {
+                return Poll::Ready(Event::Delivery(delivery));
+            }
+        }
+        Poll::Pending
     })
 }
 
@@ -142,6 +163,18 @@ pub(super) struct Connection {
     unsent: Vec<u8>,
     /// The server-wide count of CONNECTs answered with CONNACK 0, for the protocol.
     connects: Arc<AtomicU64>,
+    /// What few connections have: the `shutdown_after` timer, a subscribed MQTT client's
+    /// inbox. Boxed, and only when one of them is there.
+    extras: Option<Box<Extras>>,
+}
+
+/// The rare parts of a connection's state.
+#[derive(Debug, Default)]
+struct Extras {
+    /// `shutdown_after`, armed at accept.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Messages routed to this subscriber.
+    inbox: Option<Inbox>,
 }
 
 impl Connection {
@@ -153,9 +186,14 @@ impl Connection {
             partial: Vec::new(),
             unsent: Vec::new(),
             connects,
+            extras: None,
         };
         conn.stop_reading_if_done();
         conn
+    }
+
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
     }
 
     /// What to wait for on the socket: writability while replies are pending,
@@ -197,6 +235,12 @@ impl Connection {
             Ok(n) => {
                 let mut replies = Replies::new();
                 let step = self.on_bytes(&chunk[..n], &mut replies);
+                // Subscribed before the SUBACK goes out.
+                for (filter, qos) in replies.subscriptions.drain(..) {
+                    let v5 = replies.v5;
+                    let inbox = self.extras_mut().inbox.get_or_insert_with(|| Inbox::new(v5));
+                    ROUTER.subscribe(&filter, qos, inbox);
+                }
                 self.stop_reading_if_done();
                 match self.send(stream, replies.as_slice()) {
                     Step::Continue => step,
@@ -239,6 +283,19 @@ impl Connection {
             }
             Err(_) => Step::Close,
         }
+    }
+
+    /// A routed message out to this subscriber, after what is still unsent.
+    fn deliver(&mut self, stream: &TcpStream, (routed, qos): Delivery) -> Step {
+        let Some(inbox) = self.extras.as_mut().and_then(|e| e.inbox.as_mut()) else { return Step::Continue };
+        let id = if qos > 0 { inbox.next_id() } else { 0 };
+        let mut packet = Vec::with_capacity(routed.payload.len() + routed.topic.len() + 8);
+        encode_forward(&routed.topic, qos, id, inbox.v5, &routed.payload, &mut packet);
+        if !self.unsent.is_empty() {
+            self.unsent.extend_from_slice(&packet);
+            return Step::Continue;
+        }
+        self.send(stream, &packet)
     }
 
     /// Writes kept replies once the socket is writable again.
@@ -442,7 +499,7 @@ mod tests {
         let future = run(stream, &opts, CancellationToken::new(), Arc::new(AtomicU64::new(0)));
         let size = std::mem::size_of_val(&future);
         // 392 bytes with tokio 1.54: socket 40, state 64, cancellation 72,
-        // readiness 152, the boxed `shutdown_after` timer and its poll 16.
+        // readiness 152, the boxed extras (`shutdown_after` timer, a subscriber's inbox) and their poll 16.
         // A read buffer in the future would be 2 KiB more.
         assert!(size <= 400, "connection future is {size} bytes");
     }

@@ -10,6 +10,7 @@ use std::task::Poll;
 
 use tokio::time::Instant;
 
+use super::active::{active, cannot_carry};
 use super::close::close_held;
 use super::command::CloseCommand;
 use super::links::{Event, Links};
@@ -37,6 +38,7 @@ enum Lifecycle {
 enum Wake {
     Stop,
     Close(CloseCommand),
+    Traffic,
     Readable(io::Result<()>),
     Ping,
 }
@@ -69,6 +71,9 @@ pub(super) fn hold(mut stream: Stream, links: &Links) -> impl Future<Output = Op
                 if let Some(cmd) = rings.close {
                     return Poll::Ready(Wake::Close(cmd));
                 }
+                if rings.traffic {
+                    return Poll::Ready(Wake::Traffic);
+                }
                 if lifecycle == Lifecycle::Held {
                     // Spends tokio's cooperative budget: against a target that sends
                     // without pause this returns Pending once the budget is out, so the
@@ -85,7 +90,9 @@ pub(super) fn hold(mut stream: Stream, links: &Links) -> impl Future<Output = Op
             .await;
             match wake {
                 Wake::Stop => return None,
-                Wake::Close(cmd) => break cmd,
+                Wake::Close(cmd) => break Some(cmd),
+                Wake::Traffic if lifecycle == Lifecycle::PeerClosed => cannot_carry(links),
+                Wake::Traffic => break None,
                 Wake::Readable(Err(e)) => return lost(links, &stream, &e),
                 Wake::Readable(Ok(())) => match stream.receive(links.spec.protocol) {
                     Readout::Data { pong } => awaiting_pong &= !pong,
@@ -135,9 +142,22 @@ pub(super) fn hold(mut stream: Stream, links: &Links) -> impl Future<Output = Op
                 }
             }
         };
-        // Out of the loop, so that nothing of it is kept across this await.
-        Box::pin(close_held(stream, close_order, links)).await;
-        None
+        // Out of the loop, so that nothing of it is kept across these awaits.
+        match close_order {
+            Some(cmd) => {
+                Box::pin(close_held(stream, cmd, links)).await;
+                None
+            }
+            // Subscribed or publishing from now on: its state lives in that box.
+            None => match stream {
+                Stream::Tcp(tcp) => Box::pin(active(tcp, links)).await,
+                // Refused at plan time (traffic runs over TCP only): never rung here.
+                other => {
+                    cannot_carry(links);
+                    Some(other.tcp().local_addr().ok())
+                }
+            },
+        }
     }
 }
 

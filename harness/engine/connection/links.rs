@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::command::CloseCommand;
+use super::order::{TrafficEvent, TrafficOrder};
 use crate::engine::worker::held::Bell;
 use crate::failure::ErrorKind;
 use crate::plan::{MqttOptions, ReconnectPolicy};
@@ -44,6 +45,9 @@ pub struct ConnSpec {
     pub tls: Option<TlsClient>,
     /// The worker's WebSocket client, when the transport is `ws` or `wss`.
     pub ws: Option<WsClient>,
+    /// The current phase's traffic order (subscribe, publish), for the connections the
+    /// worker rings: one for the worker, not one per connection.
+    pub traffic: Mutex<Option<Arc<TrafficOrder>>>,
 }
 
 /// [`ConnSpec::server_keep_alive_s`] before any CONNACK told one.
@@ -91,6 +95,7 @@ impl ConnSpec {
             server_keep_alive_s: AtomicU32::new(NO_SERVER_KEEP_ALIVE),
             tls: None,
             ws: None,
+            traffic: Mutex::new(None),
         })
     }
 }
@@ -137,6 +142,8 @@ pub enum Event {
     ReconnectFailed { kind: ErrorKind, errno: Option<i32> },
     /// A lost connection's attempts ran out (`max_attempts`): it stays lost.
     GaveUp,
+    /// Traffic over a held MQTT connection (`subscribe`, `publish` phases).
+    Traffic(TrafficEvent),
     /// A close asked for by the engine finished (`error` when it did not go as the mode expects).
     Closed { close_us: u64, error: Option<(ErrorKind, Option<i32>)> },
 }

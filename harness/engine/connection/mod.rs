@@ -13,11 +13,13 @@
 //! [`Bell`](crate::engine::worker::held::Bell). The types it shares with the worker are
 //! in `links.rs` and `command.rs`, re-exported here.
 
+mod active;
 mod close;
 mod command;
 mod hold;
 mod links;
 mod open;
+mod order;
 mod reconnect;
 
 use std::future::Future;
@@ -25,6 +27,7 @@ use std::net::SocketAddr;
 
 pub use command::CloseCommand;
 pub use links::{Attempt, ConnSpec, Event, Links, NO_SERVER_KEEP_ALIVE};
+pub use order::{Traffic, TrafficEvent, TrafficOrder};
 
 /// Run one connection from its scheduled connect to its end.
 ///

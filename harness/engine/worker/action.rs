@@ -44,6 +44,9 @@ pub enum ActionDriver {
     Close { pacer: Pacer, how: CloseMode, timeout: Duration, fill: bool, sent: u64 },
     /// Hold or sleep until an instant.
     Wait { until: Instant },
+    /// Subscribe or publish on held connections (worker/traffic.rs rings them): done
+    /// when each rung connection has reported and `until` has passed.
+    Traffic { rung: u64, subscribe: bool, until: Instant, give_up: Instant },
 }
 
 impl ActionDriver {
@@ -83,6 +86,14 @@ impl ActionDriver {
                 sent: 0,
             },
             Action::Hold(d) | Action::Sleep(d) => ActionDriver::Wait { until: start + *d },
+            Action::Subscribe(s) => {
+                ActionDriver::Traffic { rung: 0, subscribe: true, until: start, give_up: start + s.timeout + GRACE }
+            }
+            Action::Publish(p) => {
+                let last = start + Duration::from_secs_f64(p.count as f64 / p.rate);
+                let give_up = last + p.timeout + p.drain + GRACE;
+                ActionDriver::Traffic { rung: 0, subscribe: false, until: last + p.drain, give_up }
+            }
         }
     }
 
@@ -97,6 +108,7 @@ impl ActionDriver {
             }
             ActionDriver::Close { pacer, sent, .. } => pacer.finished() && collected.close_outcomes() >= *sent,
             ActionDriver::Wait { until } => Instant::now() >= *until,
+            ActionDriver::Traffic { rung, until, .. } => self.outcomes(collected) >= *rung && Instant::now() >= *until,
         }
     }
 
@@ -105,6 +117,7 @@ impl ActionDriver {
         match self {
             ActionDriver::Connect { pacer, .. } | ActionDriver::Close { pacer, .. } => pacer.next_due(),
             ActionDriver::Wait { until } => Some(*until),
+            ActionDriver::Traffic { until, .. } => (Instant::now() < *until).then_some(*until),
         }
     }
 
@@ -117,6 +130,7 @@ impl ActionDriver {
             }
             ActionDriver::Close { pacer, timeout, .. } => Some(pacer.scheduled(pacer.total()) + *timeout + GRACE),
             ActionDriver::Wait { .. } => None,
+            ActionDriver::Traffic { give_up, .. } => Some(*give_up),
         }
     }
 
@@ -125,6 +139,7 @@ impl ActionDriver {
         match self {
             ActionDriver::Connect { pacer, .. } | ActionDriver::Close { pacer, .. } => pacer.total(),
             ActionDriver::Wait { .. } => 0,
+            ActionDriver::Traffic { rung, .. } => *rung,
         }
     }
 
@@ -134,6 +149,7 @@ impl ActionDriver {
             ActionDriver::Connect { pacer, .. } => pacer.issued(),
             ActionDriver::Close { sent, .. } => *sent,
             ActionDriver::Wait { .. } => 0,
+            ActionDriver::Traffic { rung, .. } => *rung,
         }
     }
 
@@ -144,6 +160,8 @@ impl ActionDriver {
             ActionDriver::Connect { then_close: None, .. } => collected.connected,
             ActionDriver::Connect { .. } | ActionDriver::Close { .. } => collected.closed,
             ActionDriver::Wait { .. } => 0,
+            ActionDriver::Traffic { subscribe: true, .. } => collected.messages.subscribed(),
+            ActionDriver::Traffic { subscribe: false, .. } => collected.messages.publishers_done,
         }
     }
 
@@ -153,6 +171,8 @@ impl ActionDriver {
             ActionDriver::Connect { .. } => collected.connect_outcomes(),
             ActionDriver::Close { .. } => collected.close_outcomes(),
             ActionDriver::Wait { .. } => 0,
+            ActionDriver::Traffic { subscribe: true, .. } => collected.messages.subscribes_done,
+            ActionDriver::Traffic { subscribe: false, .. } => collected.messages.publishers_done,
         }
     }
 

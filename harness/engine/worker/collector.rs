@@ -9,6 +9,7 @@ use crate::failure::{ErrorCounts, ErrorKind};
 use crate::latency::Latency;
 
 use super::recovery::Recoveries;
+use super::tally::Tally;
 
 /// A phase's running measurements.
 #[derive(Debug)]
@@ -60,6 +61,8 @@ pub struct Collector {
     /// the failure's call instead, a connect called a moment after it but whose port
     /// search ran first, took the last port, and counted as a recovery.)
     pub recovered_at: Option<Instant>,
+    /// Message figures (subscribe, publish, deliveries).
+    pub messages: Tally,
     /// Successes in each [`TIMELINE_STEP`] since `start`.
     pub timeline: Vec<u32>,
     start: Instant,
@@ -97,6 +100,7 @@ impl Collector {
             connected_before_exhaustion: 0,
             recovered_at: None,
             timeline: Vec::new(),
+            messages: Tally::new(start),
             start,
         }
     }
@@ -190,6 +194,10 @@ impl Collector {
             }
             Event::PortTaken => {
                 self.ports_taken += 1;
+                0
+            }
+            Event::Traffic(traffic) => {
+                self.messages.record(traffic);
                 0
             }
             Event::Closed { close_us, error } => {

@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::engine::connection::CloseCommand;
+use crate::plan::traffic::Clients;
 
 /// One connection's doorbell, shared by the connection task and the worker.
 #[derive(Debug, Default)]
@@ -37,6 +38,8 @@ struct Rung {
     close: Option<CloseCommand>,
     /// The keep-alive ping is due.
     ping: bool,
+    /// The worker's traffic order (in the worker's `ConnSpec::traffic`) is for it.
+    traffic: bool,
     /// When the next ping is due (`None`: no pings), moved on by [`Bell::pinged`].
     ping_due: Option<Instant>,
     /// The connection task, registered by its last poll.
@@ -52,6 +55,8 @@ pub struct Rings {
     pub close: Option<CloseCommand>,
     /// The keep-alive ping is due.
     pub ping: bool,
+    /// A traffic order is for it (taken with [`Bell::take_traffic`]).
+    pub traffic: bool,
 }
 
 impl Bell {
@@ -71,7 +76,12 @@ impl Bell {
         if !rung.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             rung.waker = Some(cx.waker().clone());
         }
-        Rings { stop: rung.stop, close: rung.close, ping: rung.ping }
+        Rings { stop: rung.stop, close: rung.close, ping: rung.ping, traffic: rung.traffic }
+    }
+
+    /// Whether a traffic order was rung, taking it.
+    pub fn take_traffic(&self) -> bool {
+        std::mem::take(&mut self.lock().traffic)
     }
 
     /// Ring the ping at `due` (`None`: no more pings), instead of any ping rung already.
@@ -175,6 +185,17 @@ impl HeldConnections {
             }
         }
         false
+    }
+
+    /// Ring the traffic order on every live connection whose number is in `clients`;
+    /// returns how many were rung.
+    pub fn ring_traffic(&self, clients: Clients) -> u64 {
+        let mut rung = 0;
+        for bell in self.lock().iter().filter(|b| b.answered() && clients.contains(b.number())) {
+            bell.ring(|r| r.traffic = true);
+            rung += 1;
+        }
+        rung
     }
 
     /// Tell every connection on the held to stop, and empty it.

@@ -9,6 +9,8 @@ pub mod collector;
 pub mod held;
 pub mod pacing;
 mod recovery;
+mod tally;
+mod traffic;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU32;
@@ -157,6 +159,7 @@ impl<'p> Worker<'p> {
             server_keep_alive_s: AtomicU32::new(NO_SERVER_KEEP_ALIVE),
             tls: plan.transport.client.clone(),
             ws: plan.transport.ws.clone(),
+            traffic: std::sync::Mutex::new(None),
         });
         let connections = Arc::new(HeldConnections::new());
         let pinging = spec.protocol.ping().is_some() && !spec.mqtt.keep_alive.is_zero();
@@ -204,6 +207,9 @@ impl<'p> Worker<'p> {
     ) -> PhaseReport {
         sleep_until(start).await;
         let mut driver = self.driver_for(index, phase, start);
+        if let ActionDriver::Traffic { rung, .. } = &mut driver {
+            *rung = self.order_traffic(index, &phase.action, start);
+        }
         // Connection numbers are global: the phase's first is the count of every
         // connection the phases before it started, in every shard.
         let first_n = self.plan.connections_before(index);
@@ -314,6 +320,7 @@ impl<'p> Worker<'p> {
             invalid: None,
             unobserved,
             events: Vec::new(),
+            messages: collected.messages.report(),
             expectations: Vec::new(),
         }
     }
@@ -359,7 +366,7 @@ impl<'p> Worker<'p> {
                     }
                 }
             }
-            ActionDriver::Wait { .. } => {}
+            ActionDriver::Wait { .. } | ActionDriver::Traffic { .. } => {}
         }
     }
 

@@ -32,6 +32,7 @@ mod packet;
 #[cfg(test)]
 mod properties;
 mod reason;
+pub mod traffic;
 mod v5;
 #[cfg(test)]
 mod v5_golden;

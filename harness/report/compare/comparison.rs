@@ -207,7 +207,11 @@ impl<'a> PhaseValues<'a> {
             LatencyKind::Ws => self.ws.as_ref(),
             LatencyKind::Close => self.close.as_ref(),
             LatencyKind::Recovery => self.recovery.as_ref(),
-            LatencyKind::Lateness => None,
+            LatencyKind::Lateness
+            | LatencyKind::Suback
+            | LatencyKind::Puback
+            | LatencyKind::Pubcomp
+            | LatencyKind::Delivery => None,
         }
     }
 

@@ -4,7 +4,7 @@
 use probe::TcpState;
 
 use super::limits::Allowance;
-use crate::expect::{LatencyKind, Metric, Percentile, Side, TargetFigure};
+use crate::expect::{LatencyKind, MessageFigure, Metric, Percentile, Side, TargetFigure};
 
 /// Which direction of change is a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,13 @@ impl Better {
             | Metric::ReconnectAttempts
             | Metric::Reconnected
             | Metric::PeakReconnectRate => Better::Unchanged,
+            Metric::Message(MessageFigure::Lost | MessageFigure::Duplicated | MessageFigure::OutOfOrder) => {
+                Better::Lower
+            }
+            Metric::Message(MessageFigure::SubscribeRefused | MessageFigure::AckTimedOut | MessageFigure::Unsent) => {
+                Better::Lower
+            }
+            Metric::Message(_) => Better::Higher,
         }
     }
 }
@@ -136,6 +143,10 @@ pub fn metric_name(metric: &Metric) -> String {
                 LatencyKind::Close => "close",
                 LatencyKind::Recovery => "recovery",
                 LatencyKind::Lateness => "lateness",
+                LatencyKind::Suback => "suback",
+                LatencyKind::Puback => "puback",
+                LatencyKind::Pubcomp => "pubcomp",
+                LatencyKind::Delivery => "delivery",
             };
             let pct = match pct {
                 Percentile::P50 => "p50",
@@ -161,6 +172,8 @@ pub fn metric_name(metric: &Metric) -> String {
         Metric::Target(TargetFigure::RssPerConn) => "target.rss_per_conn".to_string(),
         Metric::Target(TargetFigure::Cpu) => "target.cpu".to_string(),
         Metric::SockcapCpu => "sockcap.cpu".to_string(),
+        Metric::Message(MessageFigure::Lost) => "messages.lost".to_string(),
+        Metric::Message(figure) => figure.key().to_string(),
     }
 }
 

@@ -67,6 +67,10 @@ struct PhaseData<'a> {
     /// Reconnects of lost connections in each 100 ms since the phase started (the
     /// rate chart's reconnects/s, finer than the census samples); empty when none.
     reconnects_100ms: &'a [u32],
+    /// Messages published and delivered in each 100 ms since the phase started; empty
+    /// without traffic.
+    published_100ms: &'a [u32],
+    delivered_100ms: &'a [u32],
     /// When the ephemeral ports toward the target ran out, as in the report.
     exhaustion: Option<&'a Exhaustion>,
     /// The events the phase ran (`exec`, `fault`, `netem`), as in the report: marked on
@@ -155,7 +159,17 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         open: p.open_at_end,
     };
     let rate = rate_steps(p.started_ms, &samples, &end);
-    let latency = p.latency_us.measured().map(|(name, s)| curve(name, s)).collect();
+    let messages = p.messages.as_ref().map(|m| {
+        let l = &m.latency_us;
+        [("suback", &l.suback), ("puback", &l.puback), ("pubcomp", &l.pubcomp), ("delivery", &l.delivery)]
+    });
+    // The message latencies beside the connection ones.
+    let latency = p
+        .latency_us
+        .measured()
+        .chain(messages.into_iter().flatten().filter(|(_, s)| s.count > 0))
+        .map(|(name, s)| curve(name, s))
+        .collect();
     PhaseData {
         name: &p.name,
         kind: &p.kind,
@@ -172,6 +186,8 @@ fn phase_data(p: &PhaseReport) -> PhaseData<'_> {
         latency,
         errors: p.errors.iter().filter(|(_, n)| **n > 0).map(|(k, n)| (k.as_str(), *n)).collect(),
         reconnects_100ms: p.recovery.as_ref().map_or(&[], |r| r.reconnects_100ms.as_slice()),
+        published_100ms: p.messages.as_ref().map_or(&[], |m| m.published_100ms.as_slice()),
+        delivered_100ms: p.messages.as_ref().map_or(&[], |m| m.delivered_100ms.as_slice()),
         exhaustion: p.exhaustion.as_ref(),
         events: &p.events,
         expectations: p

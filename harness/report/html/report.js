@@ -12,7 +12,10 @@
     fin_wait2: "#8250df", time_wait: "#fb8500", close: "#6e7781", close_wait: "#cf222e",
     last_ack: "#a40e26", listen: "#1f2328", closing: "#d4a72c",
   };
-  const LATENCY_COLORS = { connect: "#0969da", tls: "#1a7f37", handshake: "#fb8500", close: "#8250df" };
+  const LATENCY_COLORS = {
+    connect: "#0969da", tls: "#1a7f37", handshake: "#fb8500", close: "#8250df",
+    suback: "#1b7c83", puback: "#bf3989", pubcomp: "#9a6700", delivery: "#2da44e",
+  };
   const ERROR_COLORS = ["#cf222e", "#fb8500", "#8250df", "#0969da", "#bf8700", "#57606a",
     "#a40e26", "#1b7c83", "#d4a72c", "#6e7781", "#2da44e", "#e85aad", "#953800"];
   const MAX_DOTS = 600;
@@ -273,18 +276,26 @@
       }
       if (any && s.dots.length) series.push(s);
     }
-    // Lost connections coming back, per 100 ms: the storm's climb, finer than the census.
-    const back = { name: "reconnects/s (per 100 ms)", color: "#bf8700", pts: [], dots: [] };
-    for (const p of data.phases) {
-      p.reconnects_100ms.forEach((n, i) => {
-        const from = p.started_ms + i * 100, v = n * 10;
-        max = Math.max(max, v);
-        back.pts.push([from / 1000, v], [(from + 100) / 1000, v]);
-        if (n > 0) back.dots.push([(from + 50) / 1000, v, `${fmtCount(n)} back from ${fmtSec(from)} to ${fmtSec(from + 100)} (${p.name})`]);
-      });
-      back.pts.push(null);
+    // Per 100 ms: lost connections coming back (the storm's climb, finer than the
+    // census), and messages out (published) and in (delivered).
+    const per100 = [
+      { key: "reconnects_100ms", name: "reconnects/s (per 100 ms)", color: "#bf8700", what: "back" },
+      { key: "published_100ms", name: "messages out/s (published)", color: "#6f42c1", what: "published" },
+      { key: "delivered_100ms", name: "messages in/s (delivered)", color: "#0550ae", what: "delivered" },
+    ];
+    for (const def of per100) {
+      const s = { name: def.name, color: def.color, pts: [], dots: [] };
+      for (const p of data.phases) {
+        (p[def.key] || []).forEach((n, i) => {
+          const from = p.started_ms + i * 100, v = n * 10;
+          max = Math.max(max, v);
+          s.pts.push([from / 1000, v], [(from + 100) / 1000, v]);
+          if (n > 0) s.dots.push([(from + 50) / 1000, v, `${fmtCount(n)} ${def.what} from ${fmtSec(from)} to ${fmtSec(from + 100)} (${p.name})`]);
+        });
+        s.pts.push(null);
+      }
+      if (s.dots.length) series.push(s);
     }
-    if (back.dots.length) series.push(back);
     if (!series.length) {
       html(host, "p", "hint", "No phase connected or closed anything.");
       return;

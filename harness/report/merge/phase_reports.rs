@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use crate::expect::LatencyKind;
 use crate::latency::{HdrError, Latency, LatencySummary};
+use crate::report::messages::Messages;
 use crate::report::unobserved::{self, Unobserved};
 use crate::report::{CensusPair, Exhaustion, Latencies, PhaseReport, Recovery};
 
@@ -70,6 +71,16 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
     let recoveries: Vec<&Recovery> = parts.iter().filter_map(|p| p.recovery.as_ref()).collect();
     let recovery_us = latency(LatencyKind::Recovery, "recovery", recoveries.iter().map(|r| &r.recovery_us).collect());
     let recovery = recovery(&recoveries, recovery_us);
+    let with_messages: Vec<&Messages> = parts.iter().filter_map(|p| p.messages.as_ref()).collect();
+    let messages = match Messages::merge(&with_messages) {
+        _ if with_messages.is_empty() => None,
+        Ok(m) => Some(m),
+        Err(error) => {
+            notes.push(format!("phase `{}`: {error}; the phase's message figures are left out", first.name));
+            unobserved.mark("messages", format!("a part's message histogram cannot be decoded ({error})"));
+            None
+        }
+    };
     let sum = |f: fn(&PhaseReport) -> u64| parts.iter().map(f).fold(0, u64::saturating_add);
     let rate = parts.iter().map(|p| p.achieved_rate_per_s).sum::<f64>();
     let report = PhaseReport {
@@ -113,6 +124,7 @@ pub fn phases(parts: &[PhaseReport], part: &str) -> MergedPhase {
         // Events run in each host's coordinator: a worker's part has none, a shard's
         // has its host's.
         events: parts.iter().flat_map(|p| p.events.iter().cloned()).collect(),
+        messages,
         expectations: Vec::new(),
     };
     MergedPhase { report, notes }

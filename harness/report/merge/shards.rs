@@ -120,6 +120,15 @@ pub fn shards(parts: Vec<ShardReport>, expected: u32) -> Result<RunReport, Merge
         if with.len() < reports.len() {
             notes.push(format!("phase `{}`: {} of {} shards ran it", phase.name, with.len(), reports.len()));
         }
+        let hosts: BTreeSet<&str> = with.iter().map(|i| shards[*i].1.host.as_str()).collect();
+        if hosts.len() > 1 && phase.messages.as_ref().is_some_and(|m| m.latency_us.delivery.count > 0) {
+            notes.push(format!(
+                "phase `{}`: delivery latency compares the publisher's clock with the subscriber's, and these \
+                 shards ran on {} hosts: it holds only as far as their clocks agree (NTP, PTP)",
+                phase.name,
+                hosts.len()
+            ));
+        }
         let judged = reports[with[0]].phases[p].expectations.iter().map(|e| {
             Expectation::from_result(e).map(|x| x.judge(&phase)).unwrap_or_else(|why| {
                 notes.push(format!("phase `{}`: `{}` cannot be judged again: {why}", phase.name, e.expr));
@@ -430,6 +439,21 @@ mod tests {
         parts = fleet();
         parts[0].report.phases[1].duration_ms = u64::MAX;
         assert!(shards(parts, 3).unwrap().phases[1].samples.len() as u64 <= MAX_SAMPLES + 2);
+    }
+
+    /// Delivery latency measured on several hosts rests on their clocks: the merge says so.
+    #[test]
+    fn delivery_latency_across_hosts_carries_a_clock_note() {
+        let mut parts = fleet();
+        let mut delivery = crate::latency::Latency::new();
+        delivery.record_us(800);
+        let mut m = crate::report::messages::Messages { published: 1, expected: 1, delivered: 1, ..Default::default() };
+        m.latency_us.delivery = delivery.summary();
+        parts[0].report.phases[1].messages = Some(m);
+        let merged = shards(parts, 3).unwrap();
+        assert!(merged.notes.iter().any(|n| n.contains("as far as their clocks agree")), "{:?}", merged.notes);
+        assert_eq!(merged.phases[1].messages.as_ref().map(|m| m.delivered), Some(1));
+        assert!(!shards(fleet(), 3).unwrap().notes.iter().any(|n| n.contains("clocks agree")));
     }
 
     #[test]
