@@ -512,4 +512,15 @@ close = { how = "fin", rate = 100, fraction = 0.5 }
         }
         assert_eq!(plan.effective_sources(target, crate::sources::DEFAULT_RANGE).len(), 3);
     }
+
+    #[test]
+    fn messages_run_over_tcp_only() {
+        let traffic = GOOD
+            .replace("[[phase]]\nhold = \"2s\"", "[[phase]]\nsubscribe = { topic = \"t/{n}\", clients = \"0..10\" }");
+        assert!(load(&traffic).is_ok(), "over TCP");
+        let over_tls = traffic.replacen("\n[", "\ntransport = \"tls\"\n[tls]\ninsecure = true\n[", 1);
+        let err = load(&over_tls).unwrap_err();
+        assert_eq!(err.field, "phase[1]", "{err}");
+        assert!(err.message.contains("transport = \"tcp\" only"), "{err}");
+    }
 }
