@@ -3,7 +3,7 @@
 //! the step's phases, so every step is an ordinary plan run by the engine (and read by
 //! worker processes) exactly as `sockcap run` would.
 //!
-//! A rate step: `ramp` (connect `ramp` connections at the step's rate; the objectives),
+//! A rate step: `warm_up` (100 connections, unjudged), `ramp` (connect `ramp` connections at the step's rate; the objectives),
 //! `close` (all, RST), `cool_down` (sleep). A concurrency step: `climb` (connect the
 //! step's count at `rate`; the objectives), `hold` (the objectives that a hold measures,
 //! and `established >= count`), `close`, `cool_down`.
@@ -163,8 +163,11 @@ impl SearchSpec {
         };
         let count = match self.mode {
             Mode::Rate => {
+                // Not judged: the first connections of a step pay for the step's start
+                // (workers, allocations, the target's first accepts), not for its rate.
+                phases.push(phase("warm_up", "connect", connect(WARM_UP, WARM_UP as f64 * 10.0), lenient()));
                 phases.push(phase("ramp", "connect", connect(self.ramp, level), objectives.clone()));
-                self.ramp
+                self.ramp + WARM_UP
             }
             Mode::Concurrency => {
                 let n = level as u64;
@@ -180,16 +183,24 @@ impl SearchSpec {
         close.insert("how".into(), toml::Value::String("rst".into()));
         close.insert("rate".into(), toml::Value::Float((count as f64).max(5000.0)));
         close.insert("fraction".into(), toml::Value::Float(1.0));
-        // Closing is not judged: whatever it counts, it does not fail the step.
-        let mut lenient = toml::Table::new();
-        lenient.insert("errors".into(), toml::Value::String(">= 0".into()));
-        phases.push(phase("close", "close", toml::Value::Table(close), lenient));
+        phases.push(phase("close", "close", toml::Value::Table(close), lenient()));
         if !self.cool_down.is_zero() {
             phases.push(phase("cool_down", "sleep", dur(self.cool_down), toml::Table::new()));
         }
         table.insert("phase".into(), toml::Value::Array(phases));
         toml::to_string(&table).unwrap_or_default()
     }
+}
+
+/// Connections a rate step opens before its ramp (in 100 ms), unjudged.
+pub const WARM_UP: u64 = 100;
+
+/// The expectations of a phase that is not judged: whatever it counts, it does not fail
+/// the step (without them `errors == 0` would be implied).
+fn lenient() -> toml::Table {
+    let mut t = toml::Table::new();
+    t.insert("errors".into(), toml::Value::String(">= 0".into()));
+    t
 }
 
 /// A hold measures states, drops, errors and kernel counters, not connect latencies or rates.
@@ -236,8 +247,8 @@ mod tests {
         let text = spec.step_scenario(&base, 1500.0);
         let plan = crate::plan::Plan::from_toml(std::path::Path::new("step.toml"), &text).unwrap();
         let names: Vec<&str> = plan.phases.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["ramp", "close", "cool_down"]);
-        let exprs: Vec<&str> = plan.phases[0].expect.iter().map(|e| e.expr.as_str()).collect();
+        assert_eq!(names, ["warm_up", "ramp", "close", "cool_down"]);
+        let exprs: Vec<&str> = plan.phases[1].expect.iter().map(|e| e.expr.as_str()).collect();
         assert_eq!(exprs, ["errors == 0", "handshake_p99 < 100ms"]);
         assert!(text.contains("rate = 1500.0") && text.contains("count = 300"), "{text}");
     }

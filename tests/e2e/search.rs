@@ -105,11 +105,11 @@ mode = "rate"
 from = 2000
 to = 128000
 factor = 2
-ramp = 4000
+ramp = 3000
 cool_down = "200ms"
 resolution = "25%"
 max_steps = 12
-objectives = { handshake_p99 = "< 200ms", errors = "== 0" }
+objectives = { handshake_p99 = "< 30ms", errors = "== 0" }
 "#,
     );
     let json = dir.path(&format!("{tag}.json"));
@@ -121,7 +121,7 @@ objectives = { handshake_p99 = "< 200ms", errors = "== 0" }
 
 #[test]
 fn search_finds_the_same_connect_rate_twice() {
-    // The limit is where the machine stops keeping a 4,000-connection ramp within 200 ms
+    // The limit is where the machine stops keeping a 3,000-connection ramp within 30 ms
     // of its schedule: the machine's, so it moves with its load. Tolerance: the two
     // answers within a factor of 2 (one step of the climb).
     let dir = TempDir::new("search-rate");
@@ -131,12 +131,10 @@ fn search_finds_the_same_connect_rate_twice() {
     for (code, report) in [(first_code, &first), (second_code, &second)] {
         let verdict = &report["verdict"];
         let kind = verdict["kind"].as_str().unwrap();
-        // A limit, or (a step the generator could not pace: invalid) unknown above the
-        // highest level that held: never a limit taken from sockcap's own.
-        assert!(
-            matches!((kind, code), ("limit", 0) | ("holds_to_top", 0) | ("unknown", 1)),
-            "{kind} exit {code}: {verdict}"
-        );
+        // A limit (the range's top, 128,000/s, is past what this machine paces), or (a
+        // step the generator could not pace: invalid) unknown above the highest level
+        // that held: never a limit taken from sockcap's own.
+        assert!(matches!((kind, code), ("limit", 0) | ("unknown", 1)), "{kind} exit {code}: {verdict}");
         found.push(verdict["holds"].as_f64().expect("a level held"));
         assert!(report["steps"].as_array().unwrap().len() <= 12);
     }
