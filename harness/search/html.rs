@@ -64,7 +64,7 @@ fn chart(report: &SearchReport) -> String {
             y(limit),
             W - PAD,
             y(limit) - 4.0,
-            limit
+            format!("{limit}{}", if fig.latency { " ms" } else { "" })
         );
     }
     for (level, p99, verdict) in &points {
@@ -82,8 +82,14 @@ fn chart(report: &SearchReport) -> String {
             escape(&report.unit)
         );
         if *verdict == "breaks" {
-            let _ =
-                write!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"#d22\">✕ breach</text>", x(*level) + 7.0, cy - 7.0);
+            // Left of a point near the right edge, so the label stays inside.
+            let (dx, anchor) = if x(*level) > W - 2.0 * PAD { (-7.0, "end") } else { (7.0, "start") };
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" fill=\"#d22\">✕ breach</text>",
+                x(*level) + dx,
+                cy - 7.0
+            );
         }
     }
     svg.push_str("</svg>");
@@ -152,7 +158,7 @@ mod tests {
     #[test]
     fn the_knee_chart_draws_the_objective_and_marks_the_breach() {
         let page = render(&report(&["handshake_p99 < 100ms", "errors == 0"]));
-        assert!(page.contains("objective 100") && page.contains("handshake p99 (ms)"), "{page}");
+        assert!(page.contains("objective 100 ms") && page.contains("handshake p99 (ms)"), "{page}");
         assert!(page.contains("class=\"breaks\"") && page.contains("breach") && page.contains("s &lt;1&gt;"));
         // Without a latency objective it plots the errors against their objective.
         let page = render(&report(&["errors == 0"]));

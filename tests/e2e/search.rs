@@ -9,6 +9,10 @@ use serde_json::Value;
 
 use crate::support::{assert_exit, run, Mosquitto, TempDir};
 
+/// The searches that load the machine run one at a time: a rate limit measured while
+/// another search climbs would be that search's, not the target's.
+static LOADS_THE_MACHINE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn search_schema() -> jsonschema::Validator {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/search.schema.json");
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("docs/search.schema.json")).unwrap();
@@ -31,6 +35,7 @@ fn open_fds(pid: u32) -> u64 {
 #[test]
 fn search_finds_the_connections_a_broker_out_of_descriptors_holds() {
     const LIMIT: u64 = 600;
+    let _alone = LOADS_THE_MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let broker = Mosquitto::start_with_nofile("search", "", LIMIT);
     // Each client costs the broker one descriptor: what it can hold is its limit less
     // what it holds idle (listeners, epoll, its log, what it inherited).
@@ -102,14 +107,14 @@ protocol = "mqtt"
 
 [search]
 mode = "rate"
-from = 2000
+from = 4000
 to = 128000
 factor = 2
-ramp = 3000
+ramp = 5000
 cool_down = "200ms"
 resolution = "25%"
 max_steps = 12
-objectives = { handshake_p99 = "< 30ms", errors = "== 0" }
+objectives = { handshake_p99 = "< 50ms", errors = "== 0" }
 "#,
     );
     let json = dir.path(&format!("{tag}.json"));
@@ -121,9 +126,10 @@ objectives = { handshake_p99 = "< 30ms", errors = "== 0" }
 
 #[test]
 fn search_finds_the_same_connect_rate_twice() {
-    // The limit is where the machine stops keeping a 3,000-connection ramp within 30 ms
+    // The limit is where the machine stops keeping a 5,000-connection ramp within 50 ms
     // of its schedule: the machine's, so it moves with its load. Tolerance: the two
     // answers within a factor of 2 (one step of the climb).
+    let _alone = LOADS_THE_MACHINE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = TempDir::new("search-rate");
     let (first_code, first) = rate_search(&dir, "first");
     let (second_code, second) = rate_search(&dir, "second");
