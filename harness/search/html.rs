@@ -60,11 +60,12 @@ fn chart(report: &SearchReport) -> String {
         let _ = write!(
             svg,
             "<line class=\"objective\" x1=\"{PAD}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#c60\" stroke-dasharray=\"6 4\"/>\
-             <text x=\"{1}\" y=\"{2:.1}\" text-anchor=\"end\" fill=\"#c60\">objective {3}</text>",
+             <text x=\"{1}\" y=\"{2:.1}\" text-anchor=\"end\" fill=\"#c60\">objective {3}{4}</text>",
             y(limit),
             W - PAD,
             y(limit) - 4.0,
-            format!("{limit}{}", if fig.latency { " ms" } else { "" })
+            limit,
+            if fig.latency { " ms" } else { "" }
         );
     }
     for (level, p99, verdict) in &points {
