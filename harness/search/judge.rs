@@ -54,14 +54,22 @@ fn invalid_of(value: &serde_json::Value) -> Option<String> {
 /// Judge a step's report.
 pub fn judge(report: &RunReport) -> Judged {
     let value = serde_json::to_value(report).unwrap_or(serde_json::Value::Null);
-    let mut invalid = invalid_of(&value);
-    if invalid.is_none() {
-        let phases = value.get("phases").and_then(|p| p.as_array()).cloned().unwrap_or_default();
-        invalid = phases.iter().find_map(|p| {
+    judge_with(report, invalid_in(&value))
+}
+
+/// The run's `invalid` reason in its JSON value, or a judged phase's.
+fn invalid_in(value: &serde_json::Value) -> Option<String> {
+    invalid_of(value).or_else(|| {
+        let phases = value.get("phases").and_then(|p| p.as_array())?;
+        phases.iter().find_map(|p| {
             let name = p.get("name").and_then(|n| n.as_str()).unwrap_or("");
             invalid_of(p).filter(|_| JUDGED_PHASES.contains(&name)).map(|why| format!("phase {name}: {why}"))
-        });
-    }
+        })
+    })
+}
+
+/// Judge a step's report whose run is invalid for `invalid` (None: valid).
+fn judge_with(report: &RunReport, invalid: Option<String>) -> Judged {
     let judged: Vec<&PhaseReport> = report.phases.iter().filter(|p| JUDGED_PHASES.contains(&p.name.as_str())).collect();
     let objectives: Vec<ExpectationResult> = judged
         .iter()
@@ -117,4 +125,56 @@ fn figures(judged: &[&PhaseReport]) -> StepFigures {
         f.drops += p.drops;
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::test_support::sample_report;
+
+    /// The sample report with its first phase the step's ramp, its objectives as given.
+    fn step(passed: bool, reason: Option<&str>) -> RunReport {
+        let mut report = sample_report();
+        report.phases.truncate(1);
+        let ramp = &mut report.phases[0];
+        ramp.name = "ramp".into();
+        ramp.kind = "connect".into();
+        ramp.expectations = vec![ExpectationResult {
+            expr: "handshake_p99 < 100ms".into(),
+            actual: reason.is_none().then_some(62_000.0),
+            reason: reason.map(str::to_string),
+            unit: "us".into(),
+            passed,
+            implicit: false,
+            deferred: false,
+        }];
+        report
+    }
+
+    #[test]
+    fn a_step_holds_breaks_or_cannot_be_judged() {
+        assert_eq!(judge(&step(true, None)).verdict, StepVerdict::Holds);
+        let broke = judge(&step(false, None));
+        assert_eq!(broke.verdict, StepVerdict::Breaks);
+        assert_eq!(broke.objectives[0].expr, "ramp: handshake_p99 < 100ms");
+        // An objective breached on a run sockcap itself limited is no breach of the target.
+        let invalid = judge_with(&step(false, None), Some("schedule lateness p99 2 s".into()));
+        assert!(
+            matches!(&invalid.verdict, StepVerdict::Unknown(why) if why.contains("sockcap's own limit")),
+            "{invalid:?}"
+        );
+        let mut interrupted = step(false, None);
+        interrupted.outcome = Outcome::Interrupted;
+        assert_eq!(judge(&interrupted).verdict, StepVerdict::Interrupted);
+    }
+
+    #[test]
+    fn invalid_is_read_from_the_run_or_a_judged_phase() {
+        let run = serde_json::json!({ "invalid": "cpu 98 %", "phases": [] });
+        assert_eq!(invalid_in(&run).as_deref(), Some("cpu 98 %"));
+        let phase = serde_json::json!({ "invalid": null, "phases": [
+            { "name": "close", "invalid": "late" }, { "name": "ramp", "invalid": "lateness" } ] });
+        assert_eq!(invalid_in(&phase).as_deref(), Some("phase ramp: lateness"));
+        assert_eq!(invalid_in(&serde_json::json!({ "phases": [{ "name": "ramp" }] })), None);
+    }
 }
