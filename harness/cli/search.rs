@@ -28,7 +28,7 @@ use crate::engine::{self, RunContext, StartGate};
 use crate::plan::{Plan, TargetSpec};
 use crate::preflight;
 use crate::report::write;
-use crate::search::judge::judge;
+use crate::search::judge::{judge, Judged};
 use crate::search::{html, Conclusion, Next, SearchReport, SearchSpec, StepReport, StepVerdict};
 use crate::shard::Shard;
 
@@ -145,8 +145,16 @@ pub fn search(args: SearchArgs) -> Result<u8, Failure> {
             let file = dir.write(index, &spec.step_scenario(&table, level))?;
             let plan = super::setup::load_plan(&file, args.target.as_deref())?;
             let step_started = Instant::now();
-            let run = step(&plan, &file, embedded.as_ref(), nofile, host, &args, shutdown.clone()).await?;
-            let judged = judge(&run);
+            let judged = match step(&plan, &file, embedded.as_ref(), nofile, host, &args, shutdown.clone()).await? {
+                Ok(run) => judge(&run),
+                // This machine cannot run the step (the preflight's budget): sockcap's limit.
+                Err(why) => Judged {
+                    verdict: StepVerdict::Unknown(format!("sockcap cannot run this step here: {why}")),
+                    objectives: Vec::new(),
+                    figures: Default::default(),
+                    invalid: None,
+                },
+            };
             let (verdict, why) = match &judged.verdict {
                 StepVerdict::Holds => ("holds", None),
                 StepVerdict::Breaks => ("breaks", None),
@@ -219,7 +227,8 @@ fn write_outputs(args: &SearchArgs, report: &SearchReport) -> Result<(), Failure
 }
 
 /// One step's run: its plan through the engine, toward the embedded target already
-/// started or the scenario's address.
+/// started or the scenario's address; or why this machine cannot run it (the
+/// preflight's client-side blocker: descriptors, ports, memory).
 async fn step(
     plan: &Plan,
     file: &Path,
@@ -228,7 +237,7 @@ async fn step(
     host: Shard,
     args: &SearchArgs,
     shutdown: CancellationToken,
-) -> Result<crate::report::RunReport, Failure> {
+) -> Result<Result<crate::report::RunReport, String>, Failure> {
     let target = match (embedded, plan.target) {
         (Some(e), _) => e.addr,
         (None, TargetSpec::Addr(addr)) => addr,
@@ -241,7 +250,7 @@ async fn step(
     let budget = preflight::assess(plan, &env);
     if let Some(blocker) = budget.client_blocker() {
         let fix = blocker.fix.as_deref().map(|f| format!("\nFix: {f}")).unwrap_or_default();
-        return Err(Failure::environment(anyhow!("{}: {}{fix}", blocker.name.as_str(), blocker.summary)));
+        return Ok(Err(format!("{}: {}{fix}", blocker.name.as_str(), blocker.summary)));
     }
     let workers = budget.workers;
     let sources = env.sources;
@@ -266,5 +275,6 @@ async fn step(
     let (progress, _) = watch::channel(engine::Progress::default());
     engine::run(plan, ctx, clients, StartGate::Now, shutdown, progress)
         .await
+        .map(Ok)
         .map_err(|e| Failure::environment(anyhow!("{e}")))
 }
