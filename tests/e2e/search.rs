@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{assert_exit, run, Mosquitto, TempDir};
+use crate::support::{assert_exit, run, run_with_nofile, Mosquitto, TempDir};
 
 /// The searches that load the machine run one at a time: a rate limit measured while
 /// another search climbs would be that search's, not the target's.
@@ -169,4 +169,26 @@ fn search_refuses_bad_input_with_exit_2() {
     }
     let out = run(&["search", dir.path("missing.toml").to_str().unwrap()]);
     assert_exit(&out, 2);
+}
+
+#[test]
+fn a_step_sockcap_cannot_run_is_never_the_targets_limit() {
+    // Under 400 descriptors one worker process holds 300 connections: the step at 400
+    // is this machine's limit, so the search says the limit above 200 is unknown (exit 1).
+    let dir = TempDir::new("search-blocked");
+    let scenario = dir.file(
+        "blocked.toml",
+        "name = \"blocked\"\ntarget = \"embedded\"\nprotocol = \"mqtt\"\n[search]\nmode = \"concurrency\"\n\
+         from = 100\nto = 1000\nfactor = 2\nhold = \"200ms\"\ncool_down = \"0s\"\nobjectives = { errors = \"== 0\" }\n",
+    );
+    let json = dir.path("blocked.json");
+    let args = ["search", scenario.to_str().unwrap(), "--workers", "1", "--json", json.to_str().unwrap()];
+    let out = run_with_nofile(&args, 400);
+    assert_exit(&out, 1);
+    let report = read_report(&json);
+    let verdict = &report["verdict"];
+    assert_eq!((verdict["kind"].as_str(), verdict["holds"].as_f64()), (Some("unknown"), Some(200.0)), "{verdict}");
+    let steps = report["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["verdict"] != "breaks"), "{steps:?}");
+    assert!(steps.last().unwrap()["why"].as_str().unwrap().contains("descriptors"), "{steps:?}");
 }
