@@ -163,6 +163,12 @@ mod tests {
             matches!(&invalid.verdict, StepVerdict::Unknown(why) if why.contains("sockcap's own limit")),
             "{invalid:?}"
         );
+        // A figure not observed is no breach either.
+        let mut unobserved = step(false, Some("not observed"));
+        let figure = crate::report::unobserved::latency(crate::expect::LatencyKind::Handshake);
+        unobserved.phases[0].unobserved.mark(figure, "undecodable histogram");
+        let judged = judge(&unobserved);
+        assert!(matches!(&judged.verdict, StepVerdict::Unknown(why) if why.contains("undecodable")), "{judged:?}");
         let mut interrupted = step(false, None);
         interrupted.outcome = Outcome::Interrupted;
         assert_eq!(judge(&interrupted).verdict, StepVerdict::Interrupted);
