@@ -184,7 +184,11 @@ pub fn search(args: SearchArgs) -> Result<u8, Failure> {
             }
         }
         conclusion
-    })?;
+    });
+    // A blocking task left behind (seen once: the process lingered ~200 s after its
+    // verdict) does not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    let conclusion = conclusion?;
     let verdict = crate::search::report::verdict(&conclusion, &report.steps, spec.mode, &report.objectives);
     let _ = console.print(&format!("{}\n", verdict.text));
     report.verdict = Some(verdict);
