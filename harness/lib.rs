@@ -21,6 +21,7 @@ pub mod protocol;
 pub mod rendezvous;
 pub mod report;
 pub mod scenario;
+pub mod search;
 pub mod shard;
 pub mod socket;
 pub mod sources;

@@ -41,6 +41,43 @@ pub struct Scenario {
     /// The phases, run in order.
     #[serde(default, rename = "phase")]
     pub phases: Vec<PhaseSection>,
+    /// `sockcap search`: what to step and the objectives (ignored by `sockcap run`).
+    pub search: Option<SearchSection>,
+}
+
+/// `[search]`: the limit `sockcap search` looks for, how it steps, and the objectives
+/// (checked in `search/spec.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchSection {
+    /// `"rate"` (connects per second) or `"concurrency"` (connections held).
+    pub mode: String,
+    /// The first step's level.
+    pub from: f64,
+    /// The highest level tried.
+    pub to: f64,
+    /// Added to the level at each climbing step (or `factor`).
+    pub step: Option<f64>,
+    /// The level multiplied by this at each climbing step (or `step`).
+    pub factor: Option<f64>,
+    /// Stop bisecting when the last good and first bad levels are this close:
+    /// `"2%"` of the good level, or a number in the level's unit (default `"5%"`).
+    pub resolution: Option<toml::Value>,
+    /// Rate mode: connections in each step's ramp (default 2000).
+    pub ramp: Option<i64>,
+    /// Concurrency mode: how long each step's connections are held (default `"5s"`).
+    pub hold: Option<String>,
+    /// Concurrency mode: the connect rate of each step's climb (default 1000/s).
+    pub rate: Option<f64>,
+    /// Pause between steps, after their connections are closed (default `"2s"`).
+    pub cool_down: Option<String>,
+    /// Handshake timeout of each step's connects (default `"10s"`).
+    pub timeout: Option<String>,
+    /// Steps at most, climbing and bisecting (default 30).
+    pub max_steps: Option<i64>,
+    /// Objectives judged on each step: metric → `"OP VALUE"`, the grammar of a phase's `expect`.
+    #[serde(default)]
+    pub objectives: BTreeMap<String, toml::Value>,
 }
 
 /// `[validity]`: past these, sockcap itself was the bottleneck and the run is invalid.

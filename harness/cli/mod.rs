@@ -16,6 +16,7 @@ mod preflight;
 mod probe_cmd;
 mod progress;
 mod run;
+mod search;
 mod serve;
 mod setup;
 mod shard_args;
@@ -44,6 +45,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario file and report every phase (exit 0 when all expectations hold).
     Run(RunArgs),
+    /// Find the target's limit (connect rate or connections held) against the `[search]`
+    /// objectives, by stepping then bisecting (exit 0 found, 1 the first step breached).
+    Search(search::SearchArgs),
     /// Count TCP sockets by state for a port (a netstat | sort | uniq -c replacement).
     Probe(ProbeArgs),
     /// Run the embedded target on its own.
@@ -65,6 +69,7 @@ pub enum Command {
 pub fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Search(args) => search::search(args),
         Command::Probe(args) => probe_cmd::probe(args),
         Command::Serve(args) => serve::serve(args),
         Command::Compare(args) => compare::compare(args),

@@ -250,7 +250,7 @@ pub fn run(args: RunArgs) -> Result<u8, Failure> {
 
 /// Starts the embedded target with at least as many processes as the peak needs to
 /// stay under each one's descriptor limit (`workers`, from the preflight assessment).
-async fn start_embedded(plan: &Plan, workers: u32) -> Result<(EmbeddedTarget, ServeOptions), Failure> {
+pub(super) async fn start_embedded(plan: &Plan, workers: u32) -> Result<(EmbeddedTarget, ServeOptions), Failure> {
     // In a private namespace the well-known port is free, and outside the ephemeral range.
     let port = if plan.netns.is_some() { 1883 } else { crate::embedded::quiet_port() };
     let embedded = &plan.embedded;

@@ -36,7 +36,7 @@ const LAYERS: &[&[&str]] = &[
     &["plan", "rendezvous"],
     &["report", "netns"],
     &["engine", "embedded"],
-    &["preflight", "metrics"],
+    &["preflight", "metrics", "search"],
     &["cli"],
     &["main"],
 ];

@@ -21,6 +21,7 @@ mod report_outputs;
 mod scenario_bounds;
 mod scenario_workers;
 mod scenarios;
+mod search;
 mod serve_workers;
 mod shards;
 mod source_ports;
