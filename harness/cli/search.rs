@@ -242,6 +242,15 @@ async fn step(
     args: &SearchArgs,
     shutdown: CancellationToken,
 ) -> Result<Result<crate::report::RunReport, String>, Failure> {
+    // TLS toward the embedded target trusts the certificate it made (as `sockcap run`).
+    let tls_ca = embedded.and_then(|e| e.tls_ca.clone());
+    let mut trusting = None;
+    if let Some(ca) = &tls_ca {
+        let mut p = plan.clone();
+        p.transport.trust_embedded_ca(ca).map_err(Failure::bad_input)?;
+        trusting = Some(p);
+    }
+    let plan = trusting.as_ref().unwrap_or(plan);
     let target = match (embedded, plan.target) {
         (Some(e), _) => e.addr,
         (None, TargetSpec::Addr(addr)) => addr,
@@ -263,7 +272,12 @@ async fn step(
         let ctx = WorkerContext { target, sources: sources.clone(), shard: host, hosts: host.count };
         WorkerSet::in_process(Arc::new(plan.clone()), ctx)
     } else {
-        let scenario = worker_set::Scenario { path: file, sha256: &sha256, embedded: embedded.is_some() };
+        let scenario = worker_set::Scenario {
+            path: file,
+            sha256: &sha256,
+            embedded: embedded.is_some(),
+            tls_ca: tls_ca.as_deref(),
+        };
         WorkerSet::processes(&scenario, target, &sources, host, workers as u32).map_err(Failure::environment)?
     };
     let ctx = RunContext {
