@@ -41,9 +41,11 @@ fn assert_measured(report: &Value) {
     let rss = target["rss_bytes"].as_u64().unwrap();
     let per_conn = target["rss_per_conn_bytes"].as_u64().unwrap();
     assert!(rss > 1 << 20 && per_conn == rss / CLIENTS, "{target}");
-    // Accepting 500 clients takes the target some CPU; holding them, little.
+    // The ramp's CPU was read (a number, never left out): /proc counts it in clock ticks
+    // of 10 ms, and mosquitto can accept 500 clients in less than one (CI saw 0.0).
     let ramp = &phase(report, "ramp")["target"];
-    assert!(ramp["cpu_seconds"].as_f64().unwrap() > 0.0 && ramp["cpu_percent"].as_f64().unwrap() > 0.0, "{ramp}");
+    let cpu = (ramp["cpu_seconds"].as_f64(), ramp["cpu_percent"].as_f64());
+    assert!(cpu.0.is_some_and(|s| s >= 0.0) && cpu.1.is_some_and(|p| p >= 0.0), "{ramp}");
     for side in ["client", "server"] {
         let memory = &held["kernel_memory"][side];
         assert!(memory["sockets"].as_u64().unwrap() >= CLIENTS, "{side}: {memory}");

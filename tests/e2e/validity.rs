@@ -83,7 +83,8 @@ expect = { lateness_p99 = "< 1s", "sockcap.cpu" = "< 90%" }
     let ramp = phase(&report, "ramp");
     assert_eq!(ramp["latency_us"]["lateness"]["count"], 200);
     let generator = &ramp["generator"];
-    assert!(generator["cpu_seconds"].as_f64().unwrap() > 0.0, "{generator}");
+    // Read, in 10 ms clock ticks (a fast runner may spend less than one on this ramp).
+    assert!(generator["cpu_seconds"].as_f64().is_some_and(|s| s >= 0.0), "{generator}");
     assert_eq!(generator["ports_in_use"], 200, "{generator}");
     assert!(generator["port_budget"].as_u64().unwrap() >= 200, "{generator}");
     assert!(ramp["expectations"].as_array().unwrap().iter().all(|e| e["actual"].is_number()), "{ramp}");
