@@ -16,6 +16,10 @@
 #
 #   bench/tls.sh                     (builds --release; N=10000, RATE=1000)
 #   N=5000 RATE=1000 RESUMPTION=true bench/tls.sh
+#   TARGET=mosquitto TRANSPORTS="tcp tls" bench/tls.sh
+#                                    (a mosquitto this script starts on free loopback ports,
+#                                    with a TLS listener whose CA and certificate openssl makes
+#                                    here; Debian's mosquitto has no WebSocket: no ws/wss)
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-10000}
@@ -23,16 +27,48 @@ RATE=${RATE:-1000}
 HOLD=${HOLD:-10s}
 RESUMPTION=${RESUMPTION:-false}
 TRANSPORTS=${TRANSPORTS:-"tcp tls wss"}
+TARGET=${TARGET:-embedded}
 cargo build --release -q
 BIN=${CARGO_TARGET_DIR:-target}/release/sockcap
 WORK=$(mktemp -d)
 RUN_PID=""
+MOSQ_PID=""
 cleanup() {
     if [ -n "$RUN_PID" ]; then kill "$RUN_PID" 2>/dev/null || true; fi
+    if [ -n "$MOSQ_PID" ]; then kill "$MOSQ_PID" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 TICK=$(getconf CLK_TCK)
+
+# mosquitto: a CA and a certificate for 127.0.0.1 (openssl), a plain and a TLS listener on
+# free ports, descriptors up to the hard limit; started anew for each transport.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [ "$TARGET" = mosquitto ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+        -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+        -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\n' > "$WORK/san.ext"
+    openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+        -days 2 -extfile "$WORK/san.ext" -out "$WORK/server.pem" 2>/dev/null
+    # mosquitto started by root drops to its own user, which must read them.
+    chmod a+rx "$WORK"
+    chmod a+r "$WORK"/ca.pem "$WORK"/server.pem "$WORK"/server.key
+    PLAIN_PORT=$(free_port)
+    TLS_PORT=$(free_port)
+    cat > "$WORK/mosquitto.conf" <<CONF
+persistence false
+max_connections -1
+listener $PLAIN_PORT 127.0.0.1
+allow_anonymous true
+listener $TLS_PORT 127.0.0.1
+allow_anonymous true
+cafile $WORK/ca.pem
+certfile $WORK/server.pem
+keyfile $WORK/server.key
+CONF
+fi
 
 scenario() {
     tls=""
@@ -42,9 +78,19 @@ scenario() {
 resumption = $RESUMPTION" ;;
         ws) tls="transport = \"ws\"" ;;
     esac
+    target="embedded"
+    if [ "$TARGET" = mosquitto ]; then
+        case $1 in
+            tcp) target="127.0.0.1:$PLAIN_PORT" ;;
+            tls) target="127.0.0.1:$TLS_PORT"
+                 tls="$tls
+ca = \"$WORK/ca.pem\"" ;;
+            *) echo "mosquitto has no WebSocket listener: TRANSPORTS may hold tcp and tls" >&2; exit 2 ;;
+        esac
+    fi
     cat <<TOML
 name = "bench: $N MQTT connections over $1"
-target = "embedded"
+target = "$target"
 protocol = "mqtt"
 sample_every = "5s"
 $tls
@@ -75,19 +121,32 @@ established() { ss -Htan state established "( dport = :$port )" | wc -l; }
 run_once() {
     t=$1
     scenario "$t" > "$WORK/$t.toml"
+    if [ "$TARGET" = mosquitto ]; then
+        if [ -n "$MOSQ_PID" ]; then kill "$MOSQ_PID"; wait "$MOSQ_PID" 2>/dev/null || true; fi
+        prlimit --nofile="$(ulimit -Hn)" mosquitto -c "$WORK/mosquitto.conf" > "$WORK/mosquitto.log" 2>&1 &
+        MOSQ_PID=$!
+        port=$PLAIN_PORT
+        [ "$t" = tls ] && port=$TLS_PORT
+        until ss -Htln "( sport = :$port )" | grep -q .; do
+            kill -0 "$MOSQ_PID" 2>/dev/null || { cat "$WORK/mosquitto.log"; exit 1; }
+            sleep 0.05
+        done
+    fi
     "$BIN" run "$WORK/$t.toml" --workers 1 --quiet --json "$WORK/$t.json" > "$WORK/$t.txt" 2>&1 &
     RUN_PID=$!
-    serve=""
+    serve=$MOSQ_PID
     until [ -n "$serve" ]; do
         for c in $(children "$RUN_PID"); do [ "$(command_of "$c")" = serve ] && serve=$c; done
         kill -0 "$RUN_PID" 2>/dev/null || { cat "$WORK/$t.txt"; exit 1; }
         sleep 0.05
     done
-    port=""
-    until [ -n "$port" ]; do
-        port=$(ss -Htlnp | awk -v pid="pid=$serve," 'index($0, pid) { n = split($4, a, ":"); print a[n]; exit }')
-        sleep 0.05
-    done
+    if [ "$TARGET" != mosquitto ]; then
+        port=""
+        until [ -n "$port" ]; do
+            port=$(ss -Htlnp | awk -v pid="pid=$serve," 'index($0, pid) { n = split($4, a, ":"); print a[n]; exit }')
+            sleep 0.05
+        done
+    fi
     sleep 2
     idle="$(rss_kib "$RUN_PID") $(rss_kib "$serve") $(cpu_ticks "$RUN_PID") $(cpu_ticks "$serve")"
     # All N up, or (an overloaded run connects fewer: the report says how many) the count
