@@ -76,6 +76,39 @@ pub enum LatencyKind {
     Delivery,
 }
 
+impl LatencyKind {
+    pub const ALL: [LatencyKind; 11] = [
+        LatencyKind::Connect,
+        LatencyKind::Tls,
+        LatencyKind::Ws,
+        LatencyKind::Handshake,
+        LatencyKind::Close,
+        LatencyKind::Recovery,
+        LatencyKind::Lateness,
+        LatencyKind::Suback,
+        LatencyKind::Puback,
+        LatencyKind::Pubcomp,
+        LatencyKind::Delivery,
+    ];
+
+    /// Its name in expectations (`connect_p99`) and reports.
+    pub fn key(self) -> &'static str {
+        match self {
+            LatencyKind::Connect => "connect",
+            LatencyKind::Tls => "tls",
+            LatencyKind::Ws => "ws",
+            LatencyKind::Handshake => "handshake",
+            LatencyKind::Close => "close",
+            LatencyKind::Recovery => "recovery",
+            LatencyKind::Lateness => "lateness",
+            LatencyKind::Suback => "suback",
+            LatencyKind::Puback => "puback",
+            LatencyKind::Pubcomp => "pubcomp",
+            LatencyKind::Delivery => "delivery",
+        }
+    }
+}
+
 /// A message figure of a phase (`messages.*` in the report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageFigure {
@@ -242,20 +275,7 @@ impl Metric {
             _ => {}
         }
         if let Some((which, pct)) = name.rsplit_once('_') {
-            let kind = match which {
-                "connect" => Some(LatencyKind::Connect),
-                "handshake" => Some(LatencyKind::Handshake),
-                "tls" => Some(LatencyKind::Tls),
-                "ws" => Some(LatencyKind::Ws),
-                "close" => Some(LatencyKind::Close),
-                "recovery" => Some(LatencyKind::Recovery),
-                "lateness" => Some(LatencyKind::Lateness),
-                "suback" => Some(LatencyKind::Suback),
-                "puback" => Some(LatencyKind::Puback),
-                "pubcomp" => Some(LatencyKind::Pubcomp),
-                "delivery" => Some(LatencyKind::Delivery),
-                _ => None,
-            };
+            let kind = LatencyKind::ALL.into_iter().find(|k| k.key() == which);
             let pct = match pct {
                 "p50" => Some(Percentile::P50),
                 "p90" => Some(Percentile::P90),

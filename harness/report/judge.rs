@@ -92,7 +92,7 @@ impl Metric {
                 "no server-side census: the target does not listen on this machine".to_string()
             }
             Metric::Latency(LatencyKind::Recovery, _) | Metric::PeakReconnectRate => no_recovery(phase),
-            Metric::Latency(kind, _) => format!("no {} latency was measured in this phase", kind_name(*kind)),
+            Metric::Latency(kind, _) => format!("no {} latency was measured in this phase", kind.key()),
             Metric::Target(TargetFigure::RssPerConn) if phase.target.is_some() => {
                 "the target held no connection when the phase ended: no RSS per connection".to_string()
             }
@@ -120,22 +120,6 @@ fn no_recovery(phase: &PhaseReport) -> String {
             "{} lost connections were still down when the phase ended: the longest recovery is unknown",
             still_down(phase)
         ),
-    }
-}
-
-fn kind_name(kind: LatencyKind) -> &'static str {
-    match kind {
-        LatencyKind::Connect => "connect",
-        LatencyKind::Handshake => "handshake",
-        LatencyKind::Tls => "tls",
-        LatencyKind::Ws => "ws",
-        LatencyKind::Close => "close",
-        LatencyKind::Recovery => "recovery",
-        LatencyKind::Lateness => "lateness",
-        LatencyKind::Suback => "suback",
-        LatencyKind::Puback => "puback",
-        LatencyKind::Pubcomp => "pubcomp",
-        LatencyKind::Delivery => "delivery",
     }
 }
 

@@ -4,7 +4,7 @@
 use probe::TcpState;
 
 use super::limits::Allowance;
-use crate::expect::{LatencyKind, MessageFigure, Metric, Percentile, Side, TargetFigure};
+use crate::expect::{MessageFigure, Metric, Percentile, Side, TargetFigure};
 
 /// Which direction of change is a regression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,19 +135,7 @@ pub fn metric_name(metric: &Metric) -> String {
         Metric::State(Side::Client, s) => s.key().to_string(),
         Metric::State(Side::Server, s) => format!("server.{}", s.key()),
         Metric::Latency(kind, pct) => {
-            let kind = match kind {
-                LatencyKind::Connect => "connect",
-                LatencyKind::Handshake => "handshake",
-                LatencyKind::Tls => "tls",
-                LatencyKind::Ws => "ws",
-                LatencyKind::Close => "close",
-                LatencyKind::Recovery => "recovery",
-                LatencyKind::Lateness => "lateness",
-                LatencyKind::Suback => "suback",
-                LatencyKind::Puback => "puback",
-                LatencyKind::Pubcomp => "pubcomp",
-                LatencyKind::Delivery => "delivery",
-            };
+            let kind = kind.key();
             let pct = match pct {
                 Percentile::P50 => "p50",
                 Percentile::P90 => "p90",
