@@ -174,6 +174,22 @@ pub fn encode_subscribe(id: u16, filter: &str, qos: u8, v5: bool, out: &mut Vec<
 
 /// Appends a PUBLISH of `payload_len` bytes whose payload starts with `stamp` (the rest zeros).
 pub fn encode_publish(topic: &str, qos: u8, id: u16, v5: bool, stamp: &Stamp, payload_len: usize, out: &mut Vec<u8>) {
+    publish_header(topic, qos, id, v5, payload_len, out);
+    let at = out.len();
+    out.resize(at + payload_len.max(STAMP_LEN), 0);
+    stamp.write(&mut out[at..]);
+    out.truncate(at + payload_len);
+}
+
+/// Appends a PUBLISH of `payload` as it is (a broker forwarding a message).
+pub fn encode_forward(topic: &str, qos: u8, id: u16, v5: bool, payload: &[u8], out: &mut Vec<u8>) {
+    publish_header(topic, qos, id, v5, payload.len(), out);
+    out.extend_from_slice(payload);
+}
+
+/// A PUBLISH up to its payload of `payload_len` bytes: fixed header, topic, the packet
+/// identifier (QoS 1 and 2), and an empty property list (MQTT 5).
+fn publish_header(topic: &str, qos: u8, id: u16, v5: bool, payload_len: usize, out: &mut Vec<u8>) {
     let id_len = if qos > 0 { 2 } else { 0 };
     out.push(0x30 | (qos << 1));
     encode_remaining_length(2 + topic.len() + id_len + usize::from(v5) + payload_len, out);
@@ -185,26 +201,6 @@ pub fn encode_publish(topic: &str, qos: u8, id: u16, v5: bool, stamp: &Stamp, pa
     if v5 {
         out.push(0);
     }
-    let at = out.len();
-    out.resize(at + payload_len.max(STAMP_LEN), 0);
-    stamp.write(&mut out[at..]);
-    out.truncate(at + payload_len);
-}
-
-/// Appends a PUBLISH of `payload` as it is (a broker forwarding a message).
-pub fn encode_forward(topic: &str, qos: u8, id: u16, v5: bool, payload: &[u8], out: &mut Vec<u8>) {
-    let id_len = if qos > 0 { 2 } else { 0 };
-    out.push(0x30 | (qos << 1));
-    encode_remaining_length(2 + topic.len() + id_len + usize::from(v5) + payload.len(), out);
-    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
-    out.extend_from_slice(topic.as_bytes());
-    if qos > 0 {
-        out.extend_from_slice(&id.to_be_bytes());
-    }
-    if v5 {
-        out.push(0);
-    }
-    out.extend_from_slice(payload);
 }
 
 /// An acknowledgement of two bytes' identifier: PUBACK (4), PUBREC (5), PUBREL (6), PUBCOMP (7).
